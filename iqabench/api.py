@@ -1,0 +1,172 @@
+"""The contracts between the engine and the plugins.
+
+A method sees samples (decoded images and their labels) and returns one float per image.
+It never reads files, computes correlations or writes results: the runner does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal, Sequence
+
+import pydantic
+
+Kind = Literal["zero-shot", "trainable", "classic"]
+
+
+@dataclasses.dataclass
+class Sample:
+    """One image of a dataset, decoded by the engine.
+
+    `image` is an RGB `PIL.Image.Image`; `label` is the dataset's raw score (MOS or DMOS, as
+    published); `ref` names the pristine reference for synthetic-distortion sets.
+    """
+
+    id: str
+    image: Any
+    label: float | None = None
+    ref: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodInfo:
+    """What `iqabench list methods` shows and what the runner records."""
+
+    kind: Kind
+    description: str
+    higher_better: bool = True
+    score_range: tuple[float, float] | None = None
+    needs_weights: str | None = None  # what must be on disk, if anything
+    needs_gpu: bool = False  # True when CPU use is impractical, not impossible
+    extra: str | None = None  # the pip extra that brings its dependencies
+
+
+class Options(pydantic.BaseModel):
+    """Base for method options: a typo in an option name fails loudly."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class Method:
+    """A scorer of images. Subclasses set `name`, `info` and `Options`, and implement `score`."""
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    info: ClassVar[MethodInfo]
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Options | None = None, device: str = "cpu", batch_size: int = 1):
+        self.options = options if options is not None else self.Options()
+        self.device = device
+        self.batch_size = batch_size
+
+    @classmethod
+    def check_available(cls, options: Options | None = None) -> str | None:
+        """Return why the method cannot run here, or None when it can. Must be cheap."""
+        return None
+
+    # Set by the engine before setup(): the dataset card being scored and a cache folder for
+    # expensive intermediate results keyed by the method itself (e.g. segmentation masks).
+    card: Any = None
+    cache_dir: Path | None = None
+
+    def setup(self) -> None:
+        """Build models. Called once, only when there is something left to score."""
+
+    def prepare(self, source: "SampleSource") -> None:
+        """Optional pass over every image of the part being scored, before any `score` call
+        (e.g. a dataset-wide statistic). Must be resumable through `cache_dir`."""
+
+    def score(self, samples: Sequence[Sample]) -> Sequence[float]:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release what setup() started (worker processes, GPU memory). Always called."""
+
+    @classmethod
+    def contract_options(cls, workdir: Path) -> dict[str, Any] | None:
+        """Options that make this method run offline for the contract test (e.g. pointing at a
+        tiny random model it builds in `workdir`), or None when it cannot run offline at all."""
+        return {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the scores; stored in the manifest and in the run's key."""
+        return {"method": self.name, "options": self.options.model_dump(mode="json")}
+
+    def runtime_stats(self) -> dict[str, Any]:
+        """Method-specific counters to record with the metrics (e.g. judge calls)."""
+        return {}
+
+    def sample_extras(self, sample_id: str) -> dict[str, Any]:
+        """Per-image details to store beside the score (e.g. mask count). Popped once read."""
+        return {}
+
+
+Progress = Callable[[str, float | None], None]
+
+
+class TrainableMethod(Method):
+    """A method with a training stage: fit on train, select on val, save, load."""
+
+    @classmethod
+    def checkpoint_files(cls) -> tuple[str, ...]:
+        return ("checkpoint.safetensors", "checkpoint.json")
+
+    def fit(self, train: "SampleSource", val: "SampleSource", workdir: Path, seed: int) -> dict[str, Any]:
+        """Train, resuming from `workdir` when it holds a partial state; leave the selected
+        checkpoint in `workdir`. Returns a summary (e.g. best val SRCC, epochs run)."""
+        raise NotImplementedError
+
+    def load_checkpoint(self, workdir: Path) -> None:
+        raise NotImplementedError
+
+
+class SampleSource:
+    """A sized, re-iterable collection of samples, decoded lazily by the engine.
+
+    `batches(size, shuffle_seed)` yields lists of samples; undecodable images are reported to
+    `on_failure(id, reason)` and left out of the batch, so a trainer never sees them.
+    """
+
+    def __init__(self, ids: Sequence[str], load: Callable[[str], Sample], on_failure: Callable[[str, str], None] | None = None):
+        self.ids = list(ids)
+        self._load = load
+        self._on_failure = on_failure
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, sample_id: str) -> Sample | None:
+        try:
+            return self._load(sample_id)
+        except Exception as exc:  # noqa: BLE001 - recorded, never silent
+            if self._on_failure is None:
+                raise
+            self._on_failure(sample_id, f"{type(exc).__name__}: {exc}")
+            return None
+
+    def batches(self, size: int, shuffle_seed: int | None = None):
+        import random
+
+        order = list(self.ids)
+        if shuffle_seed is not None:
+            random.Random(shuffle_seed).shuffle(order)
+        batch: list[Sample] = []
+        for sid in order:
+            sample = self.load(sid)
+            if sample is None:
+                continue
+            batch.append(sample)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """A short hash of a JSON-able object, independent of key order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

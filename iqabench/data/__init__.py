@@ -1,0 +1,1 @@
+"""Datasets: cards, official release layouts, splits, image decoding, the embedded set."""

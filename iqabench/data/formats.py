@@ -1,0 +1,173 @@
+"""Small readers for the file formats dataset releases ship their scores in.
+
+Each reader raises IqaError naming the file and the problem (missing file, wrong encoding,
+missing columns or variables listed), so a card's `read` can stay a few lines long.
+
+Encoding policy for text files: UTF-8 (a leading byte-order mark is accepted). Anything else is
+refused rather than guessed: decoding with the wrong code page silently changes image names,
+and a changed name is a missing image later. The error says how to fix the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from iqabench.errors import IqaError
+
+HEADER_SEARCH_ROWS = 20  # spreadsheets sometimes start their table below a title
+
+
+def read_csv(path: Path, required: Iterable[str] = (), **kwargs) -> pd.DataFrame:
+    """A UTF-8 csv file as a DataFrame; `required` columns must be present."""
+    path = _existing(path)
+    try:
+        table = pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+    except UnicodeDecodeError as exc:
+        raise IqaError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                       "re-save the file as UTF-8") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise IqaError(f"{path}: empty file") from exc
+    except pd.errors.ParserError as exc:
+        raise IqaError(f"{path}: not a valid csv file ({_first_line(exc)})") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    return require_columns(table, required, path)
+
+
+def read_xlsx(path: Path, required: Sequence[str], sheet: str | int = 0) -> pd.DataFrame:
+    """One sheet of an Excel workbook; the header is the first row holding every `required` column
+    (leading empty rows and columns are dropped, as some releases start their table at B2)."""
+    path = _existing(path)
+    try:
+        import openpyxl  # noqa: F401  (pandas needs it for xlsx; say so plainly if absent)
+    except ImportError as exc:
+        raise IqaError(f"{path}: reading .xlsx needs openpyxl (pip install openpyxl)") from exc
+    from zipfile import BadZipFile
+
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        workbook = pd.ExcelFile(path, engine="openpyxl")
+    except (BadZipFile, InvalidFileException, ValueError, OSError, KeyError) as exc:
+        raise IqaError(f"{path}: not a readable .xlsx workbook ({_first_line(exc)})") from exc
+    with workbook:
+        if isinstance(sheet, str) and sheet not in workbook.sheet_names:
+            raise IqaError(f"{path}: no sheet {sheet!r}; sheets: {', '.join(workbook.sheet_names)}")
+        raw = pd.read_excel(workbook, sheet_name=sheet, header=None)
+    raw = raw.dropna(how="all").dropna(axis=1, how="all")
+    wanted = set(required)
+    for pos in range(min(HEADER_SEARCH_ROWS, len(raw))):
+        cells = [str(v).strip() for v in raw.iloc[pos]]
+        if wanted <= set(cells):
+            table = raw.iloc[pos + 1:].copy()
+            table.columns = cells
+            return table.reset_index(drop=True)
+    first = [str(v).strip() for v in raw.iloc[0]] if len(raw) else []
+    missing = sorted(wanted - set(first))
+    raise IqaError(f"{path}: sheet {sheet!r} has no header row with column(s) {', '.join(missing)} "
+                   f"(first row: {', '.join(first) or 'none'})")
+
+
+def read_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
+    """Named variables of a MATLAB .mat file (formats v4 to v7).
+
+    v7.3 files are HDF5 containers that scipy cannot read; they are refused with the fix
+    (re-save with `save(..., '-v7')`) rather than read through an extra dependency."""
+    path = _existing(path)
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        content = loadmat(path, variable_names=list(variables))
+    except NotImplementedError as exc:  # scipy's answer to v7.3 (HDF5) files
+        raise IqaError(f"{path}: MATLAB v7.3 (HDF5) file, which is not supported; "
+                       "re-save it in MATLAB with save(file, '-v7')") from exc
+    except (MatReadError, ValueError, OSError, TypeError) as exc:
+        raise IqaError(f"{path}: not a readable .mat file ({_first_line(exc)})") from exc
+    missing = [v for v in variables if v not in content]
+    if missing:
+        try:
+            from scipy.io import whosmat
+            present = [name for name, _, _ in whosmat(path)]
+        except (MatReadError, ValueError, OSError):
+            present = []
+        raise IqaError(f"{path}: missing variable(s) {', '.join(missing)}; "
+                       f"the file holds {', '.join(present) or 'none'}")
+    return {v: content[v] for v in variables}
+
+
+def mat_strings(array: np.ndarray, path: Path, variable: str) -> list[str]:
+    """A MATLAB cell array of strings (any shape) as a flat list, in MATLAB's column order."""
+    out = []
+    for cell in np.asarray(array, dtype=object).ravel(order="F"):
+        value = cell
+        while isinstance(value, np.ndarray):  # cells arrive as nested 1x1 arrays
+            if value.size != 1:
+                break
+            value = value.ravel()[0]
+        if isinstance(value, np.ndarray) or not isinstance(value, str):
+            raise IqaError(f"{path}: variable {variable!r} is not a cell array of strings")
+        out.append(value.strip())
+    return out
+
+
+def mat_numbers(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
+    """A MATLAB numeric vector (row or column) as a flat float array."""
+    arr = np.asarray(array)
+    if arr.dtype.kind not in "biuf" or (arr.ndim == 2 and min(arr.shape) > 1):
+        raise IqaError(f"{path}: variable {variable!r} is not a numeric vector (shape {arr.shape}, {arr.dtype})")
+    return arr.astype(float).ravel(order="F")
+
+
+def read_whitespace_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
+    """A text file with one record per line, fields separated by spaces or tabs (e.g. TID2013's
+    `mos_with_names.txt`: `5.51429 i01_01_1.bmp`). Blank lines are skipped."""
+    path = _existing(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IqaError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                       "re-save the file as UTF-8") from exc
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(columns):
+            raise IqaError(f"{path}: line {number} has {len(fields)} field(s), expected {len(columns)} "
+                           f"({' '.join(columns)}): {line.strip()[:80]!r}")
+        rows.append(fields)
+    if not rows:
+        raise IqaError(f"{path}: empty file")
+    table = pd.DataFrame(rows, columns=list(columns))
+    for column in numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise IqaError(f"{path}: {column} {table[column].iloc[first]!r} is not a number "
+                           f"(record {first + 1})")
+        table[column] = values
+    return table
+
+
+def require_columns(table: pd.DataFrame, required: Iterable[str], path: Path) -> pd.DataFrame:
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise IqaError(f"{path}: missing column(s) {', '.join(missing)}; "
+                       f"found {', '.join(map(str, table.columns)) or 'none'}")
+    return table
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise IqaError(f"{path}: file not found")
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,151 @@
+"""BRISQUE features + an RBF support-vector regressor trained on the train split.
+
+The classic trainable baseline that runs offline. Hyper-parameters (C, gamma) are chosen on
+the val split by (SRCC + PLCC) / 2. The fitted regressor is stored as tensors (support vectors,
+dual coefficients, intercept, feature scaling) in safetensors and evaluated by this module,
+so loading a checkpoint never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from iqabench.api import MethodInfo, Options, Sample, TrainableMethod
+from iqabench.errors import IqaError
+
+
+class BrisqueSVROptions(Options):
+    c_grid: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
+    gamma_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    epsilon: float = 0.05
+
+
+class BrisqueSVR(TrainableMethod):
+    name = "brisque-svr"
+    info = MethodInfo(kind="trainable", description="BRISQUE features + RBF SVR fitted on the train split",
+                      higher_better=True, needs_weights=None, extra="classic")
+    Options = BrisqueSVROptions
+
+    @classmethod
+    def check_available(cls, options=None) -> str | None:
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            return "scikit-learn is not installed (pip install 'iqabench[classic]')"
+        return None
+
+    @classmethod
+    def checkpoint_files(cls) -> tuple[str, ...]:
+        return ("svr.safetensors", "svr.json")
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, train, val, workdir: Path, seed: int) -> dict:
+        import numpy as np
+        from sklearn.svm import SVR
+
+        from iqabench.metrics import selection_score
+
+        x_tr, y_tr = self._features(train, Path(workdir) / "features.train.jsonl")
+        x_va, y_va = self._features(val, Path(workdir) / "features.val.jsonl")
+        if len(x_tr) < 3:
+            raise IqaError(f"{workdir}: fewer than 3 usable training images")
+        lo, hi = x_tr.min(axis=0), x_tr.max(axis=0)
+        scale = lambda x: 2.0 * (x - lo) / np.where(hi > lo, hi - lo, 1.0) - 1.0  # noqa: E731
+        history, best = [], None
+        for c in self.options.c_grid:
+            for g in self.options.gamma_grid:
+                svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
+                crit = selection_score(svr.predict(scale(x_va)), y_va) if len(x_va) else -float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
+                history.append({"C": c, "gamma": g, "val_selection": crit})
+                if best is None or crit > best[0]:
+                    best = (crit, c, g, svr)
+        crit, c, g, svr = best
+        self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon,
+                                                 "val_selection": crit, "n_train": len(x_tr), "n_val": len(x_va)})
+        self._model = self._load(Path(workdir))
+        return {"selected": {"C": c, "gamma": g}, "val_selection_(srcc+plcc)/2": crit, "grid": history,
+                "n_train": int(len(x_tr)), "n_val": int(len(x_va))}
+
+    def _features(self, source, cache: Path):
+        """Features of every image, appended to a cache file as computed so a killed fit resumes."""
+        import numpy as np
+
+        from iqabench.models.brisque_features import brisque_features
+
+        from iqabench.store import RunStore
+
+        done: dict[str, list[float]] = {}
+        if cache.exists():
+            RunStore._drop_torn_tail(cache)  # a kill mid-write leaves a partial last line
+            for line in cache.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line from a kill
+                done[rec["id"]] = rec
+        with open(cache, "a") as fh:
+            for sid in source.ids:
+                if sid in done:
+                    continue
+                sample = source.load(sid)
+                if sample is None:
+                    continue
+                try:
+                    feats = brisque_features(sample.image).tolist()
+                except ValueError as exc:
+                    source._on_failure(sid, f"features: {exc}") if source._on_failure else None
+                    continue
+                rec = {"id": sid, "x": feats, "y": self._target(sample.label)}
+                done[sid] = rec
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+        rows = [done[i] for i in source.ids if i in done]
+        return np.array([r["x"] for r in rows]).reshape(-1, 36), np.array([r["y"] for r in rows], dtype=np.float64)
+
+    def _target(self, label: float) -> float:
+        """Labels oriented so that higher is better and scaled to about [0, 1]."""
+        lo, hi = self.card.score_range
+        value = (label - lo) / (hi - lo)
+        return value if self.card.higher_better else 1.0 - value
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def _save(self, workdir: Path, svr, lo, hi, config: dict) -> None:
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        tensors = {"support_vectors": np.ascontiguousarray(svr.support_vectors_, dtype=np.float64),
+                   "dual_coef": np.ascontiguousarray(svr.dual_coef_.ravel(), dtype=np.float64),
+                   "intercept": np.asarray(svr.intercept_, dtype=np.float64),
+                   "feature_min": np.asarray(lo, dtype=np.float64), "feature_max": np.asarray(hi, dtype=np.float64)}
+        save_file(tensors, str(workdir / "svr.safetensors.tmp"))
+        (workdir / "svr.safetensors.tmp").replace(workdir / "svr.safetensors")
+        (workdir / "svr.json").write_text(json.dumps(config, indent=1))
+
+    def _load(self, workdir: Path) -> dict:
+        from safetensors.numpy import load_file
+
+        model = dict(load_file(str(workdir / "svr.safetensors")))
+        model["gamma"] = float(json.loads((workdir / "svr.json").read_text())["gamma"])
+        return model
+
+    def load_checkpoint(self, workdir: Path) -> None:
+        self._model = self._load(Path(workdir))
+
+    # -- scoring ---------------------------------------------------------------------------
+    def predict_features(self, x):
+        import numpy as np
+
+        m = self._model
+        span = np.where(m["feature_max"] > m["feature_min"], m["feature_max"] - m["feature_min"], 1.0)
+        z = 2.0 * (np.atleast_2d(x) - m["feature_min"]) / span - 1.0
+        sq = ((z[:, None, :] - m["support_vectors"][None, :, :]) ** 2).sum(-1)
+        return np.exp(-m["gamma"] * sq) @ m["dual_coef"] + m["intercept"][0]
+
+    def score(self, samples: Sequence[Sample]) -> list[float]:
+        import numpy as np
+
+        from iqabench.models.brisque_features import brisque_features
+
+        feats = np.stack([brisque_features(s.image) for s in samples])
+        return [float(v) for v in self.predict_features(feats)]

@@ -1,0 +1,261 @@
+"""`dog-iqa`: standard-guided zero-shot mix-grained IQA (seed 004).
+
+SAM2 automatic masks -> Algorithm 1 (drop small masks, bounding-box crops of the original
+pixels, one mask for the uncovered area) -> an MLLM judge answers 1..K against a word standard
+for the whole image and every crop -> final = (s_global + s_local)/2 + c*K/c_max.
+
+`prepare(source)` segments every image of the part first (masks cached on disk under
+`cache_dir`, keyed by dataset, image id and segmenter fingerprint, so another judge reuses
+them) and takes c_max, the dataset's largest mask count; `score` then judges global views and
+crops, batched across images. Table 4's ablations are options (crop, weights, parts, use_s_seg,
+standard), as is K (levels).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pydantic
+
+from iqabench.api import Method, MethodInfo, Options, Sample, SampleSource
+from iqabench.errors import IqaError
+from iqabench.methods import dog_iqa_aggregate as agg
+from iqabench.models.backend import BackendSpec
+from iqabench.models.segmenter import SegmenterOptions
+
+OWL3 = BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", dtype="auto")
+
+
+class DogIqaOptions(Options):
+    # The judge: mPLUG-Owl3 in its own venv by default (see iqabench/models/owl3_worker/README.md).
+    judge: BackendSpec = OWL3
+    judge_worker_python: str | None = None  # interpreter of the Owl3 worker venv (arch owl3-worker)
+    judge_worker_host: str = "owl3"  # what the worker hosts: owl3, or iqabench:<arch> (tests)
+    judge_mode: Literal["generate", "logits"] = "generate"  # logits: expected level, NOT in the paper
+    judge_batch_size: int = pydantic.Field(8, ge=1)  # views (from many images) per judge call
+    max_new_tokens: int = pydantic.Field(8, ge=1)  # the answer is parsed for its first number
+    levels: Literal[3, 5, 7, 9] = 7  # K
+    standard: Literal["word", "number", "sentence"] = "word"
+    # Segmentation (SAM2 automatic mask generator; SAM2's defaults).
+    segmenter: SegmenterOptions = SegmenterOptions()
+    # Algorithm 1 and the aggregation; t is a fraction of the image area (our choice of unit).
+    min_area_fraction: float = pydantic.Field(0.01, ge=0.0, le=1.0)
+    add_uncovered: bool = True
+    crop: Literal["bbox", "mask"] = "bbox"
+    weights: Literal["area", "mean"] = "area"
+    parts: Literal["global+local", "local", "global"] = "global+local"
+    use_s_seg: bool = True
+    seg_count: Literal["scored", "kept", "raw"] = "scored"
+    c_max: int | None = pydantic.Field(None, ge=1)  # None: the maximum over the part being scored
+
+    def aggregation(self) -> agg.AggregationOptions:
+        return agg.AggregationOptions(min_area_fraction=self.min_area_fraction, crop=self.crop, weights=self.weights,
+                                      parts=self.parts, use_s_seg=self.use_s_seg, add_uncovered=self.add_uncovered,
+                                      seg_count=self.seg_count)
+
+
+class DogIqa(Method):
+    name: ClassVar[str] = "dog-iqa"
+    info: ClassVar[MethodInfo] = MethodInfo(
+        kind="zero-shot",
+        description="Dog-IQA: SAM2 masks + MLLM judge on a 7-word standard, area-weighted mix-grained aggregation",
+        higher_better=True,
+        needs_weights="SAM2 (facebook/sam2-hiera-large-hf) and mPLUG-Owl3-7B (run in its own venv)",
+        needs_gpu=True,
+        extra="mllm",
+    )
+    Options: ClassVar[type[Options]] = DogIqaOptions
+
+    def __init__(self, options: DogIqaOptions | None = None, device: str = "cpu", batch_size: int = 1):
+        super().__init__(options, device, batch_size)
+        self._judge = None
+        self._segmenter = None
+        self._cache = None
+        self._memory_masks: dict[str, np.ndarray] = {}
+        self._counts: dict[str, int] = {}
+        self._c_max: int | None = self.options.c_max
+        self._extras: dict[str, dict[str, Any]] = {}
+        self._stats = {"segmentations": 0, "mask_cache_hits": 0, "images_scored": 0,
+                       "segment_seconds": 0.0, "judge_seconds": 0.0, "score_seconds": 0.0, "prepare_seconds": 0.0}
+
+    @classmethod
+    def check_available(cls, options: DogIqaOptions | None = None) -> str | None:
+        import importlib.util
+
+        options = options or DogIqaOptions()
+        for module in ("torch", "transformers"):
+            if importlib.util.find_spec(module) is None:
+                return f"needs {module} (pip install 'iqabench[mllm]')"
+        if options.judge.arch == "owl3-worker" and not options.judge_worker_python:
+            return "the mPLUG-Owl3 judge runs in its own venv: set -o judge_worker_python=/path/to/venv/bin/python (iqabench/models/owl3_worker/README.md)"
+        return None
+
+    # -- what is needed -------------------------------------------------------------
+    def _needs_masks(self) -> bool:
+        o = self.options
+        return o.parts != "global" or o.use_s_seg
+
+    def setup(self) -> None:
+        self._ensure_judge()
+
+    def _ensure_judge(self):
+        if self._judge is None:
+            from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
+
+            o = self.options
+            if o.judge.arch == "owl3-worker":
+                from iqabench.models.owl3_worker.client import load as load_worker
+
+                backend = load_worker(o.judge, self.device, python=o.judge_worker_python, host=o.judge_worker_host)
+            else:
+                from iqabench.models.backend import load_backend
+
+                backend = load_backend(o.judge, self.device)
+            self._judge = StandardJudge(backend, JudgeSettings(levels=o.levels, standard=o.standard, mode=o.judge_mode,
+                                                               batch_size=o.judge_batch_size, max_new_tokens=o.max_new_tokens))
+        return self._judge
+
+    def _ensure_segmenter(self):
+        if self._segmenter is None:
+            from iqabench.models.mask_cache import MaskCache
+            from iqabench.models.segmenter import Segmenter
+
+            self._segmenter = Segmenter(self.options.segmenter, self.device)
+            if self.cache_dir is not None:
+                dataset = getattr(self.card, "name", None) or "unnamed"
+                self._cache = MaskCache(Path(self.cache_dir), dataset, self._segmenter.fingerprint())
+        return self._segmenter
+
+    # -- masks ----------------------------------------------------------------------
+    def _masks(self, sample: Sample) -> np.ndarray:
+        """The image's masks: from the cache when present, else segmented and cached."""
+        segmenter = self._ensure_segmenter()
+        if self._cache is not None:
+            masks = self._cache.load(sample.id, sample.image.size)
+        else:
+            masks = self._memory_masks.get(sample.id)
+        if masks is not None:
+            self._stats["mask_cache_hits"] += 1
+            return masks
+        start = time.perf_counter()
+        masks = segmenter.segment(sample.image)
+        self._stats["segment_seconds"] += time.perf_counter() - start
+        self._stats["segmentations"] += 1
+        if self._cache is not None:
+            self._cache.save(sample.id, masks)
+        else:
+            self._memory_masks[sample.id] = masks
+        return masks
+
+    def _count(self, masks: np.ndarray, regions: list[agg.LocalRegion]) -> int:
+        return agg.mask_count(len(masks), regions, self.options.seg_count)
+
+    def prepare(self, source: SampleSource) -> None:
+        """Segment every image of the part (cached) and take c_max over it."""
+        if not self._needs_masks():
+            return
+        opts = self.options.aggregation()
+        start = time.perf_counter()
+        for batch in source.batches(1):
+            for sample in batch:
+                masks = self._masks(sample)
+                self._counts[sample.id] = self._count(masks, agg.select_regions(masks, opts))
+        if self.options.c_max is None:
+            self._c_max = max(self._counts.values(), default=0)
+        self._stats["prepare_seconds"] += time.perf_counter() - start
+
+    # -- scoring --------------------------------------------------------------------
+    def score(self, samples: Sequence[Sample]) -> list[float]:
+        o = self.options
+        opts = o.aggregation()
+        judge = self._ensure_judge()
+        if o.use_s_seg and self._c_max is None:
+            raise IqaError("dog-iqa: c_max is unknown: prepare() was not run over the part and the c_max option is not set")
+        start = time.perf_counter()
+        views: list[Any] = []
+        plans = []
+        for sample in samples:
+            image = sample.image.convert("RGB")
+            pixels = np.asarray(image)
+            regions: list[agg.LocalRegion] = []
+            raw = 0
+            if self._needs_masks():
+                masks = self._masks(sample)
+                raw = len(masks)
+                regions = agg.select_regions(masks, opts)
+            first = len(views)
+            if o.parts in ("global+local", "global"):
+                views.append(image)
+            local = o.parts in ("global+local", "local")
+            if local:
+                from PIL import Image
+
+                views.extend(Image.fromarray(agg.crop_region(pixels, r, o.crop)) for r in regions)
+            plans.append((sample, regions, raw, first, len(views)))
+        judge_start = time.perf_counter()
+        verdicts = judge.score(views)
+        self._stats["judge_seconds"] += time.perf_counter() - judge_start
+        scores = []
+        for sample, regions, raw, first, end in plans:
+            mine = verdicts[first:end]
+            has_global = o.parts in ("global+local", "global")
+            s_global = mine[0].score if has_global else None
+            local_verdicts = mine[1:] if has_global else mine
+            s_local = None
+            if o.parts != "global":
+                s_local = agg.local_score([v.score for v in local_verdicts], [r.area for r in regions], o.weights)
+            count = agg.mask_count(raw, regions, o.seg_count)
+            s_seg = agg.seg_score(count, o.levels, self._c_max) if o.use_s_seg else None
+            final = agg.final_score(s_global, s_local, s_seg, o.parts)
+            scores.append(final)
+            self._extras[sample.id] = {
+                "masks": raw, "regions": len(regions), "judge_views": len(mine),
+                "parse_failures": sum(not v.parsed for v in mine),
+                "s_global": s_global, "s_local": s_local, "s_seg": s_seg,
+                "answers": [v.answer for v in mine] if o.judge_mode == "generate" else None,
+            }
+        self._stats["images_scored"] += len(samples)
+        self._stats["score_seconds"] += time.perf_counter() - start
+        return scores
+
+    # -- records --------------------------------------------------------------------
+    @classmethod
+    def contract_options(cls, workdir) -> dict:
+        """Tiny random SAM2 and a tiny Llava judge; a sparse point grid so tiny images get masks."""
+        from iqabench.models.tiny import tiny_model_path
+
+        return {"judge": {"arch": "llava", "path": tiny_model_path("llava", workdir)},
+                "segmenter": {"model": tiny_model_path("sam2", workdir), "points_per_side": 4,
+                              "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}}
+
+    def teardown(self) -> None:
+        backend = getattr(self._judge, "backend", None)
+        if hasattr(backend, "close"):
+            backend.close()  # the mPLUG-Owl3 worker process
+
+    def runtime_stats(self) -> dict[str, Any]:
+        s = self._stats
+        judge = self._judge
+        n = max(s["images_scored"], 1)
+        return {
+            "judge_calls": judge.calls if judge else 0,
+            "judge_views": judge.views if judge else 0,
+            "parse_failures": judge.failures if judge else 0,
+            "segmentations": s["segmentations"],
+            "mask_cache_hits": s["mask_cache_hits"],
+            "images_scored": s["images_scored"],
+            # wall time of prepare (segmentation) and score together, per image scored
+            "seconds_per_image": round((s["prepare_seconds"] + s["score_seconds"]) / n, 4) if s["images_scored"] else None,
+            "segment_seconds": round(s["segment_seconds"], 3),
+            "judge_seconds": round(s["judge_seconds"], 3),
+            "c_max": self._c_max,
+            "c_max_source": "option" if self.options.c_max is not None else "dataset",
+            "mask_cache_key": self._cache.key if self._cache is not None else None,
+            "judge_backend": judge.backend.fingerprint() if judge else None,
+        }
+
+    def sample_extras(self, sample_id: str) -> dict[str, Any]:
+        return self._extras.pop(sample_id, {})

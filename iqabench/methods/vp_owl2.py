@@ -1,0 +1,396 @@
+"""vp-owl2 (seed 000): a pixel-space visual prompt trained on a frozen MLLM for NR-IQA.
+
+score(x) = softmax quality of the frozen model on normalise(clamp(x + tanh(p), 0, 1)),
+read as (e^good + e^fine) / (e^good + e^fine + e^poor + e^bad) at the answer position.
+Training: MSE between score and label / label_scale (1 - that for lower-better labels), plain
+SGD without momentum at a constant lr of 60, random horizontal flips (p = 0.5), one val pass
+per epoch, the best epoch kept by (SRCC + PLCC) / 2, early stop after `patience` epochs
+without gain. Per-dataset batch size / epochs default to the paper's recipe (RECIPES).
+
+Files in the training workdir:
+- prompt.safetensors / prompt.json: the selected prompt (tensor names of the public code),
+  its configuration, epoch and val scores (the json is a readable copy of the metadata);
+- state.safetensors / state.json: the last epoch's prompt, epoch, seed and history, rewritten
+  atomically after every epoch; `fit` resumes from it. The safetensors metadata is the
+  authority (it is written in the same rename as the tensors).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import pydantic
+
+from iqabench.api import MethodInfo, Sample, SampleSource, TrainableMethod
+from iqabench.errors import IqaError
+from iqabench.methods.softmax import SoftmaxOptions, SoftmaxScorer, backend_unavailable
+from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
+
+log = logging.getLogger("iqabench.methods.vp")
+
+# dataset name -> (batch size, epochs), seed 000 section 4.2; other datasets: DEFAULT_RECIPE
+RECIPES: dict[str, tuple[int, int]] = {"kadid10k": (32, 25), "koniq10k": (4, 25), "agiqa3k": (4, 35)}
+DEFAULT_RECIPE = (4, 25)  # the KonIQ-10k recipe: small batches suit any in-the-wild set and fit in memory
+
+PROMPT_FILE, PROMPT_JSON = "prompt.safetensors", "prompt.json"
+STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
+
+
+class VisualPromptOptions(SoftmaxOptions):
+    """Prompt shape, training schedule and where a published prompt comes from."""
+
+    normalization: Literal["model", "imagenet"] = "imagenet"  # the public code's choice
+    vp_type: Literal["padding", "patch_center", "patch_topleft", "full"] = "padding"
+    vp_size: int = pydantic.Field(30, gt=0)
+    epochs: int | None = pydantic.Field(None, ge=1)  # None: the dataset's recipe
+    batch_size: int | None = pydantic.Field(None, ge=1)  # training batch; None: the dataset's recipe
+    lr: float = pydantic.Field(60.0, gt=0)
+    stage2_epochs: int = pydantic.Field(0, ge=0)  # the paper's KADID padding-30 run: 25 more at lr 20
+    stage2_lr: float = pydantic.Field(20.0, gt=0)
+    max_steps: int | None = pydantic.Field(None, ge=1)  # optimizer steps per epoch at most (short runs)
+    patience: int = pydantic.Field(6, ge=1)
+    flip: bool = True
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # autocast on CUDA only; auto = bf16 if supported
+    label_scale: float | None = pydantic.Field(None, gt=0)  # None: the dataset card's label_scale
+    prompt_path: str | None = None  # a published prompt (.safetensors, or .pt/.pth read weights_only)
+
+
+class LlavaVisualPromptOptions(VisualPromptOptions):
+    backend: str = "llava"
+    backend_path: str = "llava-hf/llava-1.5-7b-hf"
+    normalization: Literal["model", "imagenet"] = "model"
+
+
+def _json_float(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+class VisualPromptMethod(TrainableMethod):
+    """The shared implementation; subclasses choose the backend defaults."""
+
+    Options: ClassVar[type[VisualPromptOptions]] = VisualPromptOptions
+
+    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int = 1):
+        super().__init__(options, device, batch_size)
+        self.scorer: SoftmaxScorer | None = None
+        self.prompt: VisualPrompt | None = None
+        self._pending: tuple[dict[str, Any], str] | None = None  # tensors read before the backend exists
+
+    # -- availability and setup ------------------------------------------------------------
+    @classmethod
+    def contract_options(cls, workdir) -> dict:
+        """A tiny model and a short schedule: 2 epochs of at most 2 steps, a 4-px padding prompt."""
+        from iqabench.models.tiny import tiny_model_path
+
+        return {"backend_path": tiny_model_path(cls.Options().backend, workdir), "vp_size": 4, "epochs": 2,
+                "max_steps": 2, "batch_size": 2}
+
+    @classmethod
+    def check_available(cls, options: VisualPromptOptions | None = None) -> str | None:
+        options = options if options is not None else cls.Options()
+        if options.prompt_path and not Path(options.prompt_path).expanduser().is_file():
+            return f"prompt_path {options.prompt_path}: file not found"
+        return backend_unavailable(options)
+
+    @classmethod
+    def checkpoint_files(cls) -> tuple[str, ...]:
+        return (PROMPT_FILE, PROMPT_JSON)
+
+    def setup(self) -> None:
+        from iqabench.models.backend import load_backend
+
+        if self.scorer is None:
+            self.scorer = SoftmaxScorer(load_backend(self.options.backend_spec(), self.device), self.options)
+        if self._pending is not None:
+            state, source = self._pending
+            self._install(state, source)
+        elif self.prompt is None and self.options.prompt_path:
+            state, _ = read_prompt_file(self.options.prompt_path)
+            self._install(state, self.options.prompt_path)
+
+    def prompt_config(self) -> PromptConfig:
+        if self.scorer is None:
+            raise IqaError(f"{self.name}: setup() must run before the prompt is built")
+        return PromptConfig(self.options.vp_type, self.options.vp_size, self.scorer.backend.image_size)
+
+    def _install(self, state: dict[str, Any], source: str) -> None:
+        prompt = VisualPrompt(self.prompt_config(), device=self.device)
+        prompt.load_state_dict(state, source)
+        prompt.tensors = {k: v.requires_grad_(False) for k, v in prompt.tensors.items()}
+        self.prompt, self._pending = prompt, None
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if not str(self.device).startswith("cuda") or self.options.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.options.amp == "fp16" else torch.bfloat16
+        if self.options.amp == "auto" and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def _prompted_scores(self, prompt: VisualPrompt, pixels):
+        with self._autocast():
+            return self.scorer.score_pixels(prompt.apply(pixels)).float()
+
+    def score(self, samples: Sequence[Sample]) -> list[float]:
+        import torch
+
+        self.setup()
+        if self.prompt is None:
+            raise IqaError(f"{self.name}: no visual prompt loaded; train one (iqabench train) or set -o prompt_path=FILE")
+        pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+        with torch.no_grad():
+            scores = self._prompted_scores(self.prompt, pixels)
+        return [float(v) for v in scores.cpu()]
+
+    def fingerprint(self) -> dict[str, Any]:
+        out = super().fingerprint()
+        if self.options.prompt_path and Path(self.options.prompt_path).expanduser().is_file():
+            # the engine asks before setup(): hash the file itself (at most a few MB)
+            data = Path(self.options.prompt_path).expanduser().read_bytes()
+            out["prompt_file_sha256"] = hashlib.sha256(data).hexdigest()[:16]
+        if self.scorer is not None:
+            out["backend"] = self.scorer.backend.fingerprint()
+            out["token_ids"] = self.scorer.token_ids
+        if self.prompt is not None:
+            out["prompt_sha"] = self.prompt.digest()
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def load_checkpoint(self, workdir: Path) -> None:
+        path = Path(workdir) / PROMPT_FILE
+        state, meta = read_prompt_file(path)
+        saved = json.loads(meta.get("config", "{}"))
+        want = {"type": self.options.vp_type, "size": self.options.vp_size if self.options.vp_type != "full" else 0}
+        if saved and {k: saved.get(k) for k in want} != want:
+            raise IqaError(f"{path}: holds a {saved.get('type')} prompt of {saved.get('size')} px, "
+                           f"but the options ask for {want['type']} of {want['size']} px")
+        if self.scorer is None:
+            self._pending = (state, str(path))
+        else:
+            self._install(state, str(path))
+
+    def _write_best(self, workdir: Path, prompt: VisualPrompt, record: dict[str, Any]) -> None:
+        info = {"config": prompt.config.to_dict(), "epoch": record["epoch"], "val": {
+            k: record[k] for k in ("val_srcc", "val_plcc", "val_selection")},
+            "method": self.name, "options": self.options.model_dump(mode="json")}
+        meta = {"config": json.dumps(info["config"]), "info": json.dumps(info)}
+        save_prompt_file(workdir / PROMPT_FILE, prompt.state_dict(), meta)
+        _write_json(workdir / PROMPT_JSON, info)
+
+    def _write_state(self, workdir: Path, prompt: VisualPrompt, state: dict[str, Any]) -> None:
+        save_prompt_file(workdir / STATE_FILE, prompt.state_dict(), {"state": json.dumps(state)})
+        _write_json(workdir / STATE_JSON, state)
+
+    def _read_state(self, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        path = workdir / STATE_FILE
+        if not path.is_file():
+            return None
+        tensors, meta = read_prompt_file(path)
+        if "state" not in meta:
+            raise IqaError(f"{path}: no training state in its metadata; delete it to start over")
+        return tensors, json.loads(meta["state"])
+
+    # -- training ------------------------------------------------------------------------------
+    def recipe(self) -> tuple[int, int, str]:
+        """(batch size, epochs, where they came from)."""
+        name = getattr(self.card, "name", None) or ""
+        base = next((r for key, r in RECIPES.items() if name == key or name.startswith(key + "-")), None)
+        batch, epochs = base if base else DEFAULT_RECIPE
+        origin = f"recipe {name}" if base else "default recipe"
+        return self.options.batch_size or batch, self.options.epochs or epochs, origin
+
+    def label_target(self) -> tuple[float, bool]:
+        """(divisor bringing labels to [0, 1], whether labels are lower-better)."""
+        lower_better = self.card is not None and not getattr(self.card, "higher_better", True)
+        scale = self.options.label_scale
+        if scale is None and self.card is not None:
+            scale = getattr(self.card, "label_scale", None) or (getattr(self.card, "score_range", None) or (None, None))[1]
+        if not scale:
+            raise IqaError(f"{self.name}: no label scale (the dataset card has none); set -o label_scale=MAX_LABEL")
+        return float(scale), lower_better
+
+    def _targets(self, samples: Sequence[Sample], scale: float, lower_better: bool):
+        import torch
+
+        labels = [s.label for s in samples]
+        if any(v is None for v in labels):
+            raise IqaError(f"{self.name}: a training image has no label ({samples[labels.index(None)].id})")
+        y = torch.tensor([float(v) / scale for v in labels], dtype=torch.float32, device=self.device)
+        return 1.0 - y if lower_better else y
+
+    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int, lower_better: bool) -> dict[str, float]:
+        import numpy as np
+        import torch
+
+        from iqabench import metrics
+
+        preds, labels = [], []
+        with torch.no_grad():
+            for samples in source.batches(batch):
+                pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+                preds += self._prompted_scores(prompt, pixels).cpu().tolist()
+                labels += [float(s.label) for s in samples]
+        p, y = np.asarray(preds), np.asarray(labels)
+        y = -y if lower_better else y
+        if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
+            srcc, plcc = metrics.srcc(p, y), metrics.plcc(p, y)
+        else:
+            srcc = plcc = float("nan")
+        return {"val_srcc": srcc, "val_plcc": plcc, "val_selection": metrics.selection_score(p, y), "val_n": len(p)}
+
+    def _compat(self, prompt_config: PromptConfig, batch: int, scale: float, seed: int) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the state."""
+        o = self.options
+        return {"prompt": prompt_config.to_dict(), "question": o.prompt, "words": self.scorer.words,
+                "normalization": o.normalization, "lr": o.lr, "stage2_lr": o.stage2_lr, "batch_size": batch,
+                "label_scale": scale, "seed": seed, "flip": o.flip, "backend_path": o.backend_path,
+                "dtype": o.dtype, "resize": o.resize}
+
+    def fit(self, train: SampleSource, val: SampleSource, workdir: Path, seed: int) -> dict[str, Any]:
+        import torch
+
+        self.setup()
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        batch, epochs, origin = self.recipe()
+        total = epochs + self.options.stage2_epochs
+        scale, lower_better = self.label_target()
+        config = self.prompt_config()
+        compat = self._compat(config, batch, scale, seed)
+
+        prompt = VisualPrompt(config, seed=seed, device=self.device)
+        state: dict[str, Any] = {"epoch": 0, "seed": seed, "history": [], "best_epoch": None,
+                                 "best_selection": None, "epochs_without_gain": 0, "stopped": None, "compat": compat}
+        saved = self._read_state(workdir)
+        resumed_from = None
+        if saved is not None:
+            tensors, old = saved
+            diff = sorted(k for k in compat if old.get("compat", {}).get(k) != compat[k])
+            if diff:
+                raise IqaError(f"{workdir / STATE_FILE}: was written with other settings ({', '.join(diff)}); "
+                               f"use another workdir or delete it to start over")
+            prompt.load_state_dict(tensors, str(workdir / STATE_FILE))
+            state, resumed_from = old, old["epoch"]
+            if state["stopped"] == "epochs" and state["epoch"] < total:
+                state["stopped"] = None  # more epochs were asked for: carry on
+        best = state["best_selection"] if state["best_selection"] is not None else -math.inf
+
+        optimizer = torch.optim.SGD(prompt.parameters(), lr=self.options.lr, momentum=0.0)
+        scaler = None
+        if str(self.device).startswith("cuda") and self.options.amp == "fp16":
+            scaler = torch.amp.GradScaler("cuda")
+        log.info("%s: training a %s prompt (%d params) for %d epochs, batch %d (%s), from epoch %d",
+                 self.name, config.type, config.num_params(), total, batch, origin, state["epoch"] + 1)
+
+        epoch = state["epoch"]
+        while state["stopped"] is None and epoch < total:
+            epoch += 1
+            lr = self.options.lr if epoch <= epochs else self.options.stage2_lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            flip_gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            loss_sum, count, steps = 0.0, 0, 0
+            for samples in train.batches(batch, shuffle_seed=seed * 1000 + epoch):
+                if self.options.max_steps is not None and steps >= self.options.max_steps:
+                    break
+                pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+                if self.options.flip:
+                    flips = (torch.rand(len(samples), generator=flip_gen) < 0.5).to(pixels.device)
+                    pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
+                targets = self._targets(samples, scale, lower_better)
+                loss = torch.nn.functional.mse_loss(self._prompted_scores(prompt, pixels), targets)
+                if not torch.isfinite(loss):
+                    raise IqaError(f"{self.name}: non-finite training loss at epoch {epoch}, step {steps + 1} (lr {lr})")
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                loss_sum += float(loss.detach()) * len(samples)
+                count += len(samples)
+                steps += 1
+            if count == 0:
+                raise IqaError(f"{self.name}: the training split yielded no images")
+            record = {"epoch": epoch, "lr": lr, "steps": steps, "train_loss": loss_sum / count,
+                      **self._evaluate(prompt, val, batch, lower_better)}
+            gain = state["best_epoch"] is None or record["val_selection"] > best
+            if gain:
+                best = record["val_selection"]
+                state.update(best_epoch=epoch, best_selection=_json_float(best), epochs_without_gain=0)
+                self._write_best(workdir, prompt, record)
+            else:
+                state["epochs_without_gain"] += 1
+            record = {k: (_json_float(v) if isinstance(v, float) else v) for k, v in record.items()}
+            state["history"].append(record)
+            state["epoch"] = epoch
+            if state["epochs_without_gain"] >= self.options.patience:
+                state["stopped"] = "early_stop"
+            elif epoch >= total:
+                state["stopped"] = "epochs"
+            self._write_state(workdir, prompt, state)
+            log.info("%s: epoch %d loss %.5f val SRCC %s PLCC %s%s", self.name, epoch, record["train_loss"],
+                     record["val_srcc"], record["val_plcc"], " (best)" if gain else "")
+
+        self.load_checkpoint(workdir)
+        best_record = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
+        return {"best_epoch": state["best_epoch"], "best_val": {k: best_record.get(k) for k in ("val_srcc", "val_plcc", "val_selection")},
+                "epochs_run": state["epoch"], "stopped": state["stopped"], "resumed_from_epoch": resumed_from,
+                "batch_size": batch, "recipe": origin, "prompt_params": config.num_params(),
+                "train_loss": [r["train_loss"] for r in state["history"]], "history": state["history"]}
+
+
+def import_prompt(source: str | Path, workdir: str | Path, vp_type: str, vp_size: int, image_size: int = 448,
+                  method: str = "vp-owl2") -> Path:
+    """Turn a published prompt file (e.g. the authors' visual_prompt.pth) into a checkpoint folder
+    that `iqabench run --checkpoint DIR` and `load_checkpoint` read. Shapes are checked."""
+    from iqabench.methods.visual_prompt import check_state
+
+    state, _ = read_prompt_file(source)
+    config = PromptConfig(vp_type, vp_size, image_size)
+    check_state(state, config, str(source))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    info = {"config": config.to_dict(), "epoch": None, "val": None, "method": method, "imported_from": str(source)}
+    save_prompt_file(workdir / PROMPT_FILE, {k: v.float().contiguous() for k, v in state.items()},
+                     {"config": json.dumps(info["config"]), "info": json.dumps(info)})
+    _write_json(workdir / PROMPT_JSON, info)
+    return workdir
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _info(description: str, weights: str) -> MethodInfo:
+    return MethodInfo(kind="trainable", description=description, higher_better=True, score_range=(0.0, 1.0),
+                      needs_weights=weights, needs_gpu=True, extra="mllm")
+
+
+class VpOwl2(VisualPromptMethod):
+    name = "vp-owl2"
+    aliases = ("pixelprompt", "vp-mplug-owl2")
+    info = _info("visual prompt (pixel padding/patch/overlay) trained on frozen mPLUG-Owl2; softmax good+fine vs poor+bad",
+                 "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
+    Options = VisualPromptOptions
+
+
+class VpLlava(VisualPromptMethod):
+    name = "vp-llava"
+    info = _info("visual prompt trained on frozen LLaVA-1.5 (seed 000's method on another MLLM)",
+                 "llava-hf/llava-1.5-7b-hf (~14 GB)")
+    Options = LlavaVisualPromptOptions

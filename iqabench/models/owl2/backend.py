@@ -1,0 +1,169 @@
+"""The `owl2` MLLM backend: mPLUG-Owl2 checkpoints behind the `MLLMBackend` interface.
+
+Images become [0, 1] tensors with the official processor's geometry (shorter side to the model
+size with bicubic resampling, centre crop; or Q-Align's pad-to-square with the mean colour
+when `resize="pad"`), methods may edit those pixels, then `normalize` applies CLIP mean/std.
+A question is wrapped as `USER: <|image|>{question} ASSISTANT:`; a prompt that already has
+`<|image|>` is used as the whole template (e.g. Q-Align's).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from iqabench.errors import IqaError
+from iqabench.models.backend import BackendSpec, MLLMBackend
+
+IMAGE_PLACEHOLDER = "<|image|>"
+TEMPLATE = "USER: " + IMAGE_PLACEHOLDER + "{question} ASSISTANT:"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+RESIZE_POLICIES = ("model", "crop", "pad")  # model = crop, the official processor's policy
+
+
+def resolve_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise IqaError(f"owl2 backend: dtype {name!r} is not one of auto, {', '.join(table)}")
+    return table[name]
+
+
+def full_prompt(prompt: str) -> str:
+    if IMAGE_PLACEHOLDER in prompt:
+        return prompt
+    if "USER:" in prompt:
+        raise IqaError(f"owl2 backend: prompt {prompt!r} has a USER: turn but no {IMAGE_PLACEHOLDER} placeholder")
+    return TEMPLATE.format(question=prompt)
+
+
+class Owl2Backend(MLLMBackend):
+    def __init__(self, spec: BackendSpec, device: str = "cpu"):
+        import torch
+
+        from .weights import load_owl2
+
+        if spec.resize not in RESIZE_POLICIES:
+            raise IqaError(f"owl2 backend: resize {spec.resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
+        self.spec, self.device = spec, str(device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        self.model, self.tokenizer, self.folder = load_owl2(spec.path, spec.revision, self.dtype, self.device)
+        self.image_size = self.model.config.vision.image_size
+        self.mean, self.std = self._processor_stats(self.folder)
+        self._ids_cache: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _processor_stats(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        file = folder / "preprocessor_config.json"
+        if not file.is_file():
+            return CLIP_MEAN, CLIP_STD
+        raw = json.loads(file.read_text())
+        return tuple(raw.get("image_mean", CLIP_MEAN)), tuple(raw.get("image_std", CLIP_STD))
+
+    # ---- pixels -------------------------------------------------------------------------
+    def to_pixels(self, images: Sequence[Any]):
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        size, out = self.image_size, []
+        for image in images:
+            image = image.convert("RGB")
+            if self.spec.resize == "pad":
+                image = _pad_to_square(image, tuple(int(c * 255) for c in self.mean))
+            w, h = image.size
+            short, long = (w, h) if w <= h else (h, w)
+            new_long = int(size * long / short)  # the CLIP processor's rounding (floor)
+            new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+            image = image.resize((new_w, new_h), Image.BICUBIC)
+            left, top = (new_w - size) // 2, (new_h - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            out.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        return torch.stack(out).to(self.device)
+
+    # ---- text ---------------------------------------------------------------------------
+    def prompt_ids(self, prompt: str):
+        """Token ids of the full prompt with -200 where the image goes, as the official
+        `tokenizer_image_token` builds them: BOS, then each text chunk encoded on its own."""
+        import torch
+
+        from .modeling import IMAGE_TOKEN_INDEX
+
+        text = full_prompt(prompt)
+        if text not in self._ids_cache:
+            ids = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+            for i, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
+                if i:
+                    ids.append(IMAGE_TOKEN_INDEX)
+                if chunk:
+                    ids += self.tokenizer(chunk, add_special_tokens=False).input_ids
+            self._ids_cache[text] = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return self._ids_cache[text]
+
+    def token_id(self, word: str) -> int:
+        """The id of `word` starting an answer after a space: the vocabulary piece "▁word" when it
+        exists (LLaMA: good -> 1781), else the first non-space token of " word". Reading the
+        vocabulary avoids the [29871, 1781] vs [1781] difference between tokenizer versions."""
+        vocab = self.tokenizer.get_vocab()
+        for piece in ("▁" + word, word):
+            if piece in vocab:
+                return int(vocab[piece])
+        ids = self.tokenizer(" " + word, add_special_tokens=False).input_ids
+        space = vocab.get("▁")
+        ids = [i for i in ids if i != space]
+        if not ids:
+            raise IqaError(f"owl2 backend: {word!r} has no token in the tokenizer of {self.spec.path}")
+        return int(ids[0])
+
+    # ---- model --------------------------------------------------------------------------
+    def _model_pixels(self, pixel_values):
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise IqaError(f"owl2 backend: pixel_values must be [B, 3, S, S], got {tuple(pixel_values.shape)}")
+        return pixel_values.to(device=self.device, dtype=self.dtype)
+
+    def next_token_logits(self, pixel_values, prompt: str):
+        return self.model(self.prompt_ids(prompt), self._model_pixels(pixel_values))
+
+    def generate(self, pixel_values, prompt: str, max_new_tokens: int = 8) -> list[str]:
+        new = self.model.generate_greedy(self.prompt_ids(prompt), self._model_pixels(pixel_values),
+                                         max_new_tokens, self.model.config.text.eos_token_id)
+        return [text.strip() for text in self.tokenizer.batch_decode(new.tolist(), skip_special_tokens=True)]
+
+    def fingerprint(self) -> dict[str, Any]:
+        config = (self.folder / "config.json").read_bytes()
+        return {
+            "arch": "owl2",
+            "path": self.spec.path,
+            "revision": self.spec.revision,
+            "snapshot": self.folder.name if self.folder != Path(self.spec.path).expanduser() else None,
+            "config_sha256": hashlib.sha256(config).hexdigest()[:16],
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "resize": self.spec.resize,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "template": TEMPLATE,
+        }
+
+
+def _pad_to_square(image, colour):
+    from PIL import Image
+
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new(image.mode, (side, side), colour)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def load(spec: BackendSpec, device: str = "cpu") -> Owl2Backend:
+    return Owl2Backend(spec, device)

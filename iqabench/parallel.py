@@ -1,0 +1,105 @@
+"""Data-parallel context on torch.distributed (torchrun / accelerate launch set the env vars).
+
+Rank r scores the strided shard r, r+N, ... of what is left to do and writes its own
+prediction file; rank 0 merges and computes metrics after every rank is done. The ranks only
+exchange control messages (CPU tensors over gloo), never model data, so any launcher works and
+NCCL is not needed. A rank that fails writes a flag file the others poll between batches, so
+every rank stops with the error instead of waiting for a rank that will never finish.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+from typing import Any
+
+# Collectives wait this long: a healthy rank may lag another by a whole shard of a slow model.
+# A rank that dies is not waited for: the launcher (torchrun) stops every rank when one exits.
+DEFAULT_TIMEOUT_MINUTES = float(os.environ.get("IQABENCH_DIST_TIMEOUT_MINUTES", 24 * 60))
+
+_WORLD: "World | None" = None
+
+
+@dataclasses.dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    group: Any = None  # the gloo group used for control messages (None: the default group)
+    ended_together: bool = False  # every rank passed the last agreement: they may exit together
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: list) -> list:
+        return items[self.rank::self.size]
+
+    def agree_ok(self, ok: bool) -> list[int]:
+        """Collective: every rank says whether it succeeded; returns the ranks that failed."""
+        if self.size == 1:
+            return [] if ok else [0]
+        import torch
+        import torch.distributed as dist
+
+        flags = torch.zeros(self.size, dtype=torch.int64)
+        flags[self.rank] = 0 if ok else 1
+        dist.all_reduce(flags, group=self.group)
+        self.ended_together = True
+        return [r for r in range(self.size) if flags[r].item()]
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    @contextlib.contextmanager
+    def main_first(self):
+        """Rank 0 runs the block first (it may build files the others then read)."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+
+def current(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> World:
+    """The world this process belongs to; initialises torch.distributed when launched by torchrun."""
+    global _WORLD
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    import torch.distributed as dist
+
+    timeout = datetime.timedelta(minutes=timeout_minutes)
+    group = None
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timeout)
+    elif dist.get_backend() != "gloo":  # e.g. accelerate's NCCL group: control messages stay on CPU
+        group = _WORLD.group if _WORLD is not None and _WORLD.group is not None else dist.new_group(backend="gloo", timeout=timeout)
+    _WORLD = World(rank=dist.get_rank(), size=dist.get_world_size(), group=group)
+    return _WORLD
+
+
+def shutdown() -> None:
+    """End the process group. When every rank passed the last agreement, wait for all of them
+    first, so none is stopped by the launcher before it has reported its outcome."""
+    global _WORLD
+    world, _WORLD = _WORLD, None
+    if world is None or world.size == 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    if world.ended_together:
+        world.barrier()
+    dist.destroy_process_group()
+
+
+def device_for(world: World, device: str) -> str:
+    """On CUDA each rank takes its own GPU (LOCAL_RANK)."""
+    if device == "cuda" and world.size > 1:
+        return f"cuda:{os.environ.get('LOCAL_RANK', world.rank)}"
+    return device

@@ -1,0 +1,41 @@
+"""A method plugin for runner tests: a real (if simple) scorer, slowed down, that logs what it scores.
+
+Score = mean gradient magnitude of the grey image (a sharpness measure). Options let a test make it
+slow (to kill it mid-run), fail on chosen images, or return NaN, to exercise the runner's bookkeeping.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from iqabench.api import Method, MethodInfo, Options
+from iqabench.registry import register_method
+
+
+class SlowOptions(Options):
+    delay: float = 0.0
+    log: str | None = None  # file that gets one line per scored image id
+    fail_on: tuple[str, ...] = ()
+    nan_on: tuple[str, ...] = ()
+
+
+@register_method
+class SlowSharpness(Method):
+    name = "slow-sharpness"
+    info = MethodInfo(kind="classic", description="mean gradient magnitude (test plugin)")
+    Options = SlowOptions
+
+    def score(self, samples):
+        out = []
+        for s in samples:
+            if s.id in self.options.fail_on:
+                raise ValueError(f"refusing {s.id} on purpose")
+            grey = np.asarray(s.image.convert("L"), dtype=np.float64)
+            value = float(np.mean(np.abs(np.diff(grey, axis=0))) + np.mean(np.abs(np.diff(grey, axis=1))))
+            out.append(float("nan") if s.id in self.options.nan_on else value)
+            if self.options.log:
+                with open(self.options.log, "a") as fh:
+                    fh.write(s.id + "\n")
+            time.sleep(self.options.delay)
+        return out

@@ -1,0 +1,36 @@
+"""pyiqa must not leave transformers patched: an MLLM built after any pyiqa metric is unaffected."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_llama_classes_survive_pyiqa_importing_every_arch():
+    # In a fresh process: make pyiqa import all its archs (qalign's patches Llama globally), then build a Llama.
+    code = textwrap.dedent('''
+        import os; os.environ["HF_HUB_OFFLINE"] = "1"
+        import transformers.models.llama.configuration_llama as cl
+        import transformers.models.llama.modeling_llama as ml
+        before = (cl.LlamaConfig, ml.LlamaDecoderLayer, ml.LlamaModel.forward)
+        from iqabench.methods.pyiqa_family import _create, _keep_transformers_intact
+        from iqabench.errors import NotAvailable
+        with _keep_transformers_intact():
+            import pyiqa.archs as archs
+            archs._lazy_import_arch("NoSuchArchSoImportEverything")
+            import pyiqa.archs.q_align.modeling_llama2 as patched
+            assert cl.LlamaConfig is patched.LlamaConfig  # the patch really happened inside the guard
+        assert (cl.LlamaConfig, ml.LlamaDecoderLayer, ml.LlamaModel.forward) == before
+        try:
+            _create("qalign", "cpu", ())
+        except NotAvailable as exc:
+            assert "qalign-owl2" in str(exc)
+        else:
+            raise AssertionError("pyiqa:qalign must be refused")
+        from transformers import LlamaConfig, LlamaForCausalLM
+        LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=2))
+        print("intact")
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("intact"), out.stderr[-2000:]

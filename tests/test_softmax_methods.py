@@ -1,0 +1,254 @@
+"""Zero-shot softmax methods and the hf-vlm backend, on tiny random models built here
+(Llava always; mPLUG-Owl2 when its tiny builder is installed) and reloaded from disk."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+torch.set_num_threads(1)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from PIL import Image  # noqa: E402
+
+from iqabench.api import Sample  # noqa: E402
+from iqabench.errors import IqaError  # noqa: E402
+from iqabench.methods import softmax  # noqa: E402
+from iqabench.models.backend import BackendSpec, load_backend  # noqa: E402
+from iqabench.models.tiny_llava import build_tiny_llava  # noqa: E402
+
+QUESTION = softmax.SEED_PROMPT
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def llava(llava_dir):
+    return load_backend(BackendSpec(arch="llava", path=str(llava_dir)))
+
+
+@pytest.fixture(scope="module")
+def owl2_dir(tmp_path_factory):
+    tiny_owl2 = pytest.importorskip("iqabench.models.tiny_owl2")
+    pytest.importorskip("iqabench.models.owl2.backend")
+    return tiny_owl2.build_tiny_owl2(tmp_path_factory.mktemp("tiny_owl2"), seed=1)
+
+
+def _images(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(40, 70), (90, 50), (64, 64), (33, 47)]
+    return [Image.fromarray(rng.integers(0, 256, (*shapes[i % 4], 3), dtype=np.uint8)) for i in range(n)]
+
+
+def _samples(n=3, seed=0):
+    return [Sample(id=f"im{i}", image=img, label=float(i)) for i, img in enumerate(_images(n, seed))]
+
+
+# -- scores from logits -----------------------------------------------------------------
+def test_word_set_score_is_the_seed_formula_and_stable():
+    logits = torch.randn(4, 50, dtype=torch.float64) * 3
+    got = softmax.word_set_score(logits.to(torch.bfloat16), [3, 7], [11, 20]).double()
+    ref_logits = logits.to(torch.bfloat16).double()
+    e = ref_logits.exp()
+    ref = (e[:, 3] + e[:, 7]) / (e[:, 3] + e[:, 7] + e[:, 11] + e[:, 20])
+    assert torch.allclose(got, ref, atol=1e-6)
+    huge = torch.full((1, 50), -1e4)
+    huge[0, 3] = 1e4  # e^10000 overflows any float; log-sum-exp does not
+    assert float(softmax.word_set_score(huge.to(torch.bfloat16), [3], [11])) == 1.0
+    assert float(softmax.word_set_score(-huge, [3], [11])) == 0.0
+
+
+def test_level_score_is_the_expected_weight():
+    logits = torch.randn(3, 30)
+    ids, weights = [1, 2, 3, 4, 5], [1.0, 0.75, 0.5, 0.25, 0.0]
+    got = softmax.level_score(logits, ids, weights)
+    probs = torch.softmax(logits[:, ids].double(), dim=-1)
+    assert torch.allclose(got.double(), probs @ torch.tensor(weights, dtype=torch.float64), atol=1e-6)
+
+
+# -- options ------------------------------------------------------------------------------
+def test_option_validation():
+    opts = softmax.SoftmaxOptions(positive="good, high", negative="bad,low")
+    assert opts.positive == ("good", "high") and opts.negative == ("bad", "low")
+    with pytest.raises(ValueError, match="extra|not permitted"):
+        softmax.SoftmaxOptions(promt="typo")
+    with pytest.raises(ValueError, match="twice"):
+        softmax.SoftmaxOptions(positive=("good",), negative=("good",))
+    with pytest.raises(ValueError, match="go together"):
+        softmax.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"))
+    with pytest.raises(ValueError, match="same length"):
+        softmax.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"), weights=(1.0,))
+    with pytest.raises(ValueError, match="not both"):
+        softmax.SoftmaxOptions(levels=("good", "bad"), weights=(1.0, 0.0))
+    with pytest.raises(ValueError, match="revision"):
+        softmax.SoftmaxOptions(trust_remote_code=True)
+    with pytest.raises(ValueError, match="unknown backend"):
+        softmax.SoftmaxOptions(backend="gpt")
+    assert softmax.SoftmaxOptions().trust_remote_code is False
+
+
+def test_presets_carry_the_published_protocols():
+    assert softmax.SoftmaxOwl2.Options().prompt == "Rate the technical quality of the image."
+    assert softmax.SoftmaxOwl2.Options().backend_path == "MAGAer13/mplug-owl2-llama2-7b"
+    q = softmax.SoftmaxOwl2QBench.Options()
+    assert (q.prompt, q.positive, q.negative) == ("Rate the quality of the image.", ("good",), ("poor",))
+    a = softmax.QAlignOwl2.Options()
+    assert a.backend_path == "q-future/one-align" and a.weights == (1.0, 0.75, 0.5, 0.25, 0.0)
+    assert a.levels == ("excellent", "good", "fair", "poor", "bad")
+    assert a.prompt == "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
+    assert softmax.SoftmaxLlava.Options().backend_path == "llava-hf/llava-1.5-7b-hf"
+    for cls in (softmax.SoftmaxOwl2, softmax.SoftmaxOwl2QBench, softmax.QAlignOwl2, softmax.SoftmaxLlava):
+        assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm" and cls.info.needs_weights
+
+
+def test_check_available_explains_missing_weights(tmp_path, monkeypatch, llava_dir):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_id = "iqabench-test/never-downloaded-model"
+    why = softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=hub_id))
+    assert why and "HF_HUB_OFFLINE" in why and hub_id in why
+    why = softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=str(tmp_path / "nope")))
+    assert why and "nope" in why
+    assert softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=str(llava_dir))) is None
+
+
+# -- the hf-vlm backend on tiny Llava -----------------------------------------------------------
+def test_backend_geometry_comes_from_the_processor(llava):
+    assert llava.image_size == 56 and llava.resize == "crop"
+    assert llava.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    pixels = llava.to_pixels(_images(3))
+    assert pixels.shape == (3, 3, 56, 56) and pixels.dtype == torch.float32
+    assert float(pixels.min()) >= 0 and float(pixels.max()) <= 1
+    ours = llava.normalize(pixels)
+    theirs = llava.processor.image_processor(images=_images(3), return_tensors="pt").pixel_values
+    assert float((ours - theirs).abs().mean()) < 2e-3  # same resize + crop + normalisation
+
+
+def test_logits_match_a_plain_transformers_forward(llava):
+    images = _images(2)
+    pixels = llava.normalize(llava.to_pixels(images))
+    got = llava.next_token_logits(pixels, QUESTION)
+    text = llava.conversation(QUESTION)
+    assert text == "USER: <image>\n" + QUESTION + " ASSISTANT:"
+    inputs = llava.processor(text=[text, text], images=images, return_tensors="pt")
+    assert int((inputs["input_ids"][0] == llava.model.config.image_token_id).sum()) == 16  # (56/14)^2
+    with torch.no_grad():
+        ref = llava.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                          pixel_values=pixels).logits[:, -1]
+    assert got.shape == (2, len(llava.tokenizer))
+    assert torch.allclose(got, ref, atol=1e-5)
+    # one image at a time gives the same logits as the batch
+    assert torch.allclose(llava.next_token_logits(pixels[1:], QUESTION)[0], got[1], atol=1e-5)
+
+
+def test_logits_are_differentiable_wrt_pixels_only(llava):
+    pixels = llava.to_pixels(_images(2)).requires_grad_(True)
+    logits = llava.next_token_logits(llava.normalize(pixels), QUESTION)
+    logits[:, llava.token_id("good")].sum().backward()
+    assert pixels.grad is not None and float(pixels.grad.abs().sum()) > 0
+    assert all(not p.requires_grad and p.grad is None for p in llava.model.parameters())
+
+
+def test_token_ids_and_generate(llava):
+    tok = llava.tokenizer
+    for word in ("good", "fine", "poor", "bad", "excellent", "fair", "high", "low", "7"):
+        assert llava.token_id(word) == tok.convert_tokens_to_ids("▁" + word)
+    answers = llava.generate(llava.normalize(llava.to_pixels(_images(2))), QUESTION, max_new_tokens=3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_plain_template_when_the_processor_has_none(tmp_path, llava):
+    folder = build_tiny_llava(tmp_path / "plain", seed=1, chat_template=False)
+    plain = load_backend(BackendSpec(arch="llava", path=str(folder)))
+    assert plain.chat_template is None and plain.conversation(QUESTION) == llava.conversation(QUESTION)
+    pixels = llava.normalize(llava.to_pixels(_images(1)))
+    assert torch.allclose(plain.next_token_logits(pixels, QUESTION), llava.next_token_logits(pixels, QUESTION), atol=1e-6)
+    assert plain.fingerprint()["template_sha"] != llava.fingerprint()["template_sha"]
+
+
+def test_whole_template_prompt_and_resize_policies(llava_dir, llava):
+    template = "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
+    assert llava.conversation(template).endswith("<image>\nASSISTANT: The quality of the image is")
+    logits = llava.next_token_logits(llava.normalize(llava.to_pixels(_images(1))), template)
+    assert torch.isfinite(logits).all()
+    padded = load_backend(BackendSpec(arch="llava", path=str(llava_dir), resize="pad"))
+    img = Image.new("RGB", (80, 40), (255, 0, 0))
+    px = padded.to_pixels([img])[0]
+    assert torch.allclose(px[:, 0, 28], torch.tensor([123, 117, 104]) / 255.0, atol=1 / 255)  # mean-colour band
+    assert torch.allclose(px[:, 28, 28], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
+    assert padded.fingerprint()["resize"] == "pad" != llava.fingerprint()["resize"]
+    with pytest.raises(IqaError, match="resize"):
+        load_backend(BackendSpec(arch="llava", path=str(llava_dir), resize="stretch"))
+
+
+def test_missing_model_is_one_clear_error(tmp_path):
+    with pytest.raises(IqaError, match="cannot load"):
+        load_backend(BackendSpec(arch="llava", path="nobody/no-such-model"))
+
+
+# -- the methods ---------------------------------------------------------------------------
+def _manual_score(backend, images, question, pos, neg):
+    with torch.no_grad():
+        logits = backend.next_token_logits(backend.normalize(backend.to_pixels(images)), question).double()
+    ids = lambda words: [backend.token_id(w) for w in words]  # noqa: E731
+    e = logits.exp()
+    p, n = e[:, ids(pos)].sum(-1), e[:, ids(neg)].sum(-1)
+    return (p / (p + n)).tolist()
+
+
+def test_softmax_llava_scores_are_the_seed_formula(llava_dir, llava):
+    method = softmax.SoftmaxLlava(softmax.SoftmaxLlava.Options(backend_path=str(llava_dir)))
+    samples = _samples(3)
+    scores = method.score(samples)
+    expected = _manual_score(llava, [s.image for s in samples], QUESTION, ["good", "fine"], ["poor", "bad"])
+    assert scores == pytest.approx(expected, abs=1e-6)
+    assert all(0 < s < 1 and math.isfinite(s) for s in scores)
+    fp = method.fingerprint()
+    assert fp["backend"]["path"] == str(llava_dir) and set(fp["token_ids"]) == {"positive", "negative"}
+    # batch of one equals batch of three
+    assert method.score(samples[2:])[0] == pytest.approx(scores[2], abs=1e-6)
+
+
+def test_levels_scheme_on_llava(llava_dir, llava):
+    opts = softmax.QAlignOptions(backend="llava", backend_path=str(llava_dir))
+    method = softmax.QAlignOwl2(opts)
+    samples = _samples(2)
+    scores = method.score(samples)
+    with torch.no_grad():
+        logits = llava.next_token_logits(llava.normalize(llava.to_pixels([s.image for s in samples])), opts.prompt)
+    ids = [llava.token_id(w) for w in opts.levels]
+    probs = torch.softmax(logits[:, ids].double(), -1)
+    assert scores == pytest.approx((probs @ torch.tensor(opts.weights, dtype=torch.float64)).tolist(), abs=1e-6)
+
+
+def test_words_sharing_a_token_are_refused(llava_dir):
+    # "quality" and "qualityx" would both start with the piece "▁quality"
+    opts = softmax.LlavaSoftmaxOptions(backend_path=str(llava_dir), positive=("quality",), negative=("qualityx",))
+    with pytest.raises(IqaError, match="share a first token"):
+        softmax.SoftmaxLlava(opts).setup()
+
+
+# -- mPLUG-Owl2 (another helper's backend), when installed --------------------------------------
+def test_softmax_owl2_on_tiny_owl2(owl2_dir):
+    method = softmax.SoftmaxOwl2(softmax.SoftmaxOptions(backend_path=str(owl2_dir)))
+    assert softmax.SoftmaxOwl2.check_available(method.options) is None
+    samples = _samples(2)
+    scores = method.score(samples)
+    backend = method.scorer.backend
+    expected = _manual_score(backend, [s.image for s in samples], QUESTION, ["good", "fine"], ["poor", "bad"])
+    assert scores == pytest.approx(expected, abs=1e-6)
+    qbench = softmax.SoftmaxOwl2QBench(softmax.Owl2QBenchOptions(backend_path=str(owl2_dir)))
+    expected = _manual_score(backend, [s.image for s in samples], softmax.QBENCH_PROMPT, ["good"], ["poor"])
+    assert qbench.score(samples) == pytest.approx(expected, abs=1e-6)
+
+
+def test_qalign_on_tiny_owl2(owl2_dir):
+    method = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir), resize="pad"))
+    scores = method.score(_samples(2))
+    assert all(0 <= s <= 1 for s in scores) and scores[0] != scores[1]
