@@ -70,6 +70,9 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     if isinstance(method, TrainableMethod):
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else resolve.checkpoint_dir(cfg.results, view.card.name, view.split, cls, options)
         checkpoint_info = {"dir": str(ckpt), "files": _hash_files(ckpt, cls.checkpoint_files())}
+        if checkpoint_info["files"] is not None and not cfg.checkpoint and not (ckpt / "train_summary.json").is_file():
+            raise IqaError(f"{ckpt}: training did not finish (no train_summary.json); rerun the same "
+                           f"`iqabench train` command to resume it")
         if checkpoint_info["files"] is None:
             raise IqaError(f"{ckpt}: no trained checkpoint ({', '.join(cls.checkpoint_files())}); run "
                            f"`iqabench train --method {cfg.method} --dataset {cfg.dataset}` with the same options first")
@@ -116,6 +119,9 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
                 store.flag_failure(_one_line(exc))
         finally:
             method.teardown()
+            if mine:  # what this attempt cost (judge calls, segmentations, ...), kept across resumes
+                store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
+                                      "scored": scored_now, "ok": ok, **(method.runtime_stats() or {})})
         failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
         if error is not None:
             raise error
@@ -234,6 +240,7 @@ def _finish(store, manifest, ids, records, labels, cls, method, cfg, view) -> di
         kind = records[i]["error"].split(":", 1)[0]
         failure_kinds[kind] = failure_kinds.get(kind, 0) + 1
     seconds = [records[i]["seconds"] for i in scored if "seconds" in records[i]]
+    attempts = store.read_runtime()
     result = {
         "method": manifest["method"], "method_label": manifest["method_label"], "dataset": manifest["dataset"],
         "split": manifest["split"], "split_hash": manifest["split_hash"], "part": manifest["part"],
@@ -241,7 +248,9 @@ def _finish(store, manifest, ids, records, labels, cls, method, cfg, view) -> di
         "plcc_note": "plcc is after the VQEG 4-parameter logistic fit; plcc_raw has no fit",
         "failures_by_kind": failure_kinds,
         "seconds_per_image_mean": float(np.mean(seconds)) if seconds else None,
-        "runtime": method.runtime_stats() if hasattr(method, "runtime_stats") else {},
+        # the latest attempt's method statistics; every attempt (and rank) is in runtime_attempts
+        "runtime": attempts[-1] if attempts else {},
+        "runtime_attempts": attempts,
         "status": "complete" if not missing else "partial",
         "run_dir": str(store.dir), "key": manifest["key"], "created": provenance.now(),
     }

@@ -144,6 +144,26 @@ class RunStore:
         fh.flush()
         os.fsync(fh.fileno())
 
+    # -- per-attempt method statistics -------------------------------------------------------
+    def append_runtime(self, stats: dict) -> None:
+        path = self.dir / f"runtime.rank{self.rank}.jsonl"
+        if path.exists():
+            self._drop_torn_tail(path)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(stats, default=_json_default) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read_runtime(self) -> list[dict]:
+        out = []
+        for path in sorted(self.dir.glob("runtime.rank*.jsonl")):
+            for line in path.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a torn last line from a kill: that attempt's stats are lost, not its scores
+        return sorted(out, key=lambda r: str(r.get("finished")))
+
     # -- outputs ------------------------------------------------------------------------
     def write_merged_csv(self, ids_in_order: list[str], records: dict[str, dict]) -> Path:
         import pandas as pd

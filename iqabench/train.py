@@ -59,6 +59,7 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
                     "seed": cfg.seed, "device": cfg.device, "batch_size": cfg.batch_size, "limit": cfg.limit,
                     "started": provenance.now(), **provenance.environment()}
         write_json_atomic(workdir / "train_manifest.json", manifest)
+        (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
         method = cls(options, device=cfg.device, batch_size=cfg.batch_size)
         method.card = view.card
         method.cache_dir = Path(cfg.results) / "cache"
@@ -71,9 +72,21 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
                                  SampleSource(val_ids, load, record_failure), workdir, cfg.seed)
         finally:
             method.teardown()
-        n_failed = sum(1 for _ in open(failures_path)) if failures_path.exists() else 0
+        # an image that fails is met again every epoch and on every resume: count it once
+        n_failed = len(_failed_ids(failures_path))
         summary = {**(summary or {}), "n_failed_images": n_failed, "finished": provenance.now()}
         write_json_atomic(workdir / "train_summary.json", summary)
         return workdir, summary
     finally:
         lock.release()
+
+
+def _failed_ids(path: Path) -> set[str]:
+    ids = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                ids.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError):
+                continue  # a torn line from a kill; the image fails again and is re-recorded
+    return ids

@@ -87,12 +87,12 @@ def test_kill_run_at_random_points(tiny_root, tmp_path):
     phases = []
     for trial in range(RUN_TRIALS):
         results = tmp_path / f"trial{trial}"
-        pred_files = lambda: list(results.glob("tiny/all-test/*/predictions*.jsonl"))  # noqa: E731
-        n_saved = lambda: sum(len(_complete_lines(p)) for p in pred_files())  # noqa: E731
+        pred_files = lambda r=results: list(r.glob("tiny/all-test/*/predictions*.jsonl"))  # noqa: E731
+        n_saved = lambda f=pred_files: sum(len(_complete_lines(p)) for p in f())  # noqa: E731
         by_time = trial % 2 == 0
         at_time = rng.uniform(0.0, one_run) if by_time else None
         target = rng.randint(1, 33)
-        _kill_when(_cli(_run_args(tiny_root, results, log)), lambda: n_saved() >= target, at_time)
+        _kill_when(_cli(_run_args(tiny_root, results, log)), lambda n=n_saved, t=target: n() >= t, at_time)
 
         saved = {p: _complete_lines(p) for p in pred_files()}
         saved_ids = [json.loads(line)["id"] for lines in saved.values() for line in lines]
@@ -142,11 +142,11 @@ def test_kill_train_at_random_points(tiny_root, tmp_path):
         results = tmp_path / f"trial{trial}"
         workdir = results / ref_dir.relative_to(tmp_path / "reference")
         caches = [workdir / "features.train.jsonl", workdir / "features.val.jsonl"]
-        n_features = lambda: sum(len(_complete_lines(c)) for c in caches)  # noqa: E731
+        n_features = lambda cs=caches: sum(len(_complete_lines(c)) for c in cs)  # noqa: E731
         by_time = trial % 2 == 0
         at_time = rng.uniform(0.0, one_train) if by_time else None
         target = rng.randint(1, 20)
-        _kill_when(_cli(_train_args(tiny_root, results)), lambda: n_features() >= target, at_time)
+        _kill_when(_cli(_train_args(tiny_root, results)), lambda n=n_features, t=target: n() >= t, at_time)
 
         saved = {c: _complete_lines(c) for c in caches}
         phases.append(sum(len(v) for v in saved.values()))

@@ -6,6 +6,7 @@ safetensors checkpoints, the runner's records, and the per-method statistics in 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -56,7 +57,9 @@ def test_dog_iqa_records_masks_calls_and_reuses_masks_with_another_judge(synthet
         assert main(["run", "--method", "dog-iqa", "--dataset", "synthetic", "--data-root", str(synthetic_root),
                      "--results", str(results), "-o", f"segmenter={seg}", "-o", f"judge={judge}", "--limit", "4",
                      "--batch-size", "2", "--no-progress"]) == 0
-    first, second = sorted(_metrics(results), key=lambda m: m["created"])
+    by_judge = {json.loads((Path(m["run_dir"]) / "manifest.json").read_text())["options"]["judge"]["path"]: m
+                for m in _metrics(results)}
+    first, second = (by_judge[tiny_model_path("llava", tmp_path / "models", seed=s)] for s in (0, 1))
     assert first["run_dir"] != second["run_dir"]
     assert first["runtime"]["segmentations"] > 0 and first["runtime"]["judge_calls"] > 0
     assert first["runtime"]["c_max"] >= 1 and "parse_failures" in first["runtime"]

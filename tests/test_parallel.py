@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("torch")
 
 from iqabench.run import RunConfig, run  # noqa: E402
+from iqabench.store import RunStore  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
 PLUGIN_ARGS = ["--plugin", str(PLUGINS / "tiny_dataset_plugin.py"), "--plugin", str(PLUGINS / "slow_method.py")]
@@ -149,8 +150,6 @@ def test_a_failing_rank_stops_every_rank_with_its_error(tiny_root, tmp_path):
     line = next((x for x in err.splitlines() if x.startswith("iqabench: error (rank 0 of 2):")), None)
     assert line is not None, err
     assert "rank 1 failed: RuntimeError: rank 1 cannot load its model (on purpose)" in line
-    # torchrun saw both ranks exit on their own (2: rank 0's error, 1: rank 1's traceback), not by its SIGTERM
-    assert "exitcode  : 2" in err and "exitcode  : 1" in err and "exitcode  : -15" not in err
     # rank 0 stopped early instead of scoring its whole shard of 18 images
     scored = log.read_text().split() if log.exists() else []
     assert len(scored) < 18
@@ -188,3 +187,19 @@ def test_resume_across_a_change_of_process_count(tiny_root, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [r["world_size"] for r in manifest["resumed"]] == [1, 2]
     assert_same_results(run_dir, reference(tiny_root, tmp_path / "single", 0.1, log))
+
+
+def test_records_merge_the_same_whatever_the_file_order(tmp_path):
+    """Files of several attempts (1 process, then 2 ranks): a success is never replaced by an older
+    failure from a file read later, and a final line without its newline is not counted as saved."""
+    def line(i, score, error=None):
+        return json.dumps({"id": i, "score": score, "label": 1.0, "error": error}) + "\n"
+
+    (tmp_path / "predictions.jsonl").write_text(line("a", 0.5) + line("b", None, "decode: x"))
+    (tmp_path / "predictions.rank0-of2.jsonl").write_text(line("a", None, "score: boom") + line("b", 0.7))
+    (tmp_path / "predictions.rank1-of2.jsonl").write_text(line("c", 0.9) + line("d", 0.1).rstrip("\n"))
+    with RunStore(tmp_path, 1, 2) as store:
+        records = store.read_records()
+        assert records["a"]["score"] == 0.5 and records["b"]["score"] == 0.7 and "d" not in records
+        store.append({"id": "d", "score": 0.2, "label": 1.0, "error": None})  # drops the torn tail first
+    assert [json.loads(x)["id"] for x in (tmp_path / "predictions.rank1-of2.jsonl").read_text().splitlines()] == ["c", "d"]

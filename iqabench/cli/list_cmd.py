@@ -8,6 +8,10 @@ def add_arguments(p) -> None:
 
 
 def execute(args) -> int:
+    import os
+
+    # Checking availability must never download; without this, hub clients retry for minutes offline.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from iqabench import registry
 
     if args.what == "datasets":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def load_or_make(dataset: str, table: pd.DataFrame, name: str, split_dir: Path) 
                            "the dataset's metadata changed since it was recorded")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two first users never share a temp file
         tmp.write_text(json.dumps(split.to_json()))
         tmp.replace(path)
     return split

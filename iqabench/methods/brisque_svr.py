@@ -120,7 +120,9 @@ class BrisqueSVR(TrainableMethod):
                    "feature_min": np.asarray(lo, dtype=np.float64), "feature_max": np.asarray(hi, dtype=np.float64)}
         save_file(tensors, str(workdir / "svr.safetensors.tmp"))
         (workdir / "svr.safetensors.tmp").replace(workdir / "svr.safetensors")
-        (workdir / "svr.json").write_text(json.dumps(config, indent=1))
+        from iqabench.store import write_json_atomic
+
+        write_json_atomic(workdir / "svr.json", config)
 
     def _load(self, workdir: Path) -> dict:
         from safetensors.numpy import load_file

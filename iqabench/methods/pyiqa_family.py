@@ -76,14 +76,12 @@ def _no_downloads():
 
 def _check_tensors_only(path: Path) -> None:
     if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin"):
-        import pickle
-
-        import torch
+        from iqabench.models.safe_load import load_tensors_only
 
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as exc:
-            raise NotAvailable(f"{path}: refused, it holds more than tensors ({str(exc).splitlines()[0][:120]})") from exc
+            load_tensors_only(path)
+        except IqaError as exc:
+            raise NotAvailable(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=None)

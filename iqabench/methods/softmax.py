@@ -253,8 +253,9 @@ class SoftmaxMethod(Method):
         return out
 
 
-def _info(description: str, weights: str) -> MethodInfo:
-    return MethodInfo(kind="zero-shot", description=description, higher_better=True, score_range=(0.0, 1.0),
+def mllm_info(description: str, weights: str, kind: str = "zero-shot") -> MethodInfo:
+    """The MethodInfo of a method scoring with a softmax over an MLLM's answer tokens."""
+    return MethodInfo(kind=kind, description=description, higher_better=True, score_range=(0.0, 1.0),
                       needs_weights=weights, needs_gpu=True, extra="mllm")
 
 
@@ -280,27 +281,27 @@ class LlavaSoftmaxOptions(SoftmaxOptions):
 
 class SoftmaxOwl2(SoftmaxMethod):
     name = "softmax-owl2"
-    info = _info("mPLUG-Owl2 zero-shot: softmax of good+fine vs poor+bad after "
+    info = mllm_info("mPLUG-Owl2 zero-shot: softmax of good+fine vs poor+bad after "
                  "'Rate the technical quality of the image.' (seed 000 baseline)", "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
     Options = SoftmaxOptions
 
 
 class SoftmaxOwl2QBench(SoftmaxMethod):
     name = "softmax-owl2-qbench"
-    info = _info("mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor",
+    info = mllm_info("mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor",
                  "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
     Options = Owl2QBenchOptions
 
 
 class QAlignOwl2(SoftmaxMethod):
     name = "qalign-owl2"
-    info = _info("Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0",
+    info = mllm_info("Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0",
                  "q-future/one-align (~16 GB)")
     Options = QAlignOptions
 
 
 class SoftmaxLlava(SoftmaxMethod):
     name = "softmax-llava"
-    info = _info("LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question",
+    info = mllm_info("LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question",
                  "llava-hf/llava-1.5-7b-hf (~14 GB)")
     Options = LlavaSoftmaxOptions

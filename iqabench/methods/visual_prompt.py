@@ -143,7 +143,6 @@ def check_state(state: dict[str, Any], config: PromptConfig, source: str) -> Non
 def read_prompt_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Tensors (and metadata) from a .safetensors file, or a .pt/.pth state dict read with
     weights_only=True (plain tensors only; objects are never unpickled)."""
-    import pickle
 
     import torch
 
@@ -159,10 +158,9 @@ def read_prompt_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
         except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises SafetensorError (a RuntimeError subclass)
             raise IqaError(f"{path}: not a readable safetensors file ({exc})") from exc
     if path.suffix in (".pt", ".pth", ".bin"):
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-            raise IqaError(f"{path}: cannot read as a tensor state dict with weights_only=True ({exc})") from exc
+        from iqabench.models.safe_load import load_tensors_only
+
+        state = load_tensors_only(path)
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise IqaError(f"{path}: expected a dict of tensors")
         # A state dict saved from a wrapper module carries a prefix ("visual_prompter.pad_up").

@@ -28,7 +28,7 @@ import pydantic
 
 from iqabench.api import MethodInfo, Sample, SampleSource, TrainableMethod
 from iqabench.errors import IqaError
-from iqabench.methods.softmax import SoftmaxOptions, SoftmaxScorer, backend_unavailable
+from iqabench.methods.softmax import SoftmaxOptions, SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 
 log = logging.getLogger("iqabench.methods.vp")
@@ -377,8 +377,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _info(description: str, weights: str) -> MethodInfo:
-    return MethodInfo(kind="trainable", description=description, higher_better=True, score_range=(0.0, 1.0),
-                      needs_weights=weights, needs_gpu=True, extra="mllm")
+    return mllm_info(description, weights, kind="trainable")
 
 
 class VpOwl2(VisualPromptMethod):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -230,9 +231,10 @@ def load(spec: BackendSpec, device: str = "cpu") -> HfVlmBackend:
     try:
         processor = AutoProcessor.from_pretrained(source, **common)
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **common)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        # transformers reads .bin weights with weights_only=True: a pickled object lands here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IqaError(f"{spec.path}: cannot load the model or processor ({first})") from exc
+        raise IqaError(f"{spec.path}: cannot load the model or processor ({first[:200]})") from None
     model.to(device).eval()
     model.requires_grad_(False)  # frozen: only inputs (e.g. a visual prompt) may receive gradients
     return HfVlmBackend(model, processor, spec, device, dtype)

@@ -92,9 +92,9 @@ def read_tensors(file: Path) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return load_file(str(file))
-    import torch
+    from iqabench.models.safe_load import load_tensors_only
 
-    return torch.load(str(file), map_location="cpu", weights_only=True, mmap=True)
+    return load_tensors_only(file, mmap=True)
 
 
 def load_weights(model, folder: Path, dtype) -> None:
