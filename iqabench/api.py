@@ -110,6 +110,10 @@ Progress = Callable[[str, float | None], None]
 class TrainableMethod(Method):
     """A method with a training stage: fit on train, select on val, save, load."""
 
+    # Options that only say how long to train: changing them resumes the same checkpoint folder
+    # (e.g. more epochs) instead of starting a new one.
+    schedule_options: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def checkpoint_files(cls) -> tuple[str, ...]:
         return ("checkpoint.safetensors", "checkpoint.json")

@@ -6,7 +6,6 @@ PLCC is given raw and after the VQEG four-parameter logistic fit.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -86,23 +85,32 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
 
 
 def bootstrap(p: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> dict[str, list[float] | None]:
-    """Percentile 95 % intervals of SRCC, KRCC and raw PLCC over image resamples."""
+    """Percentile 95 % intervals of SRCC, KRCC and raw PLCC over image resamples.
+
+    SRCC and PLCC are computed for all resamples at once (ranks with ties averaged, as scipy);
+    resamples with constant predictions or labels are left out."""
     rng = np.random.default_rng(seed)
     n = len(p)
-    draws: dict[str, list[float]] = {"srcc": [], "krcc": [], "plcc_raw": []}
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        pp, yy = p[idx], y[idx]
-        if np.ptp(pp) == 0 or np.ptp(yy) == 0:
-            continue
-        draws["srcc"].append(srcc(pp, yy))
-        draws["krcc"].append(krcc(pp, yy))
-        draws["plcc_raw"].append(plcc(pp, yy))
+    idx = rng.integers(0, n, (n_boot, n))
+    pp, yy = p[idx], y[idx]
+    ok = (np.ptp(pp, axis=1) > 0) & (np.ptp(yy, axis=1) > 0)
+    pp, yy = pp[ok], yy[ok]
+    draws = {
+        "srcc": _rowwise_pearson(stats.rankdata(pp, axis=1), stats.rankdata(yy, axis=1)),
+        "krcc": np.array([krcc(a, b) for a, b in zip(pp, yy)]),
+        "plcc_raw": _rowwise_pearson(pp, yy),
+    }
     out: dict[str, list[float] | None] = {}
     for key, vals in draws.items():
-        vals = [v for v in vals if not math.isnan(v)]
-        out[key] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
+        vals = vals[np.isfinite(vals)]
+        out[key] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if len(vals) else None
     return out
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
 
 
 def selection_score(pred: np.ndarray, label: np.ndarray) -> float:

@@ -101,7 +101,8 @@ def load_dataset(name: str, data_root: Path, split_name: str | None, results: Pa
 
 
 def checkpoint_dir(results: Path, dataset: str, split: splits.Split, cls: type[Method], options: Options) -> Path:
-    key = stable_hash({"method": cls.name, "options": options.model_dump(mode="json"), "split_hash": split.hash})
+    kept = {k: v for k, v in options.model_dump(mode="json").items() if k not in getattr(cls, "schedule_options", ())}
+    key = stable_hash({"method": cls.name, "options": kept, "split_hash": split.hash})
     return Path(results) / "checkpoints" / dataset / split.name / f"{slug_name(cls.name)}-{key}"
 
 

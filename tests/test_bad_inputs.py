@@ -273,3 +273,24 @@ def test_a_plugin_reader_failing_is_still_one_line(content, problem, tmp_path, c
     meta.write_bytes(content if isinstance(content, bytes) else content.encode())
     line = _cli_error(tmp_path / "data", tmp_path / "res", capsys, dataset="tiny")
     assert str(meta) in line and problem in line and "cannot read" in line, line
+
+
+def test_extreme_aspect_images_are_not_upscaled_whole_and_pixels_are_unchanged():
+    """A shorter-side resize would turn 2 x 20000 into 448 x 4.5M pixels; the central band keeps it small
+    and gives the same output as preprocessing the whole image."""
+    import numpy as np
+    from PIL import Image
+
+    from iqabench.models.hf_vlm import square_image
+    from iqabench.models.preprocess import central_band
+
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray(rng.integers(0, 255, (20, 400, 3), dtype=np.uint8))
+    assert central_band(wide).size == (160, 20)
+    full = square_image(wide.copy(), 28, "crop")  # 400/20 = 20 > 8: banded inside too
+    reference = wide.resize((int(400 * 28 / 20), 28), Image.BICUBIC)
+    left = (reference.size[0] - 28) // 2
+    reference = reference.crop((left, 0, left + 28, 28))
+    assert np.abs(np.asarray(full, dtype=int) - np.asarray(reference, dtype=int)).max() <= 1
+    huge = Image.new("RGB", (2, 20000))
+    assert square_image(huge, 28, "crop").size == (28, 28)

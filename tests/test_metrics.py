@@ -62,3 +62,15 @@ def test_undefined_metrics_are_null_with_a_reason():
     assert out["srcc"] is None and out["plcc"] is None and "constant" in out["undefined_reason"]
     out = metrics.compute(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
     assert out["srcc"] is None and "fewer than 3" in out["undefined_reason"]
+
+
+def test_vectorised_bootstrap_equals_a_loop_over_scipy(arrays):
+    pred, label = arrays
+    pred = np.round(pred, 1)  # ties, so rank averaging matters
+    out = metrics.bootstrap(pred, label, n_boot=60, seed=5)
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, len(pred), (60, len(pred)))
+    s = [stats.spearmanr(pred[i], label[i]).statistic for i in idx]
+    p = [stats.pearsonr(pred[i], label[i]).statistic for i in idx]
+    assert out["srcc"] == pytest.approx([np.percentile(s, 2.5), np.percentile(s, 97.5)], abs=1e-12)
+    assert out["plcc_raw"] == pytest.approx([np.percentile(p, 2.5), np.percentile(p, 97.5)], abs=1e-12)

@@ -67,3 +67,16 @@ def test_dog_iqa_records_masks_calls_and_reuses_masks_with_another_judge(synthet
     preds = pd.read_csv(f"{first['run_dir']}/predictions.csv")
     assert {"masks", "regions", "judge_views", "parse_failures"} <= set(preds.columns)
     assert (preds["masks"] >= 0).all() and (preds["judge_views"] >= 1).all()
+
+
+def test_more_epochs_continue_the_same_checkpoint(tiny_root, tmp_path):
+    from iqabench.train import TrainConfig, train
+
+    model = tiny_model_path("llava", tmp_path / "models")
+    base = {"backend_path": model, "vp_size": 4, "max_steps": 1, "batch_size": 2, "flip": False}
+    common = dict(method="vp-llava", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", limit=6)
+    first, s1 = train(TrainConfig(**common, options={**base, "epochs": 1}), on_log=lambda m: None)
+    second, s2 = train(TrainConfig(**common, options={**base, "epochs": 3}), on_log=lambda m: None)
+    assert first == second
+    assert len(s1["train_loss"]) == 1 and len(s2["train_loss"]) == 3
+    assert s2["train_loss"][0] == s1["train_loss"][0]  # epoch 1 was not redone

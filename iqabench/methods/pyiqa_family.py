@@ -131,6 +131,12 @@ class PyiqaMethod(Method):
             return str(exc)
         return None
 
+    @classmethod
+    def contract_options(cls, workdir):
+        # pyiqa's weights cannot be built here: only weight-free metrics (or ones whose weights are
+        # on disk) can run; the others must be refused at once
+        return {} if cls.check_available() is None else None
+
     def setup(self) -> None:
         self.model = _create(self.metric, self.device, tuple(sorted(self.options.metric_options.items())))
 

@@ -74,6 +74,7 @@ class VisualPromptMethod(TrainableMethod):
     """The shared implementation; subclasses choose the backend defaults."""
 
     Options: ClassVar[type[VisualPromptOptions]] = VisualPromptOptions
+    schedule_options = ("epochs", "patience")  # `iqabench train -o epochs=40` continues a 25-epoch run
 
     def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int = 1):
         super().__init__(options, device, batch_size)

@@ -54,6 +54,10 @@ def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] 
         canvas.paste(image, ((side - w) // 2, (side - h) // 2))
         return canvas.resize((size, size), Image.BICUBIC)
     if policy == "crop":
+        from iqabench.models.preprocess import central_band
+
+        image = central_band(image)
+        w, h = image.size
         scale = size / min(w, h)
         # floor, as the CLIP image processor rounds the longer side
         nw, nh = (size, max(size, int(h * scale))) if w <= h else (max(size, int(w * scale)), size)

@@ -73,11 +73,14 @@ class Owl2Backend(MLLMBackend):
         import torch
         from PIL import Image
 
+        from iqabench.models.preprocess import central_band
+
         size, out = self.image_size, []
         for image in images:
             image = image.convert("RGB")
             if self.spec.resize == "pad":
                 image = _pad_to_square(image, tuple(int(c * 255) for c in self.mean))
+            image = central_band(image)
             w, h = image.size
             short, long = (w, h) if w <= h else (h, w)
             new_long = int(size * long / short)  # the CLIP processor's rounding (floor)
