@@ -6,6 +6,7 @@ Every image ends as a record, scored or failed with its reason; metrics come fro
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -120,8 +121,10 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
         finally:
             method.teardown()
             if mine:  # what this attempt cost (judge calls, segmentations, ...), kept across resumes
+                # after setup, the fingerprint also names the loaded model (e.g. its resolved snapshot)
                 store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
-                                      "scored": scored_now, "ok": ok, **(method.runtime_stats() or {})})
+                                      "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
+                                      **(method.runtime_stats() or {})})
         failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
         if error is not None:
             raise error
@@ -251,6 +254,8 @@ def _finish(store, manifest, ids, records, labels, cls, method, cfg, view) -> di
         # the latest attempt's method statistics; every attempt (and rank) is in runtime_attempts
         "runtime": attempts[-1] if attempts else {},
         "runtime_attempts": attempts,
+        # scores from different model snapshots must not be mixed silently
+        "model_identity_changed": len({json.dumps(a.get("fingerprint"), sort_keys=True, default=str) for a in attempts}) > 1,
         "status": "complete" if not missing else "partial",
         "run_dir": str(store.dir), "key": manifest["key"], "created": provenance.now(),
     }

@@ -33,6 +33,8 @@ def test_run_writes_manifest_predictions_and_metrics(tiny_root, tmp_path):
         assert key in m
     assert m["n"] == 36 and m["n_failed"] == 0 and m["status"] == "complete"
     assert m["srcc"] is not None and -1 <= m["srcc"] <= 1
+    assert m["runtime_attempts"][0]["fingerprint"]["method"] == "slow-sharpness"
+    assert m["model_identity_changed"] is False
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     for key in ("options", "split_hash", "packages", "git_commit", "device", "batch_size", "seed", "fingerprint"):
         assert key in manifest

@@ -21,8 +21,9 @@ from iqabench.errors import IqaError, NotAvailable
 
 PACKAGE = Path(iqabench.__file__).parent
 PLUGINS = Path(__file__).parent / "plugins"
-# The one module that passes trust_remote_code=True: the mPLUG-Owl3 worker, which runs in its own
-# virtualenv and refuses unless the request carries trust_remote_code and a revision (tested below).
+# The one module that passes trust_remote_code on to transformers: the mPLUG-Owl3 worker, which runs in
+# its own virtualenv, refuses unless the request carries trust_remote_code and a revision, and then passes
+# the user's own flag (tested below). No module passes a literal True.
 REMOTE_CODE_HOSTS = {"models/owl3_worker/worker.py"}
 
 
@@ -60,10 +61,10 @@ def test_no_code_path_turns_remote_code_on_by_default():
                 for key, value in zip(node.keys, node.values):
                     if isinstance(key, ast.Constant) and key.value == "trust_remote_code" and _is_true(value):
                         found.append((name, value.lineno))
-    assert {n for n, _ in found} <= REMOTE_CODE_HOSTS, found
+    assert not found, found
     for name in REMOTE_CODE_HOSTS:  # there, only after the explicit flag and the revision were checked
         text = (PACKAGE / name).read_text()
-        first_use = text.index("trust_remote_code=True")
+        first_use = text.index("trust_remote_code=remote")
         assert text.index('if not spec.get("trust_remote_code")') < first_use
         assert text.index("if not revision") < first_use
 

@@ -61,6 +61,8 @@ def print_metrics(m: dict) -> None:
           f"PLCC {fmt(m.get('plcc'))} (logistic)  PLCC_raw {fmt(m.get('plcc_raw'))}  RMSE {fmt(m.get('rmse'))}")
     if m.get("undefined_reason"):
         print(f"  metrics undefined: {m['undefined_reason']}")
+    if m.get("model_identity_changed"):
+        print("  WARNING: attempts of this run used different model snapshots (see runtime_attempts in metrics.json)")
     if m.get("n_failed"):
         print(f"  failures by kind: {m['failures_by_kind']} (see predictions.csv, column error)")
     print(f"  -> {m['run_dir']}")

@@ -43,9 +43,10 @@ class Owl3Host:
             raise PermissionError("mPLUG-Owl3 with trust_remote_code needs a pinned revision (a commit hash)")
         dtype_name = spec.get("dtype") or "auto"
         dtype = (torch.float16 if str(device).startswith("cuda") else torch.float32) if dtype_name == "auto" else getattr(torch, dtype_name)
-        self.model = AutoModel.from_pretrained(path, revision=revision, trust_remote_code=True,
+        remote = bool(spec["trust_remote_code"])  # the user's explicit opt-in, checked above
+        self.model = AutoModel.from_pretrained(path, revision=revision, trust_remote_code=remote,
                                                attn_implementation="sdpa", torch_dtype=dtype).eval().to(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=remote)
         self.processor = self.model.init_processor(self.tokenizer)
         self.device = device
         self.info = {
