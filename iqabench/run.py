@@ -107,6 +107,8 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
         if world.is_main:
             on_log(f"{label} on {view.card.name}/{view.split.name}/{cfg.part}: {len(ids)} images, "
                    f"{len(ids) - len(todo)} already saved, {len(todo)} to score -> {run_dir}")
+        if todo and world.size > 1 and _has_prepare(method):
+            _prepare_own_shard(method, checkpoint_info, view, ids, store, world)
         ok, error = True, None
         scored_now = 0
         try:
@@ -139,12 +141,49 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     return RunResult(run_dir, result_metrics, scored_now)
 
 
-def _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, world) -> int:
-    from tqdm import tqdm
+def _has_prepare(method) -> bool:
+    from iqabench.api import Method
 
+    return type(method).prepare is not Method.prepare
+
+
+def _ensure_setup(method, checkpoint_info) -> None:
+    """setup() and the checkpoint, once per method object."""
+    if getattr(method, "_iqabench_setup_done", False):
+        return
     method.setup()
     if checkpoint_info is not None:
         method.load_checkpoint(Path(checkpoint_info["dir"]))
+    method._iqabench_setup_done = True
+
+
+def _prepare_own_shard(method, checkpoint_info, view, ids, store, world) -> None:
+    """Data-parallel: each rank first runs the method's dataset-wide pass on its own shard
+    (e.g. Dog-IQA's segmentation, cached), so the later pass over all images finds it done.
+
+    Every rank reaches the one collective below exactly once, failed or not."""
+    error = None
+    try:
+        _ensure_setup(method, checkpoint_info)
+        method.prepare(SampleSource(world.shard(ids), view.loader(), on_failure=lambda i, r: None))
+    except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
+        error = exc
+        store.flag_failure(_one_line(exc))
+    failed = world.agree_ok(error is None)
+    if error is not None or failed:
+        method.teardown()
+    if error is not None:
+        raise error
+    if failed:
+        flags = store.failed_ranks()
+        reasons = "; ".join(f"rank {r} failed: {flags.get(r, 'see its output')}" for r in failed)
+        raise IqaError(f"{reasons} (rank {world.rank} stopped too; rerun to resume)")
+
+
+def _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, world) -> int:
+    from tqdm import tqdm
+
+    _ensure_setup(method, checkpoint_info)
     load = view.loader()
     method.prepare(SampleSource(ids, load, on_failure=lambda i, r: None))
     bar = tqdm(total=len(mine), desc=f"{method.name} rank{world.rank}" if world.size > 1 else method.name,

@@ -30,6 +30,7 @@ COLUMNS = ["id", "score", "label", "error"]
 # the test itself with --plugin, the only way a plugin file gets loaded.
 FAILING_RANK_PLUGIN = '''
 import os
+from iqabench.api import Method
 from iqabench.registry import methods, register_method
 
 SlowSharpness = methods.get("slow-sharpness")
@@ -38,8 +39,18 @@ SlowSharpness = methods.get("slow-sharpness")
 @register_method
 class FailsOnRankOne(SlowSharpness):
     name = "fails-on-rank-one"
+    prepare = Method.prepare  # no dataset-wide pass: the failure comes in the scoring phase
 
     def setup(self):
+        if os.environ.get("RANK") == "1":
+            raise RuntimeError("rank 1 cannot load its model (on purpose)")
+
+
+@register_method
+class FailsOnRankOneInPrepare(SlowSharpness):
+    name = "fails-on-rank-one-in-prepare"
+
+    def prepare(self, source):
         if os.environ.get("RANK") == "1":
             raise RuntimeError("rank 1 cannot load its model (on purpose)")
 '''
@@ -137,12 +148,24 @@ def test_two_ranks_merge_to_the_single_process_result(tiny_root, tmp_path):
     assert_same_results(ddp, reference(tiny_root, tmp_path / "single", 0.05, log))
 
 
-def test_a_failing_rank_stops_every_rank_with_its_error(tiny_root, tmp_path):
+def test_the_dataset_wide_pass_is_sharded_across_ranks(tiny_root, tmp_path):
+    """A method's prepare() (Dog-IQA segments every image there) is split between ranks: each image's
+    expensive work is done once in all, not once per rank, and scoring still sees every image prepared."""
+    prep = tmp_path / "prepared.log"
+    proc = launch(2, run_args(tiny_root, tmp_path / "ddp", f"prepare_log={prep}", "delay=0.05"))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    done = prep.read_text().split()
+    assert sorted(done) == sorted(set(done)) and len(done) == 36
+
+
+@pytest.mark.parametrize("method", ["fails-on-rank-one", "fails-on-rank-one-in-prepare"])
+def test_a_failing_rank_stops_every_rank_with_its_error(tiny_root, tmp_path, method):
     plugin = tmp_path / "failing_rank.py"
     plugin.write_text(FAILING_RANK_PLUGIN)
     log = tmp_path / "scored.log"
     args = run_args(tiny_root, tmp_path / "res", "delay=1.0", f"log={log}")
-    args[args.index("slow-sharpness")] = "fails-on-rank-one"
+    args[args.index("slow-sharpness")] = method
     proc = launch(2, args, plugins=[str(plugin)])
     out, err = proc.communicate(timeout=240)  # a hang guard only: rank 0 alone would need 18 s
     assert proc.returncode != 0

@@ -18,6 +18,7 @@ class SlowOptions(Options):
     log: str | None = None  # file that gets one line per scored image id
     fail_on: tuple[str, ...] = ()
     nan_on: tuple[str, ...] = ()
+    prepare_log: str | None = None  # with it, a dataset-wide pass caches per image and logs what it computed
 
 
 @register_method
@@ -25,6 +26,20 @@ class SlowSharpness(Method):
     name = "slow-sharpness"
     info = MethodInfo(kind="classic", description="mean gradient magnitude (test plugin)")
     Options = SlowOptions
+
+    def prepare(self, source):
+        """A cached dataset-wide pass, like Dog-IQA's segmentation: computes what the cache lacks."""
+        if not self.options.prepare_log:
+            return
+        cache = self.cache_dir / "slow-prepare"
+        cache.mkdir(parents=True, exist_ok=True)
+        for sid in source.ids:
+            marker = cache / sid
+            if not marker.exists():
+                time.sleep(self.options.delay)
+                with open(self.options.prepare_log, "a") as fh:
+                    fh.write(sid + "\n")
+                marker.write_text("done")
 
     def score(self, samples):
         out = []
