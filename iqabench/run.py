@@ -128,12 +128,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
                                       "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
                                       **(method.runtime_stats() or {})})
         failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
-        if error is not None:
-            raise error
-        if failed_ranks:
-            flags = store.failed_ranks()
-            reasons = "; ".join(f"rank {r} failed: {flags.get(r, 'see its output')}" for r in failed_ranks)
-            raise IqaError(f"{reasons} (rank {world.rank} stopped too; saved predictions are kept, rerun to resume)")
+        _raise_failures(error, failed_ranks, store, world)
         if not world.is_main:
             return RunResult(run_dir, None, scored_now)
         records = store.read_records()
@@ -172,12 +167,17 @@ def _prepare_own_shard(method, checkpoint_info, view, ids, store, world) -> None
     failed = world.agree_ok(error is None)
     if error is not None or failed:
         method.teardown()
+    _raise_failures(error, failed, store, world)
+
+
+def _raise_failures(error, failed_ranks, store, world) -> None:
+    """This rank's own error first; else one line naming every rank that failed and why."""
     if error is not None:
         raise error
-    if failed:
+    if failed_ranks:
         flags = store.failed_ranks()
-        reasons = "; ".join(f"rank {r} failed: {flags.get(r, 'see its output')}" for r in failed)
-        raise IqaError(f"{reasons} (rank {world.rank} stopped too; rerun to resume)")
+        reasons = "; ".join(f"rank {r} failed: {flags.get(r, 'see its output')}" for r in failed_ranks)
+        raise IqaError(f"{reasons} (rank {world.rank} stopped too; saved predictions are kept, rerun to resume)")
 
 
 def _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, world) -> int:
