@@ -151,6 +151,12 @@ class SampleSource:
             self._on_failure(sample_id, f"{type(exc).__name__}: {exc}")
             return None
 
+    def report_failure(self, sample_id: str, reason: str) -> None:
+        """A method found an image unusable after decoding (e.g. too small): record it, or raise."""
+        if self._on_failure is None:
+            raise ValueError(f"{sample_id}: {reason}")
+        self._on_failure(sample_id, reason)
+
     def batches(self, size: int, shuffle_seed: int | None = None):
         import random
 

@@ -185,6 +185,8 @@ def _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, wor
 
     _ensure_setup(method, checkpoint_info)
     load = view.loader()
+    # an image that fails to decode here is skipped by the pass and recorded with its reason
+    # when the scoring loop below reaches it, so nothing is dropped
     method.prepare(SampleSource(ids, load, on_failure=lambda i, r: None))
     bar = tqdm(total=len(mine), desc=f"{method.name} rank{world.rank}" if world.size > 1 else method.name,
                unit="img", disable=not cfg.progress, position=world.rank, dynamic_ncols=True)

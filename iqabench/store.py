@@ -26,6 +26,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
+def drop_torn_tail(path: Path) -> None:
+    """Cut a partial last line (a kill in the middle of a write) from an append-only log."""
+    data = Path(path).read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -127,16 +135,9 @@ class RunStore:
     def _open(self):
         if self._fh is None:
             if self.own_file.exists():
-                self._drop_torn_tail(self.own_file)
+                drop_torn_tail(self.own_file)
             self._fh = open(self.own_file, "a", encoding="utf-8")
         return self._fh
-
-    @staticmethod
-    def _drop_torn_tail(path: Path) -> None:  # also used by other append-only logs
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as fh:
-                fh.truncate(data.rfind(b"\n") + 1)
 
     def append(self, record: dict) -> None:
         fh = self._open()
@@ -148,7 +149,7 @@ class RunStore:
     def append_runtime(self, stats: dict) -> None:
         path = self.dir / f"runtime.rank{self.rank}.jsonl"
         if path.exists():
-            self._drop_torn_tail(path)
+            drop_torn_tail(path)
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(stats, default=_json_default) + "\n")
             fh.flush()

@@ -67,3 +67,22 @@ def test_killed_feature_extraction_resumes(tiny_root, tmp_path):
     ids = [json.loads(x)["id"] for x in cache.read_text().splitlines() if x.endswith("}")]
     assert sorted(ids) == sorted(json.loads(x)["id"] for x in lines) and len(ids) == len(set(ids))
     assert (workdir / "svr.safetensors").read_bytes() == before  # same features, same model
+
+
+def test_an_unusable_training_image_is_counted_not_skipped(tiny_root, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from iqabench.resolve import load_dataset
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root / "tiny", root / "tiny")
+    view = load_dataset("tiny", root, None, tmp_path / "r")
+    victim = view.split.ids("train")[0]
+    Image.new("RGB", (8, 8)).save(root / "tiny" / "images" / victim)  # decodes, but too small for BRISQUE
+    workdir, summary = train(TrainConfig(method="brisque-svr", dataset="tiny", data_root=root, results=tmp_path / "r",
+                                         options={"c_grid": [1.0], "gamma_grid": [0.1]}), on_log=lambda m: None)
+    assert summary["n_failed_images"] == 1
+    failures = [json.loads(x) for x in (workdir / "failures.jsonl").read_text().splitlines()]
+    assert failures[0]["id"] == victim and "too small" in failures[0]["error"]

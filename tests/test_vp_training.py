@@ -41,8 +41,7 @@ def llava_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def owl2_dir(tmp_path_factory):
-    tiny_owl2 = pytest.importorskip("iqabench.models.tiny_owl2")
-    pytest.importorskip("iqabench.models.owl2.backend")
+    from iqabench.models import tiny_owl2  # a broken Owl2 module must fail here, not skip
     return tiny_owl2.build_tiny_owl2(tmp_path_factory.mktemp("tiny_owl2"), seed=2)
 
 

@@ -73,11 +73,11 @@ class BrisqueSVR(TrainableMethod):
 
         from iqabench.models.brisque_features import brisque_features
 
-        from iqabench.store import RunStore
+        from iqabench.store import drop_torn_tail
 
         done: dict[str, list[float]] = {}
         if cache.exists():
-            RunStore._drop_torn_tail(cache)  # a kill mid-write leaves a partial last line
+            drop_torn_tail(cache)  # a kill mid-write leaves a partial last line
             for line in cache.read_text().splitlines():
                 try:
                     rec = json.loads(line)
@@ -94,7 +94,7 @@ class BrisqueSVR(TrainableMethod):
                 try:
                     feats = brisque_features(sample.image).tolist()
                 except ValueError as exc:
-                    source._on_failure(sid, f"features: {exc}") if source._on_failure else None
+                    source.report_failure(sid, f"features: {exc}")
                     continue
                 rec = {"id": sid, "x": feats, "y": self._target(sample.label)}
                 done[sid] = rec
