@@ -13,7 +13,7 @@ def test_llama_classes_survive_pyiqa_importing_every_arch():
         import transformers.models.llama.configuration_llama as cl
         import transformers.models.llama.modeling_llama as ml
         before = (cl.LlamaConfig, ml.LlamaDecoderLayer, ml.LlamaModel.forward)
-        from iqabench.methods.pyiqa_family import _create, _keep_transformers_intact
+        from iqabench.models.pyiqa_support import create_metric as _create, _keep_transformers_intact
         from iqabench.errors import NotAvailable
         with _keep_transformers_intact():
             import pyiqa.archs as archs

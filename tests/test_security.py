@@ -171,7 +171,7 @@ def test_pyiqa_weight_guard_refuses_a_malicious_pickle(malicious, tmp_path):
     import torch
 
     write, marker = malicious
-    from iqabench.methods.pyiqa_family import _check_tensors_only
+    from iqabench.models.pyiqa_support import _check_tensors_only
 
     for suffix in (".pth", ".pt", ".ckpt", ".bin"):
         with pytest.raises(NotAvailable, match="refused, not a plain tensor file"):

@@ -68,13 +68,13 @@ def build(folder: Path, progress: bool = True) -> None:
     from tqdm import tqdm
 
     from iqabench.data.distortions import DISTORTIONS
-    from iqabench.methods.pyiqa_family import _create
+    from iqabench.models.pyiqa_support import create_metric
 
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
-    fsim = _create("fsim", "cpu", ())
+    fsim = create_metric("fsim", "cpu", ())
     refs = reference_images()
     rows = []
     todo = [(r, d, lv) for r in refs for d in DISTORTIONS for lv in LEVELS]
