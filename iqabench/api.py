@@ -22,12 +22,20 @@ class Sample:
 
     `image` is an RGB `PIL.Image.Image`; `label` is the dataset's raw score (MOS or DMOS, as
     published); `ref` names the pristine reference for synthetic-distortion sets.
+
+    `target` is what a trainer fits: the label oriented so that higher is better and scaled to
+    [0, 1] from the dataset card's range, computed by the engine (methods never read a card's
+    direction or range). It is set on training and validation samples, None when scoring.
+    `reference` is the decoded reference image, given only to methods whose info says
+    `needs_reference` (full-reference metrics).
     """
 
     id: str
     image: Any
     label: float | None = None
     ref: str | None = None
+    target: float | None = None
+    reference: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,7 @@ class MethodInfo:
     needs_weights: str | None = None  # what must be on disk, if anything
     needs_gpu: bool = False  # True when CPU use is impractical, not impossible
     extra: str | None = None  # the pip extra that brings its dependencies
+    needs_reference: bool = False  # full-reference: samples carry the decoded reference image
 
 
 class Options(pydantic.BaseModel):
@@ -57,20 +66,21 @@ class Method:
     info: ClassVar[MethodInfo]
     Options: ClassVar[type[Options]] = Options
 
-    def __init__(self, options: Options | None = None, device: str = "cpu", batch_size: int = 1):
+    def __init__(self, options: Options | None = None, device: str = "cpu", batch_size: int = 1,
+                 dataset: str | None = None, cache_dir: Path | None = None):
+        """`dataset` names the dataset being scored or trained on (for per-dataset presets and cache
+        keys); `cache_dir` is a folder for expensive intermediate results the method keys itself
+        (e.g. segmentation masks). Both come from the engine's run plan."""
         self.options = options if options is not None else self.Options()
         self.device = device
         self.batch_size = batch_size
+        self.dataset = dataset
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
 
     @classmethod
     def check_available(cls, options: Options | None = None) -> str | None:
         """Return why the method cannot run here, or None when it can. Must be cheap."""
         return None
-
-    # Set by the engine before setup(): the dataset card being scored and a cache folder for
-    # expensive intermediate results keyed by the method itself (e.g. segmentation masks).
-    card: Any = None
-    cache_dir: Path | None = None
 
     def setup(self) -> None:
         """Build models. Called once, only when there is something left to score."""
