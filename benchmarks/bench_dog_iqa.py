@@ -42,9 +42,6 @@ def main() -> None:
     images = {f"b{i}": Image.fromarray(rng.integers(0, 255, (args.side, args.side + 16 * (i % 3), 3), dtype=np.uint8))
               for i in range(args.images)}
 
-    class Card:
-        name = "bench"
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         sam2 = build_tiny_sam2(root / "sam2")
@@ -54,9 +51,7 @@ def main() -> None:
             options = DogIqaOptions(judge=BackendSpec(arch="llava", path=str(llava)), judge_batch_size=batch,
                                     segmenter={"model": str(sam2), "points_per_side": 8, "pred_iou_thresh": 0.0,
                                                "stability_score_thresh": 0.0}, min_area_fraction=0.02)
-            m = DogIqa(options)
-            m.cache_dir = cache
-            m.card = Card()
+            m = DogIqa(options, dataset="bench", cache_dir=cache)
             m.setup()
             return m
 

@@ -32,17 +32,12 @@ def make_dataset(root: Path, n: int) -> None:
 
 
 def register_card() -> None:
-    import pandas as pd
-
     from iqabench import registry
     from iqabench.data.card import DatasetCard
 
-    def read(folder):
-        t = pd.read_csv(folder / "mos.csv")
-        return pd.DataFrame({"id": t["image"], "path": "images/" + t["image"], "label": t["mos"]})
-
-    registry.datasets.register("bench", DatasetCard(
-        name="bench", title="benchmark images", url="-", folder_names=("bench",), layout=("mos.csv",), read=read,
+    registry.register_dataset(DatasetCard(
+        name="bench", title="benchmark images", url="-", folder_names=("bench",), layout=("mos.csv",),
+        reader={"format": "csv", "id": "{image}", "images": {"folders": ["images"]}},
         label_name="mos", score_range=(1.0, 5.0), higher_better=True, default_split="all"))
 
 

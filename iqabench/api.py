@@ -128,6 +128,13 @@ class TrainableMethod(Method):
     def checkpoint_files(cls) -> tuple[str, ...]:
         return ("checkpoint.safetensors", "checkpoint.json")
 
+    @classmethod
+    def external_weights(cls, options: Options) -> Path | None:
+        """A published weights file the options name (e.g. `-o prompt_path=FILE`): scored with it,
+        no `iqabench train` checkpoint needed. The method reads that file itself in `setup()`; the
+        engine records the file's hash in the run's identity and does not call `load_checkpoint`."""
+        return None
+
     def fit(self, train: "SampleSource", val: "SampleSource", workdir: Path, seed: int) -> dict[str, Any]:
         """Train, resuming from `workdir` when it holds a partial state; leave the selected
         checkpoint in `workdir`. Returns a summary (e.g. best val SRCC, epochs run)."""

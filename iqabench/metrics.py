@@ -2,10 +2,12 @@
 
 Sign-aware: predictions and labels are first oriented so that higher means better quality
 (a lower-better method or a DMOS dataset is negated), and never passed through abs().
-PLCC is given raw and after the VQEG four-parameter logistic fit.
+PLCC is given raw and after the VQEG four-parameter logistic fit, which tries several starting
+points and keeps the lowest residual (one start can end in a poor local minimum).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -36,19 +38,105 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return (b1 - b2) / (1.0 + np.exp(z)) + b2
 
 
-def fit_logistic(pred: np.ndarray, label: np.ndarray) -> np.ndarray | None:
-    """Fitted (b1, b2, b3, b4), or None when the fit does not converge."""
+@dataclasses.dataclass(frozen=True)
+class LogisticFit:
+    params: np.ndarray  # (b1, b2, b3, b4)
+    sse: float  # residual sum of squares in label units
+    start: str  # which starting point it came from
+    starts_tried: int
+    starts_converged: int
+
+
+def logistic_starts(pred: np.ndarray, label: np.ndarray, n_grid: int = 4) -> dict[str, list[float]]:
+    """Starting points for the 4-parameter fit: the VQEG data-driven one first, its mirror for a
+    decreasing relation, then the `n_grid` best points of a coarse grid over centre and width.
+
+    One start can end in a poor local minimum (an outlier that inflates the spread, a step-like
+    or saturated relation, a centre far from the bulk of the predictions). For a fixed centre
+    b3 and width b4 the model is linear in b1 and b2, so every grid point gets its best b1, b2
+    by least squares, in either direction; the best grid points lie in the basins of good fits.
+    Last comes the best step (the b4 -> 0 limit), found exactly, for two-level relations."""
     pred = np.asarray(pred, dtype=np.float64)
     label = np.asarray(label, dtype=np.float64)
-    spread = float(np.std(pred)) or 1.0
-    p0 = [float(np.max(label)), float(np.min(label)), float(np.mean(pred)), spread]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            params, _ = optimize.curve_fit(logistic4, pred, label, p0=p0, maxfev=20000)
-    except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):  # TypeError: n < 4
+    hi, lo = float(np.max(label)), float(np.min(label))
+    mid, spread = float(np.mean(pred)), float(np.std(pred)) or 1.0
+    starts = {"data-driven": [hi, lo, mid, spread], "reversed": [lo, hi, mid, spread]}
+    centres = np.quantile(pred, np.linspace(0.02, 0.98, 49))
+    y0 = label - label.mean()
+    grid: list[tuple[float, float, float, float, float]] = []  # (sse, b1, b2, b3, b4)
+    for width in spread * np.logspace(-4.0, 1.0, 11):
+        s = 1.0 / (1.0 + np.exp(np.clip(-(pred[None, :] - centres[:, None]) / width, -500, 500)))
+        s0 = s - s.mean(axis=1, keepdims=True)
+        var = (s0 * s0).sum(axis=1)
+        slope = np.divide((s0 * y0).sum(axis=1), var, out=np.zeros_like(var), where=var > 0)
+        sse = (y0 * y0).sum() - slope * (s0 * y0).sum(axis=1)
+        intercept = label.mean() - slope * s.mean(axis=1)
+        grid += [(float(e), float(m + c), float(c), float(b3), float(width))
+                 for e, m, c, b3, v in zip(sse, slope, intercept, centres, var) if v > 0]
+    for i, (_, b1, b2, b3, b4) in enumerate(sorted(grid)[:n_grid]):
+        starts[f"grid-{i + 1}"] = [b1, b2, b3, b4]
+    step = _best_step(pred, label)
+    if step is not None:
+        starts["step"] = step
+    return starts
+
+
+def _best_step(pred: np.ndarray, label: np.ndarray) -> list[float] | None:
+    """The limit of the logistic as b4 -> 0: the split of the sorted predictions into two groups
+    (each fitted by its mean) with the lowest residual, as (b1, b2, b3, b4) with b4 small enough
+    that the nearest predictions sit on the plateaus. None when all predictions are equal."""
+    order = np.argsort(pred, kind="stable")
+    x, y = pred[order], label[order]
+    n = len(x)
+    cuts = np.nonzero(np.diff(x) > 0)[0] + 1  # a group boundary between distinct values only
+    if n < 2 or len(cuts) == 0:
         return None
-    return params if np.all(np.isfinite(params)) else None
+    csum, csq = np.cumsum(y), np.cumsum(y * y)
+    left_n, right_n = cuts, n - cuts
+    left_sum, right_sum = csum[cuts - 1], csum[-1] - csum[cuts - 1]
+    left_sq, right_sq = csq[cuts - 1], csq[-1] - csq[cuts - 1]
+    sse = (left_sq - left_sum ** 2 / left_n) + (right_sq - right_sum ** 2 / right_n)
+    k = int(np.argmin(sse))
+    cut = int(cuts[k])
+    gap = float(x[cut] - x[cut - 1])
+    return [float(right_sum[k] / right_n[k]), float(left_sum[k] / left_n[k]), float(x[cut - 1] + gap / 2), gap / 60.0]
+
+
+def best_logistic_fit(pred: np.ndarray, label: np.ndarray) -> LogisticFit | None:
+    """The fit with the lowest residual over every start of `logistic_starts`, each refined by
+    least squares, or None when none converges. A grid or step start (its b1, b2 already
+    least-squares optimal) stays a candidate as it is, so a refinement that stalls on a flat,
+    step-like residual cannot lose it. Ties keep the earlier candidate; nothing is random."""
+    pred = np.asarray(pred, dtype=np.float64)
+    label = np.asarray(label, dtype=np.float64)
+    starts = logistic_starts(pred, label)
+    best: tuple[float, str, np.ndarray] | None = None
+    converged = 0
+    for name, p0 in starts.items():
+        unrefined = name.startswith("grid") or name == "step"
+        candidates = [(name + " (unrefined)", np.asarray(p0, dtype=np.float64))] if unrefined else []
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params, _ = optimize.curve_fit(logistic4, pred, label, p0=p0, maxfev=20000)
+            if np.all(np.isfinite(params)):
+                converged += 1
+                candidates.insert(0, (name, params))
+        except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):  # TypeError: n < 4
+            pass
+        for tag, params in candidates:
+            sse = float(np.sum((logistic4(pred, *params) - label) ** 2))
+            if np.isfinite(sse) and (best is None or sse < best[0]):
+                best = (sse, tag, params)
+    if best is None or converged == 0:
+        return None
+    return LogisticFit(params=best[2], sse=best[0], start=best[1], starts_tried=len(starts), starts_converged=converged)
+
+
+def fit_logistic(pred: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+    """Fitted (b1, b2, b3, b4) of the multi-start fit, or None when no start converges."""
+    fit = best_logistic_fit(pred, label)
+    return None if fit is None else fit.params
 
 
 def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool = True,
@@ -66,10 +154,11 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
     out["srcc"] = srcc(p, y)
     out["krcc"] = krcc(p, y)
     out["plcc_raw"] = plcc(p, y)
-    params = fit_logistic(p, y)
-    if params is None:
+    fit = best_logistic_fit(p, y)
+    if fit is None:
         out.update({"plcc": None, "rmse": None, "logistic_fit": "did not converge"})
     else:
+        params = fit.params
         fitted = logistic4(p, *params)
         # A decreasing fit correlates positively with the labels even when the method ranks
         # images backwards; the sign of the fitted map's direction keeps that visible.
@@ -79,6 +168,7 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
         out["rmse"] = float(np.sqrt(np.mean((fitted - y) ** 2)))
         # rmse is in oriented label units; for a DMOS set that is the negated DMOS scale
         out["logistic_params"] = [float(v) for v in params]
+        out["logistic_start"] = fit.start  # which of the starts gave the lowest residual
     out["ci95"] = bootstrap(p, y, n_boot=n_boot, seed=seed)
     out["bootstrap"] = {"n": n_boot, "seed": seed}
     return out

@@ -56,12 +56,24 @@ class World:
 
     @contextlib.contextmanager
     def main_first(self):
-        """Rank 0 runs the block first (it may build files the others then read)."""
+        """Rank 0 runs the block first (it may build files the others then read). If rank 0 fails
+        there, the other ranks stop with one line instead of a broken-connection traceback."""
+        if self.size == 1:
+            yield
+            return
         if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
+            if self.agree_ok(True):
+                from iqabench.errors import IqaError
+
+                raise IqaError("rank 0 failed while preparing the run (see its error above)")
+            yield
+            return
+        try:
+            yield
+        except BaseException:
+            self.agree_ok(False)
+            raise
+        self.agree_ok(True)
 
 
 def current(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> World:

@@ -40,3 +40,14 @@ def now() -> str:
 def environment() -> dict:
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": package_versions(),
             "git_commit": git_commit()}
+
+
+def command_line() -> str:
+    """The command as typed (program name shortened to `iqabench` when it is the console script)."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("iqabench", "main.py", "__main__.py"):
+        argv[0] = "iqabench"
+    return shlex.join(argv)

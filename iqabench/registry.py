@@ -1,9 +1,16 @@
-"""One registry for methods and datasets.
+"""One registry for methods, datasets, MLLM backends and tiny-model builders.
 
-Built-ins and third-party plugins are found the same way: through the Python entry-point
-groups `iqabench.methods` and `iqabench.datasets`. An entry point names a `module:attr`
-target that is imported only when needed. A target may be a family (an object with
-`resolve(suffix)` and `names()`), so `pyiqa:<metric>` reaches every pyiqa metric.
+Methods, built-in or third-party, are found through the Python entry-point group
+`iqabench.methods`. An entry point names a `module:attr` target that is imported only when
+needed. A target may be a family (an object with `resolve(suffix)` and `names()`), so
+`pyiqa:<metric>` reaches every pyiqa metric.
+
+Datasets are data: every `<name>/card.toml` in the shipped `datasets/` folder is registered
+under its folder name and parsed only when asked for. Third parties add cards through the
+entry-point group `iqabench.datasets` (a `module:attr` naming a DatasetCard), or from code with
+`register_dataset(card)` / `register_dataset_file(path)`. Aliases work however a card came in.
+MLLM backends (`iqabench.backends`) and the builders of tiny test models of their architectures
+(`iqabench.tiny_models`) are found the same way as methods, built-ins included.
 Users may also name plugin modules or files themselves (`--plugin`); nothing else is loaded.
 """
 from __future__ import annotations
@@ -22,11 +29,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str, check: Callable[[Any], bool]):
+    def __init__(self, kind: str, group: str, check: Callable[[Any], bool],
+                 load_file: Callable[[Path], Any] | None = None,
+                 shipped: Callable[[], Iterable[tuple[str, Path]]] | None = None):
         self.kind = kind
         self.group = group
         self._check = check
-        self._targets: dict[str, Any] = {}  # name -> object or "module:attr"
+        self._load_file = load_file  # a Path target -> object (datasets: a card file)
+        self._shipped = shipped  # (name, Path) pairs registered before the entry points
+        self._targets: dict[str, Any] = {}  # name -> object, "module:attr" or Path
         self._aliases: dict[str, str] = {}
         self._families: dict[str, Any] = {}
         self._entry_points_loaded = False
@@ -36,7 +47,8 @@ class Registry(Generic[T]):
     def register(self, name: str, target: Any, aliases: Iterable[str] = ()) -> None:
         if name in self._targets and self._targets[name] is not target:
             existing = self._targets[name]
-            if not (isinstance(existing, str) and not isinstance(target, str)):
+            # an entry point's "module:attr" may be replaced by the object it names, nothing else
+            if not (isinstance(existing, str) and not isinstance(target, (str, Path))):
                 raise IqaError(f"{self.kind} {name!r} is registered twice ({_describe(existing)} and {_describe(target)})")
         self._targets[name] = target
         for alias in aliases:
@@ -53,9 +65,14 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        for name, path in (self._shipped() if self._shipped else ()):
+            self._targets.setdefault(name, path)
         for ep in importlib.metadata.entry_points(group=self.group):
             if ep.name not in self._targets:
                 self._targets[ep.name] = ep.value
+            elif isinstance(self._targets[ep.name], Path) and not _from_this_package(ep):
+                print(f"iqabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) is ignored: "
+                      f"{self._targets[ep.name]} has that name", file=sys.stderr)
 
     # -- lookup ---------------------------------------------------------------------
     def get(self, name: str) -> T:
@@ -93,7 +110,16 @@ class Registry(Generic[T]):
 
     def _resolve(self, name: str) -> Any:
         target = self._targets[name]
-        if isinstance(target, str):
+        if isinstance(target, Path):
+            obj = self._load_file(target) if self._load_file else None
+            if obj is None or not self._check(obj):
+                raise IqaError(f"{target}: not a valid {self.kind}")
+            if getattr(obj, "name", name) != name:
+                raise IqaError(f"{target}: declares name {obj.name!r}, but its folder registers it as {name!r}")
+            target = self._targets[name] = obj
+            for alias in getattr(obj, "aliases", ()):
+                self._aliases.setdefault(alias, name)
+        elif isinstance(target, str):
             target = _import_target(target, self.kind, name)
             if hasattr(target, "resolve") and hasattr(target, "names") and not isinstance(target, type):
                 self._targets[name] = target
@@ -121,8 +147,21 @@ class Registry(Generic[T]):
                 self._targets.pop(name)
 
 
+def _from_this_package(ep: importlib.metadata.EntryPoint) -> bool:
+    # installed metadata older than the shipped cards still lists the built-ins: not a clash
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.metadata["Name"] == "iqabench"
+
+
 def _describe(target: Any) -> str:
-    return target if isinstance(target, str) else f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"
+    if isinstance(target, (str, Path)):
+        return str(target)
+    if getattr(target, "source", None) is not None:  # a card read from a file
+        return str(target.source)
+    qualname = getattr(target, "__qualname__", None)
+    if qualname is None:  # an instance (a card built in code): name where it was made
+        return f"a {type(target).__name__} from {getattr(target, '__module__', '?')}"
+    return f"{getattr(target, '__module__', '?')}.{qualname}"
 
 
 def _import_target(spec: str, kind: str, name: str) -> Any:
@@ -137,6 +176,9 @@ def _import_target(spec: str, kind: str, name: str) -> Any:
     return obj
 
 
+_loaded_files: set[Path] = set()
+
+
 def load_plugin(spec: str) -> None:
     """Import a plugin the user named: a module name or a path to a .py file.
 
@@ -145,6 +187,9 @@ def load_plugin(spec: str) -> None:
     if spec.endswith(".py"):
         if not path.is_file():
             raise IqaError(f"{spec}: plugin file not found")
+        if path.resolve() in _loaded_files:
+            return  # its registrations are already made; running it again would register twice
+        _loaded_files.add(path.resolve())
         mod_name = f"iqabench_plugin_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         assert module_spec and module_spec.loader
@@ -170,8 +215,61 @@ def _is_dataset(obj: Any) -> bool:
     return isinstance(obj, DatasetCard)
 
 
+def _load_card(path: Path) -> Any:
+    from iqabench.data.card import DatasetCard
+
+    return DatasetCard.from_toml(path)
+
+
+def _shipped_cards() -> list[tuple[str, Path]]:
+    """Card files shipped in datasets/, named by their folder; nothing is parsed here."""
+    from iqabench.locations import shipped_folder
+
+    folder = shipped_folder("datasets")
+    return [(p.parent.name, p) for p in sorted(folder.glob("*/card.toml"))] if folder.is_dir() else []
+
+
+def _is_callable(obj: Any) -> bool:
+    return callable(obj)
+
+
 methods: Registry = Registry("method", "iqabench.methods", _is_method)
-datasets: Registry = Registry("dataset", "iqabench.datasets", _is_dataset)
+# MLLM backends: arch -> loader(BackendSpec, device) -> MLLMBackend (iqabench.models.backend)
+backends: Registry = Registry("backend", "iqabench.backends", _is_callable)
+# Builders of tiny random models of a backend's real architecture: arch -> build(folder, seed) -> folder
+tiny_models: Registry = Registry("tiny model builder", "iqabench.tiny_models", _is_callable)
+datasets: Registry = Registry("dataset", "iqabench.datasets", _is_dataset, load_file=_load_card,
+                              shipped=_shipped_cards)
+
+
+def register_dataset(card: Any) -> Any:
+    """Register a DatasetCard with its aliases. Registering the card of one file twice is a no-op;
+    a name or alias another card already has is an error."""
+    if not _is_dataset(card):
+        raise IqaError(f"register_dataset: expected a DatasetCard, got {type(card).__name__}")
+    datasets.load_entry_points()  # so that a clash with a shipped card is seen
+    existing = datasets._targets.get(card.name)
+    if existing is not None and _same_file(existing if isinstance(existing, Path) else existing.source
+                                           if _is_dataset(existing) else None, card.source):
+        if _is_dataset(existing):
+            return existing
+        datasets._targets.pop(card.name)  # the shipped file itself: the parsed card replaces its path
+    for alias in card.aliases:
+        if alias in datasets._targets and alias != card.name:
+            raise IqaError(f"dataset {card.name!r}: alias {alias!r} is the name of another dataset")
+    datasets.register(card.name, card, card.aliases)
+    return card
+
+
+def _same_file(a: Path | None, b: Path | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def register_dataset_file(path: str | Path) -> Any:
+    """Register the card in a card.toml file (a plugin's own card)."""
+    from iqabench.data.card import DatasetCard
+
+    return register_dataset(DatasetCard.from_toml(Path(path)))
 
 
 def register_method(cls: type) -> type:

@@ -2,46 +2,33 @@
 
 Nothing is scored twice: records already saved (by any rank, any earlier attempt) are skipped.
 Every image ends as a record, scored or failed with its reason; metrics come from the records.
+The run plan is built first; the method is checked and built only when something is left to score.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from iqabench import metrics as metrics_mod
-from iqabench import parallel, provenance, resolve
-from iqabench.api import SampleSource, TrainableMethod, stable_hash
+from iqabench import parallel, provenance
+from iqabench.devices import resolve_device
+from iqabench.api import SampleSource
 from iqabench.errors import IqaError
-from iqabench.store import RunStore, slug
+from iqabench.plan import RunConfig, RunPlan, build_run_plan, inputs_hash
+from iqabench.score import finish
+from iqabench.store import RunStore
 
-SCHEMA_VERSION = 1
+__all__ = ["RunConfig", "RunResult", "run"]
+
 # A run stops when this many images in a row fail with the same error: a systematic problem.
 MAX_SAME_FAILURES_IN_A_ROW = 25
 # How often (at most) a rank of a data-parallel run looks for a failure flag of another rank.
 PEER_POLL_SECONDS = 0.5
-
-
-@dataclasses.dataclass
-class RunConfig:
-    method: str
-    dataset: str
-    split: str | None = None
-    part: str = "test"
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    data_root: Path = resolve.DEFAULT_DATA_ROOT
-    results: Path = resolve.DEFAULT_RESULTS
-    limit: int | None = None
-    batch_size: int = 1
-    device: str = "cpu"
-    seed: int = 0
-    checkpoint: Path | None = None
-    retry_failed: bool = False
-    progress: bool = True
-    n_boot: int = 1000
+# What identifies a run folder's content: a manifest differing in these is another run.
+IDENTITY_KEYS = ("method", "dataset", "split_hash", "part", "key")
 
 
 @dataclasses.dataclass
@@ -53,67 +40,39 @@ class RunResult:
 
 def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     world = parallel.current()
-    device = parallel.device_for(world, cfg.device)
-    cls, options = resolve.resolve_method(cfg.method, cfg.options)
-    resolve.require_available(cls, options)
+    device = parallel.device_for(world, resolve_device(cfg.device))
     with world.main_first():  # rank 0 builds the dataset and records the split; the others read them
-        view = resolve.load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.results)
-    ids = view.split.ids(cfg.part)
-    if cfg.limit is not None:
-        ids = ids[: cfg.limit]
-    if not ids:
-        raise IqaError(f"{cfg.dataset} split {view.split.name} part {cfg.part!r} is empty")
-
-    method = cls(options, device=device, batch_size=cfg.batch_size)
-    method.card = view.card
-    method.cache_dir = Path(cfg.results) / "cache"
-    checkpoint_info = None
-    if isinstance(method, TrainableMethod):
-        ckpt = Path(cfg.checkpoint) if cfg.checkpoint else resolve.checkpoint_dir(cfg.results, view.card.name, view.split, cls, options)
-        checkpoint_info = {"dir": str(ckpt), "files": _hash_files(ckpt, cls.checkpoint_files())}
-        if checkpoint_info["files"] is not None and not cfg.checkpoint and not (ckpt / "train_summary.json").is_file():
-            raise IqaError(f"{ckpt}: training did not finish (no train_summary.json); rerun the same "
-                           f"`iqabench train` command to resume it")
-        if checkpoint_info["files"] is None:
-            raise IqaError(f"{ckpt}: no trained checkpoint ({', '.join(cls.checkpoint_files())}); run "
-                           f"`iqabench train --method {cfg.method} --dataset {cfg.dataset}` with the same options first")
-
-    identity = {"fingerprint": method.fingerprint(), "dataset": view.card.name, "split": view.split.name,
-                "split_hash": view.split.hash, "part": cfg.part, "limit": cfg.limit, "batch_size": cfg.batch_size,
-                "checkpoint": checkpoint_info and checkpoint_info["files"], "schema_version": SCHEMA_VERSION}
-    key = stable_hash(identity)
-    run_dir = Path(cfg.results) / view.card.name / f"{view.split.name}-{cfg.part}" / f"{slug(resolve.slug_name(cls.name))}-{key}"
-    label = resolve.method_label(cls, options)
-    manifest = {
-        "method": cls.name, "method_label": label, "method_kind": cls.info.kind, "options": options.model_dump(mode="json"),
-        "dataset": view.card.name, "dataset_folder": str(view.folder), "split": view.split.name,
-        "split_hash": view.split.hash, "part": cfg.part, "n_images": len(ids), "limit": cfg.limit,
-        "device": device, "batch_size": cfg.batch_size, "seed": cfg.seed, "world_size": world.size,
-        "checkpoint": checkpoint_info, "label_name": view.card.label_name, "label_range": view.card.score_range,
-        "label_higher_better": view.card.higher_better, "method_higher_better": cls.info.higher_better,
-        "fingerprint": identity["fingerprint"], "key": key, "schema_version": SCHEMA_VERSION,
-        "started": provenance.now(), **provenance.environment(),
-    }
-    labels = view.labels()
-    with RunStore(run_dir, world.rank, world.size) as store:
+        plan = build_run_plan(cfg)
+    manifest = _manifest(plan, device, world.size)
+    attempt = {"started": provenance.now(), "command": provenance.command_line(), "seed": cfg.seed,
+               "device": device, "world_size": world.size, "git_commit": manifest.get("git_commit")}
+    with RunStore(plan.run_dir, world.rank, world.size) as store:
         with world.main_first():
-            store.check_or_write_manifest(manifest, ("method", "dataset", "split_hash", "part", "key"))
+            store.check_or_write_manifest(manifest, IDENTITY_KEYS, attempt)
+            store.check_or_write_inputs(plan.inputs, inputs_hash(plan.inputs))
             if world.is_main:
                 store.clear_failure_flags()  # left by an earlier attempt
-            done = store.read_records()
+            done = store.read_records(plan.ids)
         world.barrier()  # every rank has read the same records before any rank appends: same shards
-        todo = [i for i in ids if i not in done or (cfg.retry_failed and done[i].get("error"))]
+        todo = [i for i in plan.ids if i not in done or (cfg.retry_failed and done[i].get("error"))]
         mine = world.shard(todo)
         if world.is_main:
-            on_log(f"{label} on {view.card.name}/{view.split.name}/{cfg.part}: {len(ids)} images, "
-                   f"{len(ids) - len(todo)} already saved, {len(todo)} to score -> {run_dir}")
-        if todo and world.size > 1 and _has_prepare(method):
-            _prepare_own_shard(method, checkpoint_info, view, ids, store, world)
+            on_log(f"{plan.label} on {plan.view.card.name}/{plan.view.split.name}/{cfg.part}: {len(plan.ids)} images, "
+                   f"{len(plan.ids) - len(todo)} already saved, {len(todo)} to score -> {plan.run_dir}")
+            if cfg.limit is not None:
+                print(f"iqabench: WARNING: --limit {cfg.limit}: a smoke test on {len(plan.ids)} images, not a result "
+                      "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
+        method = None
         ok, error = True, None
         scored_now = 0
+        if todo:
+            # only now: a finished run recomputes its metrics without its method or weights
+            method = _build_method(plan, device)
         try:
+            if todo and world.size > 1 and _has_prepare(method):
+                _prepare_own_shard(method, plan, store, world)
             if mine:
-                scored_now = _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, world)
+                scored_now = _score_all(method, plan, mine, store, world)
         except _PeerFailed:
             pass  # another rank failed: stop here and report its error below
         except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
@@ -121,8 +80,9 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
             if world.size > 1:
                 store.flag_failure(_one_line(exc))
         finally:
-            method.teardown()
-            if mine:  # what this attempt cost (judge calls, segmentations, ...), kept across resumes
+            if method is not None:
+                method.teardown()
+            if mine and method is not None:  # what this attempt cost (judge calls, ...), kept across resumes
                 # after setup, the fingerprint also names the loaded model (e.g. its resolved snapshot)
                 store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
                                       "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
@@ -130,10 +90,44 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
         failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
         _raise_failures(error, failed_ranks, store, world)
         if not world.is_main:
-            return RunResult(run_dir, None, scored_now)
-        records = store.read_records()
-        result_metrics = _finish(store, manifest, ids, records, labels, cls, method, cfg, view)
-    return RunResult(run_dir, result_metrics, scored_now)
+            return RunResult(plan.run_dir, None, scored_now)
+        result_metrics = finish(store, n_boot=cfg.n_boot, seed=cfg.seed)
+    return RunResult(plan.run_dir, result_metrics, scored_now)
+
+
+def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
+    cfg, card, cls = plan.config, plan.view.card, plan.method.cls
+    return {
+        "method": cls.name, "method_label": plan.label, "method_kind": cls.info.kind,
+        "options": plan.method.options.model_dump(mode="json"),
+        "dataset": card.name, "dataset_folder": str(plan.view.folder), "split": plan.view.split.name,
+        "split_hash": plan.view.split.hash, "part": cfg.part, "n_images": len(plan.ids), "limit": cfg.limit,
+        "device": device, "batch_size": cfg.batch_size, "seed": cfg.seed, "world_size": world_size,
+        "checkpoint": plan.checkpoint and plan.checkpoint.describe(), "label_name": card.label_name,
+        "label_range": card.score_range, "label_higher_better": card.higher_better,
+        "method_higher_better": cls.info.higher_better, "fingerprint": plan.identity["fingerprint"],
+        "identity": plan.identity, "key": plan.key, "schema_version": plan.identity["schema_version"],
+        "inputs_hash": inputs_hash(plan.inputs), "started": provenance.now(), **provenance.environment(),
+    }
+
+
+def _build_method(plan: RunPlan, device: str):
+    """Check that the method can run here and that its checkpoint exists, then construct it."""
+    plan.method.require_available()
+    ckpt = plan.checkpoint
+    if ckpt is not None and ckpt.files is None:
+        if ckpt.kind == "given":
+            raise IqaError(f"{ckpt.path}: not a complete checkpoint (needs {', '.join(plan.method.cls.checkpoint_files())})")
+        cfg = plan.config
+        train_on = ckpt.trained_on or {}
+        hint = f"iqabench train --method {cfg.method} --dataset {train_on.get('dataset', cfg.dataset)} --split {train_on.get('split')}"
+        hint += "".join(f" -o {k}={v}" for k, v in cfg.options.items())
+        hint += f" --seed {cfg.seed}" + (f" --limit {cfg.limit}" if cfg.limit is not None else "")
+        raise IqaError(f"{ckpt.path}: no trained checkpoint; train it first: {hint}")
+    if ckpt is not None and ckpt.kind == "trained" and not (ckpt.path / "train_summary.json").is_file():
+        raise IqaError(f"{ckpt.path}: training did not finish (no train_summary.json); rerun the same "
+                       "`iqabench train` command to resume it")
+    return plan.method.build(device, plan.config.batch_size, plan.view.card.name, plan.layout.cache_dir())
 
 
 def _has_prepare(method) -> bool:
@@ -142,31 +136,33 @@ def _has_prepare(method) -> bool:
     return type(method).prepare is not Method.prepare
 
 
-def _ensure_setup(method, checkpoint_info) -> None:
+def _ensure_setup(method, plan: RunPlan) -> None:
     """setup() and the checkpoint, once per method object."""
     if getattr(method, "_iqabench_setup_done", False):
         return
     method.setup()
-    if checkpoint_info is not None:
-        method.load_checkpoint(Path(checkpoint_info["dir"]))
+    if plan.checkpoint is not None and plan.checkpoint.kind != "external":
+        method.load_checkpoint(plan.checkpoint.path)
     method._iqabench_setup_done = True
 
 
-def _prepare_own_shard(method, checkpoint_info, view, ids, store, world) -> None:
+def _loader(plan: RunPlan):
+    return plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
+
+
+def _prepare_own_shard(method, plan: RunPlan, store, world) -> None:
     """Data-parallel: each rank first runs the method's dataset-wide pass on its own shard
     (e.g. Dog-IQA's segmentation, cached), so the later pass over all images finds it done.
 
     Every rank reaches the one collective below exactly once, failed or not."""
     error = None
     try:
-        _ensure_setup(method, checkpoint_info)
-        method.prepare(SampleSource(world.shard(ids), view.loader(), on_failure=lambda i, r: None))
+        _ensure_setup(method, plan)
+        method.prepare(SampleSource(world.shard(plan.ids), _loader(plan), on_failure=lambda i, r: None))
     except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
         error = exc
         store.flag_failure(_one_line(exc))
     failed = world.agree_ok(error is None)
-    if error is not None or failed:
-        method.teardown()
     _raise_failures(error, failed, store, world)
 
 
@@ -180,14 +176,16 @@ def _raise_failures(error, failed_ranks, store, world) -> None:
         raise IqaError(f"{reasons} (rank {world.rank} stopped too; saved predictions are kept, rerun to resume)")
 
 
-def _score_all(method, checkpoint_info, view, ids, mine, labels, store, cfg, world) -> int:
+def _score_all(method, plan: RunPlan, mine, store, world) -> int:
     from tqdm import tqdm
 
-    _ensure_setup(method, checkpoint_info)
-    load = view.loader()
+    cfg = plan.config
+    labels = {r["id"]: r["label"] for r in plan.inputs}
+    _ensure_setup(method, plan)
+    load = _loader(plan)
     # an image that fails to decode here is skipped by the pass and recorded with its reason
     # when the scoring loop below reaches it, so nothing is dropped
-    method.prepare(SampleSource(ids, load, on_failure=lambda i, r: None))
+    method.prepare(SampleSource(plan.ids, load, on_failure=lambda i, r: None))
     bar = tqdm(total=len(mine), desc=f"{method.name} rank{world.rank}" if world.size > 1 else method.name,
                unit="img", disable=not cfg.progress, position=world.rank, dynamic_ncols=True)
     streak: list[str] = []
@@ -267,51 +265,3 @@ def _save(store, method, sid, score, label, error, seconds, streak) -> None:
     else:
         # the same cause on different files: compare the reason without the file name
         streak.append(error.rsplit(": ", 1)[-1][:200])
-
-
-def _finish(store, manifest, ids, records, labels, cls, method, cfg, view) -> dict:
-    import numpy as np
-
-    scored = [i for i in ids if i in records and records[i].get("error") is None]
-    failed = [i for i in ids if i in records and records[i].get("error") is not None]
-    missing = [i for i in ids if i not in records]
-    pred = np.array([records[i]["score"] for i in scored], dtype=np.float64)
-    lab = np.array([labels[i] for i in scored], dtype=np.float64)
-    computed = metrics_mod.compute(pred, lab, method_higher_better=cls.info.higher_better,
-                                   dataset_higher_better=view.card.higher_better, n_boot=cfg.n_boot, seed=cfg.seed)
-    failure_kinds: dict[str, int] = {}
-    for i in failed:
-        kind = records[i]["error"].split(":", 1)[0]
-        failure_kinds[kind] = failure_kinds.get(kind, 0) + 1
-    seconds = [records[i]["seconds"] for i in scored if "seconds" in records[i]]
-    attempts = store.read_runtime()
-    result = {
-        "method": manifest["method"], "method_label": manifest["method_label"], "dataset": manifest["dataset"],
-        "split": manifest["split"], "split_hash": manifest["split_hash"], "part": manifest["part"],
-        "n": len(ids), "n_failed": len(failed), "n_missing": len(missing), **computed,
-        "plcc_note": "plcc is after the VQEG 4-parameter logistic fit; plcc_raw has no fit",
-        "failures_by_kind": failure_kinds,
-        "seconds_per_image_mean": float(np.mean(seconds)) if seconds else None,
-        # the latest attempt's method statistics; every attempt (and rank) is in runtime_attempts
-        "runtime": attempts[-1] if attempts else {},
-        "runtime_attempts": attempts,
-        # scores from different model snapshots must not be mixed silently
-        "model_identity_changed": len({json.dumps(a.get("fingerprint"), sort_keys=True, default=str) for a in attempts}) > 1,
-        "status": "complete" if not missing else "partial",
-        "run_dir": str(store.dir), "key": manifest["key"], "created": provenance.now(),
-    }
-    store.write_merged_csv(ids, records)
-    store.write_metrics(result)
-    return result
-
-
-def _hash_files(folder: Path, names) -> dict[str, str] | None:
-    import hashlib
-
-    out = {}
-    for name in names:
-        path = Path(folder) / name
-        if not path.is_file():
-            return None
-        out[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return out

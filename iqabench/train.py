@@ -1,51 +1,37 @@
-"""The training stage for any trainable method: fit on train, select on val, save, resume."""
+"""The training stage for any trainable method: fit on train, select on val, save, resume.
+
+A checkpoint folder holds one fit of exactly one thing (method options except schedule-only
+ones, seed, --limit, training dataset, split name and hash: see plan.training_key), described once
+in train_manifest.json; every attempt (first, resumed, extended) is a line of train_attempts.jsonl.
+"""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from iqabench import provenance, resolve
-from iqabench.api import SampleSource, TrainableMethod
+from iqabench import io, provenance
+from iqabench.api import SampleSource
+from iqabench.devices import resolve_device
 from iqabench.errors import IqaError
-from iqabench.store import write_json_atomic
+from iqabench.plan import TrainConfig, TrainPlan, build_train_plan
 
-
-@dataclasses.dataclass
-class TrainConfig:
-    method: str
-    dataset: str
-    split: str | None = None
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    data_root: Path = resolve.DEFAULT_DATA_ROOT
-    results: Path = resolve.DEFAULT_RESULTS
-    batch_size: int = 1
-    device: str = "cpu"
-    seed: int = 42
-    limit: int | None = None  # cap on train and val sizes, for quick trials
+__all__ = ["TrainConfig", "train"]
 
 
 def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path, dict]:
     import filelock
 
-    cls, options = resolve.resolve_method(cfg.method, cfg.options)
-    if not issubclass(cls, TrainableMethod):
-        raise IqaError(f"method {cls.name} is not trainable (kind: {cls.info.kind})")
-    resolve.require_available(cls, options)
-    view = resolve.load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.results)
-    train_ids, val_ids = view.split.ids("train"), view.split.ids("val")
-    if cfg.limit is not None:
-        train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
-    if not train_ids:
-        raise IqaError(f"{cfg.dataset} split {view.split.name} has no training images")
-    workdir = resolve.checkpoint_dir(cfg.results, view.card.name, view.split, cls, options)
-    workdir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    plan = build_train_plan(cfg)  # checks that the method can run here before reading the dataset
+    workdir = plan.workdir
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IqaError(f"{workdir}: cannot create the checkpoint folder ({exc.strerror or exc})") from None
     failures_path = workdir / "failures.jsonl"
 
     def record_failure(sample_id: str, reason: str) -> None:
-        with open(failures_path, "a") as fh:
-            fh.write(json.dumps({"id": sample_id, "error": reason}) + "\n")
+        io.append_jsonl(failures_path, {"id": sample_id, "error": reason})
 
     lock = filelock.FileLock(str(workdir / ".lock"), timeout=0)
     try:
@@ -53,40 +39,50 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
     except filelock.Timeout:
         raise IqaError(f"{workdir}: another process is training this configuration") from None
     try:
-        manifest = {"method": cls.name, "method_label": resolve.method_label(cls, options),
-                    "options": options.model_dump(mode="json"), "dataset": view.card.name, "split": view.split.name,
-                    "split_hash": view.split.hash, "n_train": len(train_ids), "n_val": len(val_ids),
-                    "seed": cfg.seed, "device": cfg.device, "batch_size": cfg.batch_size, "limit": cfg.limit,
-                    "started": provenance.now(), **provenance.environment()}
-        write_json_atomic(workdir / "train_manifest.json", manifest)
+        manifest = _manifest(plan)
+        _check_or_write_manifest(workdir / "train_manifest.json", manifest)
+        attempt = {"started": provenance.now(), "command": provenance.command_line(), "seed": cfg.seed,
+                   "limit": cfg.limit, "options": plan.method.options.model_dump(mode="json"),
+                   "device": device, "batch_size": cfg.batch_size, "git_commit": manifest.get("git_commit")}
+        io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "started"})
         (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
-        method = cls(options, device=cfg.device, batch_size=cfg.batch_size)
-        method.card = view.card
-        method.cache_dir = Path(cfg.results) / "cache"
-        on_log(f"training {manifest['method_label']} on {view.card.name}/{view.split.name}: "
-               f"{len(train_ids)} train, {len(val_ids)} val -> {workdir}")
+        method = plan.method.build(device, cfg.batch_size, plan.view.card.name, plan.layout.cache_dir())
+        on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
+               f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
+        if cfg.limit is not None:
+            on_log(f"WARNING: --limit {cfg.limit}: a smoke test, not a result (its checkpoint folder is its own)")
         method.setup()
-        load = view.loader()
+        load = plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
         try:
-            summary = method.fit(SampleSource(train_ids, load, record_failure),
-                                 SampleSource(val_ids, load, record_failure), workdir, cfg.seed)
+            summary = method.fit(SampleSource(plan.train_ids, load, record_failure),
+                                 SampleSource(plan.val_ids, load, record_failure), workdir, cfg.seed)
         finally:
             method.teardown()
         # an image that fails is met again every epoch and on every resume: count it once
-        n_failed = len(_failed_ids(failures_path))
+        n_failed = len({r["id"] for r in io.JsonlLog(failures_path).read(on_bad=lambda n, r: None)})
         summary = {**(summary or {}), "n_failed_images": n_failed, "finished": provenance.now()}
-        write_json_atomic(workdir / "train_summary.json", summary)
+        io.write_json_atomic(workdir / "train_summary.json", summary)
+        io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "finished", "finished": summary["finished"]})
         return workdir, summary
     finally:
         lock.release()
 
 
-def _failed_ids(path: Path) -> set[str]:
-    ids = set()
+def _manifest(plan: TrainPlan) -> dict:
+    cfg = plan.config
+    return {"method": plan.method.name, "method_label": plan.method.label(),
+            "options": plan.method.options.model_dump(mode="json"), "dataset": plan.view.card.name,
+            "split": plan.view.split.name, "split_hash": plan.view.split.hash, "n_train": len(plan.train_ids),
+            "n_val": len(plan.val_ids), "seed": cfg.seed, "limit": cfg.limit, "identity": plan.identity,
+            "created": provenance.now(), **provenance.environment()}
+
+
+def _check_or_write_manifest(path: Path, manifest: dict) -> None:
+    """Written once: a checkpoint folder never changes what it claims to hold."""
     if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                ids.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a torn line from a kill; the image fails again and is re-recorded
-    return ids
+        old = io.read_json(path, "training manifest")
+        if old.get("identity") != manifest["identity"]:
+            raise IqaError(f"{path}: this checkpoint folder holds another training "
+                           f"(manifest identity differs); use another --results folder")
+        return
+    io.write_json_atomic(path, manifest)

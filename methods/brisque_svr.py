@@ -1,9 +1,11 @@
 """BRISQUE features + an RBF support-vector regressor trained on the train split.
 
-The classic trainable baseline that runs offline. Hyper-parameters (C, gamma) are chosen on
-the val split by (SRCC + PLCC) / 2. The fitted regressor is stored as tensors (support vectors,
-dual coefficients, intercept, feature scaling) in safetensors and evaluated by this module,
-so loading a checkpoint never unpickles anything.
+The classic trainable baseline that runs offline. It fits the engine's `target` (the label
+oriented so that higher is better, scaled to [0, 1] from the dataset card's range), so its
+predictions are in that space: higher is better, about [0, 1]. Hyper-parameters (C, gamma) are
+chosen on the val split by (SRCC + PLCC) / 2 against the val targets. The fitted regressor is
+stored as tensors (support vectors, dual coefficients, intercept, feature scaling) in
+safetensors and evaluated by this module, so loading a checkpoint never unpickles anything.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ class BrisqueSVROptions(Options):
 
 class BrisqueSVR(TrainableMethod):
     name = "brisque-svr"
-    info = MethodInfo(kind="trainable", description="BRISQUE features + RBF SVR fitted on the train split",
-                      higher_better=True, needs_weights=None, extra="classic")
+    info = MethodInfo(kind="trainable", description="BRISQUE features + RBF SVR fitted on the train split's targets",
+                      higher_better=True, score_range=(0.0, 1.0), needs_weights=None, extra="classic")
     Options = BrisqueSVROptions
 
     @classmethod
@@ -46,45 +48,44 @@ class BrisqueSVR(TrainableMethod):
 
         from iqabench.metrics import selection_score
 
-        x_tr, y_tr = self._features(train, Path(workdir) / "features.train.jsonl")
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        x_tr, y_tr = self._features(train, workdir / "features.train.jsonl")
         x_va, y_va = self._features(val, Path(workdir) / "features.val.jsonl")
         if len(x_tr) < 3:
             raise IqaError(f"{workdir}: fewer than 3 usable training images")
         lo, hi = x_tr.min(axis=0), x_tr.max(axis=0)
         scale = lambda x: 2.0 * (x - lo) / np.where(hi > lo, hi - lo, 1.0) - 1.0  # noqa: E731
+        # Selection on val; a split without val images falls back to the train fit, and says so.
+        criterion = "val (SRCC + PLCC) / 2" if len(x_va) else "train -MSE (no val images)"
         history, best = [], None
         for c in self.options.c_grid:
             for g in self.options.gamma_grid:
                 svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
-                crit = selection_score(svr.predict(scale(x_va)), y_va) if len(x_va) else -float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
-                history.append({"C": c, "gamma": g, "val_selection": crit})
+                if len(x_va):
+                    crit = selection_score(svr.predict(scale(x_va)), y_va)
+                else:
+                    crit = -float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
+                history.append({"C": c, "gamma": g, "criterion": _finite(crit)})
                 if best is None or crit > best[0]:
                     best = (crit, c, g, svr)
         crit, c, g, svr = best
-        self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon,
-                                                 "val_selection": crit, "n_train": len(x_tr), "n_val": len(x_va)})
+        self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon, "criterion": criterion,
+                                                 "selection": _finite(crit), "n_train": len(x_tr), "n_val": len(x_va)})
         self._model = self._load(Path(workdir))
-        return {"selected": {"C": c, "gamma": g}, "val_selection_(srcc+plcc)/2": crit, "grid": history,
+        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": _finite(crit), "grid": history,
                 "n_train": int(len(x_tr)), "n_val": int(len(x_va))}
 
     def _features(self, source, cache: Path):
-        """Features of every image, appended to a cache file as computed so a killed fit resumes."""
+        """Features and targets of every image, appended to a JSONL log as computed so a killed fit
+        resumes (a line torn by the kill is dropped, the image computed again)."""
         import numpy as np
 
-        from iqabench.models.brisque_features import brisque_features
+        from iqabench.io import JsonlLog
+        from iqabench.models.brisque_features import N_FEATURES, brisque_features
 
-        from iqabench.store import drop_torn_tail
-
-        done: dict[str, list[float]] = {}
-        if cache.exists():
-            drop_torn_tail(cache)  # a kill mid-write leaves a partial last line
-            for line in cache.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line from a kill
-                done[rec["id"]] = rec
-        with open(cache, "a") as fh:
+        with JsonlLog(cache) as log:
+            done = {rec["id"]: rec for rec in log.read()}
             for sid in source.ids:
                 if sid in done:
                     continue
@@ -96,18 +97,18 @@ class BrisqueSVR(TrainableMethod):
                 except ValueError as exc:
                     source.report_failure(sid, f"features: {exc}")
                     continue
-                rec = {"id": sid, "x": feats, "y": self._target(sample.label)}
+                rec = {"id": sid, "x": feats, "y": self._target(sample)}
                 done[sid] = rec
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
+                log.append(rec)
         rows = [done[i] for i in source.ids if i in done]
-        return np.array([r["x"] for r in rows]).reshape(-1, 36), np.array([r["y"] for r in rows], dtype=np.float64)
+        return (np.array([r["x"] for r in rows]).reshape(-1, N_FEATURES),
+                np.array([r["y"] for r in rows], dtype=np.float64))
 
-    def _target(self, label: float) -> float:
-        """Labels oriented so that higher is better and scaled to about [0, 1]."""
-        lo, hi = self.card.score_range
-        value = (label - lo) / (hi - lo)
-        return value if self.card.higher_better else 1.0 - value
+    def _target(self, sample: Sample) -> float:
+        """The engine's target; the method never orients or rescales labels itself."""
+        if sample.target is None:
+            raise IqaError(f"{self.name}: the engine gave no training target for image {sample.id}")
+        return float(sample.target)
 
     # -- checkpoint -----------------------------------------------------------------------
     def _save(self, workdir: Path, svr, lo, hi, config: dict) -> None:
@@ -120,7 +121,7 @@ class BrisqueSVR(TrainableMethod):
                    "feature_min": np.asarray(lo, dtype=np.float64), "feature_max": np.asarray(hi, dtype=np.float64)}
         save_file(tensors, str(workdir / "svr.safetensors.tmp"))
         (workdir / "svr.safetensors.tmp").replace(workdir / "svr.safetensors")
-        from iqabench.store import write_json_atomic
+        from iqabench.io import write_json_atomic
 
         write_json_atomic(workdir / "svr.json", config)
 
@@ -151,3 +152,10 @@ class BrisqueSVR(TrainableMethod):
 
         feats = np.stack([brisque_features(s.image) for s in samples])
         return [float(v) for v in self.predict_features(feats)]
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an undefined criterion (constant predictions) is recorded as null."""
+    import math
+
+    return float(value) if math.isfinite(value) else None

@@ -69,8 +69,9 @@ class DogIqa(Method):
     )
     Options: ClassVar[type[Options]] = DogIqaOptions
 
-    def __init__(self, options: DogIqaOptions | None = None, device: str = "cpu", batch_size: int = 1):
-        super().__init__(options, device, batch_size)
+    def __init__(self, options: DogIqaOptions | None = None, device: str = "cpu", batch_size: int = 1,
+                 dataset: str | None = None, cache_dir: Path | None = None):
+        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self._judge = None
         self._segmenter = None
         self._cache = None
@@ -125,8 +126,9 @@ class DogIqa(Method):
 
             self._segmenter = Segmenter(self.options.segmenter, self.device)
             if self.cache_dir is not None:
-                dataset = getattr(self.card, "name", None) or "unnamed"
-                self._cache = MaskCache(Path(self.cache_dir), dataset, self._segmenter.fingerprint())
+                if not self.dataset:
+                    raise IqaError(f"{self.name}: a mask cache folder was given without the dataset's name to key it")
+                self._cache = MaskCache(Path(self.cache_dir), self.dataset, self._segmenter.fingerprint())
         return self._segmenter
 
     # -- masks ----------------------------------------------------------------------

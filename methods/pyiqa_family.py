@@ -1,39 +1,90 @@
-"""Every pyiqa no-reference metric as a method: `pyiqa:<name>`, with short aliases.
+"""Every pyiqa image-quality metric as a method: `pyiqa:<name>`, with short aliases.
 
-Direction and score range come from pyiqa's own metric presets. Metrics whose weights are
-not on disk fail at creation with one line naming the file and the folder it belongs in:
-downloads are never attempted, and weight files are checked to hold tensors only before
-pyiqa (which unpickles them) reads them.
+No-reference metrics score an image; full-reference ones (psnr, ssim, fsim, lpips, ...) score it
+against its reference, which the engine decodes for them (`MethodInfo.needs_reference`).
+Direction and score range come from pyiqa's presets, read from pyiqa's source as data: importing
+pyiqa takes seconds. Which files a metric needs comes from a table derived once from pyiqa itself
+(pyiqa_weights.py, made by pyiqa_derive.py), so `check_available` only looks at files on disk: it
+builds nothing and opens no connection. Building (setup) goes through
+iqabench.models.pyiqa_support: no download, weight files read as tensors only.
 """
 from __future__ import annotations
 
+import ast
 import functools
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import pydantic
 
 from iqabench.api import Method, MethodInfo, Options, Sample
-from iqabench.errors import IqaError, NotAvailable
-from iqabench.models.pyiqa_support import create_metric
+from iqabench.errors import IqaError
+from iqabench.models.pyiqa_support import (check_metric_options, create_metric, is_path_option, missing,
+                                           refusal)
 
 # Distribution, text-alignment or aesthetic-only scores are not image-quality scorers.
 _NOT_IQA = {"fid", "fid_dinov2", "sfid", "inception_score", "clipscore"}
-ALIASES = {n: n for n in ("piqe", "entropy", "niqe", "brisque", "ilniqe", "musiq", "topiq_nr",
-                          "clipiqa", "maniqa", "dbcnn", "hyperiqa", "nima", "paq2piq", "liqe")}
+_NR_ALIASES = ("piqe", "entropy", "niqe", "brisque", "ilniqe", "musiq", "topiq_nr", "clipiqa", "maniqa", "dbcnn",
+               "hyperiqa", "nima", "paq2piq", "liqe")
+_FR_ALIASES = ("psnr", "ssim", "ms_ssim", "fsim", "vif", "gmsd", "vsi", "nlpd", "cw_ssim", "mad", "lpips", "dists")
+ALIASES = {n: n for n in _NR_ALIASES + _FR_ALIASES}
+_INSTALL = "pyiqa is not installed (pip install 'iqabench[classic]')"
 
 
 class PyiqaOptions(Options):
-    # pyiqa's own metric options (e.g. {"test_y_channel": false}), passed to create_metric
+    # pyiqa's own metric options (e.g. {"test_y_channel": false}); options ending in _path name
+    # files, which must exist and hold tensors only (or be MATLAB files)
     metric_options: dict[str, Any] = pydantic.Field(default_factory=dict)
-    # resize the shorter side to this many pixels before scoring (None keeps the image size)
-    resize_short_side: int | None = None
+    # resize the shorter side to this many pixels before scoring (None keeps the image size);
+    # a full-reference metric resizes the reference the same way
+    resize_short_side: int | None = pydantic.Field(default=None, gt=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _pyiqa_installed() -> bool:
+    return "pyiqa" in sys.modules or importlib.util.find_spec("pyiqa") is not None
 
 
 @functools.lru_cache(maxsize=None)
 def _presets() -> dict[str, dict]:
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    """pyiqa's image-quality presets (no- and full-reference), without importing pyiqa."""
+    if not _pyiqa_installed():
+        raise ImportError(_INSTALL)
+    module = sys.modules.get("pyiqa.default_model_configs")
+    configs = module.DEFAULT_CONFIGS if module is not None else _read_presets()
+    return {k: v for k, v in configs.items() if v.get("metric_mode") in ("NR", "FR") and k not in _NOT_IQA}
 
-    return {k: v for k, v in DEFAULT_CONFIGS.items() if v.get("metric_mode") == "NR" and k not in _NOT_IQA}
+
+def _read_presets() -> dict[str, dict]:
+    """DEFAULT_CONFIGS of pyiqa's default_model_configs.py, parsed as a literal (it is pure data)."""
+    spec = importlib.util.find_spec("pyiqa")  # finds the package folder without running it
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_model_configs.py"
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DEFAULT_CONFIGS" for t in node.targets):
+            value = node.value.args[0] if isinstance(node.value, ast.Call) and node.value.args else node.value
+            try:
+                return dict(ast.literal_eval(value))
+            except ValueError:
+                break
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS  # a layout we do not know: the slow way
+
+    return dict(DEFAULT_CONFIGS)
+
+
+@functools.lru_cache(maxsize=None)
+def _weights() -> dict[str, tuple]:
+    """The derived table, when it was made for the installed pyiqa (else every need is unknown)."""
+    import importlib.metadata
+
+    from iqabench.methods.pyiqa_weights import PYIQA_VERSION, WEIGHTS
+
+    try:
+        installed = importlib.metadata.version("pyiqa")
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return WEIGHTS if installed == PYIQA_VERSION else {}
 
 
 def _parse_range(text: str | None) -> tuple[float, float] | None:
@@ -46,16 +97,38 @@ def _parse_range(text: str | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
+def _describe_needs(metric: str) -> str | None:
+    if refusal(metric):
+        return "not offered (patches transformers process-wide; see qalign-owl2)"
+    entry = _weights().get(metric)
+    if entry is None:
+        return f"unknown (no table for this pyiqa version); pyiqa weights for {metric} unless weight-free"
+    complete, needs, _ = entry
+    if not needs:
+        return None if complete else "unknown: pyiqa could not be built offline to find out"
+    files = ", ".join(f"{Path(rel).name} ({'Hugging Face' if root == 'hf' else root})" for root, rel, _ in needs)
+    return files + ("" if complete else ", maybe more")
+
+
+def _cuda_only(metric: str) -> bool:
+    # pyiqa code that moves tensors to CUDA whatever the device (the derivation stopped there on CPU)
+    stopped = (_weights().get(metric) or (True, (), None))[2] or ""
+    return "NVIDIA driver" in stopped
+
+
 def make_method(metric: str) -> type[Method]:
-    presets = _presets()
-    preset = presets[metric]
+    preset = _presets()[metric]
+    full_ref = preset["metric_mode"] == "FR"
     info = MethodInfo(
         kind="classic",
-        description=f"pyiqa {metric} ({preset['metric_opts'].get('type', '?')})",
+        description=f"pyiqa {metric} ({preset['metric_opts'].get('type', '?')}, "
+                    f"{'full-reference' if full_ref else 'no-reference'})",
         higher_better=not preset.get("lower_better", False),
         score_range=_parse_range(preset.get("score_range")),
-        needs_weights=f"pyiqa weights for {metric} in $TORCH_HOME/hub/pyiqa unless weight-free",
+        needs_weights=_describe_needs(metric),
+        needs_gpu=_cuda_only(metric),
         extra="classic",
+        needs_reference=full_ref,
     )
     return type(f"Pyiqa_{metric}", (PyiqaMethod,), {"name": f"pyiqa:{metric}", "metric": metric, "info": info})
 
@@ -66,40 +139,92 @@ class PyiqaMethod(Method):
 
     @classmethod
     def check_available(cls, options=None) -> str | None:
+        """From the table and the files on disk only: nothing is built, imported or fetched."""
+        if not _pyiqa_installed():
+            return _INSTALL
+        reason = refusal(cls.metric)
+        if reason:
+            return reason
+        metric_options = (options or cls.Options()).metric_options
         try:
-            import pyiqa  # noqa: F401
-        except ImportError:
-            return "pyiqa is not installed (pip install 'iqabench[classic]')"
-        try:
-            create_metric(cls.metric, "cpu", tuple(sorted((options or cls.Options()).metric_options.items())))
-        except NotAvailable as exc:
+            check_metric_options(cls.metric, metric_options, read_files=False)
+        except IqaError as exc:
             return str(exc)
-        return None
+        entry = _weights().get(cls.metric)
+        if entry is None:  # unknown needs: setup() says what is missing, in one line
+            return None
+        complete, known, stopped = entry
+        if not complete and not known:  # the derivation stopped before any file was asked for
+            return f"pyiqa:{cls.metric} cannot be built offline ({stopped})"
+        needs = known
+        if any(is_path_option(k) for k in metric_options):
+            # the user's file stands in for pyiqa's own weights; backbones are still needed
+            needs = [n for n in known if n[0] != "pyiqa"]
+        return missing(needs)
 
     @classmethod
     def contract_options(cls, workdir):
-        # pyiqa's weights cannot be built here: only weight-free metrics (or ones whose weights are
-        # on disk) can run; the others must be refused at once
-        return {} if cls.check_available() is None else None
+        # only weight-free metrics (or ones whose weights are on disk) can run here; the others
+        # must be refused at once. The contract's images are small (64 px): a metric that
+        # cannot take them (multi-scale ones) is tried on upscaled copies.
+        if cls.check_available() is not None:
+            return None
+        return {} if cls._accepts(64) else {"resize_short_side": 192}
+
+    @classmethod
+    def _accepts(cls, side: int) -> bool:
+        from PIL import Image
+
+        image = Image.effect_noise((side, side), 64).convert("RGB")
+        method = cls(cls.Options())
+        method.setup()
+        try:
+            method.score([Sample(id="probe", image=image, reference=image)])
+        except ValueError:
+            return False
+        return True
 
     def setup(self) -> None:
-        self.model = create_metric(self.metric, self.device, tuple(sorted(self.options.metric_options.items())))
+        self.model = create_metric(self.metric, self.device, self.options.metric_options)
+
+    def _tensor(self, image):
+        import numpy as np
+        import torch
+
+        short = self.options.resize_short_side
+        if short:
+            w, h = image.size
+            scale = short / min(w, h)
+            image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample=3)
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)
+
+    def _inputs(self, sample: Sample) -> tuple:
+        if not self.info.needs_reference:
+            return (self._tensor(sample.image),)
+        ref = sample.reference
+        if ref is None:  # a per-image error (the runner records it), never a no-reference fallback
+            raise ValueError(f"no reference image ({self.name} is full-reference)")
+        if ref.size != sample.image.size:
+            raise ValueError("image is {}x{} but its reference is {}x{}: full-reference metrics compare "
+                             "images of one size".format(*sample.image.size, *ref.size))
+        return (self._tensor(sample.image), self._tensor(ref))
 
     def score(self, samples: Sequence[Sample]) -> list[float]:
-        import numpy as np
         import torch
 
         scores = []
         for sample in samples:  # images differ in size; pyiqa metrics take one at a time
-            img = sample.image
-            short = self.options.resize_short_side
-            if short:
-                w, h = img.size
-                scale = short / min(w, h)
-                img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample=3)
-            x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                scores.append(float(self.model(x.to(self.device)).flatten()[0]))
+            inputs = self._inputs(sample)
+            try:
+                with torch.no_grad():
+                    scores.append(float(self.model(*inputs).flatten()[0]))
+            except RuntimeError as exc:
+                if "greater than actual input size" not in str(exc):
+                    raise
+                w, h = inputs[0].shape[-1], inputs[0].shape[-2]
+                raise ValueError(f"a {w}x{h} image is too small for {self.name} (try -o resize_short_side=...); "
+                                 f"pyiqa: {str(exc).splitlines()[0][:120]}") from None
         return scores
 
 
@@ -121,12 +246,13 @@ class PyiqaFamily:
         try:
             presets = _presets()
         except ImportError as exc:
-            raise IqaError("pyiqa is not installed (pip install 'iqabench[classic]')") from exc
+            raise IqaError(_INSTALL) from exc
         if metric not in presets:
             import difflib
 
             close = difflib.get_close_matches(metric, presets, n=3)
-            raise IqaError(f"unknown pyiqa no-reference metric {metric!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise IqaError(f"unknown pyiqa metric {metric!r}{hint}")
         if metric not in self._classes:
             self._classes[metric] = make_method(metric)
         return self._classes[metric]

@@ -5,9 +5,19 @@ One question about the image; the score is read from the logits of the answer's 
 - rated levels (Q-Align): s = sum_i w_i softmax(l_levels)_i.
 Both are computed in float32 with log-sum-exp, so bf16 logits neither overflow nor underflow.
 
-Registered presets (each a name of its own): softmax-owl2 (seed 000's prompt, good+fine vs
-poor+bad), softmax-owl2-qbench (Q-Bench: good vs poor), qalign-owl2 (Q-Align's template and
-five levels, weights 1, .75, .5, .25, 0, on q-future/one-align), softmax-llava (llava-1.5).
+Registered presets (each a name of its own), each with the preprocessing of the protocol it
+stands for:
+- softmax-owl2: seed 000's "without visual prompt" baseline, i.e. the visual-prompt pipeline
+  with no prompt: "Rate the technical quality of the image.", good+fine vs poor+bad, shorter
+  side to 448 bicubic, torchvision's centre crop, ImageNet mean/std (the public code's
+  choices). Its options are the base of vp-owl2's (SeedPipelineOptions), so the two cannot drift.
+- softmax-owl2-qbench: Q-Bench's protocol as its authors ran mPLUG-Owl2: "Rate the quality of
+  the image.", good vs poor, the model's own processor (shorter side 448, centre crop, CLIP
+  mean/std).
+- qalign-owl2: Q-Align on q-future/one-align: its template and five levels weighted
+  1, .75, .5, .25, 0; the image padded to a square in the mean colour, as Q-Align does
+  (`-o resize=crop` for the plain processor).
+- softmax-llava: llava-1.5 with seed 000's question, the model's own processor.
 torch and transformers are imported only when a model is built.
 """
 from __future__ import annotations
@@ -21,13 +31,18 @@ import pydantic
 
 from iqabench.api import Method, MethodInfo, Options, Sample
 from iqabench.errors import IqaError
-from iqabench.models.backend import BACKENDS, BackendSpec
+from iqabench.models.backend import BackendSpec, backend_module, backend_names
 
 SEED_PROMPT = "Rate the technical quality of the image."
 QBENCH_PROMPT = "Rate the quality of the image."
 # A prompt holding <|image|> is a whole template for every backend (here: Q-Align's, whose
 # answer position comes after "The quality of the image is").
 QALIGN_TEMPLATE = "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
+
+# model: the checkpoint's own processor; crop: shorter side then centre crop (CLIP processor's
+# offset); torchvision: the same with torchvision's centre-crop offset (owl2 backend); pad: a
+# mean-colour square first; squash: both sides resized (hf-vlm backend).
+ResizePolicy = Literal["model", "crop", "pad", "squash", "torchvision"]
 
 # The public visual-prompt code normalises with ImageNet statistics, not the model's CLIP ones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,13 +64,14 @@ class BackendOptions(Options):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     revision: str | None = None
     trust_remote_code: bool = False
-    resize: Literal["model", "crop", "pad", "squash"] = "model"
+    resize: ResizePolicy = "model"
 
     @pydantic.field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}; known: {', '.join(BACKENDS)}")
+        known = backend_names()
+        if value not in known:
+            raise ValueError(f"unknown backend {value!r}; known: {', '.join(known)}")
         return value
 
     @pydantic.model_validator(mode="after")
@@ -142,10 +158,10 @@ def backend_unavailable(options: BackendOptions) -> str | None:
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
             return f"needs {package} (pip install 'iqabench[mllm]')"
-    module = BACKENDS[options.backend].partition(":")[0]
+    module = backend_module(options.backend)
     try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except (ModuleNotFoundError, ValueError):
         found = False
     if not found:
         return f"backend {options.backend!r}: module {module} is not installed"
@@ -181,7 +197,11 @@ def pixel_normalizer(backend: Any, which: str):
 
 
 class SoftmaxScorer:
-    """Backend + resolved token ids + the question: pixels in [0, 1] -> scores in (0, 1)."""
+    """Backend + resolved token ids + the question: images -> pixels in [0, 1] -> scores in (0, 1).
+
+    The one scoring path of the softmax presets and the visual-prompt methods: `pixels` (the
+    backend's geometry), an optional pixel edit by the caller (a prompt), then `score_pixels`
+    (normalisation, logits, softmax)."""
 
     def __init__(self, backend: Any, options: SoftmaxOptions):
         self.backend = backend
@@ -196,6 +216,10 @@ class SoftmaxScorer:
         if len(set(flat)) != len(flat):
             pairs = {k: dict(zip(self.words[k], v)) for k, v in self.token_ids.items()}
             raise IqaError(f"{options.backend_path}: two answer words share a first token {pairs}")
+
+    def pixels(self, images: Sequence[Any]):
+        """PIL images -> [B, 3, S, S] in [0, 1] with the resize policy of the options."""
+        return self.backend.to_pixels(images)
 
     def logits(self, normalized_pixels):
         return self.backend.next_token_logits(normalized_pixels, self.options.prompt)
@@ -215,8 +239,9 @@ class SoftmaxMethod(Method):
 
     Options: ClassVar[type[SoftmaxOptions]] = SoftmaxOptions
 
-    def __init__(self, options: SoftmaxOptions | None = None, device: str = "cpu", batch_size: int = 1):
-        super().__init__(options, device, batch_size)
+    def __init__(self, options: SoftmaxOptions | None = None, device: str = "cpu", batch_size: int = 1,
+                 dataset: str | None = None, cache_dir: Path | None = None):
+        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.scorer: SoftmaxScorer | None = None
 
     @classmethod
@@ -240,7 +265,7 @@ class SoftmaxMethod(Method):
 
         if self.scorer is None:
             self.setup()
-        pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+        pixels = self.scorer.pixels([s.image for s in samples])
         with torch.no_grad():
             scores = self.scorer.score_pixels(pixels)
         return [float(v) for v in scores.cpu()]
@@ -259,19 +284,39 @@ def mllm_info(description: str, weights: str, kind: str = "zero-shot") -> Method
                       needs_weights=weights, needs_gpu=True, extra="mllm")
 
 
+class SeedPipelineOptions(SoftmaxOptions):
+    """Seed 000's inference pipeline (its public code): shorter side to 448 bicubic, torchvision's
+    centre crop, pixels in [0, 1] (where a visual prompt is added), then ImageNet mean/std rather
+    than the model's CLIP statistics. softmax-owl2 uses it as it is; vp-owl2's options extend it."""
+
+    resize: ResizePolicy = "torchvision"
+    normalization: Literal["model", "imagenet"] = "imagenet"
+
+
 class Owl2QBenchOptions(SoftmaxOptions):
+    """Q-Bench on mPLUG-Owl2 as its authors ran it: the model's own processor (shorter side 448,
+    centre crop, CLIP mean/std), "Rate the quality of the image.", good vs poor."""
+
     prompt: str = QBENCH_PROMPT
     positive: tuple[str, ...] | None = ("good",)
     negative: tuple[str, ...] | None = ("poor",)
+    resize: ResizePolicy = "model"
+    normalization: Literal["model", "imagenet"] = "model"
 
 
 class QAlignOptions(SoftmaxOptions):
+    """Q-Align (one-align): its template, five levels weighted 1..0, and its preprocessing: the
+    image padded to a square in the processor's mean colour, then the model's processor and
+    CLIP mean/std. `resize=crop` gives the plain processor's centre crop instead."""
+
     backend_path: str = "q-future/one-align"
     prompt: str = QALIGN_TEMPLATE
     positive: tuple[str, ...] | None = None
     negative: tuple[str, ...] | None = None
     levels: tuple[str, ...] | None = ("excellent", "good", "fair", "poor", "bad")
     weights: tuple[float, ...] | None = (1.0, 0.75, 0.5, 0.25, 0.0)
+    resize: ResizePolicy = "pad"
+    normalization: Literal["model", "imagenet"] = "model"
 
 
 class LlavaSoftmaxOptions(SoftmaxOptions):
@@ -279,29 +324,40 @@ class LlavaSoftmaxOptions(SoftmaxOptions):
     backend_path: str = "llava-hf/llava-1.5-7b-hf"
 
 
+_OWL2_WEIGHTS = "MAGAer13/mplug-owl2-llama2-7b (~16 GB)"
+
+
 class SoftmaxOwl2(SoftmaxMethod):
+    """Seed 000's "without visual prompt" baseline: exactly vp-owl2's pipeline with no prompt."""
+
     name = "softmax-owl2"
-    info = mllm_info("mPLUG-Owl2 zero-shot: softmax of good+fine vs poor+bad after "
-                 "'Rate the technical quality of the image.' (seed 000 baseline)", "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
-    Options = SoftmaxOptions
+    info = mllm_info("mPLUG-Owl2 zero-shot, seed 000's baseline (its visual-prompt pipeline without a prompt): "
+                     "'Rate the technical quality of the image.', good+fine vs poor+bad; shorter side 448, "
+                     "torchvision centre crop, ImageNet mean/std", _OWL2_WEIGHTS)
+    Options = SeedPipelineOptions
 
 
 class SoftmaxOwl2QBench(SoftmaxMethod):
+    """Q-Bench's zero-shot protocol on mPLUG-Owl2, with the model's own processor."""
+
     name = "softmax-owl2-qbench"
-    info = mllm_info("mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor",
-                 "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
+    info = mllm_info("mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor; "
+                     "the model's processor (shorter side 448, centre crop, CLIP mean/std)", _OWL2_WEIGHTS)
     Options = Owl2QBenchOptions
 
 
 class QAlignOwl2(SoftmaxMethod):
+    """Q-Align's protocol on its one-align checkpoint, padded to a square as Q-Align does."""
+
     name = "qalign-owl2"
-    info = mllm_info("Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0",
-                 "q-future/one-align (~16 GB)")
+    info = mllm_info("Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0; image padded "
+                     "to a square in the mean colour as Q-Align does (-o resize=crop to centre-crop)",
+                     "q-future/one-align (~16 GB)")
     Options = QAlignOptions
 
 
 class SoftmaxLlava(SoftmaxMethod):
     name = "softmax-llava"
-    info = mllm_info("LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question",
-                 "llava-hf/llava-1.5-7b-hf (~14 GB)")
+    info = mllm_info("LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question; "
+                     "the model's processor", "llava-hf/llava-1.5-7b-hf (~14 GB)")
     Options = LlavaSoftmaxOptions

@@ -1,11 +1,18 @@
 """vp-owl2 (seed 000): a pixel-space visual prompt trained on a frozen MLLM for NR-IQA.
 
 score(x) = softmax quality of the frozen model on normalise(clamp(x + tanh(p), 0, 1)),
-read as (e^good + e^fine) / (e^good + e^fine + e^poor + e^bad) at the answer position.
-Training: MSE between score and label / label_scale (1 - that for lower-better labels), plain
-SGD without momentum at a constant lr of 60, random horizontal flips (p = 0.5), one val pass
-per epoch, the best epoch kept by (SRCC + PLCC) / 2, early stop after `patience` epochs
-without gain. Per-dataset batch size / epochs default to the paper's recipe (RECIPES).
+read as (e^good + e^fine) / (e^good + e^fine + e^poor + e^bad) at the answer position. The
+images reach x through softmax-owl2's pipeline (SeedPipelineOptions, SoftmaxScorer): with a
+zero prompt the two methods give the same scores.
+Training: MSE between score and the sample's `target` (the engine's label, oriented higher is
+better and scaled to [0, 1] from the card's range: KADID dmos/5, KonIQ MOS/100, AGIQA MOS/5 as
+the seed), plain SGD without momentum at a constant lr of 60, random horizontal flips
+(p = 0.5), one val pass per epoch, the best epoch kept by (SRCC + PLCC) / 2 on the val targets,
+early stop after `patience` epochs without gain. Per-dataset batch size / epochs default to the
+paper's recipe (RECIPES, keyed by the dataset name the engine passes).
+
+A published prompt (the authors' visual_prompt.pth, or a .safetensors) is scored without
+training through `-o prompt_path=FILE`; `external_weights` names that file to the engine.
 
 Files in the training workdir:
 - prompt.safetensors / prompt.json: the selected prompt (tensor names of the public code),
@@ -28,7 +35,7 @@ import pydantic
 
 from iqabench.api import MethodInfo, Sample, SampleSource, TrainableMethod
 from iqabench.errors import IqaError
-from iqabench.methods.softmax import SoftmaxOptions, SoftmaxScorer, backend_unavailable, mllm_info
+from iqabench.methods.softmax import ResizePolicy, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 
 log = logging.getLogger("iqabench.methods.vp")
@@ -41,10 +48,10 @@ PROMPT_FILE, PROMPT_JSON = "prompt.safetensors", "prompt.json"
 STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
 
 
-class VisualPromptOptions(SoftmaxOptions):
-    """Prompt shape, training schedule and where a published prompt comes from."""
+class VisualPromptOptions(SeedPipelineOptions):
+    """Prompt shape, training schedule and where a published prompt comes from. The question,
+    answer words, resize and normalisation are softmax-owl2's (the seed's pipeline)."""
 
-    normalization: Literal["model", "imagenet"] = "imagenet"  # the public code's choice
     vp_type: Literal["padding", "patch_center", "patch_topleft", "full"] = "padding"
     vp_size: int = pydantic.Field(30, gt=0)
     epochs: int | None = pydantic.Field(None, ge=1)  # None: the dataset's recipe
@@ -56,13 +63,13 @@ class VisualPromptOptions(SoftmaxOptions):
     patience: int = pydantic.Field(6, ge=1)
     flip: bool = True
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # autocast on CUDA only; auto = bf16 if supported
-    label_scale: float | None = pydantic.Field(None, gt=0)  # None: the dataset card's label_scale
-    prompt_path: str | None = None  # a published prompt (.safetensors, or .pt/.pth read weights_only)
+    prompt_path: str | None = None  # a published prompt (.safetensors, or .pt/.pth read as plain tensors)
 
 
 class LlavaVisualPromptOptions(VisualPromptOptions):
     backend: str = "llava"
     backend_path: str = "llava-hf/llava-1.5-7b-hf"
+    resize: ResizePolicy = "model"  # the hf-vlm backend crops as the model's processor
     normalization: Literal["model", "imagenet"] = "model"
 
 
@@ -76,8 +83,9 @@ class VisualPromptMethod(TrainableMethod):
     Options: ClassVar[type[VisualPromptOptions]] = VisualPromptOptions
     schedule_options = ("epochs", "patience")  # `iqabench train -o epochs=40` continues a 25-epoch run
 
-    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int = 1):
-        super().__init__(options, device, batch_size)
+    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int = 1,
+                 dataset: str | None = None, cache_dir: Path | None = None):
+        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.scorer: SoftmaxScorer | None = None
         self.prompt: VisualPrompt | None = None
         self._pending: tuple[dict[str, Any], str] | None = None  # tensors read before the backend exists
@@ -101,6 +109,18 @@ class VisualPromptMethod(TrainableMethod):
     @classmethod
     def checkpoint_files(cls) -> tuple[str, ...]:
         return (PROMPT_FILE, PROMPT_JSON)
+
+    @classmethod
+    def external_weights(cls, options: VisualPromptOptions | None = None) -> Path | None:
+        """The published prompt file `-o prompt_path=FILE` names, or None. With a file, the engine
+        scores without a trained checkpoint (setup() reads the file) and keys the run on its bytes."""
+        options = options if options is not None else cls.Options()
+        if not options.prompt_path:
+            return None
+        path = Path(options.prompt_path).expanduser()
+        if not path.is_file():
+            raise IqaError(f"prompt_path {options.prompt_path}: file not found")
+        return path
 
     def setup(self) -> None:
         from iqabench.models.backend import load_backend
@@ -148,7 +168,7 @@ class VisualPromptMethod(TrainableMethod):
         self.setup()
         if self.prompt is None:
             raise IqaError(f"{self.name}: no visual prompt loaded; train one (iqabench train) or set -o prompt_path=FILE")
-        pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+        pixels = self.scorer.pixels([s.image for s in samples])
         with torch.no_grad():
             scores = self._prompted_scores(self.prompt, pixels)
         return [float(v) for v in scores.cpu()]
@@ -169,6 +189,9 @@ class VisualPromptMethod(TrainableMethod):
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, workdir: Path) -> None:
         path = Path(workdir) / PROMPT_FILE
+        if self.options.prompt_path:
+            raise IqaError(f"{self.name}: both a checkpoint ({workdir}) and prompt_path ({self.options.prompt_path}) "
+                           f"were given; score with one of them")
         state, meta = read_prompt_file(path)
         saved = json.loads(meta.get("config", "{}"))
         want = {"type": self.options.vp_type, "size": self.options.vp_size if self.options.vp_type != "full" else 0}
@@ -203,71 +226,59 @@ class VisualPromptMethod(TrainableMethod):
 
     # -- training ------------------------------------------------------------------------------
     def recipe(self) -> tuple[int, int, str]:
-        """(batch size, epochs, where they came from)."""
-        name = getattr(self.card, "name", None) or ""
+        """(batch size, epochs, where they came from), from the dataset's name."""
+        name = self.dataset or ""
         base = next((r for key, r in RECIPES.items() if name == key or name.startswith(key + "-")), None)
         batch, epochs = base if base else DEFAULT_RECIPE
         origin = f"recipe {name}" if base else "default recipe"
         return self.options.batch_size or batch, self.options.epochs or epochs, origin
 
-    def label_target(self) -> tuple[float, bool]:
-        """(divisor bringing labels to [0, 1], whether labels are lower-better)."""
-        lower_better = self.card is not None and not getattr(self.card, "higher_better", True)
-        scale = self.options.label_scale
-        if scale is None and self.card is not None:
-            scale = getattr(self.card, "label_scale", None) or (getattr(self.card, "score_range", None) or (None, None))[1]
-        if not scale:
-            raise IqaError(f"{self.name}: no label scale (the dataset card has none); set -o label_scale=MAX_LABEL")
-        return float(scale), lower_better
+    def _targets(self, samples: Sequence[Sample]) -> list[float]:
+        """The engine's targets (higher is better, in [0, 1]); never derived from raw labels here."""
+        missing = next((s.id for s in samples if s.target is None), None)
+        if missing is not None:
+            raise IqaError(f"{self.name}: the engine gave no training target for image {missing}")
+        return [float(s.target) for s in samples]
 
-    def _targets(self, samples: Sequence[Sample], scale: float, lower_better: bool):
-        import torch
-
-        labels = [s.label for s in samples]
-        if any(v is None for v in labels):
-            raise IqaError(f"{self.name}: a training image has no label ({samples[labels.index(None)].id})")
-        y = torch.tensor([float(v) / scale for v in labels], dtype=torch.float32, device=self.device)
-        return 1.0 - y if lower_better else y
-
-    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int, lower_better: bool) -> dict[str, float]:
+    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int) -> dict[str, float]:
         import numpy as np
         import torch
 
         from iqabench import metrics
 
-        preds, labels = [], []
+        preds, targets = [], []
         with torch.no_grad():
             for samples in source.batches(batch):
-                pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+                targets += self._targets(samples)
+                pixels = self.scorer.pixels([s.image for s in samples])
                 preds += self._prompted_scores(prompt, pixels).cpu().tolist()
-                labels += [float(s.label) for s in samples]
-        p, y = np.asarray(preds), np.asarray(labels)
-        y = -y if lower_better else y
+        p, y = np.asarray(preds), np.asarray(targets)
         if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
             srcc, plcc = metrics.srcc(p, y), metrics.plcc(p, y)
         else:
             srcc = plcc = float("nan")
         return {"val_srcc": srcc, "val_plcc": plcc, "val_selection": metrics.selection_score(p, y), "val_n": len(p)}
 
-    def _compat(self, prompt_config: PromptConfig, batch: int, scale: float, seed: int) -> dict[str, Any]:
+    def _compat(self, prompt_config: PromptConfig, batch: int, seed: int) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         o = self.options
         return {"prompt": prompt_config.to_dict(), "question": o.prompt, "words": self.scorer.words,
                 "normalization": o.normalization, "lr": o.lr, "stage2_lr": o.stage2_lr, "batch_size": batch,
-                "label_scale": scale, "seed": seed, "flip": o.flip, "backend_path": o.backend_path,
-                "dtype": o.dtype, "resize": o.resize}
+                "seed": seed, "flip": o.flip, "backend_path": o.backend_path, "dtype": o.dtype, "resize": o.resize}
 
     def fit(self, train: SampleSource, val: SampleSource, workdir: Path, seed: int) -> dict[str, Any]:
         import torch
 
+        if self.options.prompt_path:
+            raise IqaError(f"{self.name}: prompt_path names a published prompt to score with; "
+                           f"drop -o prompt_path to train a prompt of your own")
         self.setup()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         batch, epochs, origin = self.recipe()
         total = epochs + self.options.stage2_epochs
-        scale, lower_better = self.label_target()
         config = self.prompt_config()
-        compat = self._compat(config, batch, scale, seed)
+        compat = self._compat(config, batch, seed)
 
         prompt = VisualPrompt(config, seed=seed, device=self.device)
         state: dict[str, Any] = {"epoch": 0, "seed": seed, "history": [], "best_epoch": None,
@@ -304,11 +315,11 @@ class VisualPromptMethod(TrainableMethod):
             for samples in train.batches(batch, shuffle_seed=seed * 1000 + epoch):
                 if self.options.max_steps is not None and steps >= self.options.max_steps:
                     break
-                pixels = self.scorer.backend.to_pixels([s.image for s in samples])
+                targets = torch.tensor(self._targets(samples), dtype=torch.float32, device=self.device)
+                pixels = self.scorer.pixels([s.image for s in samples])
                 if self.options.flip:
                     flips = (torch.rand(len(samples), generator=flip_gen) < 0.5).to(pixels.device)
                     pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
-                targets = self._targets(samples, scale, lower_better)
                 loss = torch.nn.functional.mse_loss(self._prompted_scores(prompt, pixels), targets)
                 if not torch.isfinite(loss):
                     raise IqaError(f"{self.name}: non-finite training loss at epoch {epoch}, step {steps + 1} (lr {lr})")
@@ -326,7 +337,7 @@ class VisualPromptMethod(TrainableMethod):
             if count == 0:
                 raise IqaError(f"{self.name}: the training split yielded no images")
             record = {"epoch": epoch, "lr": lr, "steps": steps, "train_loss": loss_sum / count,
-                      **self._evaluate(prompt, val, batch, lower_better)}
+                      **self._evaluate(prompt, val, batch)}
             gain = state["best_epoch"] is None or record["val_selection"] > best
             if gain:
                 best = record["val_selection"]
@@ -384,7 +395,8 @@ def _info(description: str, weights: str) -> MethodInfo:
 class VpOwl2(VisualPromptMethod):
     name = "vp-owl2"
     aliases = ("pixelprompt", "vp-mplug-owl2")
-    info = _info("visual prompt (pixel padding/patch/overlay) trained on frozen mPLUG-Owl2; softmax good+fine vs poor+bad",
+    info = _info("visual prompt (pixel padding/patch/overlay) trained on frozen mPLUG-Owl2; softmax good+fine vs "
+                 "poor+bad through softmax-owl2's pipeline; -o prompt_path=FILE scores a published prompt",
                  "MAGAer13/mplug-owl2-llama2-7b (~16 GB)")
     Options = VisualPromptOptions
 

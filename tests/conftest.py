@@ -40,8 +40,6 @@ def tiny_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A data root holding the embedded `synthetic` set, built once per session (about a minute)."""
-    from iqabench.data.synthetic import CARD
-
     root = tmp_path_factory.mktemp("synthetic-data")
-    CARD.build(root / "synthetic", progress=False)
+    registry.datasets.get("synthetic").build(root / "synthetic", progress=False)
     return root

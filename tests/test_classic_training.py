@@ -74,15 +74,58 @@ def test_an_unusable_training_image_is_counted_not_skipped(tiny_root, tmp_path):
 
     from PIL import Image
 
-    from iqabench.resolve import load_dataset
+    from iqabench.plan import build_train_plan
 
     root = tmp_path / "data"
     shutil.copytree(tiny_root / "tiny", root / "tiny")
-    view = load_dataset("tiny", root, None, tmp_path / "r")
-    victim = view.split.ids("train")[0]
+    config = TrainConfig(method="brisque-svr", dataset="tiny", data_root=root, results=tmp_path / "r",
+                         options={"c_grid": [1.0], "gamma_grid": [0.1]})
+    victim = build_train_plan(config).train_ids[0]
     Image.new("RGB", (8, 8)).save(root / "tiny" / "images" / victim)  # decodes, but too small for BRISQUE
-    workdir, summary = train(TrainConfig(method="brisque-svr", dataset="tiny", data_root=root, results=tmp_path / "r",
-                                         options={"c_grid": [1.0], "gamma_grid": [0.1]}), on_log=lambda m: None)
+    workdir, summary = train(config, on_log=lambda m: None)
     assert summary["n_failed_images"] == 1
     failures = [json.loads(x) for x in (workdir / "failures.jsonl").read_text().splitlines()]
     assert failures[0]["id"] == victim and "too small" in failures[0]["error"]
+
+
+def _blur_source(label_of):
+    """Blurred copies of one texture; target = sharpness in [0, 1]; `label_of(target)` the raw label."""
+    from PIL import Image, ImageFilter
+
+    from iqabench.api import Sample, SampleSource
+
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    samples = {}
+    for i in range(12):
+        radius = (i % 6) * 0.6
+        target = 1.0 - radius / 3.0
+        samples[f"b{i}"] = Sample(f"b{i}", base.filter(ImageFilter.GaussianBlur(radius)), label=label_of(target), target=target)
+    return SampleSource(list(samples), samples.__getitem__)
+
+
+def test_fits_engine_targets_and_predicts_in_target_space(tmp_path):
+    cls = registry.methods.get("brisque-svr")
+    assert cls.info.higher_better is True and cls.info.score_range == (0.0, 1.0)
+    options = cls.Options(c_grid=(4.0,), gamma_grid=(0.1,))
+    runs = []
+    for i, label_of in enumerate([lambda t: 5.0 * t, lambda t: 100.0 - 80.0 * t]):  # MOS-like, DMOS-like
+        source = _blur_source(label_of)
+        method = cls(options, dataset="toy")
+        method.fit(source, source, tmp_path / str(i), seed=0)
+        runs.append((tmp_path / str(i) / "svr.safetensors").read_bytes())
+        scores = method.score([source.load(sid) for sid in source.ids])
+    assert runs[0] == runs[1]  # the raw labels (scale, direction) never reach the regressor
+    targets = [source.load(sid).target for sid in source.ids]
+    assert np.corrcoef(scores, targets)[0, 1] > 0.9 and -0.2 < min(scores) and max(scores) < 1.2
+
+
+def test_a_training_sample_without_target_is_refused(tmp_path):
+    from iqabench.api import Sample, SampleSource
+
+    cls = registry.methods.get("brisque-svr")
+    good = _blur_source(lambda t: t)
+    bare = {sid: Sample(sid, good.load(sid).image, label=1.0) for sid in good.ids}
+    source = SampleSource(list(bare), bare.__getitem__)
+    with pytest.raises(IqaError, match="the engine gave no training target for image b0"):
+        cls(cls.Options(c_grid=(1.0,), gamma_grid=(0.1,))).fit(source, source, tmp_path, seed=0)

@@ -1,76 +1,332 @@
-"""The command line: errors are one line with no traceback; listings tell what can run here."""
+"""The command line: lazy and fast to answer, global options anywhere, one-line errors, exit codes.
+
+Most tests call the click command in-process (CliRunner); three run a real process where the
+process itself is what is tested (what `--help` imports and how fast, a run with plugins, exit
+codes including Ctrl-C).
+"""
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import logging
+import os
+import resource
+import signal
 import subprocess
 import sys
+import textwrap
+import time
+import uuid
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from iqabench.cli.main import COMMANDS, cli
+
 PLUGINS = Path(__file__).parent / "plugins"
+HEAVY = ("numpy", "pandas", "pydantic", "torch")
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "iqabench.cli.main", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+def invoke(*args: str):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
 
 
-def test_help_does_not_import_torch():
-    code = ("import sys; from iqabench.cli.main import build_parser; build_parser(); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "False"
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("iqabench: error"), result.stderr
+    return result.stderr
 
 
-def test_list_methods_shows_kind_needs_and_availability():
-    out = cli("list", "methods")
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+# -- true processes ------------------------------------------------------------------------------
+
+def test_help_imports_nothing_heavy_and_answers_fast():
+    probe = textwrap.dedent(f"""
+        import json, sys
+        from iqabench.cli.main import main
+        codes = [main(["--help"]), main([])]
+        codes += [main([name, "--help"]) for name in {list(COMMANDS)!r}]
+        codes += [main(["list", name, "--help"]) for name in ("methods", "datasets", "splits")]
+        print(json.dumps({{"codes": codes, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=_env())
     assert out.returncode == 0, out.stderr
-    lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:] if line.strip()}
-    assert "trainable" in lines["brisque-svr"] and lines["brisque-svr"].rstrip().endswith("yes")
-    assert "classic" in lines["piqe"] and lines["piqe"].rstrip().endswith("yes")
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["heavy"] == [], f"--help imported {found['heavy']}"
+    assert set(found["codes"]) == {0}
+    # CPU seconds (user + system) of the whole process, interpreter start included: unlike wall time,
+    # this does not grow when other work shares the machine. Best of three.
+    seconds = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([sys.executable, "-m", "iqabench.cli.main", "--help"], capture_output=True, env=_env())
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert done.returncode == 0
+        seconds.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    assert min(seconds) < 0.3, f"iqabench --help took {min(seconds):.3f} s of CPU"
 
 
-def test_list_methods_check_names_missing_weight_file():
-    out = cli("list", "methods")
+def test_run_in_a_process_with_plugins_and_global_options_on_both_sides(tiny_root, tmp_path):
+    results = tmp_path / "r"
+    out = subprocess.run(
+        [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGINS / "tiny_dataset_plugin.py"),
+         "--data-root", str(tiny_root), "run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all",
+         "--no-progress", "--plugin", str(PLUGINS / "slow_method.py"), "--results", str(results)],
+        capture_output=True, text=True, timeout=300, env=_env())
     assert out.returncode == 0, out.stderr
-    niqe = next(line for line in out.stdout.splitlines() if line.startswith("niqe"))
-    assert "no: needs weight file" in niqe and ".mat" in niqe
+    [metrics_file] = list(results.rglob("metrics.json"))
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["method"] == "slow-sharpness" and metrics["n"] == 36 and metrics["n_failed"] == 0
+    assert f"SRCC {metrics['srcc']:.4f}" in out.stdout
 
 
-def test_run_missing_weights_fails_at_once_in_one_line(tmp_path):
-    out = cli("run", "--method", "niqe", "--dataset", "synthetic", "--data-root", str(tmp_path), "--results",
-              str(tmp_path / "r"))
-    assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert "needs weight file" in out.stderr and "put it in" in out.stderr
+def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
+    base = [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGINS / "tiny_dataset_plugin.py"),
+            "--plugin", str(PLUGINS / "slow_method.py")]
+    assert subprocess.run(base, capture_output=True, env=_env()).returncode == 0
+    usage = subprocess.run(base + ["run", "--dataset", "tiny"], capture_output=True, text=True, env=_env())
+    assert usage.returncode == 2 and "Missing option '--method'" in usage.stderr and "Traceback" not in usage.stderr
+    bad = subprocess.run(base + ["run", "--method", "slow-sharpness", "--dataset", "nowhere"], capture_output=True,
+                         text=True, env=_env(), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("iqabench: error: ") and "nowhere" in bad.stderr
+    # Ctrl-C in the middle of a run: 130, the resume message, no traceback
+    log = tmp_path / "scored.log"
+    proc = subprocess.Popen(base + ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all",
+                                    "--data-root", str(tiny_root), "--results", str(tmp_path / "r"), "--no-progress",
+                                    "-o", "delay=0.2", "-o", f"log={log}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; everything saved so far is kept" in err and "Traceback" not in err
+
+
+# -- the root command ----------------------------------------------------------------------------
+
+def test_bare_iqabench_prints_the_help_and_succeeds():
+    result = invoke()
+    assert result.exit_code == 0
+    assert "Commands:" in result.stdout
+    for name in COMMANDS:
+        assert f"\n  {name} " in result.stdout
+    listing = invoke("list")
+    assert listing.exit_code == 0
+    assert all(f"\n  {name} " in listing.stdout for name in ("methods", "datasets", "splits"))
+
+
+def test_version_comes_from_the_installed_metadata():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"iqabench {importlib.metadata.version('iqabench')}"
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "list methods", "list datasets", "list splits"])
+def test_every_command_help_has_an_example(command):
+    result = invoke(*command.split(), "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout and "  iqabench " in result.stdout.split("Example", 1)[1]
+    for option in ("--plugin", "--results", "--data-root", "--quiet", "--verbose"):
+        if command != "list":
+            assert option in result.stdout, (command, option)
+
+
+def test_unknown_command_suggests_the_close_one():
+    assert "did you mean 'run'" in one_line_error(invoke("runn"))
+
+
+# -- global options before or after the subcommand --------------------------------------------------
+
+def _probe_plugin(tmp_path: Path) -> tuple[Path, str]:
+    """A plugin file that registers a copy of `tiny` under a fresh name."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"probe_{name[6:]}.py"
+    path.write_text(textwrap.dedent(f"""
+        import dataclasses
+        from iqabench import registry
+        registry.datasets.register({name!r}, dataclasses.replace(registry.datasets.get("tiny"), name={name!r}))
+    """))
+    return path, name
+
+
+@pytest.mark.parametrize("where", ["before", "after", "both"])
+def test_global_options_before_or_after_the_subcommand(tmp_path, where):
+    plugin, name = _probe_plugin(tmp_path)
+    data_root = tmp_path / f"data-{where}"
+    globals_ = ["--plugin", plugin, "--data-root", data_root]
+    args = {"before": [*globals_, "datasets"], "after": ["datasets", *globals_],
+            # the same plugin named on both sides is imported once; the later --data-root wins
+            "both": ["--plugin", plugin, "--data-root", tmp_path / "other", "datasets", *globals_]}[where]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith(name + " "))
+    assert "built on first use under" in line and str(data_root / "tiny") in line
+    missing = tmp_path / f"results-{where}"
+    args = ["--results", missing, "report"] if where == "before" else ["report", "--results", missing]
+    if where == "both":
+        args = ["--results", tmp_path / "other", "report", "--results", missing]
+    assert str(missing) in one_line_error(invoke(*args))
+
+
+def test_results_that_is_a_file_is_a_one_line_error(tmp_path):
+    afile = tmp_path / "results.txt"
+    afile.write_text("not a folder")
+    assert f"--results {afile}: is a file" in one_line_error(invoke("--results", afile, "datasets"))
+    assert f"--results {afile}: is a file" in one_line_error(invoke("report", "--results", afile))
+
+
+@pytest.mark.parametrize("flags,level", [((), logging.INFO), (("-q",), logging.WARNING), (("-v",), logging.DEBUG)])
+def test_quiet_and_verbose_set_the_iqabench_log_level(tmp_path, flags, level):
+    result = invoke(*flags, "datasets", "--data-root", tmp_path)
+    assert result.exit_code == 0
+    logger = logging.getLogger("iqabench")
+    assert logger.level == level
+    assert sum(type(h).__name__ == "_StderrHandler" for h in logger.handlers) == 1  # configured once
+
+
+def test_quiet_and_verbose_together_are_refused(tmp_path):
+    assert "contradict" in one_line_error(invoke("-q", "datasets", "-v", "--data-root", tmp_path))
+
+
+# -- validation at the edge ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--limit", "0"), ("--seed", "-1")])
+def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, flag, value):
+    err = one_line_error(invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", flag, value,
+                                "--results", tmp_path / "r"))
+    assert flag in err and "not in the range" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_option_pairs_are_one_line(tmp_path):
+    err = one_line_error(invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "-o", "delay",
+                                "--results", tmp_path / "r"))
+    assert "'delay'" in err and "key=value" in err
+    err = one_line_error(invoke("train", "--method", "brisque-svr", "--dataset", "synthetic", "-o", "c_gird=[1]",
+                                "--data-root", tmp_path, "--results", tmp_path / "r"))
+    assert "c_gird" in err
+
+
+def test_unknown_method_is_one_line_with_a_suggestion(tmp_path):
+    err = one_line_error(invoke("run", "--method", "brisque-svm", "--dataset", "synthetic", "--data-root", tmp_path,
+                                "--results", tmp_path / "r"))
+    assert "did you mean brisque-svr" in err
+
+
+def test_a_misspelt_name_among_several_fails_before_the_first_run(tiny_root, tmp_path):
+    err = one_line_error(invoke("run", "--method", "slow-sharpness,slow-sharpnes", "--dataset", "tiny",
+                                "--split", "all", "--data-root", tiny_root, "--results", tmp_path / "r"))
+    assert "slow-sharpnes'" in err
+    assert not list((tmp_path / "r").rglob("predictions.jsonl"))
+
+
+def test_run_missing_weights_fails_in_one_line(tiny_root, tmp_path):
+    err = one_line_error(invoke("run", "--method", "niqe", "--dataset", "tiny", "--split", "all",
+                                "--data-root", tiny_root, "--results", tmp_path / "r"))
+    assert "needs weight file" in err and "put it in" in err
 
 
 def test_missing_dataset_explains_the_layout(tmp_path):
-    out = cli("run", "--method", "piqe", "--dataset", "koniq10k", "--data-root", str(tmp_path))
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "koniq10k_distributions_sets.csv" in out.stderr and "published at" in out.stderr
-    listing = cli("datasets", "--data-root", str(tmp_path))
-    assert listing.returncode == 0
+    err = one_line_error(invoke("run", "--method", "piqe", "--dataset", "koniq10k", "--data-root", tmp_path,
+                                "--results", tmp_path / "r"))
+    assert "koniq10k_distributions_sets.csv" in err and "published at" in err
+    listing = invoke("datasets", "--data-root", tmp_path)
+    assert listing.exit_code == 0
     assert "missing" in listing.stdout and "built on first use" in listing.stdout
 
 
-def test_unknown_method_and_bad_option_are_one_line(tmp_path):
-    out = cli("run", "--method", "brisque-svm", "--dataset", "synthetic", "--data-root", str(tmp_path))
-    assert out.returncode == 2 and "did you mean brisque-svr" in out.stderr and out.stderr.count("\n") == 1
-    out = cli("train", "--method", "brisque-svr", "--dataset", "synthetic", "-o", "c_gird=[1]", "--data-root", str(tmp_path))
-    assert out.returncode == 2 and "c_gird" in out.stderr and out.stderr.count("\n") == 1
+# -- several runs, splits, re-scoring -------------------------------------------------------------
+
+def test_comma_and_repeated_method_give_one_run_each_and_one_table(tiny_root, tmp_path):
+    results = tmp_path / "r"
+    result = invoke("run", "--method", "slow-sharpness", "--method", "pyiqa:entropy", "--dataset", "tiny",
+                    "--split", "all", "--limit", "8", "--no-progress", "--data-root", tiny_root, "--results", results)
+    assert result.exit_code == 0, result.stderr
+    metrics = {m["method"]: m for m in (json.loads(p.read_text()) for p in results.rglob("metrics.json"))}
+    assert set(metrics) == {"slow-sharpness", "pyiqa:entropy"}
+    assert all(m["n"] == 8 for m in metrics.values())
+    table = result.stdout[result.stdout.index("method  "):].splitlines()
+    assert table[0].split() == ["method", "dataset", "split/part", "n", "failed", "SRCC", "PLCC", "RMSE"]
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    assert set(rows) == set(metrics)
+    for name, m in metrics.items():
+        assert rows[name][5] == f"{m['srcc']:.4f}"
 
 
 def test_n_split_protocol_runs_each_seed_and_reports_the_median(tiny_root, tmp_path):
-    results = tmp_path / "r"
-    out = cli("--plugin", str(PLUGINS / "tiny_dataset_plugin.py"), "--plugin", str(PLUGINS / "slow_method.py"),
-              "run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "ratio80-0-20-seed{1..3}",
-              "--data-root", str(tiny_root), "--results", str(results), "--no-progress")
-    assert out.returncode == 0, out.stderr
-    import json
     import statistics
 
+    results = tmp_path / "r"
+    result = invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "ratio80-0-20-seed{1..3}",
+                    "--data-root", tiny_root, "--results", results, "--no-progress")
+    assert result.exit_code == 0, result.stderr
     srcc = [json.loads(p.read_text())["srcc"] for p in sorted(results.rglob("metrics.json"))]
     assert len(srcc) == 3
-    assert f"median SRCC over 3 splits: {statistics.median(srcc):.4f}" in out.stdout
-    report = cli("report", "--results", str(results))
-    assert report.returncode == 0, report.stderr
+    assert f"median SRCC over 3 splits: {statistics.median(srcc):.4f}" in result.stdout
+    report = invoke("report", "--results", results)
+    assert report.exit_code == 0, report.stderr
     assert "median over 3 split(s), seeds 1-3" in report.stdout
+
+
+def test_score_recomputes_metrics_from_saved_predictions(tiny_root, tmp_path):
+    results = tmp_path / "r"
+    assert invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--no-progress",
+                  "--data-root", tiny_root, "--results", results).exit_code == 0
+    [metrics_file] = list(results.rglob("metrics.json"))
+    before = json.loads(metrics_file.read_text())
+    metrics_file.unlink()
+    result = invoke("score", metrics_file.parent)
+    assert result.exit_code == 0, result.stderr
+    after = json.loads(metrics_file.read_text())
+    assert after["srcc"] == before["srcc"] and after["n"] == before["n"] == 36
+    assert f"SRCC {before['srcc']:.4f}" in result.stdout
+    assert "not a run folder" in one_line_error(invoke("score", tmp_path))
+
+
+# -- describing methods and splits ------------------------------------------------------------------
+
+def test_options_lists_types_defaults_and_aliases():
+    result = invoke("options", "slow-sharpness")
+    assert result.exit_code == 0, result.stderr
+    delay = next(line for line in result.stdout.splitlines() if line.strip().startswith("delay "))
+    assert delay.split()[1:4] == ["float", "default", "0.0"]
+    fail_on = next(line for line in result.stdout.splitlines() if line.strip().startswith("fail_on "))
+    assert "default []" in fail_on
+    piqe = invoke("options", "piqe")
+    assert piqe.exit_code == 0, piqe.stderr
+    assert piqe.stdout.startswith("pyiqa:piqe ") and "aliases: piqe" in piqe.stdout
+    assert "resize_short_side" in piqe.stdout and "default null" in piqe.stdout
+    assert "did you mean" in one_line_error(invoke("options", "slow-sharpnes"))
+
+
+def test_list_splits_names_the_default_and_the_computed_forms():
+    result = invoke("list", "splits", "tiny")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "default: byref-ratio34-33-33-seed0"
+    assert "all" in lines and "byref-ratio{TR}-{VA}-{TE}-seed{S}" in lines
+    assert "did you mean" in one_line_error(invoke("list", "splits", "tinny"))
+
+
+def test_list_methods_shows_kind_needs_and_availability():
+    result = invoke("list", "methods")
+    assert result.exit_code == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert "trainable" in lines["brisque-svr"] and lines["brisque-svr"].rstrip().endswith("yes")
+    assert "classic" in lines["piqe"] and lines["piqe"].rstrip().endswith("yes")
+    niqe = lines["niqe"]
+    assert "no: needs weight file" in niqe and ".mat" in niqe

@@ -87,7 +87,7 @@ def test_kill_run_at_random_points(tiny_root, tmp_path):
     phases = []
     for trial in range(RUN_TRIALS):
         results = tmp_path / f"trial{trial}"
-        pred_files = lambda r=results: list(r.glob("tiny/all-test/*/predictions*.jsonl"))  # noqa: E731
+        pred_files = lambda r=results: list(r.glob("runs/tiny/all-test/*/predictions*.jsonl"))  # noqa: E731
         n_saved = lambda f=pred_files: sum(len(_complete_lines(p)) for p in f())  # noqa: E731
         by_time = trial % 2 == 0
         at_time = rng.uniform(0.0, one_run) if by_time else None

@@ -75,18 +75,12 @@ def _source(images):
     return SampleSource(list(images), lambda sid: Sample(sid, images[sid], 0.5))
 
 
-class _Card:
-    name = "synthetic"
-
-
 def _method(models, cache_dir, judge="digits", **overrides):
     seg = {"model": models["sam2"], "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     seg.update(overrides.pop("segmenter", {}))
     options = DogIqaOptions(judge=BackendSpec(arch="llava", path=models[judge]), segmenter=seg,
                             min_area_fraction=0.02, judge_batch_size=overrides.pop("judge_batch_size", 5), **overrides)
-    method = DogIqa(options)
-    method.cache_dir = cache_dir
-    method.card = _Card()
+    method = DogIqa(options, dataset="synthetic", cache_dir=cache_dir)
     method.setup()
     return method
 
@@ -205,6 +199,20 @@ def test_another_judge_reuses_cached_masks(models, images, tmp_path):
     third = _method(models, tmp_path, segmenter={"points_per_side": 3})
     _run(third, images)
     assert third.runtime_stats()["segmentations"] == len(images)
+
+
+def test_mask_cache_is_keyed_by_the_dataset_name_the_engine_passes(models, images, tmp_path):
+    first = _method(models, tmp_path)
+    first.prepare(_source(images))
+    same = _method(models, tmp_path)
+    same.prepare(_source(images))
+    assert same.runtime_stats()["segmentations"] == 0  # same dataset: every mask from the cache
+    options = first.options
+    other = DogIqa(options, dataset="another-set", cache_dir=tmp_path)  # same ids, another dataset
+    other.prepare(_source(images))
+    assert other.runtime_stats()["segmentations"] == len(images) and other._cache.folder != first._cache.folder
+    with pytest.raises(IqaError, match="dataset"):
+        DogIqa(options, cache_dir=tmp_path).prepare(_source(images))
 
 
 def test_batch_size_does_not_change_scores(models, images, tmp_path):

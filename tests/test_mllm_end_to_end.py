@@ -32,7 +32,9 @@ def test_train_then_run_visual_prompt(method, arch, synthetic_root, tmp_path):
     assert len(summary["train_loss"]) >= 2
     with safe_open(str(workdir / "prompt.safetensors"), "pt") as f:
         assert len(list(f.keys())) >= 1
-    assert main(["run", "--method", method, *common, *opts, "--limit", "6", "--no-progress"]) == 0
+    # a smoke run of 6 images finds no checkpoint trained with --limit 6 nor a full one: name it
+    assert main(["run", "--method", method, *common, *opts, "--limit", "6", "--no-progress",
+                 "--checkpoint", str(workdir)]) == 0
     (m,) = _metrics(tmp_path / "r")
     assert m["method"] == method and m["n"] == 6 and m["n_failed"] == 0
     manifest = json.loads((tmp_path / "r").joinpath(m["run_dir"]).joinpath("manifest.json").read_text())

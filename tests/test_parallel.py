@@ -108,7 +108,7 @@ def saved_ids(run_dir: Path) -> list[str]:
 def wait_for_records(results: Path, at_least: int, proc: subprocess.Popen, timeout: float = 180) -> Path:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        dirs = list(results.glob("tiny/all-test/*/"))
+        dirs = list(results.glob("runs/tiny/all-test/*/"))
         if dirs and len(saved_ids(dirs[0])) >= at_least:
             return dirs[0]
         if proc.poll() is not None:
@@ -138,7 +138,7 @@ def test_two_ranks_merge_to_the_single_process_result(tiny_root, tmp_path):
     proc = launch(2, run_args(tiny_root, tmp_path / "ddp", "delay=0.05", f"log={log}"))
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    ddp = next((tmp_path / "ddp").glob("tiny/all-test/*/"))
+    ddp = next((tmp_path / "ddp").glob("runs/tiny/all-test/*/"))
     files = sorted(p.name for p in ddp.glob("predictions*.jsonl"))
     assert files == ["predictions.rank0-of2.jsonl", "predictions.rank1-of2.jsonl"]
     per_rank = [[json.loads(x)["id"] for x in (ddp / f).read_text().splitlines()] for f in files]
@@ -176,7 +176,7 @@ def test_a_failing_rank_stops_every_rank_with_its_error(tiny_root, tmp_path, met
     # rank 0 stopped early instead of scoring its whole shard of 18 images
     scored = log.read_text().split() if log.exists() else []
     assert len(scored) < 18
-    run_dir = next((tmp_path / "res").glob("tiny/all-test/*/"))
+    run_dir = next((tmp_path / "res").glob("runs/tiny/all-test/*/"))
     assert not (run_dir / "metrics.json").exists()
     assert sorted(saved_ids(run_dir)) == sorted(set(saved_ids(run_dir)))
     assert (run_dir / ".failed.rank1").exists()
@@ -207,8 +207,8 @@ def test_resume_across_a_change_of_process_count(tiny_root, tmp_path):
     files = sorted(p.name for p in run_dir.glob("predictions*.jsonl"))
     assert files == ["predictions.jsonl", "predictions.rank0-of2.jsonl", "predictions.rank1-of2.jsonl"]
     assert len(saved) == 36
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert [r["world_size"] for r in manifest["resumed"]] == [1, 2]
+    attempts = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
+    assert [a["world_size"] for a in attempts] == [2, 1, 2]  # every attempt is recorded, first included
     assert_same_results(run_dir, reference(tiny_root, tmp_path / "single", 0.1, log))
 
 

@@ -74,7 +74,7 @@ def test_did_you_mean():
 
 
 def test_bad_option_names_the_option():
-    from iqabench.resolve import resolve_method
+    from iqabench.plan import resolve_method
 
     with pytest.raises(IqaError, match="delya"):
         resolve_method("slow-sharpness", {"delya": 1})

@@ -21,12 +21,13 @@ def test_llama_classes_survive_pyiqa_importing_every_arch():
             import pyiqa.archs.q_align.modeling_llama2 as patched
             assert cl.LlamaConfig is patched.LlamaConfig  # the patch really happened inside the guard
         assert (cl.LlamaConfig, ml.LlamaDecoderLayer, ml.LlamaModel.forward) == before
-        try:
-            _create("qalign", "cpu", ())
-        except NotAvailable as exc:
-            assert "qalign-owl2" in str(exc)
-        else:
-            raise AssertionError("pyiqa:qalign must be refused")
+        for name in ("qalign", "qalign_4bit", "compare2score"):  # their archs patch Llama process-wide
+            try:
+                _create(name, "cpu", ())
+            except NotAvailable as exc:
+                assert "qalign-owl2" in str(exc)
+            else:
+                raise AssertionError(f"pyiqa:{name} must be refused")
         from transformers import LlamaConfig, LlamaForCausalLM
         LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, num_key_value_heads=2))

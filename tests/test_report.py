@@ -1,253 +1,514 @@
-"""The reporter, on result folders written here with metrics computed by iqabench.metrics."""
+"""The reporter, on run folders written here by hand (manifest, inputs, predictions, metrics as the
+runner writes them; metrics computed by iqabench.metrics), so no model ever runs."""
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
-import os
+import re
+import shutil
+import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
+from scipy import stats
 
 from iqabench.errors import IqaError
 from iqabench.metrics import compute
-from iqabench.report import build_report
-from iqabench.report.collect import find_runs
-from iqabench.report.plots import plot_run
-from iqabench.report.tables import tex_escape
+from iqabench.report import ReportOptions, build_report, summary_lines
+from iqabench.report.collect import collect
+from iqabench.report.identity import identity_of
+from iqabench.report.latex import tex_escape
+from iqabench.report.plots import label_axis_title, scatter
+from iqabench.report.select import runs_of, select
 
-N_BOOT = 40  # enough to give intervals; kept small so the tests stay fast
+N_BOOT = 40  # the runs' own CIs: small, these tests do not look at them
+FAST = dict(progress=False, bootstrap_resamples=200, plots=False)
 
 
-def write_run(root, label, dataset, split, pred, target, *, part="test", method_hb=True, dataset_hb=True,
-              n_failed=0, status="complete", dirname=None, drop_params=False, mtime=None, extra=None):
-    """A run folder as the runner writes it; returns its metrics dict."""
-    pred, target = np.asarray(pred, float), np.asarray(target, float)
-    metrics = compute(pred, target, method_higher_better=method_hb, dataset_higher_better=dataset_hb,
-                      n_boot=N_BOOT, seed=0)
-    if drop_params:
-        metrics.pop("logistic_params", None)
-    method = label.split("@")[0]
-    metrics.update({"method": method, "method_label": label, "dataset": dataset, "split": split,
-                    "split_hash": f"hash-{split}", "part": part, "n": len(pred) + n_failed,
-                    "n_failed": n_failed, "status": status, **(extra or {})})
-    run_dir = root / dataset / f"{split}-{part}" / (dirname or label.replace("@", "_"))
+def write_run(results, method, dataset, split, pred, labels, *, part="test", options=None, key=None,
+              method_hb=True, label_hb=True, label_name="MOS", limit=None, status=None, checkpoint=None,
+              batch_size=1, created="2030-01-01T00:00:00+00:00", groups=None, failed=0, ids=None,
+              finished=True, method_label=None):
+    """A run folder as the runner writes it (manifest, inputs, predictions, metrics); returns metrics."""
+    pred, labels = np.asarray(pred, float), np.asarray(labels, float)
+    ids = list(ids) if ids is not None else [f"img{i:03d}" for i in range(len(pred))]
+    options = dict(options or {})
+    fingerprint = {"method": method, "options": options}
+    identity = {"fingerprint": fingerprint, "dataset": dataset, "split": split, "part": part, "limit": limit,
+                "batch_size": batch_size, "checkpoint": checkpoint}
+    key = key or hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    run_dir = results / "runs" / dataset / f"{split}-{part}" / f"{method.replace(':', '-')}-{key}"
     run_dir.mkdir(parents=True)
-    (run_dir / "manifest.json").write_text(json.dumps(
-        {"method": method, "method_label": label, "options": {}, "dataset": dataset, "split": split,
-         "split_hash": metrics["split_hash"], "part": part}))
-    rows = [{"id": f"img{i}", "score": repr(float(p)), "label": repr(float(t)), "error": ""}
-            for i, (p, t) in enumerate(zip(pred, target))]
-    rows += [{"id": f"bad{i}", "score": "", "label": "3.0", "error": "decode failed"} for i in range(n_failed)]
-    pd.DataFrame(rows, columns=["id", "score", "label", "error"]).to_csv(run_dir / "predictions.csv", index=False)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    if mtime is not None:
-        os.utime(run_dir / "metrics.json", (mtime, mtime))
+    manifest = {"method": method, "method_label": method_label or method, "method_kind": "classic",
+                "options": options, "dataset": dataset, "split": split, "split_hash": f"h-{dataset}-{split}",
+                "part": part, "n_images": len(pred) + failed, "limit": limit, "device": "cpu",
+                "batch_size": batch_size, "seed": 42, "checkpoint": checkpoint, "label_name": label_name,
+                "label_range": [1, 5], "label_higher_better": label_hb, "method_higher_better": method_hb,
+                "fingerprint": fingerprint, "identity": identity, "key": key}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    images = []
+    for k, (sid, y) in enumerate(zip(ids, labels)):
+        item = {"id": sid, "path": f"images/{sid}.png", "label": float(y)}
+        for name, values in (groups or {}).items():
+            item[name] = values[k]
+        images.append(item)
+    images += [{"id": f"bad{i}", "path": f"images/bad{i}.png", "label": 3.0} for i in range(failed)]
+    (run_dir / "inputs.json").write_text(json.dumps({"hash": key, "images": images}))
+    with open(run_dir / "predictions.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "score", "label", "error"])
+        writer.writerows([sid, repr(float(p)), repr(float(y)), ""] for sid, p, y in zip(ids, pred, labels))
+        writer.writerows([f"bad{i}", "", "3.0", "decode: broken file"] for i in range(failed))
+    metrics = compute(pred, labels, method_higher_better=method_hb, dataset_higher_better=label_hb,
+                      n_boot=N_BOOT, seed=0)
+    metrics.update({"method": method, "method_label": method_label or method, "dataset": dataset, "split": split,
+                    "split_hash": manifest["split_hash"], "part": part, "limit": limit, "checkpoint": checkpoint,
+                    "n": len(pred) + failed, "n_failed": failed, "n_missing": 0, "key": key, "created": created,
+                    "status": status or "complete"})
+    if status == "partial":
+        metrics["n_missing"] = 5
+    if finished:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return metrics
+
+
+def trained(dataset, split, seed=42, limit=None):
+    return {"kind": "trained", "dir": f"results/checkpoints/{dataset}/{split}/m-x", "files": {"w.pt": split},
+            "trained_on": {"dataset": dataset, "split": split, "split_hash": "h", "seed": seed, "limit": limit}}
 
 
 def noisy(target, noise, seed):
     return target + np.random.default_rng(seed).normal(0, noise, len(target))
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def target():
-    return np.random.default_rng(1).uniform(1, 5, 60)
+    return np.random.default_rng(1).uniform(1, 5, 80)
 
 
-def main_table(md: str) -> dict[str, dict[str, str]]:
-    """The first Markdown table as {method: {column header: cell text}}."""
-    lines = [ln for ln in md.split("## Runs")[0].splitlines() if ln.startswith("| ")]
-    head = [c.strip() for c in lines[0].strip("|").split(" | ")]
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def md_table(md: str) -> dict[str, dict[str, str]]:
+    """The first Markdown table of table.md as {method label: {header: cell}}."""
+    lines = [ln for ln in md.split("## Notes")[0].splitlines() if ln.startswith("| ")]
+    head = [c.strip() for c in re.split(r"(?<!\\)\|", lines[0])[1:-1]]
     out = {}
     for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
         out[cells[0].replace("\\_", "_")] = dict(zip(head[1:], cells[1:]))
     return out
 
 
-def plain(cell: str) -> str:
-    return cell.strip("*_")
+def number(cell: str) -> str:
+    return re.match(r"\**(-?[0-9.]+|—)", cell).group(1)
 
 
-def test_cells_equal_metrics_and_best_is_marked(tmp_path, target):
+# -- the main table ------------------------------------------------------------------------------------
+def test_cells_equal_metrics_best_bold_and_ties_marked(tmp_path, target):
     results = tmp_path / "results"
-    metrics = {name: write_run(results, name, "koniq", "official", noisy(target, noise, seed), target)
-               for name, noise, seed in (("good_m", 0.3, 2), ("mid_m", 1.0, 3), ("weak_m", 3.0, 4))}
-    # a DMOS dataset (lower is better) scored by a lower-better method: both are negated, SRCC stays positive
-    live = write_run(results, "good_m", "live", "all", -noisy(target, 0.5, 5), -target,
-                     method_hb=False, dataset_hb=False)
-    summary = build_report(results, tmp_path / "out")
+    good = noisy(target, 0.3, 2)
+    written = {"good_m": write_run(results, "good_m", "koniq", "official", good, target),
+               "twin_m": write_run(results, "twin_m", "koniq", "official", good + noisy(0 * target, 0.01, 9), target),
+               "weak_m": write_run(results, "weak_m", "koniq", "official", noisy(target, 3.0, 4), target)}
+    # a DMOS set (lower is better) and a lower-better method: both negated, the SRCC stays positive
+    dmos = write_run(results, "good_m", "live", "all", -noisy(target, 0.5, 5), -target, method_hb=False,
+                     label_hb=False, label_name="dmos")
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    table = md_table(summary["table_md"].read_text())
+    for name, m in written.items():
+        assert number(table[name]["koniq SRCC"]) == f"{m['srcc']:.3f}"
+        assert number(table[name]["koniq PLCC"]) == f"{m['plcc']:.3f}"
+    assert dmos["srcc"] > 0.8 and number(table["good_m"]["live SRCC"]) == f"{dmos['srcc']:.3f}"
+    assert table["weak_m"]["live SRCC"] == "—"  # no run: an empty cell, never a number
+
+    best = max(written, key=lambda k: written[k]["srcc"])
+    assert table[best]["koniq SRCC"].startswith("**")
+    assert not table["weak_m"]["koniq SRCC"].startswith("**") and "†" not in table["weak_m"]["koniq SRCC"]
+    other = "twin_m" if best == "good_m" else "good_m"
+    if round(written[other]["srcc"], 3) != round(written[best]["srcc"], 3):
+        assert table[other]["koniq SRCC"].endswith("†")  # indistinguishable from the best
+    tex = summary["table_tex"].read_text()
+    assert rf"\textbf{{{written[best]['srcc']:.3f}}}" in tex and r"$^{\dagger}$" in tex
+    assert r"\dagger$ not significantly different from the best (paired bootstrap, 200 resamples, seed 0" in tex
+
+    rows = {(r["label"], r["dataset"]): r for r in read_csv(summary["table_csv"])}
+    for name, m in written.items():
+        for key in ("srcc", "krcc", "plcc", "plcc_raw", "rmse"):
+            assert float(rows[(name, "koniq")][key]) == m[key]  # full precision survives
+    assert "srcc" in rows[(best, "koniq")]["best"].split()
+
+    sig = read_csv(summary["files"]["significance.csv"])
+    weak = next(r for r in sig if r["method_b"] == "weak_m" and r["metric"] == "srcc")
+    assert weak["method_a"] == best and float(weak["p_bootstrap"]) < 0.05 and float(weak["p_williams"]) < 0.05
+    assert weak["n_boot"] == "200" and weak["bootstrap_seed"] == "0" and int(weak["n"]) == len(target)
+    assert float(weak["diff"]) == pytest.approx(written[best]["srcc"] - written["weak_m"]["srcc"], abs=1e-12)
+
+
+def test_backwards_method_stays_negative_and_its_plcc_is_never_ranked(tmp_path, target):
+    results = tmp_path / "results"
+    back = write_run(results, "back_m", "koniq", "official", -noisy(target, 0.5, 2), target)
+    write_run(results, "fine_m", "koniq", "official", noisy(target, 2.0, 3), target)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST, metrics=("srcc", "plcc", "plcc_raw")))
+    assert back["srcc"] < -0.5 and back["logistic_params"][0] < back["logistic_params"][1]
+    table = md_table(summary["table_md"].read_text())
+    assert number(table["back_m"]["koniq SRCC"]) == f"{back['srcc']:.3f}"
+    assert table["back_m"]["koniq PLCC"] == f"{back['plcc']:.3f}‡"  # falling fit: marked, not bold
+    assert number(table["back_m"]["koniq PLCC raw"]) == f"{back['plcc_raw']:.3f}"
+    assert table["fine_m"]["koniq PLCC"].startswith("**")
+    tex = summary["table_tex"].read_text()
+    assert "$-$" + f"{back['srcc']:.3f}"[1:] in tex and r"$^{\ddagger}$" in tex
+
+
+def test_null_cells_and_failed_images(tmp_path, target):
+    results = tmp_path / "results"
+    write_run(results, "flat_m", "koniq", "official", np.full(len(target), 2.0), target)
+    write_run(results, "ok_m", "koniq", "official", noisy(target, 0.5, 2), target, failed=7)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    table = md_table(summary["table_md"].read_text())
+    assert table["flat_m"]["koniq SRCC"] == "—" and table["flat_m"]["koniq PLCC"] == "—"
+    assert "flat_m / koniq official test: undefined: constant predictions or labels" in summary["notes"]
+    assert "ok_m / koniq official test: 7 image(s) failed and are left out of the metrics" in summary["notes"]
+    runs = {r["label"]: r for r in read_csv(summary["files"]["runs.csv"])}
+    assert (runs["ok_m"]["n"], runs["ok_m"]["n_failed"], runs["ok_m"]["role"]) == ("87", "7", "used")
+    assert r"flat\_m & -- & -- \\" in summary["table_tex"].read_text().replace(r"\allowbreak{}", "")
+
+
+def test_a_run_without_predictions_keeps_its_cell_and_says_what_is_missing(tmp_path, target):
+    results = tmp_path / "results"
+    write_run(results, "a", "koniq", "official", noisy(target, 0.3, 2), target)
+    gone = write_run(results, "b", "koniq", "official", noisy(target, 0.6, 3), target)
+    next(p for p in (results / "runs").rglob("predictions.csv") if "/b-" in str(p)).unlink()
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    assert number(md_table(summary["table_md"].read_text())["b"]["koniq SRCC"]) == f"{gone['srcc']:.3f}"
+    [test] = [r for r in read_csv(summary["files"]["significance.csv"]) if r["metric"] == "srcc"]
+    assert test["note"].startswith("not tested: ") and "no predictions" in test["note"] and test["p_bootstrap"] == ""
+
+
+# -- run identity and labels --------------------------------------------------------------------------
+def test_distinct_runs_get_distinct_readable_rows(tmp_path, target):
+    results = tmp_path / "results"
+    p = noisy(target, 0.5, 2)
+    write_run(results, "vp", "koniq", "official", p, target, options={"prompt": "padding", "size": 30},
+              method_label="vp[prompt=padding]")
+    write_run(results, "vp", "koniq", "official", noisy(target, 0.6, 3), target, options={"prompt": "overlay", "size": 30})
+    # the same trainable method trained on two other sets (cross-dataset), and in-dataset on two sets
+    write_run(results, "svr", "kadid", "all", p, target, checkpoint=trained("koniq", "official"))
+    write_run(results, "svr", "kadid", "all", noisy(target, 0.7, 4), target, checkpoint=trained("spaq", "official"))
+    write_run(results, "svr", "koniq", "official", noisy(target, 0.4, 5), target, checkpoint=trained("koniq", "official"))
+    write_run(results, "svr", "spaq", "official", noisy(target, 0.4, 6), target, checkpoint=trained("spaq", "official"))
+    write_run(results, "zs", "koniq", "official", p, target, batch_size=1)
+    write_run(results, "zs", "koniq", "official", noisy(target, 0.9, 7), target, batch_size=8)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    table = md_table(summary["table_md"].read_text())
+    assert set(table) == {"vp (prompt=padding)", "vp (prompt=overlay)", "svr (trained in-dataset)",
+                          "svr (trained on koniq/official)", "svr (trained on spaq/official)",
+                          "zs (batch 1)", "zs (batch 8)"}
+    inside = table["svr (trained in-dataset)"]  # one row across datasets: the within-dataset protocol
+    assert inside["koniq SRCC"] != "—" and inside["spaq SRCC"] != "—" and inside["kadid SRCC"] == "—"
+    runs = read_csv(summary["files"]["runs.csv"])
+    assert len(runs) == 8 and {r["role"] for r in runs} == {"used"}  # nothing merged, nothing set aside
+
+    # display names win; names shared by several rows are told apart, and never truncated
+    long_name = "Visual prompt tuning of mPLUG-Owl2 with a very long descriptive name"
+    names = {"vp": long_name, "svr (trained on spaq/official)": "SVR-SPAQ"}
+    summary = build_report(results, tmp_path / "out2", ReportOptions(**FAST, display_names=names))
+    table = md_table(summary["table_md"].read_text())
+    assert {f"{long_name} (prompt=padding)", f"{long_name} (prompt=overlay)", "SVR-SPAQ"} <= set(table)
+    assert "svr (trained on koniq/official)" in table
+    # the most specific key wins: generated label, then the manifest's method_label, then the method
+    names = {"vp": "VP", "vp[prompt=padding]": "VP-pad", "vp (prompt=padding)": "VP padding"}
+    table = md_table(build_report(results, tmp_path / "out3", ReportOptions(**FAST, display_names=names))
+                     ["table_md"].read_text())
+    assert {"VP padding", "VP"} <= set(table) and "VP-pad" not in table
+    del names["vp (prompt=padding)"]
+    table = md_table(build_report(results, tmp_path / "out4", ReportOptions(**FAST, display_names=names))
+                     ["table_md"].read_text())
+    assert {"VP-pad", "VP"} <= set(table)
+    assert "Visual prompt tuning of mPLUG-Owl2 with a very long descriptive name (prompt=overlay)" in \
+        summary["table_tex"].read_text().replace(r"\allowbreak{}", "")
+
+
+def test_runs_of_finds_one_identity_or_says_which(tmp_path, target):
+    results = tmp_path / "results"
+    write_run(results, "m", "koniq", "official", noisy(target, 0.5, 2), target, options={"a": 1})
+    write_run(results, "m", "spaq", "official", noisy(target, 0.5, 3), target, options={"a": 1})
+    write_run(results, "m", "spaq", "official", noisy(target, 0.5, 4), target, options={"a": 2})
+    runs = collect(results)
+    mine = runs_of(runs, lambda r: r.manifest["options"] == {"a": 1})
+    assert len(mine) == 2 and len({identity_of(r) for r in mine}) == 1
+    assert set(select(mine).cells) == {(identity_of(mine[0]), c) for c in select(mine).columns}
+    with pytest.raises(IqaError, match=r"2 different methods/settings: m \(a=1\); m \(a=2\)"):
+        runs_of(runs, lambda r: r.method == "m")
+
+
+# -- reruns, smoke tests, partial runs ------------------------------------------------------------------
+def test_reruns_smoke_tests_and_unfinished_runs_stay_out_of_the_table(tmp_path, target):
+    results = tmp_path / "results"
+    old = write_run(results, "m", "koniq", "official", noisy(target, 0.3, 2), target, key="old",
+                    created="2030-01-01T00:00:00+00:00")
+    new = write_run(results, "m", "koniq", "official", noisy(target, 1.0, 3), target, key="new",
+                    created="2031-01-01T00:00:00+00:00")
+    # newer and better, but not full or not complete: never preferred
+    write_run(results, "m", "koniq", "official", target[:10], target[:10], key="smoke", limit=10,
+              created="2032-01-01T00:00:00+00:00")
+    write_run(results, "m", "koniq", "official", target, target, key="cut", status="partial",
+              created="2033-01-01T00:00:00+00:00")
+    write_run(results, "m", "koniq", "official", target, target, key="bad", status="inconsistent",
+              created="2034-01-01T00:00:00+00:00")
+    write_run(results, "m", "koniq", "official", target, target, key="killed", finished=False)
+    write_run(results, "m", "koniq", "official", target, target, key="tiny-ckpt",
+              checkpoint=trained("koniq", "official", limit=8))
+    # a method with only a smoke test has no row at all
+    write_run(results, "only_smoke", "koniq", "official", target[:10], target[:10], limit=10)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+
+    table = md_table(summary["table_md"].read_text())
+    assert set(table) == {"m"} and number(table["m"]["koniq SRCC"]) == f"{new['srcc']:.3f}" != f"{old['srcc']:.3f}"
+    runs = {r["run_dir"].rsplit("-", 1)[-1]: r for r in read_csv(summary["files"]["runs.csv"])}
+    assert runs["new"]["role"] == "used"
+    assert runs["old"]["role"] == "superseded" and "superseded by the more recent" in runs["old"]["remark"]
+    assert runs["smoke"]["remark"].startswith("smoke test, n=10")
+    assert runs["cut"]["remark"].startswith("partial, 5 of 80")
+    assert runs["bad"]["role"] == "inconsistent" and runs["killed"]["role"] == "unfinished"
+    assert runs["ckpt"]["remark"].startswith("smoke test (checkpoint trained with --limit 8)")
+    assert "newer than the run used" in runs["smoke"]["remark"]
+    smoke_only = next(r for r in runs.values() if r["method"] == "only_smoke")
+    assert smoke_only["remark"] == "smoke test, n=10; no full complete run of this method on this column"
+    assert "only_smoke / koniq official test: no full complete run; see the runs table" in summary["notes"]
+    alone = build_report(results, tmp_path / "alone", ReportOptions(**FAST, part="val"))  # nothing in that part
+    assert alone["warnings"] == ["no full complete run to tabulate: the main table is empty (see runs.md)"]
+    assert "tabular" not in alone["table_tex"].read_text() and "No full complete run" in alone["table_md"].read_text()
+    assert {r["role"] for r in read_csv(alone["files"]["runs.csv"])} == {"other part"}
+    runs_md = summary["files"]["runs.md"].read_text()
+    assert "smoke test, n=10" in runs_md and "partial, 5 of 80" in runs_md
+    assert "smoke test, n=10" in summary["files"]["runs.tex"].read_text().replace(r"\allowbreak{}", "")
+
+
+# -- the n-split protocol ---------------------------------------------------------------------------------
+def test_seeded_splits_fold_into_a_median_with_its_spread(tmp_path, target):
+    results = tmp_path / "results"
+    zero = [write_run(results, "zs", "kadid", f"byref-ratio80-0-20-seed{s}", noisy(target, 0.2 * s, s), target)
+            for s in range(1, 6)]
+    fitted = [write_run(results, "svr", "kadid", f"byref-ratio80-0-20-seed{s}", noisy(target, 0.1 * s, 10 + s),
+                        target, checkpoint=trained("kadid", f"byref-ratio80-0-20-seed{s}")) for s in range(1, 6)]
+    write_run(results, "gap", "kadid", "byref-ratio80-0-20-seed1", noisy(target, 0.5, 1), target)
+    write_run(results, "gap", "kadid", "byref-ratio80-0-20-seed2", np.ones(len(target)), target)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+
+    rows = {r["label"]: r for r in read_csv(summary["table_csv"])}
+    assert set(rows) == {"zs", "svr", "gap"}  # one row per method, trainable ones included
+    for label, per_split in (("zs", zero), ("svr", fitted)):
+        row = rows[label]
+        srcc = [m["srcc"] for m in per_split]
+        assert row["n_splits"] == "5" and row["seeds"] == "1 2 3 4 5"
+        assert float(row["srcc"]) == pytest.approx(np.median(srcc), abs=1e-12)
+        assert float(row["srcc_min"]) == min(srcc) and float(row["srcc_max"]) == max(srcc)
+        q25, q75 = np.percentile(srcc, [25, 75])
+        assert float(row["srcc_iqr"]) == pytest.approx(q75 - q25, abs=1e-12)
+        assert float(row["plcc"]) == pytest.approx(np.median([m["plcc"] for m in per_split]), abs=1e-12)
+        assert int(row["n"]) == 5 * len(target)
+    assert rows["gap"]["srcc"] == "" and "undefined in 1 of 2 split(s)" in rows["gap"]["notes"]
 
     md = summary["table_md"].read_text()
-    table = main_table(md)
-    for name, m in metrics.items():
-        assert plain(table[name]["koniq SRCC"]) == f"{m['srcc']:.3f}"
-        assert plain(table[name]["koniq PLCC"]) == f"{m['plcc']:.3f}"
-    assert plain(table["good_m"]["live SRCC"]) == f"{live['srcc']:.3f}" and live["srcc"] > 0.8
-    assert table["mid_m"]["live SRCC"] == "—"  # no run: an empty cell, not a number
-    assert "after the VQEG four-parameter logistic fit" in md and "sign-aware" in md
-
+    srcc = [m["srcc"] for m in zero]
+    half = (np.percentile(srcc, 75) - np.percentile(srcc, 25)) / 2
+    assert md_table(md)["zs"]["kadid SRCC"].startswith(f"{np.median(srcc):.3f} ± {half:.3f}")
+    assert "median over 5 split(s), seeds 1-5" in md and "half the interquartile range" in md
+    assert "Medians over 2/5 random splits" in md
     tex = summary["table_tex"].read_text()
-    for metric in ("srcc", "plcc"):
-        order = sorted(metrics, key=lambda k: metrics[k][metric], reverse=True)
-        best, second, third = (f"{metrics[k][metric]:.3f}" for k in order)
-        assert rf"\textbf{{{best}}}" in tex and rf"\underline{{{second}}}" in tex
-        assert rf"\textbf{{{third}}}" not in tex and rf"\underline{{{third}}}" not in tex
-        assert plain(table[order[0]][f"koniq {metric.upper()}"]) == best
-        assert table[order[0]][f"koniq {metric.upper()}"] == f"**{best}**"
-        assert table[order[1]][f"koniq {metric.upper()}"] == f"_{second}_"
-    assert r"good\_m" in tex and "good_m" not in tex.replace(r"good\_m", "")  # underscores escaped
-    assert r"\toprule" in tex and r"\bottomrule" in tex
+    assert rf"{np.median(srcc):.3f}{{\scriptsize$\pm${half:.3f}}}" in tex
+    runs = read_csv(summary["files"]["runs.csv"])
+    assert sum(r["remark"] == "used (one of 5 splits of a median)" for r in runs) == 10
 
 
-def test_null_cells_and_failed_counts(tmp_path, target):
+# -- breakdowns ----------------------------------------------------------------------------------------------
+def test_breakdown_per_distortion_and_level(tmp_path, target):
     results = tmp_path / "results"
-    constant = write_run(results, "flat_m", "koniq", "official", np.full(len(target), 2.0), target)
-    assert constant["srcc"] is None and constant["plcc"] is None
-    write_run(results, "ok_m", "koniq", "official", noisy(target, 0.5, 2), target, n_failed=7)
-    write_run(results, "cut_m", "koniq", "official", noisy(target, 0.5, 3), target, status="partial",
-              extra={"n_missing": 5})
-    summary = build_report(results, tmp_path / "out")
-    md_text = summary["table_md"].read_text()
-    assert "| cut\\_m | koniq | official | test | 1 | 60 | 0 | partial |" in md_text
-    assert "5 image(s) not scored yet (run not finished)" in md_text
-
-    table = main_table(summary["table_md"].read_text())
-    assert table["flat_m"]["koniq SRCC"] == "—" and table["flat_m"]["koniq PLCC"] == "—"
-    tex = summary["table_tex"].read_text()
-    flat_line = next(ln for ln in tex.splitlines() if ln.startswith(r"flat\_m &"))
-    assert flat_line == r"flat\_m & -- & -- \\"
-    ok_run_line = next(ln for ln in tex.splitlines() if ln.startswith(r"ok\_m & koniq"))
-    assert "& 67 & 7 &" in ok_run_line  # n and failed shown in the runs table
-    md_runs = summary["table_md"].read_text().split("## Runs")[1]
-    assert "| ok\\_m | koniq | official | test | 1 | 67 | 7 | complete |" in md_runs
-    assert "constant predictions or labels" in md_runs
-
-    csv = pd.read_csv(summary["table_csv"])
-    flat = csv[csv.method_label == "flat_m"].iloc[0]
-    assert pd.isna(flat.srcc) and pd.isna(flat.plcc) and flat.undefined_reason == "constant predictions or labels"
-    assert csv[csv.method_label == "ok_m"].iloc[0].n_failed == 7
+    kinds = ["blur", "noise", "jpeg", "blur"] * 20
+    levels = [1, 2, 3, 4, 5] * 16
+    pred = noisy(target, 0.8, 3)
+    write_run(results, "fr", "csiq", "all", -pred, -target, method_hb=False, label_hb=False, label_name="dmos",
+              groups={"distortion": kinds, "level": levels})
+    write_run(results, "nr", "koniq", "official", pred, target)  # no groups: no breakdown rows
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    rows = read_csv(summary["files"]["breakdown.csv"])
+    assert {r["dataset"] for r in rows} == {"csiq"}
+    for kind, groups in (("distortion", kinds), ("level", levels)):
+        for value in set(groups):
+            mask = np.array([g == value for g in groups])
+            expect = stats.spearmanr(pred[mask], target[mask]).statistic  # oriented: both negations undone
+            row = next(r for r in rows if r["kind"] == kind and r["group"] == str(value))
+            assert float(row["srcc"]) == pytest.approx(expect, abs=1e-12) and int(row["n"]) == mask.sum()
+    assert [r["group"] for r in rows if r["kind"] == "level"] == ["1", "2", "3", "4", "5"]
+    md = summary["files"]["breakdown.md"].read_text()
+    assert "## csiq: per distortion" in md and "| noise | 20 |" in md
+    assert "breakdown-csiq-level" in summary["html"].read_text()
 
 
-def test_median_over_seeded_splits(tmp_path, target):
+# -- figures ---------------------------------------------------------------------------------------------
+def test_figures_vector_and_300_dpi_named_by_label(tmp_path, target):
     results = tmp_path / "results"
-    per_seed = [write_run(results, "m", "kadid", f"byref-ratio80-0-20-seed{s}", noisy(target, 0.2 * s, s), target)
-                for s in range(1, 11)]
-    # a second method with one undefined seed: its median must stay undefined
-    write_run(results, "n", "kadid", "byref-ratio80-0-20-seed1", noisy(target, 0.5, 1), target)
-    write_run(results, "n", "kadid", "byref-ratio80-0-20-seed2", np.ones(len(target)), target)
-    # a different protocol is a different column
-    write_run(results, "m", "kadid", "ratio80-0-20-seed1", noisy(target, 0.5, 1), target)
-    summary = build_report(results, tmp_path / "out")
-
-    csv = pd.read_csv(summary["table_csv"])
-    row = csv[(csv.method_label == "m") & (csv.split == "byref-ratio80-0-20-seed*")].iloc[0]
-    assert row.n_splits == 10 and row.seeds == " ".join(map(str, range(1, 11)))
-    assert row.srcc == pytest.approx(np.median([m["srcc"] for m in per_seed]), abs=1e-12)
-    assert row.plcc == pytest.approx(np.median([m["plcc"] for m in per_seed]), abs=1e-12)
-    assert row.n == 10 * len(target)
-    # a single seeded split is shown as the plain run it is, not as a median
-    other = csv[(csv.method_label == "m") & (csv.split == "ratio80-0-20-seed1")].iloc[0]
-    assert other.n_splits == 1
-    undefined = csv[csv.method_label == "n"].iloc[0]
-    assert undefined.n_splits == 2 and pd.isna(undefined.srcc)
-    assert "srcc, krcc, plcc, plcc_raw, rmse undefined in 1 of 2 split(s)" in undefined.notes
-
-    table = main_table(summary["table_md"].read_text())
-    header = "kadid (byref-ratio80-0-20 median, test) SRCC"
-    assert plain(table["m"][header]) == f"{np.median([m['srcc'] for m in per_seed]):.3f}"
-    assert table["n"][header] == "—"
-    assert "median over 10 split(s), seeds 1-10" in summary["table_md"].read_text()
-    assert len(summary["plots"]) == 13  # one per seed run, not one per median
-
-
-def test_csv_round_trip_full_precision(tmp_path, target):
-    results = tmp_path / "results"
-    written = {name: write_run(results, name, "spaq", "all", noisy(target, noise, 7), target, n_failed=fail)
-               for name, noise, fail in (("a", 0.4, 0), ("b", 0.9, 3))}
-    summary = build_report(results, tmp_path / "out")
-    csv = pd.read_csv(summary["table_csv"]).set_index("method_label")
-    for name, m in written.items():
-        row = csv.loc[name]
-        for key in ("srcc", "krcc", "plcc", "plcc_raw", "rmse"):
-            assert row[key] == m[key]  # exact: repr of the float survives the round trip
-        for key in ("srcc", "krcc", "plcc_raw"):
-            assert [row[f"{key}_ci95_lo"], row[f"{key}_ci95_hi"]] == m["ci95"][key]
-        assert (row.n, row.n_failed, row.n_scored) == (m["n"], m["n_failed"], m["n_scored"])
-        assert row.plcc_kind.startswith("after 4-parameter logistic fit")
-
-
-def test_plots_are_valid_images_and_negative_srcc_stays_negative(tmp_path, target):
-    results = tmp_path / "results"
-    backwards = write_run(results, "backwards_m", "koniq", "official", -noisy(target, 0.5, 2), target)
-    write_run(results, "fine_m", "koniq", "official", noisy(target, 0.5, 3), target, drop_params=True)
-    assert backwards["srcc"] < -0.5
-    summary = build_report(results, tmp_path / "out")
-
-    assert len(summary["plots"]) == 2
+    seeded = [write_run(results, "pyiqa:piqe", "agiqa", f"ratio60-20-20-seed{s}", noisy(target, 0.3 * s, s), target,
+                        label_name="mos_quality", method_hb=False) for s in (1, 2, 3)]
+    write_run(results, "pyiqa:piqe", "koniq", "official", noisy(target, 0.5, 3), target)
+    write_run(results, "other", "koniq", "official", noisy(target, 0.9, 4), target)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**{**FAST, "plots": True},
+                                                                   display_names={"pyiqa:piqe": "PIQE"}))
+    names = sorted(p.name for p in summary["plots"])  # one per cell (a median: its middle split), not per run
+    assert names == sorted(["scatter_PIQE_agiqa.pdf", "scatter_PIQE_agiqa.png", "scatter_PIQE_koniq.pdf",
+                            "scatter_PIQE_koniq.png", "scatter_other_koniq.pdf", "scatter_other_koniq.png",
+                            "heatmap_srcc.pdf", "heatmap_srcc.png"])
+    middle = sorted(seeded, key=lambda m: m["srcc"])[1]["split"]
+    assert f"PIQE on agiqa (split {middle}, nearest the median)" in summary["html"].read_text()
     for path in summary["plots"]:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 300
-            assert len(np.unique(np.asarray(image.convert("L")))) > 10  # something is drawn
+        if path.suffix == ".pdf":
+            assert path.read_bytes()[:5] == b"%PDF-"
+        else:
+            with Image.open(path) as image:
+                assert image.format == "PNG" and round(image.info["dpi"][0]) == 300 and image.size[0] > 1000
+                assert len(np.unique(np.asarray(image.convert("L")))) > 10
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
 
-    # a falling logistic: PLCC carries the fit's direction (negative), flagged, never ranked
-    assert backwards["logistic_params"][0] < backwards["logistic_params"][1] and backwards["plcc"] < 0
-    plcc_cell = main_table(summary["table_md"].read_text())["backwards_m"]["koniq PLCC"]
-    assert plcc_cell == f"{backwards['plcc']:.3f}†"
-    assert f"{-backwards['plcc']:.3f}$^\\dagger$ \\\\" in summary["table_tex"].read_text()
-    assert any("decreasing logistic fit" in note for note in summary["notes"])
-
-    expected = f"{backwards['srcc']:.3f}"
-    assert expected.startswith("-")
-    table = main_table(summary["table_md"].read_text())
-    assert plain(table["backwards_m"]["koniq SRCC"]) == expected
-    assert "$-$" + expected[1:] in summary["table_tex"].read_text()
-    csv = pd.read_csv(summary["table_csv"])
-    assert csv[csv.method_label == "backwards_m"].iloc[0].srcc == backwards["srcc"]
+    run = next(r for r in collect(results) if r.split == middle)
+    files, screen, drawn = scatter(run, "PIQE", "AGIQA-3k", tmp_path / "fig" / "one")
+    assert drawn["xlabel"] == "PIQE score (lower is better)" and drawn["ylabel"] == "MOS (mos_quality)"
+    assert drawn["curve"] and drawn["n_scored"] == len(target) and screen[:4] == b"\x89PNG"
+    fsim = type(run)(run.run_dir, {**run.manifest, "label_name": "fsim"}, run.metrics, 0, results)
+    dmos = type(run)(run.run_dir, {**run.manifest, "label_name": "dmos", "label_higher_better": False}, run.metrics,
+                     0, results)
+    assert label_axis_title(fsim) == "FSIM" and label_axis_title(dmos) == "DMOS, lower is better"
 
 
-def test_plot_without_logistic_params_draws_no_curve(tmp_path, target):
-    results = tmp_path / "results"
-    write_run(results, "m", "koniq", "official", noisy(target, 0.5, 3), target, drop_params=True, n_failed=2)
-    run = find_runs(results)[0]
-    drawn = plot_run(run, tmp_path / "p.png")
-    assert drawn == {"n_scored": len(target), "n_failed": 2, "curve": False}
-    write_run(results, "k", "koniq", "official", noisy(target, 0.5, 3), target)
-    run = next(r for r in find_runs(results) if r.metrics["method_label"] == "k")
-    assert plot_run(run, tmp_path / "q.png")["curve"] is True
+# -- LaTeX ----------------------------------------------------------------------------------------------------
+PDFLATEX = shutil.which("pdflatex")
+needs_pdflatex = pytest.mark.skipif(PDFLATEX is None, reason="pdflatex not on PATH (Debian: texlive-latex-recommended)")
 
 
-def test_most_recent_complete_run_is_kept(tmp_path, target):
-    results = tmp_path / "results"
-    old = write_run(results, "m", "koniq", "official", noisy(target, 0.3, 2), target, dirname="m-old", mtime=1e9)
-    write_run(results, "m", "koniq", "official", noisy(target, 2.0, 3), target, dirname="m-older", mtime=9e8)
-    write_run(results, "m", "koniq", "official", noisy(target, 3.0, 4), target, dirname="m-new-partial",
-              status="partial", mtime=2e9)
-    summary = build_report(results, tmp_path / "out")
-    csv = pd.read_csv(summary["table_csv"])
-    assert len(csv) == 1 and csv.iloc[0].srcc == old["srcc"] and csv.iloc[0].status == "complete"
-    assert "kept m-old (most recent complete run)" in csv.iloc[0].notes
-    assert "m-new-partial (partial)" in csv.iloc[0].notes
-    assert any("kept m-old" in note for note in summary["notes"])
-
-    # the runner's `created` timestamp outranks the file time
-    write_run(results, "m", "koniq", "official", noisy(target, 1.0, 5), target, dirname="m-created",
-              mtime=5e8, extra={"created": "2040-01-01T00:00:00+00:00"})
-    write_run(results, "m", "koniq", "official", noisy(target, 1.0, 6), target, dirname="m-partial-created",
-              status="partial", mtime=5e8, extra={"created": "2041-01-01T00:00:00+00:00", "n_missing": 4})
-    csv = pd.read_csv(build_report(results, tmp_path / "out2")["table_csv"])
-    assert "kept m-created (most recent complete run)" in csv.iloc[0].notes
+def compile_tex(folder, body: str) -> str:
+    doc = folder / "paper.tex"
+    doc.write_text("\\documentclass[twocolumn]{article}\n\\usepackage{booktabs,tabularx,graphicx}\n"
+                   "\\begin{document}\n" + body + "\n\\end{document}\n")
+    result = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=folder,
+                            capture_output=True, text=True, timeout=120)
+    log = (folder / "paper.log").read_text(errors="replace")
+    assert result.returncode == 0, log[-3000:]
+    return log
 
 
-def test_empty_results_folder_is_an_error(tmp_path):
-    (tmp_path / "results").mkdir()
-    with pytest.raises(IqaError, match="no metrics.json"):
-        build_report(tmp_path / "results", tmp_path / "out")
+@needs_pdflatex
+def test_latex_tables_compile_in_two_columns_without_overfull_boxes(tmp_path, target):
+    results, short = tmp_path / "results", tmp_path / "short"
+    long_names = ["mplug-owl2 visual prompt (padding 30px, trained on KADID-10k/byref-ratio80-10-10)",
+                  "Dog-IQA with SAM2 segments and mPLUG-Owl3 standard-guided scoring", "BRISQUE"]
+    for k in range(len(long_names)):
+        write_run(results, f"m{k}", "koniq10k", "official", noisy(target, 0.4 + k, k), target,
+                  options={"model_path": "/models/some/deep/folder/checkpoint_with_a_long_name.safetensors"})
+        write_run(results, f"m{k}", "kadid10k", "byref-ratio80-0-20-seed1", noisy(target, 0.4 + k, k + 5), target)
+        for ds in ("koniq", "spaq", "agiqa"):  # short names, three datasets: still one column
+            write_run(short, ["NIQE", "BRISQUE", "PIQE"][k], ds, "all", noisy(target, 0.5 + k, k), target)
+    names = {f"m{k}": n for k, n in enumerate(long_names)}
+    reports = {"narrow": build_report(results, tmp_path / "narrow", ReportOptions(**FAST, display_names=names)),
+               "short": build_report(short, tmp_path / "short-out", ReportOptions(**FAST))}
+    for k in range(3):  # a fourth dataset: no longer fits one column (29 pt a number column, 8 of them)
+        write_run(short, ["NIQE", "BRISQUE", "PIQE"][k], "livec", "all", noisy(target, 0.5 + k, k), target)
+    reports["short4"] = build_report(short, tmp_path / "short4-out", ReportOptions(**FAST))
+    # five datasets x two metrics with long names: a full-width table*
+    for ds in ("spaq", "agiqa3k", "livec"):
+        for k in range(3):
+            write_run(results, f"m{k}", ds, "all", noisy(target, 0.5 + k, k + 9), target)
+    for seed in range(2, 16):  # enough runs that runs.tex needs more than one page-sized table
+        for k in range(3):
+            write_run(results, f"m{k}", "kadid10k", f"byref-ratio80-0-20-seed{seed}", noisy(target, 1, seed), target)
+    reports["wide"] = build_report(results, tmp_path / "wide", ReportOptions(**FAST, display_names=names))
+    # fifteen columns with intervals fit nowhere at this size: scaled to \textwidth, and said so
+    reports["huge"] = build_report(results, tmp_path / "huge", ReportOptions(
+        **FAST, display_names=names, metrics=("srcc", "plcc", "krcc"), show_ci=True))
+    tex = {k: r["table_tex"].read_text() for k, r in reports.items()}
+    assert r"\begin{table}[t]" in tex["narrow"] and r"\begin{table}[t]" in tex["short"]
+    assert r"\begin{table*}[t]" in tex["short4"]
+    assert r"\begin{table*}[t]" in tex["wide"] and "resizebox" not in tex["wide"] and not reports["wide"]["warnings"]
+    assert reports["wide"]["files"]["runs.tex"].read_text().count(r"\begin{table*}") >= 2
+    assert r"\resizebox{\textwidth}{!}" in tex["huge"]
+    assert any("do not fit \\textwidth" in w for w in reports["huge"]["warnings"])
+    log = compile_tex(tmp_path, "".join(f"\\input{{{r['table_tex']}}}\n\\input{{{r['files']['runs.tex']}}}\n"
+                                        for r in reports.values()))
+    assert "Overfull \\hbox" not in log, [ln for ln in log.splitlines() if "Overfull" in ln]
+    assert "Float too large" not in log and "Output written on paper.pdf" in log
 
 
-def test_latex_special_characters_are_escaped():
+def test_tex_escape():
     assert tex_escape("a_b&c%d$e#f{g}h~i^j\\k") == (
         r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k")
+
+
+# -- options, summary, errors ----------------------------------------------------------------------------------
+def test_options_are_checked():
+    with pytest.raises(IqaError, match="unknown accuracy"):
+        ReportOptions(metrics=("srcc", "accuracy"))
+    with pytest.raises(IqaError, match="significance must be best, all or none"):
+        ReportOptions(significance="some")
+
+
+def test_metrics_order_decimals_and_all_pairs(tmp_path, target):
+    results = tmp_path / "results"
+    ms = {n: write_run(results, n, "koniq", "official", noisy(target, s, i), target)
+          for i, (n, s) in enumerate((("a", 0.5), ("b", 0.9), ("c", 1.5)))}
+    options = ReportOptions(**FAST, metrics=("krcc", "rmse"), decimals=2, method_order=("c", "a"),
+                            significance="all")
+    summary = build_report(results, tmp_path / "out", options)
+    md = summary["table_md"].read_text()
+    table = md_table(md)
+    assert list(table) == ["c", "a", "b"] and set(table["a"]) == {"koniq KRCC", "koniq RMSE"}
+    assert number(table["b"]["koniq KRCC"]) == f"{ms['b']['krcc']:.2f}"
+    assert table["a"]["koniq RMSE"].startswith("**")  # lower RMSE is better
+    sig = read_csv(summary["files"]["significance.csv"])
+    assert {(r["method_a"], r["method_b"]) for r in sig} == {("a", "b"), ("a", "c"), ("b", "c")}  # KRCC only
+
+
+def test_summary_lists_files_and_errors_are_one_line(tmp_path, target):
+    results = tmp_path / "results"
+    write_run(results, "m", "koniq", "official", noisy(target, 0.5, 2), target)
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    lines = summary_lines(summary)
+    assert lines[0].startswith("1 method row(s) x 1 column(s) from 1 run folder(s)")
+    for name in ("table.md", "table.tex", "table.csv", "runs.md", "runs.tex", "runs.csv", "significance.csv",
+                 "report.html"):
+        assert f"wrote {tmp_path / 'out' / name}" in lines
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IqaError, match="no run folder"):
+        build_report(tmp_path / "empty", tmp_path / "out2")
+    bad = next((results / "runs").rglob("metrics.json"))
+    bad.write_text("{cut")
+    with pytest.raises(IqaError, match=re.escape(f"{bad}: run metrics is not valid JSON")):
+        build_report(results, tmp_path / "out3")
+
+
+def test_progress_bar_over_runs(tmp_path, target, capsys, monkeypatch):
+    results = tmp_path / "results"
+    for k in range(2):
+        write_run(results, f"m{k}", "koniq", "official", noisy(target, 0.5, k), target)
+    collect(results, progress=True)
+    assert capsys.readouterr().err == ""  # not a terminal: tqdm stays quiet by itself
+    import tqdm.auto
+
+    from iqabench.report import plots
+
+    seen = []
+
+    class Spy(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            seen.append((kwargs.get("unit"), kwargs.get("disable"), len(args[0])))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Spy)
+    monkeypatch.setattr(plots, "scatter", lambda run, *a: ([], b"", {"n_scored": len(target)}))  # bars, not figures
+    monkeypatch.setattr(plots, "heatmap", lambda *a, **k: ([], b""))
+    for progress in (False, True):
+        build_report(results, tmp_path / "out", ReportOptions(**{**FAST, "plots": True, "progress": progress}))
+    # a bar over the runs read and one over the figures drawn; off, then on (tqdm's auto: on a terminal)
+    assert seen == [("run", True, 2), ("plot", True, 2), ("run", None, 2), ("plot", None, 2)]

@@ -111,7 +111,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_root, tmp_path, kill_
     preds = None
     deadline = time.time() + 120
     while time.time() < deadline:
-        found = list((tmp_path / "a").glob("tiny/all-test/*/predictions.jsonl"))
+        found = list((tmp_path / "a").glob("runs/tiny/all-test/*/predictions.jsonl"))
         if found and len(found[0].read_text().splitlines()) >= kill_after:
             preds = found[0]
             break
@@ -132,7 +132,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_root, tmp_path, kill_
 
     clean = _cli(common + ["--results", str(tmp_path / "b"), "-o", "delay=0.05", "-o", f"log={log}"])
     assert clean.wait(timeout=300) == 0
-    run_b = next((tmp_path / "b").glob("tiny/all-test/*/"))
+    run_b = next((tmp_path / "b").glob("runs/tiny/all-test/*/"))
     assert run_b.name == preds.parent.name  # same configuration, same key
     a = pd.read_csv(preds.parent / "predictions.csv")[["id", "score", "label", "error"]]
     b = pd.read_csv(run_b / "predictions.csv")[["id", "score", "label", "error"]]

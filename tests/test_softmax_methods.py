@@ -215,7 +215,7 @@ def test_softmax_llava_scores_are_the_seed_formula(llava_dir, llava):
 
 
 def test_levels_scheme_on_llava(llava_dir, llava):
-    opts = softmax.QAlignOptions(backend="llava", backend_path=str(llava_dir))
+    opts = softmax.QAlignOptions(backend="llava", backend_path=str(llava_dir), resize="model")  # as the fixture
     method = softmax.QAlignOwl2(opts)
     samples = _samples(2)
     scores = method.score(samples)
@@ -233,21 +233,69 @@ def test_words_sharing_a_token_are_refused(llava_dir):
         softmax.SoftmaxLlava(opts).setup()
 
 
-# -- mPLUG-Owl2 (another helper's backend), when installed --------------------------------------
+# -- mPLUG-Owl2 presets: each with its protocol's preprocessing ---------------------------------
+def _imagenet(pixels):
+    mean = torch.tensor(softmax.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(softmax.IMAGENET_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
 def test_softmax_owl2_on_tiny_owl2(owl2_dir):
-    method = softmax.SoftmaxOwl2(softmax.SoftmaxOptions(backend_path=str(owl2_dir)))
+    method = softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend_path=str(owl2_dir)))
     assert softmax.SoftmaxOwl2.check_available(method.options) is None
     samples = _samples(2)
     scores = method.score(samples)
     backend = method.scorer.backend
-    expected = _manual_score(backend, [s.image for s in samples], QUESTION, ["good", "fine"], ["poor", "bad"])
-    assert scores == pytest.approx(expected, abs=1e-6)
+    assert backend.fingerprint()["resize"] == "torchvision"
+    # the seed's pipeline: its geometry, then ImageNet statistics instead of the model's CLIP ones
+    with torch.no_grad():
+        logits = backend.next_token_logits(_imagenet(backend.to_pixels([s.image for s in samples])), QUESTION).double()
+    ids = [backend.token_id(w) for w in ("good", "fine", "poor", "bad")]
+    e = logits.exp()[:, ids]
+    assert scores == pytest.approx((e[:, :2].sum(-1) / e.sum(-1)).tolist(), abs=1e-6)
     qbench = softmax.SoftmaxOwl2QBench(softmax.Owl2QBenchOptions(backend_path=str(owl2_dir)))
-    expected = _manual_score(backend, [s.image for s in samples], softmax.QBENCH_PROMPT, ["good"], ["poor"])
+    own = load_backend(BackendSpec(arch="owl2", path=str(owl2_dir)))  # the model's processor and statistics
+    expected = _manual_score(own, [s.image for s in samples], softmax.QBENCH_PROMPT, ["good"], ["poor"])
     assert qbench.score(samples) == pytest.approx(expected, abs=1e-6)
 
 
-def test_qalign_on_tiny_owl2(owl2_dir):
-    method = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir), resize="pad"))
+def test_seed_pipeline_crops_as_torchvision_does(owl2_dir):
+    """resize=torchvision is the public visual-prompt code's Resize(S, bicubic) + CenterCrop(S)."""
+    from torchvision import transforms
+
+    backend = load_backend(BackendSpec(arch="owl2", path=str(owl2_dir), resize="torchvision"))
+    clip = load_backend(BackendSpec(arch="owl2", path=str(owl2_dir)))
+    size = backend.image_size
+    reference = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                                    transforms.CenterCrop(size), transforms.ToTensor()])
+    rng = np.random.default_rng(2)
+    # 28 x 31 and 28 x 59 leave 3 and 31 pixels: floor and round-half-even start the crop apart
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(28, 31), (59, 28), (45, 80), (30, 30)]]
+    ours = backend.to_pixels(images)
+    assert torch.equal(ours, torch.stack([reference(im) for im in images]))
+    assert not torch.equal(ours[0], clip.to_pixels(images[:1])[0])  # the processor's floor offset differs
+    assert torch.equal(ours[3], clip.to_pixels(images[3:])[0])  # a 2-pixel excess: the same crop
+
+
+def test_qalign_pads_to_a_square_in_the_mean_colour_by_default(owl2_dir):
+    method = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir)))
+    assert method.options.resize == "pad" and method.options.normalization == "model"
     scores = method.score(_samples(2))
     assert all(0 <= s <= 1 for s in scores) and scores[0] != scores[1]
+    backend = method.scorer.backend
+    wide = Image.new("RGB", (80, 40), (255, 0, 0))
+    px = backend.to_pixels([wide])[0]
+    mean = torch.tensor([int(c * 255) for c in backend.mean]) / 255.0
+    assert torch.allclose(px[:, 0, backend.image_size // 2], mean, atol=1 / 255)  # the padded band
+    assert torch.allclose(px[:, backend.image_size // 2, backend.image_size // 2], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
+    cropped = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir), resize="crop"))
+    assert cropped.score(_samples(2)) != pytest.approx(scores, abs=1e-6)
+
+
+def test_presets_document_their_preprocessing():
+    seed, qbench, qalign = softmax.SoftmaxOwl2.Options(), softmax.SoftmaxOwl2QBench.Options(), softmax.QAlignOwl2.Options()
+    assert (seed.resize, seed.normalization) == ("torchvision", "imagenet")
+    assert (qbench.resize, qbench.normalization) == ("model", "model")
+    assert (qalign.resize, qalign.normalization) == ("pad", "model")
+    assert "ImageNet" in softmax.SoftmaxOwl2.info.description and "CLIP" in softmax.SoftmaxOwl2QBench.info.description
+    assert "pad" in softmax.QAlignOwl2.info.description

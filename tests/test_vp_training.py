@@ -1,9 +1,9 @@
 """Training visual prompts (vp-llava, vp-owl2) on tiny random models built here: the loss goes
 down, the selected prompt is saved and restored bit-exactly, a stopped training resumes to the
-same result as an uninterrupted one, and scoring follows the seed's order of operations."""
+same result as an uninterrupted one, scoring follows the seed's order of operations, training
+fits the engine's targets (never the raw labels), and a published prompt scores without training."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -20,18 +20,10 @@ from safetensors.torch import load_file  # noqa: E402
 
 from iqabench.api import Sample, SampleSource  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
-from iqabench.methods import vp_owl2  # noqa: E402
+from iqabench.methods import softmax, vp_owl2  # noqa: E402
 from iqabench.methods.softmax import IMAGENET_MEAN, IMAGENET_STD, word_set_score  # noqa: E402
 from iqabench.methods.visual_prompt import VisualPrompt  # noqa: E402
 from iqabench.models.tiny_llava import build_tiny_llava  # noqa: E402
-
-
-@dataclasses.dataclass
-class Card:
-    name: str = "toy"
-    label_scale: float | None = 10.0
-    higher_better: bool = True
-    score_range: tuple[float, float] = (0.0, 10.0)
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +37,29 @@ def owl2_dir(tmp_path_factory):
     return tiny_owl2.build_tiny_owl2(tmp_path_factory.mktemp("tiny_owl2"), seed=2)
 
 
-def _source(n=8, seed=0) -> SampleSource:
-    """Images whose brightness sets the label, so the prompt has something to learn."""
+def _source(n=8, seed=0, label=lambda target: 10.0 * target) -> SampleSource:
+    """Images whose brightness sets the target, so the prompt has something to learn. Targets are
+    what the engine computes (higher is better, in [0, 1]); `label` is the raw score beside it."""
     rng = np.random.default_rng(seed)
     samples = {}
     for i in range(n):
         level = (i % 4) / 3.0
         pixels = np.clip(rng.normal(level * 200 + 20, 30, (48, 60, 3)), 0, 255).astype(np.uint8)
-        samples[f"im{i}"] = Sample(id=f"im{i}", image=Image.fromarray(pixels), label=1.0 + 8.0 * level)
+        target = 0.1 + 0.8 * level
+        samples[f"im{i}"] = Sample(id=f"im{i}", image=Image.fromarray(pixels), label=label(target), target=target)
     return SampleSource(list(samples), samples.__getitem__)
 
 
 BACKENDS = ["llava", "owl2"]
 
 
-def _method(kind, folder, **options):
+def _method(kind, folder, dataset="toy", **options):
     if kind == "llava":
         cls, defaults = vp_owl2.VpLlava, {"vp_size": 8}
     else:
         cls, defaults = vp_owl2.VpOwl2, {"vp_size": 4}
     opts = cls.Options(backend_path=str(folder), batch_size=4, **{**defaults, **options})
-    method = cls(opts)
-    method.card = Card()
-    return method
+    return cls(opts, dataset=dataset)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -77,8 +69,8 @@ def model(request):
 
 def _mse(method, prompt, source):
     samples = [source.load(i) for i in source.ids]
-    pixels = method.scorer.backend.to_pixels([s.image for s in samples])
-    targets = torch.tensor([s.label / 10.0 for s in samples])
+    pixels = method.scorer.pixels([s.image for s in samples])
+    targets = torch.tensor([s.target for s in samples])
     with torch.no_grad():
         return float(torch.nn.functional.mse_loss(method._prompted_scores(prompt, pixels), targets))
 
@@ -166,7 +158,7 @@ def test_training_gradient_reaches_only_the_prompt(llava_dir):
     method.setup()
     prompt = VisualPrompt(method.prompt_config(), seed=0)
     source = _source(2)
-    pixels = method.scorer.backend.to_pixels([source.load(i).image for i in source.ids])
+    pixels = method.scorer.pixels([source.load(i).image for i in source.ids])
     method._prompted_scores(prompt, pixels).sum().backward()
     assert all(float(p.grad.abs().sum()) > 0 for p in prompt.parameters())
     assert all(p.grad is None and not p.requires_grad for p in method.scorer.backend.model.parameters())
@@ -202,38 +194,113 @@ def test_published_prompt_file_is_loaded_and_shape_checked(llava_dir, tmp_path):
         vp_owl2.import_prompt(tmp_path / "visual_prompt.pth", tmp_path / "bad", "padding", 6, 56)
 
 
-def test_recipes_and_label_targets():
-    m = vp_owl2.VpOwl2()
+def test_recipes_follow_the_dataset_name_the_engine_passes():
     for name, expected in [("kadid10k", (32, 25)), ("koniq10k", (4, 25)), ("koniq10k-512x384", (4, 25)),
-                           ("agiqa3k", (4, 35)), ("spaq", vp_owl2.DEFAULT_RECIPE)]:
-        m.card = Card(name=name)
-        assert m.recipe()[:2] == expected
-    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2, batch_size=3))
-    m.card = Card(name="kadid10k")
+                           ("agiqa3k", (4, 35)), ("spaq", vp_owl2.DEFAULT_RECIPE), (None, vp_owl2.DEFAULT_RECIPE)]:
+        assert vp_owl2.VpOwl2(dataset=name).recipe()[:2] == expected
+    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2, batch_size=3), dataset="kadid10k")
     assert m.recipe()[:2] == (3, 2)
-    m.card = Card(label_scale=None, score_range=(0.0, 5.0))
-    assert m.label_target() == (5.0, False)
-    m.card = Card(label_scale=100.0, higher_better=False)
-    assert m.label_target() == (100.0, True)
-    samples = [Sample("a", None, label=20.0)]
-    assert float(m._targets(samples, 100.0, True)[0]) == pytest.approx(0.8)
-    m.card = None
-    with pytest.raises(IqaError, match="label_scale"):
-        m.label_target()
     o = vp_owl2.VpOwl2.Options()
     assert (o.vp_type, o.vp_size, o.lr, o.patience, o.normalization) == ("padding", 30, 60.0, 6, "imagenet")
     assert o.backend == "owl2" and o.backend_path == "MAGAer13/mplug-owl2-llama2-7b"
     assert vp_owl2.VpOwl2.info.kind == "trainable" and vp_owl2.VpOwl2.checkpoint_files() == ("prompt.safetensors", "prompt.json")
     with pytest.raises(ValueError):
         vp_owl2.VpOwl2.Options(vp_type="ring")
+    with pytest.raises(ValueError, match="label_scale"):
+        vp_owl2.VpOwl2.Options(label_scale=5.0)  # the engine scales labels, not the method
+
+
+def test_targets_come_from_the_engine_never_from_labels():
+    m = vp_owl2.VpOwl2(dataset="toy")
+    assert m._targets([Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0, target=0.1)]) == [0.8, 0.1]
+    with pytest.raises(IqaError, match="the engine gave no training target for image b"):
+        m._targets([Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0)])
+
+
+def test_training_fits_targets_and_ignores_raw_labels(llava_dir, tmp_path):
+    """The same targets with wildly different raw labels (another scale, reversed) train the same prompt."""
+    runs = []
+    for i, label in enumerate([lambda t: 10.0 * t, lambda t: 100.0 - 37.0 * t]):
+        source = _source(4, label=label)
+        runs.append(_method("llava", llava_dir, epochs=1, max_steps=1, flip=False).fit(source, source, tmp_path / str(i), seed=3))
+    assert runs[0]["history"] == runs[1]["history"]
+    no_targets = {k: Sample(k, _source(4).load(k).image, label=1.0) for k in _source(4).ids}
+    bare = SampleSource(list(no_targets), no_targets.__getitem__)
+    with pytest.raises(IqaError, match="no training target"):
+        _method("llava", llava_dir, epochs=1, max_steps=1).fit(bare, bare, tmp_path / "bare", seed=3)
 
 
 def test_early_stop_after_patience_epochs_without_gain(llava_dir, tmp_path):
     train = _source(4)
-    flat = {f"v{i}": Sample(id=f"v{i}", image=train.load(f"im{i}").image, label=5.0) for i in range(4)}
+    flat = {f"v{i}": Sample(id=f"v{i}", image=train.load(f"im{i}").image, label=5.0, target=0.5) for i in range(4)}
     val = SampleSource(list(flat), flat.__getitem__)  # constant labels: the criterion never improves
     summary = _method("llava", llava_dir, epochs=5, patience=2).fit(train, val, tmp_path, seed=1)
     assert summary["stopped"] == "early_stop" and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
     assert (tmp_path / "prompt.safetensors").is_file()
     again = _method("llava", llava_dir, epochs=8, patience=2).fit(train, val, tmp_path, seed=1)
     assert again["epochs_run"] == 3  # an early-stopped training stays stopped
+
+
+def _odd_images():
+    """Sizes whose centre crop starts at a different pixel under floor and torchvision rounding
+    (the tiny Owl2 takes 28 px: 28 x 31 and 28 x 59 leave 3 and 31 pixels to crop)."""
+    rng = np.random.default_rng(4)
+    return [Sample(id=f"o{i}", image=Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+            for i, (h, w) in enumerate([(28, 31), (59, 28), (45, 80)])]
+
+
+def _zero_prompt(method):
+    return {name: torch.zeros(shape) for name, shape in method.prompt_config().shapes().items()}
+
+
+def test_unprompted_vp_owl2_scores_exactly_as_softmax_owl2(owl2_dir):
+    """softmax-owl2 is seed 000's "without visual prompt" baseline: the same pipeline, no prompt."""
+    samples = _odd_images()
+    vp = _method("owl2", owl2_dir)
+    vp.setup()
+    vp._install(_zero_prompt(vp), "zeros")
+    baseline = softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend_path=str(owl2_dir)))
+    assert vp.score(samples) == baseline.score(samples)
+    shared = softmax.SoftmaxOwl2.Options().model_dump()
+    assert {k: v for k, v in vp_owl2.VpOwl2.Options().model_dump().items() if k in shared} == shared
+    # the check can fail: the model's own normalisation or the processor's crop offset moves the scores
+    for other in ({"normalization": "model"}, {"resize": "model"}):
+        changed = softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend_path=str(owl2_dir), **other))
+        assert changed.score(samples) != pytest.approx(vp.score(samples), abs=1e-7), other
+
+
+def test_a_published_prompt_scores_without_training(owl2_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    probe = _method("owl2", owl2_dir)
+    probe.setup()
+    published = VisualPrompt(probe.prompt_config(), seed=5)
+    with torch.no_grad():
+        for p in published.parameters():
+            p.mul_(100)  # a trained prompt sits far from its 0.01-scale initialisation
+    pth = tmp_path / "visual_prompt.pth"
+    torch.save(published.state_dict(), pth)  # the public trainer saves visual_prompter.state_dict() so
+    sft = tmp_path / "published.safetensors"
+    save_file(published.state_dict(), str(sft))
+    samples = _odd_images()
+    probe._install(_zero_prompt(probe), "zeros")
+    unprompted = probe.score(samples)
+    probe._install(published.state_dict(), "by hand")
+    by_hand = probe.score(samples)
+
+    cls = vp_owl2.VpOwl2
+    for path in (pth, sft):
+        options = cls.Options(backend_path=str(owl2_dir), vp_size=4, prompt_path=str(path))
+        assert cls.external_weights(options) == path  # the engine skips the checkpoint lookup
+        method = cls(options, dataset="toy")
+        scores = method.score(samples)  # no fit, no load_checkpoint
+        assert method.prompt.digest() == published.digest()
+        assert scores == pytest.approx(by_hand, abs=1e-6)
+        assert all(abs(a - b) > 1e-4 for a, b in zip(scores, unprompted))
+        with pytest.raises(IqaError, match="drop -o prompt_path"):
+            cls(options, dataset="toy").fit(_source(2), _source(2), tmp_path / "fit", seed=1)
+        with pytest.raises(IqaError, match="both a checkpoint"):
+            cls(options, dataset="toy").load_checkpoint(tmp_path)
+    assert cls.external_weights(cls.Options()) is None
+    with pytest.raises(IqaError, match="not found"):
+        cls.external_weights(cls.Options(prompt_path=str(tmp_path / "missing.pth")))

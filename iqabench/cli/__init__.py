@@ -1,1 +1,2 @@
-"""The command line: one small module per subcommand, imported only when it runs."""
+"""The command line (click): the root group in main.py, one small module per subcommand, each
+imported only when it runs (lazy.py); the global options and their set-up in settings.py."""

@@ -1,50 +1,93 @@
-"""`iqabench list methods|datasets`."""
+"""`iqabench list methods|datasets|splits DATASET`."""
 from __future__ import annotations
 
+import os
 
-def add_arguments(p) -> None:
-    p.add_argument("what", choices=("methods", "datasets"))
-    p.add_argument("--all", action="store_true", help="methods: expand families (every pyiqa metric)")
+import click
+
+from iqabench.cli.settings import Settings, global_options, with_settings
 
 
-def execute(args) -> int:
-    import os
+@click.group("list", invoke_without_command=True, epilog="""\b
+Examples:
+  iqabench list methods
+  iqabench list methods --all
+  iqabench list datasets
+  iqabench list splits koniq10k""")
+@global_options
+@click.pass_context
+def list_group(ctx: click.Context) -> None:
+    """List registered methods, datasets, or the splits of a dataset."""
+    if ctx.invoked_subcommand is None:  # bare `iqabench list`: what can be listed
+        click.echo(ctx.get_help())
 
+
+@list_group.command("methods", short_help="Methods, what they need, whether they run here.", epilog="""\b
+Examples:
+  iqabench list methods
+  iqabench list methods --all --plugin mypkg/sharpness.py""")
+@click.option("--all", "expand", is_flag=True, help="Expand families (every pyiqa metric).")
+@with_settings
+def list_methods(settings: Settings, expand: bool) -> None:
+    """Every method: its kind, what it needs, and whether it can run here (and why not)."""
     # Checking availability must never download; without this, hub clients retry for minutes offline.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from iqabench import registry
 
-    if args.what == "datasets":
-        return _list_datasets(registry)
     reg = registry.methods
     aliases = reg.aliases()
-    names = reg.names(expand_families=args.all)
-    shown = names + ([] if args.all else sorted(a for a, t in aliases.items() if ":" in t))
-    print(f"{'method':34} {'kind':10} {'needs':48} runs here?")
+    names = reg.names(expand_families=expand)
+    shown = names + ([] if expand else sorted(a for a, t in aliases.items() if ":" in t))
+    click.echo(f"{'method':34} {'kind':10} {'needs':48} runs here?")
     for name in shown:
         if name.endswith(":<name>"):
-            prefix = name.split(":")[0]
-            print(f"{name:34} {'family':10} {'see --all; aliases below':48} -")
+            click.echo(f"{name:34} {'family':10} {'see --all; aliases below':48} -")
             continue
         cls = reg.get(name)
         info = cls.info
-        needs = "pyiqa weights, unless weight-free" if name in aliases and aliases[name].startswith("pyiqa:") \
+        needs = "pyiqa weights, unless weight-free" if aliases.get(name, "").startswith("pyiqa:") \
             else (info.needs_weights or "nothing to download")
         if info.needs_gpu:
             needs += " + GPU"
         reason = cls.check_available()
         status = "yes" if reason is None else f"no: {reason}"
         title = name if aliases.get(name, name) == name else f"{name} -> {aliases[name]}"
-        print(f"{title:34} {info.kind:10} {needs[:48]:48} {status}")
-    return 0
+        click.echo(f"{title:34} {info.kind:10} {needs[:48]:48} {status}")
 
 
-def _list_datasets(registry) -> int:
-    print(f"{'dataset':18} {'labels':26} {'default split':28} images")
+@list_group.command("datasets", short_help="Datasets, their labels and default split.", epilog="""\b
+Example:
+  iqabench list datasets""")
+@with_settings
+def list_datasets(settings: Settings) -> None:
+    """Every dataset: label name, range and direction, default split, kind of images."""
+    from iqabench import registry
+
+    click.echo(f"{'dataset':18} {'labels':26} {'default split':28} images")
     for name in registry.datasets.names():
         card = registry.datasets.get(name)
         direction = "higher better" if card.higher_better else "LOWER better"
         labels = f"{card.label_name} {card.score_range[0]:g}-{card.score_range[1]:g} {direction}"
-        kind = "synthetic distortions" if card.synthetic_distortions else "authentic/generated"
-        print(f"{name:18} {labels:26} {card.default_split:28} {kind}")
-    return 0
+        kind = "synthetic-distortion set" if card.synthetic_distortions else "authentic/generated"
+        click.echo(f"{name:18} {labels:26} {card.default_split:28} {kind}")
+
+
+@list_group.command("splits", short_help="The split names a dataset accepts.", epilog="""\b
+Examples:
+  iqabench list splits koniq10k
+  iqabench run --method piqe --dataset koniq10k --split official""")
+@click.argument("dataset")
+@with_settings
+def list_splits(settings: Settings, dataset: str) -> None:
+    """The split names DATASET accepts, after its default: committed split files first, then the
+    computed forms (braces mark a template: ratio{TR}-{VA}-{TE}-seed{S} is e.g. ratio80-0-20-seed1)."""
+    from iqabench import registry
+    from iqabench.data import splits
+    from iqabench.errors import IqaError
+
+    card = registry.datasets.get(dataset)  # an unknown name fails here with "did you mean"
+    if not hasattr(splits, "available_splits"):
+        raise IqaError("this iqabench cannot list splits (iqabench.data.splits.available_splits is missing)")
+    click.echo(f"default: {card.default_split}")
+    for name in splits.available_splits(card.name):
+        click.echo(name)

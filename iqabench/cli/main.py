@@ -1,62 +1,109 @@
-"""`iqabench` entry point. Subcommand modules (and torch) are imported only when used."""
+"""`iqabench`: the root command. Only click is imported here; a subcommand's module (and numpy,
+pandas, torch behind it) is imported only when that subcommand runs."""
 from __future__ import annotations
 
-import argparse
-import importlib
+import os
 import sys
 
+import click
+
+from iqabench.cli.lazy import LazyGroup
+from iqabench.cli.settings import global_options
 from iqabench.errors import IqaError
 
-# subcommand -> (module under iqabench.cli, one-line help)
 COMMANDS = {
-    "run": ("run_cmd", "score a dataset split with a method (resumable)"),
-    "train": ("train_cmd", "train a trainable method (fit on train, select on val)"),
-    "report": ("report_cmd", "turn saved results into tables (md, tex, csv) and scatter plots"),
-    "list": ("list_cmd", "list registered methods or datasets and whether they can run here"),
-    "datasets": ("datasets_cmd", "show which datasets are found under the data root"),
-    "demo": ("demo_cmd", "the offline main job: classic methods on the embedded `synthetic` set, then a report"),
+    "run": ("iqabench.cli.run_cmd:run_command", "Score dataset splits with methods (resumable)."),
+    "train": ("iqabench.cli.train_cmd:train_command", "Train a trainable method (fit on train, select on val)."),
+    "score": ("iqabench.cli.score_cmd:score_command", "Recompute metrics of runs from their saved predictions."),
+    "report": ("iqabench.cli.report_cmd:report_command", "Turn saved results into tables (md, tex, csv) and plots."),
+    "list": ("iqabench.cli.list_cmd:list_group", "List methods, datasets or a dataset's splits."),
+    "options": ("iqabench.cli.options_cmd:options_command", "Show a method's options, defaults and aliases."),
+    "datasets": ("iqabench.cli.datasets_cmd:datasets_command", "Show which datasets are found under the data root."),
+    "demo": ("iqabench.cli.demo_cmd:demo_command", "The offline main job on the embedded default set (no download)."),
+    "suite": ("iqabench.cli.suite_cmd:suite_group", "Run a paper table (suites/*.toml) beside its published numbers."),
 }
 
+INTERRUPTED = "iqabench: interrupted; everything saved so far is kept, rerun the same command to resume"
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="iqabench", description="Compare image-quality-assessment methods.")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
-                        help="import a plugin module or .py file that registers methods or datasets (repeatable)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    modules = {}
-    for name, (module, help_text) in COMMANDS.items():
-        mod = importlib.import_module(f"iqabench.cli.{module}")
-        modules[name] = mod
-        mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    return parser, modules
+
+class RootGroup(LazyGroup):
+    """Turns the errors a user can fix into one line on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except IqaError as exc:
+            click.echo(f"iqabench: error{_rank_tag()}: {_one_line(exc)}", err=True)
+            raise click.exceptions.Exit(2) from None
+        except KeyboardInterrupt:
+            click.echo(INTERRUPTED, err=True)
+            raise click.exceptions.Exit(130) from None
+        finally:
+            parallel = sys.modules.get("iqabench.parallel")
+            if parallel is not None:  # only a command that ran the engine can have started a process group
+                parallel.shutdown()
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or "iqabench", complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.ClickException as exc:  # usage errors: also one line, naming where to look
+            where = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) is not None else ""
+            click.echo(f"iqabench: error: {_one_line(exc.format_message())}{where}", err=True)
+            code = exc.exit_code
+        except click.Abort:
+            click.echo(INTERRUPTED, err=True)
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("iqabench")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        from iqabench import __version__ as version
+    click.echo(f"iqabench {version}")
+    ctx.exit(0)
+
+
+@click.group("iqabench", cls=RootGroup, lazy_subcommands=COMMANDS, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog="\b\nExamples:\n"
+                    "  iqabench demo\n"
+                    "  iqabench list methods\n"
+                    "  iqabench run --method piqe,brisque --dataset synthetic\n"
+                    "  iqabench --results r train --method brisque-svr --dataset synthetic\n"
+                    "  iqabench options brisque-svr\n\n"
+                    "Global options may come before or after the command name. "
+                    "Run `iqabench COMMAND --help` for a command's own options.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version and exit.")
+@global_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Compare image-quality-assessment methods on standard datasets: SRCC, KRCC, PLCC, RMSE,
+    bootstrap intervals, tables and plots."""
+    if ctx.invoked_subcommand is None:  # bare `iqabench`: the help, and success
+        click.echo(ctx.get_help())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        from iqabench.registry import load_plugin
+    """Console-script entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    return cli.main(args=argv, prog_name="iqabench", standalone_mode=False)
 
-        for spec in args.plugin:
-            load_plugin(spec)
-        return int(modules[args.command].execute(args) or 0)
-    except IqaError as exc:
-        print(f"iqabench: error{_rank_tag()}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("iqabench: interrupted; everything saved so far is kept, rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        from iqabench import parallel
 
-        parallel.shutdown()
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split("\n")).strip()
 
 
 def _rank_tag() -> str:
     """' (rank r of n)' in a data-parallel run, where every rank writes to the same terminal."""
-    import os
-
     size = int(os.environ.get("WORLD_SIZE", "1"))
     return f" (rank {os.environ.get('RANK', '?')} of {size})" if size > 1 else ""
 

@@ -1,27 +1,100 @@
-"""`iqabench report`."""
+"""`iqabench report`: tables and plots from the result files only (no model is run)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from iqabench.resolve import DEFAULT_RESULTS
+import click
+
+from iqabench.cli.settings import Settings, with_settings
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/report)")
-
-
-def execute(args) -> int:
+def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     from iqabench.errors import IqaError
-    from iqabench.report.build import build_report, summary_lines
 
-    if not Path(args.results).is_dir():
-        raise IqaError(f"{args.results}: no results folder")
-    out = args.out or Path(args.results) / "report"
-    summary = build_report(Path(args.results), Path(out))
-    md = Path(out) / "table.md"
+    out = {}
+    for value in values:
+        key, sep, name = value.partition("=")
+        if not sep or not key.strip() or not name.strip():
+            raise IqaError(f"{flag} {value!r}: expected KEY=NAME")
+        out[key.strip()] = name.strip()
+    return out
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+@click.command("report", epilog="""\b
+Examples:
+  iqabench report
+  iqabench report --metrics srcc,plcc --decimals 3 --name pyiqa:piqe=PIQE --name brisque-svr=BRISQUE-SVR
+  iqabench report --order BRISQUE-SVR,PIQE --dataset-name koniq10k=KonIQ --out paper/tables
+  iqabench report --suite seed004-table2      # the paper's table, ours beside the published numbers""")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output folder (default: <results>/report).")
+@click.option("--suite", "suite_name", default=None, metavar="NAME",
+              help="Render a paper-table suite (suites/NAME.toml) with the published numbers beside ours.")
+@click.option("--dataset-map", "dataset_map", multiple=True, metavar="A=B",
+              help="With --suite: the dataset mapping the suite was run with (`iqabench suite run --dataset-map`).")
+@click.option("--name", "names", multiple=True, metavar="KEY=NAME",
+              help="Name shown for a row (its label, method label or method name); repeatable.")
+@click.option("--order", default=None, metavar="A,B,...", help="Rows to list first, in this order.")
+@click.option("--dataset-name", "dataset_names", multiple=True, metavar="KEY=NAME",
+              help="Name shown for a dataset column; repeatable.")
+@click.option("--dataset-order", default=None, metavar="A,B,...", help="Dataset columns to list first.")
+@click.option("--metrics", default="srcc,plcc", show_default=True,
+              help="Columns per dataset: srcc, krcc, plcc (after the logistic fit), plcc_raw, rmse.")
+@click.option("--decimals", type=click.IntRange(0, 6), default=3, show_default=True)
+@click.option("--part", default="test", show_default=True, help="Split part the table shows (all: every part).")
+@click.option("--ci/--no-ci", default=False, help="Show bootstrap 95 %% intervals of single runs.")
+@click.option("--spread/--no-spread", default=True, help="Show ± half the IQR after medians over splits.")
+@click.option("--significance", type=click.Choice(["best", "all", "none"]), default="best", show_default=True,
+              help="Test every method against the column's best, every pair, or none.")
+@click.option("--test", "significance_test", type=click.Choice(["bootstrap", "williams"]), default="bootstrap",
+              show_default=True, help="The test behind the † mark (paired bootstrap, or Williams' t).")
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--bootstrap-seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--plots/--no-plots", default=True)
+@click.option("--progress/--no-progress", default=True)
+@click.option("--caption", default=None, help="Replaces the first sentence of table.tex's caption.")
+@click.option("--label", default="tab:iqabench", show_default=True, help="LaTeX \\label of table.tex.")
+@with_settings
+def report_command(settings: Settings, out: Path | None, suite_name: str | None, dataset_map, names, order,
+                   dataset_names, dataset_order, metrics, decimals, part, ci, spread, significance,
+                   significance_test, alpha, resamples, bootstrap_seed, plots, progress, caption, label) -> None:
+    """Turn saved results into tables (md, tex, csv, html), significance tests, breakdowns and plots."""
+    from iqabench.errors import IqaError
+
+    results = settings.results
+    if not results.is_dir():
+        raise IqaError(f"{results}: no results folder (run `iqabench run` first, or give --results DIR)")
+    out = out or results / "report"
+    if suite_name:
+        from iqabench.report.suite_table import render_suite
+        from iqabench.suite import load_suite
+
+        suite = load_suite(suite_name).adapted(_pairs(dataset_map, "--dataset-map") or None)
+        written = render_suite(suite, results, out / "suites")
+        md = next((p for p in written.values() if str(p).endswith(".md")), None)
+        if md is not None:
+            click.echo(Path(md).read_text())
+        for path in written.values():
+            click.echo(f"wrote {path}")
+        return
+    from iqabench.report.build import build_report, summary_lines
+    from iqabench.report.options import ReportOptions
+
+    options = ReportOptions(
+        display_names=_pairs(names, "--name"), method_order=_names(order),
+        dataset_names=_pairs(dataset_names, "--dataset-name"), dataset_order=_names(dataset_order),
+        metrics=_names(metrics), decimals=decimals, part=None if part == "all" else part, show_ci=ci,
+        show_spread=spread, significance=significance, significance_test=significance_test, alpha=alpha,
+        bootstrap_resamples=resamples, bootstrap_seed=bootstrap_seed, plots=plots, progress=progress,
+        caption=caption, label=label)
+    summary = build_report(results, out, options)
+    md = out / "table.md"
     if md.exists():
-        print(md.read_text())
+        click.echo(md.read_text())
     for line in summary_lines(summary):
-        print(line)
-    return 0
+        click.echo(line)

@@ -1,68 +1,65 @@
-"""`iqabench run`."""
+"""`iqabench run`: score every (method, dataset, split) asked for, one resumable run each."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from iqabench.cli.common import add_method_args, fmt
+import click
+
+from iqabench.cli import shared
+from iqabench.cli.settings import Settings, with_settings
 
 
-def add_arguments(p) -> None:
-    add_method_args(p)
-    p.add_argument("--part", default="test", help="split part to score: train, val or test (default test)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N images of the part")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
-    p.add_argument("--checkpoint", type=Path, default=None, help="trained checkpoint folder (trainable methods)")
-    p.add_argument("--retry-failed", action="store_true", help="score again the images whose earlier attempt failed")
-    p.add_argument("--no-progress", action="store_true")
+@click.command("run", epilog="""\b
+Examples:
+  iqabench run --method piqe --dataset synthetic
+  iqabench run --method piqe,entropy --dataset synthetic --split 'ratio80-0-20-seed{1..3}'
+  iqabench run --method brisque-svr --dataset livec --train-dataset koniq10k   # cross-dataset
+  iqabench run --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]' --results r""")
+@shared.method_options(limit_help="Score only the first N images of the part (a smoke test, not a result).")
+@click.option("--part", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Split part to score.")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Trained checkpoint folder to score with (trainable methods; default: the one `train` made).")
+@click.option("--train-dataset", default=None, metavar="NAME",
+              help="Cross-dataset: score with the checkpoint trained on this dataset (default: the scored one).")
+@click.option("--train-split", default=None, metavar="NAME",
+              help="The split that checkpoint was trained on (default: the training dataset's own).")
+@click.option("--retry-failed", is_flag=True, help="Score again the images whose earlier attempt failed.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@with_settings
+def run_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
+                accept_out_of_range, part, checkpoint, train_dataset, train_split, retry_failed, no_progress) -> None:
+    """Score a dataset split with a method (resumable: rerun the same command to continue).
 
+    Several methods or datasets (comma-separated or repeated) run one after another, each as its
+    own run, with one summary table at the end."""
+    from iqabench.errors import IqaError
+    from iqabench.options import parse_option_pairs
 
-def execute(args) -> int:
-    import statistics
-
-    from iqabench.resolve import parse_option_pairs
+    options = parse_option_pairs(option_pairs)  # a malformed pair fails before any work
+    todo = shared.combinations(methods, datasets, split)
+    if len(todo) > 1:
+        if checkpoint is not None:
+            raise IqaError("--checkpoint names one trained model: give one --method, one --dataset and one --split")
+        shared.check_names(shared.split_names(methods), shared.split_names(datasets))
     from iqabench.run import RunConfig, run
 
-    done = []
-    for split in expand_splits(args.split):
-        cfg = RunConfig(method=args.method, dataset=args.dataset, split=split, part=args.part,
-                        options=parse_option_pairs(args.option), data_root=args.data_root, results=args.results,
-                        limit=args.limit, batch_size=args.batch_size, device=args.device, seed=args.seed,
-                        checkpoint=args.checkpoint, retry_failed=args.retry_failed, progress=not args.no_progress)
-        result = run(cfg)
-        if result.metrics is not None:
-            print_metrics(result.metrics)
-            done.append(result.metrics)
-    if len(done) > 1:
-        for key in ("srcc", "plcc"):
-            values = [m[key] for m in done]
-            text = "undefined in some split" if None in values else f"{statistics.median(values):.4f}"
-            print(f"median {key.upper()} over {len(done)} splits: {text}")
-    return 0
-
-
-def expand_splits(split: str | None) -> list[str | None]:
-    """`ratio80-0-20-seed{1..10}` -> ten split names (the PromptIQA protocol); anything else as is."""
-    import re
-
-    if split is None:
-        return [None]
-    match = re.fullmatch(r"(.*)\{(\d+)\.\.(\d+)\}(.*)", split)
-    if not match:
-        return [split]
-    lo, hi = int(match[2]), int(match[3])
-    return [f"{match[1]}{i}{match[4]}" for i in range(lo, hi + 1)]
-
-
-def print_metrics(m: dict) -> None:
-    ci = (m.get("ci95") or {}).get("srcc")
-    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    print(f"{m['method_label']} | {m['dataset']} {m['split']}/{m['part']} | n={m['n']} failed={m['n_failed']} | "
-          f"SRCC {fmt(m.get('srcc'))}{ci_text}  KRCC {fmt(m.get('krcc'))}  "
-          f"PLCC {fmt(m.get('plcc'))} (logistic)  PLCC_raw {fmt(m.get('plcc_raw'))}  RMSE {fmt(m.get('rmse'))}")
-    if m.get("undefined_reason"):
-        print(f"  metrics undefined: {m['undefined_reason']}")
-    if m.get("model_identity_changed"):
-        print("  WARNING: attempts of this run used different model snapshots (see runtime_attempts in metrics.json)")
-    if m.get("n_failed"):
-        print(f"  failures by kind: {m['failures_by_kind']} (see predictions.csv, column error)")
-    print(f"  -> {m['run_dir']}")
+    done: list[dict] = []
+    for method, dataset, split_name in todo:
+        cfg = RunConfig(method=method, dataset=dataset, split=split_name, part=part, options=options,
+                        data_root=settings.data_root, results=settings.results, limit=limit, batch_size=batch_size,
+                        device=device, seed=seed, checkpoint=checkpoint, train_dataset=train_dataset,
+                        train_split=train_split, retry_failed=retry_failed, progress=not no_progress,
+                        accept_out_of_range=accept_out_of_range)
+        try:
+            result = run(cfg)
+        except IqaError as exc:
+            shared.print_summary(done)  # what finished is saved; show it before stopping
+            if len(todo) > 1:
+                raise IqaError(f"{shared.describe(method, dataset, split_name)}: {exc}") from None
+            raise
+        if result.metrics is not None:  # None on the ranks other than 0 of a data-parallel run
+            metrics = {"run_dir": str(result.run_dir), **result.metrics}
+            shared.print_metrics(metrics)
+            done.append(metrics)
+    shared.print_summary(done)

@@ -1,25 +1,46 @@
-"""`iqabench train`."""
+"""`iqabench train`: fit a trainable method on a split's train part, selecting on its val part."""
 from __future__ import annotations
 
-import json
+import click
 
-from iqabench.cli.common import add_method_args
-
-
-def add_arguments(p) -> None:
-    add_method_args(p)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N train and N val images")
+from iqabench.cli import shared
+from iqabench.cli.settings import Settings, with_settings
 
 
-def execute(args) -> int:
-    from iqabench.resolve import parse_option_pairs
+@click.command("train", epilog="""\b
+Examples:
+  iqabench train --method brisque-svr --dataset synthetic
+  iqabench train --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]' --seed 7
+  iqabench train --method vp-owl2 --dataset agiqa3k --device cuda --batch-size 4""")
+@shared.method_options(limit_help="Use only the first N train and N val images (a quick trial).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@with_settings
+def train_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
+                  accept_out_of_range, no_progress) -> None:
+    """Train a trainable method: fit on train, select on val, keep the checkpoint (resumable).
+
+    `iqabench run` with the same method, dataset, split and options then scores with it."""
+    import json
+
+    from iqabench.errors import IqaError
+    from iqabench.options import parse_option_pairs
+
+    options = parse_option_pairs(option_pairs)
+    todo = shared.combinations(methods, datasets, split)
+    if len(todo) > 1:
+        shared.check_names(shared.split_names(methods), shared.split_names(datasets))
     from iqabench.train import TrainConfig, train
 
-    cfg = TrainConfig(method=args.method, dataset=args.dataset, split=args.split, options=parse_option_pairs(args.option),
-                      data_root=args.data_root, results=args.results, batch_size=args.batch_size, device=args.device,
-                      seed=args.seed, limit=args.limit)
-    workdir, summary = train(cfg)
-    print(json.dumps(summary, indent=1, default=str))
-    print(f"checkpoint -> {workdir}")
-    return 0
+    for method, dataset, split_name in todo:
+        cfg = TrainConfig(method=method, dataset=dataset, split=split_name, options=options,
+                          data_root=settings.data_root, results=settings.results, batch_size=batch_size,
+                          device=device, seed=seed, limit=limit, accept_out_of_range=accept_out_of_range,
+                          progress=not no_progress)
+        try:
+            workdir, summary = train(cfg)
+        except IqaError as exc:
+            if len(todo) > 1:
+                raise IqaError(f"{shared.describe(method, dataset, split_name)}: {exc}") from None
+            raise
+        click.echo(json.dumps(summary, indent=1, default=str))
+        click.echo(f"checkpoint -> {workdir}")

@@ -1,17 +1,35 @@
-"""A dataset card: where a dataset's files are in its official release, and what its labels mean."""
+"""A dataset card: where a dataset's files are in its official release, and what its labels mean.
+
+Cards are data: `datasets/<name>/card.toml` (read by `DatasetCard.from_toml`), whose `[reader]`
+table parameterises a generic reader (iqabench.data.readers). A plugin may also build a card in
+Python, with `reader` either such a table (a dict) or a function folder -> table.
+"""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 import os
+import posixpath
+import re
+import tomllib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import pandas as pd
-
+from iqabench.data.readers import ReaderSpec, parse_reader, read_table
 from iqabench.errors import IqaError
 
-# The columns every reader returns; `ref` and `official_set` may be absent.
+if TYPE_CHECKING:  # pandas is imported only when a table is read: listing cards stays cheap
+    import pandas as pd
+
+# The columns every reader returns; `ref`, `ref_path` and `official_set` may be absent.
 TABLE_COLUMNS = ("id", "path", "label")
+
+_REQUIRED = ("name", "title", "url", "folder_names", "layout", "label_name", "score_range", "higher_better",
+             "default_split", "reader")
+_OPTIONAL = ("aliases", "synthetic_distortions", "notes", "target_range", "build")
+_BUILD_KEYS = ("builder",)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,18 +38,76 @@ class DatasetCard:
     title: str
     url: str  # where the dataset is published
     folder_names: tuple[str, ...]  # folder names tried under the data root
-    layout: tuple[str, ...]  # files and folders the official release holds, relative to its folder
-    read: Callable[[Path], pd.DataFrame]  # folder -> table with TABLE_COLUMNS (+ ref, official_set)
+    layout: tuple[str, ...]  # files and folders the official release holds; the first is the metadata file
     label_name: str  # the column the labels come from, as published
-    score_range: tuple[float, float]
+    score_range: tuple[float, float]  # labels outside it are refused unless accepted explicitly
     higher_better: bool
     default_split: str
+    reader: Any  # a ReaderSpec (from a [reader] table or a dict), or a function folder -> table
     synthetic_distortions: bool = False  # split by reference image by default
-    label_scale: float | None = None  # divisor giving labels in [0, 1] for training (seed 000)
     notes: str = ""
     aliases: tuple[str, ...] = ()
-    build: Callable[[Path], None] | None = None  # for datasets the project builds itself
+    target_range: tuple[float, float] | None = None  # training targets scale from it; not given: score_range
+    builder: str | Callable[..., None] | None = None  # "module:function" or a function building the dataset
+    source: Path | None = dataclasses.field(default=None, compare=False)  # the card file, for messages
 
+    def __post_init__(self) -> None:
+        where = str(self.source) if self.source is not None else f"dataset card {self.name!r}"
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise IqaError(f"{where}: name {self.name!r} must be letters, digits, '.', '_' or '-'")
+        for key in ("folder_names", "layout", "aliases"):
+            set_(key, tuple(getattr(self, key)))
+        set_("notes", self.notes.strip())
+        if not self.folder_names or not self.layout:
+            raise IqaError(f"{where}: folder_names and layout must not be empty")
+        set_("score_range", _range(self.score_range, where, "score_range"))
+        set_("target_range", _range(self.target_range, where, "target_range") if self.target_range is not None
+             else self.score_range)
+        if isinstance(self.reader, Mapping):
+            set_("reader", parse_reader(self.reader, where, self.layout[0], self.label_name))
+        elif not callable(self.reader) and not isinstance(self.reader, ReaderSpec):
+            raise IqaError(f"{where}: reader must be a [reader] table or a function folder -> table")
+        if self.builder is not None and not callable(self.builder) and not (
+                isinstance(self.builder, str) and ":" in self.builder):
+            raise IqaError(f"{where}: [build] builder must be \"module:function\", got {self.builder!r}")
+
+    # -- construction from a file -------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: Path | str) -> "DatasetCard":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IqaError(f"{path}: dataset card not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise IqaError(f"{path}: not a valid TOML file ({exc})") from None
+        for key in data:
+            if key not in _REQUIRED and key not in _OPTIONAL:
+                raise IqaError(f"{path}: unknown key {key!r} (known: {', '.join(_REQUIRED + _OPTIONAL)})")
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise IqaError(f"{path}: missing field(s) {', '.join(missing)}")
+        kinds = {"name": str, "title": str, "url": str, "label_name": str, "default_split": str, "notes": str,
+                 "higher_better": bool, "synthetic_distortions": bool, "folder_names": list, "layout": list,
+                 "aliases": list, "score_range": list, "target_range": list, "reader": dict, "build": dict}
+        for key, kind in kinds.items():
+            if key in data and not isinstance(data[key], kind):
+                raise IqaError(f"{path}: {key} must be {_KIND_NAMES[kind]}, got {data[key]!r}")
+        for key in ("folder_names", "layout", "aliases"):
+            if not all(isinstance(v, str) and v for v in data.get(key, ())):
+                raise IqaError(f"{path}: {key} must be a list of non-empty text values")
+        build = data.pop("build", None)
+        if build is not None:
+            for key in build:
+                if key not in _BUILD_KEYS:
+                    raise IqaError(f"{path}: [build] unknown key {key!r} (known: {', '.join(_BUILD_KEYS)})")
+            if not isinstance(build.get("builder"), str):
+                raise IqaError(f"{path}: [build] needs builder = \"module:function\"")
+            data["builder"] = build["builder"]
+        return cls(**data, source=path)
+
+    # -- finding and reading ------------------------------------------------------------------------
     def locate(self, data_root: Path) -> Path | None:
         """The dataset folder under `data_root`, or None when no candidate holds the layout."""
         for folder in self.folder_names:
@@ -49,38 +125,124 @@ class DatasetCard:
         return (f"{self.name}: not found (looked in {tried}); expected layout: "
                 f"{'; '.join(self.layout)}; published at {self.url}")
 
-    def load(self, data_root: Path) -> tuple[Path, pd.DataFrame]:
-        """Find and read the dataset, validating the table. Raises IqaError naming the file."""
+    @property
+    def build(self) -> Callable[..., None] | None:
+        """`build(folder, progress=True)` for datasets the project makes itself, else None.
+        The builder's module is imported only when called."""
+        if self.builder is None:
+            return None
+        if callable(self.builder):
+            return self.builder
+
+        def build(folder: Path, *args: Any, **kwargs: Any) -> None:
+            return _import(self.builder, self.source or self.name)(folder, *args, **kwargs)
+
+        return build
+
+    def metadata_file(self, folder: Path) -> Path:
+        """The file the labels come from (named in messages about labels)."""
+        spec_file = getattr(self.reader, "file", None)
+        return Path(folder) / (spec_file or self.layout[0])
+
+    def read(self, folder: Path) -> pd.DataFrame:
+        """The table as the reader gives it, before validation."""
+        if callable(self.reader):
+            return self.reader(Path(folder))
+        return read_table(self.reader, Path(folder))
+
+    def load(self, data_root: Path, accept_out_of_range: bool = False) -> tuple[Path, pd.DataFrame]:
+        """Find (building it when the card says how) and read the dataset, validating the table.
+
+        Raises IqaError naming the file. Labels outside the card's `score_range` are refused unless
+        `accept_out_of_range` is True (for a release whose scale differs from the published one, say);
+        non-finite labels are refused always."""
         if self.build is not None and self.locate(data_root) is None:
             self.build(Path(data_root) / self.folder_names[0])
         folder = self.locate(data_root)
         if folder is None:
             raise IqaError(self.describe_missing(data_root))
+        source = self.metadata_file(folder)
         try:
             table = self.read(folder)
         except IqaError:
             raise
         except (KeyError, ValueError, UnicodeDecodeError, OSError) as exc:
-            raise IqaError(f"{folder / self.layout[0]}: cannot read ({type(exc).__name__}: {exc})") from exc
-        return folder, validate_table(table, folder, folder / self.layout[0])
+            raise IqaError(f"{source}: cannot read ({type(exc).__name__}: {exc})") from exc
+        return folder, validate_table(table, folder, source, score_range=self.score_range,
+                                      accept_out_of_range=accept_out_of_range)
 
 
-def validate_table(table: pd.DataFrame, folder: Path, source: Path) -> pd.DataFrame:
-    """Reject what would corrupt results: missing columns, empty or NaN labels, duplicate ids,
-    and paths that leave the dataset folder."""
+_KIND_NAMES = {str: "text", bool: "true or false", list: "a list", dict: "a table"}
+
+
+def _range(value: Any, where: str, key: str) -> tuple[float, float]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    if not ok or not value[0] < value[1]:
+        raise IqaError(f"{where}: {key} must be [low, high] with low < high, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _import(spec: str, where: Any) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise IqaError(f"{where}: cannot import builder {spec!r} ({exc})") from exc
+    return obj
+
+
+# -- validation ---------------------------------------------------------------------------------------
+def validate_table(table: pd.DataFrame, folder: Path, source: Path,
+                   score_range: tuple[float, float] | None = None, accept_out_of_range: bool = False,
+                   case_insensitive: bool | None = None) -> pd.DataFrame:
+    """Reject what would corrupt results: missing columns, empty, NaN or infinite labels, labels
+    outside `score_range` (unless `accept_out_of_range`), duplicate ids, two rows naming one image
+    file, and paths that leave the dataset folder. Paths come back normalised (`./a\\b.png` ->
+    `a/b.png`). `case_insensitive` says whether the folder's file system ignores case (None: probe)."""
+    import pandas as pd
+
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise IqaError(f"{source}: missing column(s) {', '.join(missing)}")
     if table.empty:
         raise IqaError(f"{source}: no rows")
-    labels = pd.to_numeric(table["label"], errors="coerce")
+    table = table.assign(id=table["id"].astype(str))
+    labels = pd.to_numeric(table["label"], errors="coerce").astype(float)
     bad = table.loc[labels.isna(), "id"].tolist()
     if bad:
         raise IqaError(f"{source}: {len(bad)} row(s) with an empty or non-numeric label, first {bad[0]!r}")
-    table = table.assign(label=labels.astype(float), id=table["id"].astype(str))
+    infinite = table.loc[~labels.map(math.isfinite), "id"].tolist()
+    if infinite:
+        first = labels[table["id"] == infinite[0]].iloc[0]
+        raise IqaError(f"{source}: label {first} of image {infinite[0]!r} is not finite "
+                       f"({len(infinite)} such row(s))")
+    if score_range is not None and not accept_out_of_range:
+        lo, hi = score_range
+        outside = (labels < lo) | (labels > hi)
+        if outside.any():
+            first = int(outside.to_numpy().nonzero()[0][0])
+            raise IqaError(f"{source}: label {labels.iloc[first]:g} of image {table['id'].iloc[first]!r} is outside "
+                           f"the card's score range [{lo:g}, {hi:g}] ({int(outside.sum())} such row(s)); "
+                           "accept out-of-range labels explicitly to use them")
+    table = table.assign(label=labels)
     dup = table.loc[table["id"].duplicated(), "id"].tolist()
     if dup:
         raise IqaError(f"{source}: duplicate image id(s), first {dup[0]!r} ({len(dup)} in all)")
+    table = table.assign(path=[normalise_path(p) for p in table["path"]])
+    if "ref_path" in table.columns:
+        table = table.assign(ref_path=[p if p is None or (isinstance(p, float) and math.isnan(p))
+                                       else normalise_path(p) for p in table["ref_path"]])
+    if case_insensitive is None:
+        case_insensitive = folder_ignores_case(folder, source)
+    seen: dict[str, str] = {}
+    for path in table["path"]:
+        key = path.casefold() if case_insensitive else path
+        if key in seen:
+            raise IqaError(f"{source}: two rows name the same image file: {seen[key]!r} and {path!r}")
+        seen[key] = path
     # Checked on the text of the paths (".." and absolute paths), not through symlinks: a user may
     # link an image folder to another disk, and that is their choice, not an escape.
     root = os.path.normpath(os.path.abspath(folder))
@@ -89,3 +251,21 @@ def validate_table(table: pd.DataFrame, folder: Path, source: Path) -> pd.DataFr
         if full != root and not full.startswith(root.rstrip(os.sep) + os.sep):
             raise IqaError(f"{source}: path {rel!r} escapes the dataset folder {folder}")
     return table.reset_index(drop=True)
+
+
+def normalise_path(path: Any) -> str:
+    """One spelling per relative path: forward slashes, no `./`, no `a/../`."""
+    text = str(path).strip().replace("\\", "/")
+    return posixpath.normpath(text) if text else text
+
+
+def folder_ignores_case(folder: Path, probe: Path) -> bool:
+    """Whether `folder`'s file system ignores case, probed on an existing file or folder name."""
+    for candidate in (Path(probe), Path(folder)):
+        swapped = candidate.with_name(candidate.name.swapcase())
+        if swapped.name != candidate.name and candidate.exists():
+            try:
+                return swapped.exists() and os.path.samefile(candidate, swapped)
+            except OSError:
+                return False
+    return False

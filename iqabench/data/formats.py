@@ -1,7 +1,7 @@
 """Small readers for the file formats dataset releases ship their scores in.
 
 Each reader raises IqaError naming the file and the problem (missing file, wrong encoding,
-missing columns or variables listed), so a card's `read` can stay a few lines long.
+missing columns or variables listed). The generic readers (iqabench.data.readers) build on them.
 
 Encoding policy for text files: UTF-8 (a leading byte-order mark is accepted). Anything else is
 refused rather than guessed: decoding with the wrong code page silently changes image names,
@@ -9,6 +9,7 @@ and a changed name is a missing image later. The error says how to fix the file.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -124,13 +125,27 @@ def mat_numbers(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
 def read_whitespace_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
     """A text file with one record per line, fields separated by spaces or tabs (e.g. TID2013's
     `mos_with_names.txt`: `5.51429 i01_01_1.bmp`). Blank lines are skipped."""
+    table, lines = read_whitespace_records(path, columns)
+    for column in numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            raise IqaError(f"{path}: {column} {table[column].iloc[first]!r} is not a number "
+                           f"(line {lines[first]})")
+        table[column] = values
+    return table
+
+
+def read_whitespace_records(path: Path, columns: Sequence[str]) -> tuple[pd.DataFrame, list[int]]:
+    """As read_whitespace_table, all fields as text, plus the line number of every record."""
     path = _existing(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IqaError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                        "re-save the file as UTF-8") from exc
-    rows = []
+    rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -139,18 +154,25 @@ def read_whitespace_table(path: Path, columns: Sequence[str], numeric: Sequence[
             raise IqaError(f"{path}: line {number} has {len(fields)} field(s), expected {len(columns)} "
                            f"({' '.join(columns)}): {line.strip()[:80]!r}")
         rows.append(fields)
+        lines.append(number)
     if not rows:
         raise IqaError(f"{path}: empty file")
-    table = pd.DataFrame(rows, columns=list(columns))
-    for column in numeric:
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            first = int(np.flatnonzero(bad.to_numpy())[0])
-            raise IqaError(f"{path}: {column} {table[column].iloc[first]!r} is not a number "
-                           f"(record {first + 1})")
-        table[column] = values
-    return table
+    return pd.DataFrame(rows, columns=list(columns)), lines
+
+
+def cell_text(value: object) -> str:
+    """A metadata cell as text ("" when empty): spreadsheets and .mat files store names such as
+    1600 as numbers (1600.0), which must read back as "1600"."""
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
+        if math.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value).strip()
 
 
 def require_columns(table: pd.DataFrame, required: Iterable[str], path: Path) -> pd.DataFrame:

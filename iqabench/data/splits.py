@@ -1,11 +1,22 @@
 """Splits: a stable name, a membership hash, and a file that records both.
 
-Names:
+A split is either a committed file or computed from its name.
+
+Committed files live in `datasets/<dataset>/splits/` (found through `shipped_folder("datasets")`):
+  <name>.json   our format: {"dataset", "name", "hash", "sizes", "parts": {"train", "val", "test"},
+                "source", "notes"}; `hash` and `sizes`, when present, must match the parts
+  <name>.toml   a side-car describing published CSV file(s) beside it (see `_read_toml_split`)
+A committed file wins over a computed name it happens to match.
+
+Computed names:
   official                          the dataset's own split (KonIQ's `set` column)
   ratio{TR}-{VA}-{TE}-seed{S}       random per image, percentages summing to 100
   byref-ratio{TR}-{VA}-{TE}-seed{S} random per reference image: no content crosses parts
   all                               every image in `test` (for zero-shot scoring of a whole set)
 `ratio80-0-20-seed{1..10}` are the ten random 80/20 splits of the PromptIQA protocol.
+
+Every split used is recorded under `results/splits/<dataset>/<name>.json`; a later use whose
+membership hash differs from the record is refused.
 """
 from __future__ import annotations
 
@@ -14,15 +25,25 @@ import hashlib
 import json
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from iqabench import io
 from iqabench.errors import IqaError
+from iqabench.locations import shipped_folder
 
 PARTS = ("train", "val", "test")
+COMPUTED_FORMS = ("official", "all", "ratio{TR}-{VA}-{TE}-seed{S}", "byref-ratio{TR}-{VA}-{TE}-seed{S}")
 _RATIO = re.compile(r"^(?P<byref>byref-)?ratio(?P<tr>\d+)-(?P<va>\d+)-(?P<te>\d+)-seed(?P<seed>\d+)$")
+# A split name becomes a file name: no separators, no leading dot.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_JSON_KEYS = {"dataset", "name", "hash", "sizes", "parts", "source", "notes"}
+_TOML_KEYS = {"source", "notes", "file", "part_column", "part_values", "files", "id_column", "header", "sep",
+              "empty_parts"}
+SPLIT_FILE_SUFFIXES = (".json", ".toml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +51,8 @@ class Split:
     dataset: str
     name: str
     parts: dict[str, list[str]]
+    source: str = ""  # where a committed split came from; empty for computed ones
+    file: Path | None = None  # the committed file it was read from
 
     @property
     def hash(self) -> str:
@@ -41,8 +64,11 @@ class Split:
         return self.parts[part]
 
     def to_json(self) -> dict:
-        return {"dataset": self.dataset, "name": self.name, "hash": self.hash,
-                "sizes": {k: len(v) for k, v in self.parts.items()}, "parts": self.parts}
+        out = {"dataset": self.dataset, "name": self.name, "hash": self.hash,
+               "sizes": {k: len(v) for k, v in self.parts.items()}, "parts": self.parts}
+        if self.source:
+            out["source"] = self.source
+        return out
 
 
 def membership_hash(parts: dict[str, list[str]]) -> str:
@@ -50,7 +76,57 @@ def membership_hash(parts: dict[str, list[str]]) -> str:
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def make_split(dataset: str, table: pd.DataFrame, name: str) -> Split:
+# -- which splits a dataset has ------------------------------------------------------------------
+
+def splits_folder(dataset: str, datasets_root: Path | None = None) -> Path:
+    root = Path(datasets_root) if datasets_root is not None else shipped_folder("datasets")
+    return root / dataset / "splits"
+
+
+def file_splits(dataset: str, datasets_root: Path | None = None) -> dict[str, Path]:
+    """Committed split files of `dataset`, by split name."""
+    folder = splits_folder(dataset, datasets_root)
+    if not folder.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir(), key=_natural):
+        if path.suffix not in SPLIT_FILE_SUFFIXES or path.name.startswith(".") or not path.is_file():
+            continue
+        if path.stem in found:
+            raise IqaError(f"{path}: split {path.stem!r} is also defined by {found[path.stem].name}; keep one")
+        found[path.stem] = path
+    return found
+
+
+def _natural(path: Path) -> list:
+    """test2 before test10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def available_splits(dataset: str, table: pd.DataFrame | None = None,
+                     datasets_root: Path | None = None) -> list[str]:
+    """Committed split names (usable as they are), then the computed forms ({..} are templates).
+
+    With `table`, `official` is listed only when it has `official_set`, the by-reference form only
+    when it has `ref`; without it every computed form is listed."""
+    computed = [form for form in COMPUTED_FORMS
+                if table is None
+                or (form != "official" or "official_set" in table.columns)
+                and (not form.startswith("byref-") or "ref" in table.columns)]
+    committed = list(file_splits(dataset, datasets_root))
+    return committed + [c for c in computed if c not in committed]
+
+
+# -- making a split ------------------------------------------------------------------------------
+
+def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path | None = None) -> Split:
+    if not _SAFE_NAME.match(name):
+        raise IqaError(f"split name {name!r}: use letters, digits, '.', '_' and '-' only")
+    committed = file_splits(dataset, datasets_root)
+    if name in committed:
+        split = read_split_file(committed[name], dataset)
+        check_ids(split, table)
+        return split
     ids = table["id"].astype(str).tolist()
     if name == "all":
         return Split(dataset, name, {"train": [], "val": [], "test": ids})
@@ -64,7 +140,9 @@ def make_split(dataset: str, table: pd.DataFrame, name: str) -> Split:
         return Split(dataset, name, parts)
     match = _RATIO.match(name)
     if not match:
-        raise IqaError(f"unknown split name {name!r}: use official, all, ratioA-B-C-seedS or byref-ratioA-B-C-seedS")
+        listed = f"a committed split ({', '.join(committed)}), " if committed else ""
+        raise IqaError(f"unknown split name {name!r} for {dataset}: use {listed}official, all, "
+                       "ratioA-B-C-seedS or byref-ratioA-B-C-seedS")
     fractions = [int(match[k]) for k in ("tr", "va", "te")]
     if sum(fractions) != 100:
         raise IqaError(f"split {name!r}: percentages must sum to 100")
@@ -94,18 +172,227 @@ def _assign(units: list[str], percent: list[int], seed: int) -> dict[str, str]:
     return out
 
 
-def load_or_make(dataset: str, table: pd.DataFrame, name: str, split_dir: Path) -> Split:
-    """Make the split, record it under `split_dir`, and refuse if a recorded one differs."""
-    split = make_split(dataset, table, name)
+def load_or_make(dataset: str, table: pd.DataFrame, name: str, split_dir: Path,
+                 datasets_root: Path | None = None) -> Split:
+    """Make (or read) the split, record it under `split_dir`, and refuse if a recorded one differs."""
+    split = make_split(dataset, table, name, datasets_root)
     path = Path(split_dir) / dataset / f"{name}.json"
     if path.exists():
-        recorded = json.loads(path.read_text())
-        if recorded.get("hash") != split.hash:
-            raise IqaError(f"{path}: recorded split hash {recorded.get('hash')} differs from {split.hash}: "
-                           "the dataset's metadata changed since it was recorded")
+        recorded = _read_json(path, "delete it to re-record the split, if the dataset did not change")
+        recorded_hash = recorded.get("hash") if isinstance(recorded, dict) else None
+        if not isinstance(recorded_hash, str):
+            raise IqaError(f"{path}: not a split record (no hash); delete it to re-record the split, "
+                           "if the dataset did not change")
+        if recorded_hash != split.hash:
+            changed = f"the split file {split.file} or the dataset's metadata" if split.file \
+                else "the dataset's metadata"
+            raise IqaError(f"{path}: recorded split hash {recorded_hash} differs from {split.hash}: {changed} "
+                           "changed since it was recorded (delete the record only to accept the new membership; "
+                           "results made with the old one do not compare)")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two first users never share a temp file
-        tmp.write_text(json.dumps(split.to_json()))
-        tmp.replace(path)
+        io.write_json_atomic(path, split.to_json())
     return split
+
+
+# -- committed split files -----------------------------------------------------------------------
+
+def read_split_file(path: Path, dataset: str) -> Split:
+    """A committed split, checked on its own (parts, duplicates, recorded hash and sizes); its ids
+    are checked against the dataset by `check_ids`."""
+    path = Path(path)
+    if path.suffix == ".json":
+        parts, source = _read_json_split(path, dataset)
+    elif path.suffix == ".toml":
+        parts, source = _read_toml_split(path)
+    else:
+        raise IqaError(f"{path}: a split file is .json or .toml")
+    _check_disjoint(path, parts)
+    if not any(parts.values()):
+        raise IqaError(f"{path}: every part is empty")
+    return Split(dataset, path.stem, parts, source, path)
+
+
+def check_ids(split: Split, table: pd.DataFrame) -> None:
+    """Every id of the split must be an image of the dataset's table."""
+    known = set(table["id"].astype(str))
+    unknown = [i for p in PARTS for i in split.parts[p] if i not in known]
+    if unknown:
+        raise IqaError(f"{split.file or split.name}: {len(unknown)} id(s) not in dataset {split.dataset}, "
+                       f"first {unknown[0]!r}")
+
+
+def _read_json(path: Path, advice: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IqaError(f"{path}: not valid JSON (cut short or edited? {exc.msg} at line {exc.lineno}, "
+                       f"column {exc.colno}); {advice}") from None
+    except UnicodeDecodeError:
+        raise IqaError(f"{path}: not UTF-8 text; {advice}") from None
+
+
+def _read_json_split(path: Path, dataset: str) -> tuple[dict[str, list[str]], str]:
+    data = _read_json(path, "restore it from version control or regenerate it")
+    if not isinstance(data, dict):
+        raise IqaError(f"{path}: expected a JSON object with a `parts` object")
+    unknown = sorted(set(data) - _JSON_KEYS)
+    if unknown:
+        raise IqaError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_JSON_KEYS))}")
+    for key, expected in (("dataset", dataset), ("name", path.stem)):
+        if key in data and data[key] != expected:
+            raise IqaError(f"{path}: `{key}` is {data[key]!r} but the file is the split {path.stem!r} of {dataset}")
+    source = data.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise IqaError(f"{path}: `source` (where the split came from) is missing or empty")
+    parts = data.get("parts")
+    if not isinstance(parts, dict):
+        raise IqaError(f"{path}: `parts` is missing or not an object of {', '.join(PARTS)}")
+    _check_part_names(path, parts)
+    for part, ids in parts.items():
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise IqaError(f"{path}: part {part!r} is not a list of non-empty image ids")
+    parts = {p: parts[p] for p in PARTS}
+    if "sizes" in data:
+        sizes = {p: len(parts[p]) for p in PARTS}
+        if data["sizes"] != sizes:
+            raise IqaError(f"{path}: `sizes` {data['sizes']} does not match the parts {sizes}")
+    if "hash" in data and data["hash"] != membership_hash(parts):
+        raise IqaError(f"{path}: `hash` {data['hash']} does not match its parts ({membership_hash(parts)}): "
+                       "the parts were edited; regenerate the file")
+    return parts, source
+
+
+def _check_part_names(path: Path, parts) -> None:
+    missing = [p for p in PARTS if p not in parts]
+    if missing:
+        raise IqaError(f"{path}: missing part(s) {', '.join(missing)} (an unused part is an empty list)")
+    extra = sorted(set(parts) - set(PARTS))
+    if extra:
+        raise IqaError(f"{path}: unknown part(s) {', '.join(map(str, extra))}; parts are {', '.join(PARTS)}")
+
+
+def _check_disjoint(path: Path, parts: dict[str, list[str]]) -> None:
+    seen: dict[str, str] = {}
+    for part in PARTS:
+        for i in parts[part]:
+            if i in seen:
+                where = f"twice in {part}" if seen[i] == part else f"in both {seen[i]} and {part}"
+                raise IqaError(f"{path}: id {i!r} is {where}")
+            seen[i] = part
+
+
+def _read_toml_split(path: Path) -> tuple[dict[str, list[str]], str]:
+    """A side-car describing published CSV file(s) in the same folder. Either one file with a part
+    column, or one file per part:
+
+        source = "github.com/owner/repo @ <commit> : data/split.csv"
+        file = "split.csv"              # one file ...
+        part_column = "split"
+        part_values = { train = "training", val = "validation", test = "test" }   # if not train/val/test
+        # files = { train = "train.txt", test = "test.txt" }                       # ... or one per part
+        id_column = "image"             # a column name; with header = false, a 0-based index (default 0)
+        header = true
+        sep = ","
+        empty_parts = ["val"]           # parts deliberately left empty
+    """
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IqaError(f"{path}: not valid TOML ({exc}); restore it from version control or fix it") from None
+    unknown = sorted(set(spec) - _TOML_KEYS)
+    if unknown:
+        raise IqaError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOML_KEYS))}")
+    source = spec.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise IqaError(f"{path}: `source` (where the split came from) is missing or empty")
+    empty = spec.get("empty_parts", [])
+    if not isinstance(empty, list) or set(empty) - set(PARTS):
+        raise IqaError(f"{path}: `empty_parts` must be a list of {', '.join(PARTS)}")
+    if ("file" in spec) == ("files" in spec):
+        raise IqaError(f"{path}: give either `file` (one CSV with a part column) or `files` (one per part)")
+    if "file" in spec:
+        parts = _parts_from_column(path, spec)
+    else:
+        files = spec["files"]
+        if not isinstance(files, dict):
+            raise IqaError(f"{path}: `files` must map parts to file names")
+        extra = sorted(set(files) - set(PARTS))
+        if extra:
+            raise IqaError(f"{path}: unknown part(s) {', '.join(extra)} in `files`; parts are {', '.join(PARTS)}")
+        parts = {p: _read_ids(path, spec, files[p]) if p in files else [] for p in PARTS}
+    for part in PARTS:
+        if part in empty and parts[part]:
+            raise IqaError(f"{path}: part {part!r} is listed in `empty_parts` but has {len(parts[part])} id(s)")
+        if part not in empty and not parts[part]:
+            raise IqaError(f"{path}: missing part {part!r} (no ids; list it in `empty_parts` if that is intended)")
+    return parts, source
+
+
+def _parts_from_column(path: Path, spec: dict) -> dict[str, list[str]]:
+    column = spec.get("part_column")
+    if not isinstance(column, str):
+        raise IqaError(f"{path}: `file` needs `part_column`, the column naming each image's part")
+    values = spec.get("part_values", {p: p for p in PARTS})
+    if not isinstance(values, dict) or set(values) - set(PARTS):
+        raise IqaError(f"{path}: `part_values` must map {', '.join(PARTS)} to the values the file uses")
+    part_of = {}
+    for part, published in values.items():
+        for value in published if isinstance(published, list) else [published]:
+            part_of[str(value)] = part
+    frame = _read_csv(path, spec, spec["file"])
+    if column not in frame.columns:
+        raise IqaError(f"{_data_file(path, spec['file'])}: no column {column!r} (columns: {', '.join(frame.columns)})")
+    ids = _id_values(path, spec, spec["file"], frame)
+    labels = frame[column].astype(str).str.strip()
+    strange = sorted(set(labels) - set(part_of))
+    if strange:
+        raise IqaError(f"{_data_file(path, spec['file'])}: part value(s) {', '.join(map(repr, strange))} are not "
+                       f"mapped by `part_values` in {path.name}")
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    for i, label in zip(ids, labels):
+        parts[part_of[label]].append(i)
+    return parts
+
+
+def _read_ids(path: Path, spec: dict, name) -> list[str]:
+    return _id_values(path, spec, name, _read_csv(path, spec, name))
+
+
+def _data_file(path: Path, name) -> Path:
+    """A file named by the side-car: beside it, never outside the splits folder."""
+    if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in Path(name).parts:
+        raise IqaError(f"{path}: data file {name!r} must be a relative path inside {path.parent}")
+    return path.parent / name
+
+
+def _read_csv(path: Path, spec: dict, name) -> pd.DataFrame:
+    data = _data_file(path, name)
+    header = spec.get("header", True)
+    sep = spec.get("sep", ",")
+    if not isinstance(header, bool) or not isinstance(sep, str) or not sep:
+        raise IqaError(f"{path}: `header` must be true/false and `sep` a non-empty string")
+    try:
+        return pd.read_csv(data, sep=sep, header=0 if header else None, dtype=str, keep_default_na=False,
+                           engine="python" if len(sep) > 1 else "c")
+    except FileNotFoundError:
+        raise IqaError(f"{path}: data file {data} not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise IqaError(f"{data}: cannot read as CSV ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def _id_values(path: Path, spec: dict, name, frame: pd.DataFrame) -> list[str]:
+    header = spec.get("header", True)
+    column = spec.get("id_column", None if header else 0)
+    if header and not isinstance(column, str):
+        raise IqaError(f"{path}: `id_column` must name the image column of {name}")
+    if not header and (not isinstance(column, int) or isinstance(column, bool)):
+        raise IqaError(f"{path}: with header = false, `id_column` is a 0-based column index")
+    if column not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise IqaError(f"{_data_file(path, name)}: no column {column!r} (columns: {columns})")
+    ids = frame[column].astype(str).str.strip().tolist()
+    blank = [n for n, i in enumerate(ids) if not i]
+    if blank:
+        raise IqaError(f"{_data_file(path, name)}: {len(blank)} row(s) with an empty id, first data row {blank[0] + 1}")
+    return ids

@@ -17,7 +17,7 @@ class BackendSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    arch: str = "owl2"  # a key of BACKENDS: owl2, llava, hf-vlm, ...
+    arch: str = "owl2"  # a registered backend (registry.backends): owl2, llava, hf-vlm, ...
     path: str = "MAGAer13/mplug-owl2-llama2-7b"
     dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
     revision: str | None = None
@@ -61,23 +61,26 @@ class MLLMBackend(abc.ABC):
         """Model identity and settings that change scores (path, revision, dtype, resize)."""
 
 
-BACKENDS: dict[str, str] = {
-    # arch -> "module:loader"; a loader takes (BackendSpec, device) and returns an MLLMBackend
-    "owl2": "iqabench.models.owl2.backend:load",
-    "llava": "iqabench.models.hf_vlm:load",
-    "hf-vlm": "iqabench.models.hf_vlm:load",
-    "owl3-worker": "iqabench.models.owl3_worker.client:load",  # mPLUG-Owl3 in its own venv (needs python=)
-}
+def backend_names() -> list[str]:
+    """Every registered backend arch (built-ins and plugins, through `iqabench.backends`)."""
+    from iqabench import registry
+
+    return registry.backends.names()
+
+
+def backend_module(arch: str) -> str:
+    """The module a backend's loader lives in, without importing it (for cheap availability checks)."""
+    from iqabench import registry
+
+    registry.backends.load_entry_points()
+    target = registry.backends._targets.get(registry.backends._aliases.get(arch, arch))
+    return target.partition(":")[0] if isinstance(target, str) else getattr(target, "__module__", "")
 
 
 def load_backend(spec: BackendSpec, device: str = "cpu") -> MLLMBackend:
-    import importlib
-
+    from iqabench import registry
     from iqabench.errors import IqaError
 
-    if spec.arch not in BACKENDS:
-        raise IqaError(f"unknown backend arch {spec.arch!r}; known: {', '.join(BACKENDS)}")
     if spec.trust_remote_code and not spec.revision:
         raise IqaError("trust_remote_code needs a pinned revision (a commit hash) so the code that runs is known")
-    module, _, attr = BACKENDS[spec.arch].partition(":")
-    return getattr(importlib.import_module(module), attr)(spec, device)
+    return registry.backends.get(spec.arch)(spec, device)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from iqabench import io
 
 SCHEMA = 1
 
@@ -33,7 +33,7 @@ class MaskCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         about = self.folder.parent / "segmenter.json"
         if not about.exists():  # says what the hashed folder holds, for people browsing the cache
-            _atomic_write_bytes(about, json.dumps({"schema": SCHEMA, "segmenter": segmenter_fingerprint}, indent=1, sort_keys=True, default=str).encode())
+            io.write_bytes_atomic(about, json.dumps({"schema": SCHEMA, "segmenter": segmenter_fingerprint}, indent=1, sort_keys=True, default=str).encode())
 
     def path(self, image_id: str) -> Path:
         digest = hashlib.sha256(image_id.encode()).hexdigest()[:16]
@@ -60,22 +60,6 @@ class MaskCache:
     def save(self, image_id: str, masks: np.ndarray) -> None:
         masks = np.asarray(masks, dtype=bool)
         path = self.path(image_id)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, bits=np.packbits(masks.ravel()), shape=np.array(masks.shape, dtype=np.int64), image_id=np.array(image_id))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, bits=np.packbits(masks.ravel()), shape=np.array(masks.shape, dtype=np.int64),
+                                image_id=np.array(image_id))

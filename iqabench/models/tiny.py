@@ -13,16 +13,6 @@ def tiny_model_path(arch: str, workdir: Path, seed: int = 0) -> str:
     folder = Path(workdir) / f"tiny-{arch}-{seed}"
     if (folder / "config.json").is_file():
         return str(folder)
-    if arch == "owl2":
-        from iqabench.models.tiny_owl2 import build_tiny_owl2
+    from iqabench import registry
 
-        return str(build_tiny_owl2(folder, seed=seed))
-    if arch in ("llava", "hf-vlm"):
-        from iqabench.models.tiny_llava import build_tiny_llava
-
-        return str(build_tiny_llava(folder, seed=seed))
-    if arch == "sam2":
-        from iqabench.models.tiny_sam2 import build_tiny_sam2
-
-        return str(build_tiny_sam2(folder, seed=seed))
-    raise ValueError(f"no tiny builder for arch {arch!r}")
+    return str(registry.tiny_models.get(arch)(folder, seed=seed))

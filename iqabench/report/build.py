@@ -1,57 +1,135 @@
-"""`iqabench report`: read result files, write the tables and one plot per run. Never runs a model."""
+"""`iqabench report`: read result files, write tables, figures and one HTML page. Never runs a model.
+
+Written under `out`:
+    table.md table.tex table.csv      the main table (methods x datasets x metrics), marks explained
+    runs.md runs.tex runs.csv         every run folder and its role (used, superseded, smoke test, ...)
+    significance.csv                  paired tests behind the table's marks
+    breakdown.md breakdown.csv        SRCC per distortion type and level (when the inputs carry them)
+    plots/scatter_<method>_<dataset>.{pdf,png}, plots/heatmap_srcc.{pdf,png}
+    report.html                       all of the above in one self-contained page
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from iqabench.report import plots, tables
+import numpy as np
+
+from iqabench import io
+from iqabench.errors import IqaError
+from iqabench.report import csvfiles, htmlpage, latex, markdown, plots
+from iqabench.report.breakdown import breakdown
 from iqabench.report.collect import collect
+from iqabench.report.compare import significance
+from iqabench.report.grid import build_grid
+from iqabench.report.options import ReportOptions
+from iqabench.report.select import Cell, select
 
 
-def build_report(results_dir: Path, out_dir: Path) -> dict:
-    """Write table.md, table.tex, table.csv and plots/…/*.png under `out_dir`.
+def _plot_run(cell: Cell):
+    """The run a cell's scatter plot shows: its run, or the split whose SRCC is nearest the median."""
+    if cell.single is not None:
+        return cell.single
+    median = cell.values.get("srcc")
+    if median is None:
+        return cell.runs[0]
+    return min(cell.runs, key=lambda r: abs((r.metric("srcc") if r.metric("srcc") is not None else np.inf) - median))
 
-    Returns the paths written and what the reader should know (notes on chosen or aggregated
-    runs, warnings on missing or inconsistent prediction files); prints nothing.
-    """
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
-    rows = collect(results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, text in (("table_md", tables.markdown(rows)), ("table_tex", tables.latex(rows)),
-                       ("table_csv", tables.csv_text(rows))):
-        path = out_dir / f"table.{name.split('_')[1]}"
-        _write_atomic(path, text)
+
+def build_report(results: Path, out: Path, options: ReportOptions | None = None) -> dict:
+    """Write the report files under `out`; returns the paths written, notes and warnings (prints nothing
+    but the progress bars)."""
+    from tqdm.auto import tqdm
+
+    options = options or ReportOptions()
+    results, out = Path(results), Path(out)
+    runs = collect(results, progress=options.progress)
+    selection = select(runs, options.part, options.display_names, options.method_order, options.dataset_order)
+    marks = significance(selection, options)
+    grid = build_grid(selection, marks, options)
+    notes = list(selection.notes) + marks.notes
+    warnings: list[str] = []
+    if not selection.cells:
+        warnings.append("no full complete run to tabulate: the main table is empty (see runs.md)")
+    rows, problems = breakdown(selection, grid.titles)
+    warnings += problems
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def write(name: str, text: str) -> None:
+        path = out / name
+        io.write_text_atomic(path, text)
         written[name] = path
 
-    plot_paths, warnings = [], []
-    for row in rows:
-        for run in row.runs:
-            if not (run.run_dir / "predictions.csv").exists():
-                warnings.append(f"{run.run_dir}: no predictions.csv, no plot")
+    tex, tex_warnings = latex.table_tex(grid)
+    warnings += tex_warnings
+    write("table.md", markdown.table_md(grid, notes))
+    write("table.tex", tex)
+    write("table.csv", csvfiles.table_csv(grid))
+    write("runs.md", markdown.runs_md(selection.entries, selection.labels, options.decimals))
+    write("runs.tex", latex.runs_tex(selection.entries, selection.labels, options.decimals))
+    write("runs.csv", csvfiles.runs_csv(selection.entries, selection.labels))
+    write("significance.csv", csvfiles.significance_csv(marks.tests, selection.labels, grid.titles))
+    if rows:
+        write("breakdown.md", markdown.breakdown_md(rows, [grid.labels[i] for i in grid.rows], options.decimals))
+        write("breakdown.csv", csvfiles.breakdown_csv(rows))
+
+    figures, plot_paths, heat = [], [], None
+    if options.plots:
+        cells = [selection.cell(i, c) for i in selection.rows for c in selection.columns]
+        cells = [c for c in cells if c is not None]
+        used_names: set[str] = set()
+        for cell in tqdm(cells, desc="plotting", unit="plot", disable=None if options.progress else True):
+            run = _plot_run(cell)
+            label, title = selection.labels[cell.identity], grid.titles[cell.column]
+            name = _unique(f"scatter_{plots.slug(label)}_{plots.slug(title)}", used_names)
+            note = "" if cell.single is not None else f", nearest the median of {cell.n_splits} splits"
+            try:
+                paths, screen, drawn = plots.scatter(run, label, title, out / "plots" / name, note)
+            except (IqaError, OSError) as exc:  # one unreadable run costs its figure, said so
+                warnings.append(f"{run.rel}: no scatter plot ({exc})")
                 continue
-            path = plots.plot_path(out_dir, run)
-            drawn = plots.plot_run(run, path)
-            plot_paths.append(path)
-            recorded = run.metrics.get("n_scored")
+            plot_paths += paths
+            caption = f"{label} on {title}" + (f" (split {run.split}, nearest the median)" if cell.single is None else "")
+            figures.append((caption, screen))
+            recorded = (run.metrics or {}).get("n_scored")
             if recorded is not None and recorded != drawn["n_scored"]:
-                warnings.append(f"{run.run_dir}: predictions.csv has {drawn['n_scored']} scored images, "
+                warnings.append(f"{run.rel}: the predictions hold {drawn['n_scored']} scored images, "
                                 f"metrics.json says {recorded}")
-    notes = [f"{r.method_label} / {r.dataset} {r.split} {r.part}: {note}" for r in rows for note in r.notes]
-    return {**written, "plots": plot_paths, "rows": len(rows), "runs": sum(r.n_splits for r in rows),
-            "notes": notes, "warnings": warnings}
+        if len(selection.columns) >= 2 and selection.rows:
+            values = np.array([[_value(selection.cell(i, c)) for c in selection.columns] for i in selection.rows])
+            paths, heat = plots.heatmap([selection.labels[i] for i in selection.rows],
+                                        [grid.titles[c] for c in selection.columns], values,
+                                        out / "plots" / "heatmap_srcc", title="SRCC (methods x datasets)")
+            plot_paths += paths
+    write("report.html", htmlpage.page(grid, notes, selection.entries, marks.tests, rows, figures, heat))
+
+    return {"files": written, "table_md": written["table.md"], "table_tex": written["table.tex"],
+            "table_csv": written["table.csv"], "html": written["report.html"], "plots": plot_paths,
+            "rows": len(selection.rows), "columns": len(selection.columns), "cells": len(selection.cells),
+            "runs": len(runs), "tests": len(marks.tests), "notes": notes, "warnings": warnings}
+
+
+def _value(cell: Cell | None) -> float:
+    value = cell.values.get("srcc") if cell is not None else None
+    return np.nan if value is None else value
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, k = name, 2
+    while candidate.lower() in used:
+        candidate, k = f"{name}-{k}", k + 1
+    used.add(candidate.lower())
+    return candidate
 
 
 def summary_lines(summary: dict) -> list[str]:
-    """What the CLI prints after a report: the files, then the notes and warnings."""
-    lines = [f"{summary['rows']} table row(s) from {summary['runs']} run(s)"]
-    lines += [f"wrote {summary[k]}" for k in ("table_md", "table_tex", "table_csv")]
-    lines.append(f"wrote {len(summary['plots'])} plot(s)")
+    """What the CLI prints after a report: the counts, the files, then the notes and warnings."""
+    lines = [f"{summary['rows']} method row(s) x {summary['columns']} column(s) from {summary['runs']} run folder(s); "
+             f"{summary['tests']} significance test(s)"]
+    lines += [f"wrote {path}" for path in summary["files"].values()]
+    if summary["plots"]:
+        lines.append(f"wrote {len(summary['plots'])} figure file(s) under {Path(summary['plots'][0]).parent}")
     lines += [f"note: {n}" for n in summary["notes"]]
     lines += [f"warning: {w}" for w in summary["warnings"]]
     return lines
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

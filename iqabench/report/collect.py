@@ -1,48 +1,134 @@
-"""Find finished runs under a results folder and turn them into table rows.
+"""Every run folder under a results folder, read from its files only (no model is ever run).
 
-One row per (method_label, dataset, split, part). When several runs share that key the most
-recent complete one is kept (a partial run only when no complete one exists) and a note says so.
-Runs whose split names differ only by the seed (`ratio80-0-20-seed1` .. `seed10`, and the
-`byref-` variants) are then folded into one row holding the median over seeds: the PromptIQA
-protocol. A metric that is undefined (null) in any seed stays undefined in the median.
+Public for other readers of results (e.g. paper-table suites):
+
+    runs = collect(results)                  # list[Run], manifest.json and metrics.json loaded
+    ident = identity.identity_of(runs[0])    # what makes a table row (see identity.py)
+    mine = select.runs_of(runs, lambda r: r.method == "dog-iqa")   # the runs of one identity
+    cells = select.select(runs).cells        # one value per (identity, column), reruns resolved
+
+A run folder holds manifest.json (what was run), inputs.json (the images and labels), the
+predictions (predictions.csv, merged from predictions*.jsonl) and metrics.json (written when the
+run ended; a folder without it is an unfinished run and is listed as such, never dropped).
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime
 import json
-import re
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iqabench.errors import IqaError
-
-METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
-CI_METRICS = ("srcc", "krcc", "plcc_raw")
-_REQUIRED = ("method_label", "dataset", "split", "part")
-_SEEDED = re.compile(r"^(?P<protocol>(?:byref-)?ratio\d+-\d+-\d+)-seed(?P<seed>\d+)$")
+from iqabench.metrics import orient
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """The scored images of a run (raw scores and labels, in the run's order) and the failures."""
+
+    ids: list[str]
+    scores: np.ndarray
+    labels: np.ndarray
+    n_failed: int
+
+    def oriented(self, method_higher_better: bool, label_higher_better: bool) -> tuple[np.ndarray, np.ndarray]:
+        return orient(self.scores, method_higher_better), orient(self.labels, label_higher_better)
+
+
+@dataclasses.dataclass(eq=False)
 class Run:
-    """One run folder: its metrics.json as written by the runner, plus where it lives."""
+    """One run folder: its manifest, its metrics (None while unfinished) and where it lives."""
 
     run_dir: Path
-    metrics: dict[str, Any]
     manifest: dict[str, Any]
+    metrics: dict[str, Any] | None
     mtime: float
+    results_dir: Path
+    _predictions: Predictions | None = dataclasses.field(default=None, repr=False)
+    _inputs: list[dict] | None = dataclasses.field(default=None, repr=False)
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        if key in self.manifest:
+            return self.manifest[key]
+        return (self.metrics or {}).get(key, default)
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        m = self.metrics
-        return (m["method_label"], m["dataset"], m["split"], m["part"])
+    def method(self) -> str:
+        return str(self._get("method", ""))
+
+    @property
+    def method_label(self) -> str:
+        return str(self._get("method_label") or self.method)
+
+    @property
+    def dataset(self) -> str:
+        return str(self._get("dataset", ""))
+
+    @property
+    def split(self) -> str:
+        return str(self._get("split", ""))
+
+    @property
+    def part(self) -> str:
+        return str(self._get("part", ""))
+
+    @property
+    def key(self) -> str:
+        return str(self._get("key") or self.run_dir.name)
+
+    @property
+    def status(self) -> str:
+        """complete | partial | inconsistent | unfinished (no metrics.json yet)."""
+        if self.metrics is None:
+            return "unfinished"
+        return str(self.metrics.get("status", "unknown"))
+
+    @property
+    def checkpoint(self) -> dict | None:
+        ckpt = self._get("checkpoint")
+        return ckpt if isinstance(ckpt, dict) else None
+
+    @property
+    def trained_on(self) -> dict | None:
+        ckpt = self.checkpoint
+        trained = ckpt.get("trained_on") if ckpt else None
+        return trained if isinstance(trained, dict) else None
+
+    @property
+    def limit(self) -> int | None:
+        """The run's --limit (a smoke test), or the limit its checkpoint was trained with."""
+        if self._get("limit") is not None:
+            return int(self._get("limit"))
+        trained = self.trained_on or {}
+        return None if trained.get("limit") is None else int(trained["limit"])
+
+    @property
+    def n(self) -> int | None:
+        if self.metrics is not None and self.metrics.get("n") is not None:
+            return int(self.metrics["n"])
+        return None if self._get("n_images") is None else int(self._get("n_images"))
+
+    @property
+    def method_higher_better(self) -> bool:
+        return bool(self._get("method_higher_better", True))
+
+    @property
+    def label_higher_better(self) -> bool:
+        return bool(self._get("label_higher_better", True))
+
+    @property
+    def label_name(self) -> str:
+        return str(self._get("label_name") or "label")
 
     @property
     def time(self) -> float:
         """When the run ended: metrics.json's `created` (ISO 8601), else the file's modification time."""
-        created = self.metrics.get("created")
+        created = (self.metrics or {}).get("created")
         if isinstance(created, str):
             try:
                 return datetime.datetime.fromisoformat(created).timestamp()
@@ -51,223 +137,131 @@ class Run:
         return self.mtime
 
     @property
-    def complete(self) -> bool:
-        return self.metrics.get("status") == "complete"
-
-
-@dataclasses.dataclass
-class Row:
-    """One cell group of the comparison table: a single run or the median over seeded splits."""
-
-    method: str
-    method_label: str
-    dataset: str
-    split: str  # the split name, or `<protocol>-seed*` for a median over seeds
-    part: str
-    values: dict[str, float | None]  # METRICS, null kept as None
-    ci95: dict[str, list[float] | None]  # empty for a median over seeds
-    n: int | None
-    n_failed: int | None
-    n_scored: int | None
-    status: str
-    runs: list[Run]
-    seeds: list[int] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    undefined_reason: str | None = None
-
-    @property
-    def n_splits(self) -> int:
-        return len(self.runs)
-
-    @property
-    def aggregated(self) -> bool:
-        return bool(self.seeds)
-
-    @property
-    def decreasing_fit(self) -> bool:
-        """Some run behind this row has a falling logistic: its PLCC after the fit hides the sign."""
-        return any(decreasing_fit(r.metrics) for r in self.runs)
-
-    @property
-    def column(self) -> tuple[str, str, str]:
-        return (self.dataset, self.split, self.part)
-
-
-def find_runs(results_dir: Path) -> list[Run]:
-    """Every run folder (one holding metrics.json) under `results_dir`, in path order."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise IqaError(f"results folder {results_dir} does not exist")
-    runs = [_read_run(path) for path in sorted(results_dir.rglob("metrics.json"))]
-    if not runs:
-        raise IqaError(f"no metrics.json under {results_dir}: run `iqabench run` first")
-    return runs
-
-
-def _read_run(metrics_path: Path) -> Run:
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise IqaError(f"{metrics_path}: cannot read metrics ({exc})") from exc
-    if not isinstance(metrics, dict):
-        raise IqaError(f"{metrics_path}: expected a JSON object")
-    missing = [k for k in _REQUIRED if not metrics.get(k)]
-    if missing:
-        raise IqaError(f"{metrics_path}: missing field(s) {', '.join(missing)}")
-    manifest_path = metrics_path.parent / "manifest.json"
-    manifest: dict[str, Any] = {}
-    if manifest_path.exists():
+    def rel(self) -> str:
+        """The run folder relative to the results folder (how tables name it)."""
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IqaError(f"{manifest_path}: cannot read manifest ({exc})") from exc
-    return Run(metrics_path.parent, metrics, manifest, metrics_path.stat().st_mtime)
+            return self.run_dir.relative_to(self.results_dir).as_posix()
+        except ValueError:
+            return str(self.run_dir)
+
+    def metric(self, name: str) -> float | None:
+        """A metric as float; None (JSON null), NaN and a missing key all mean undefined."""
+        value = (self.metrics or {}).get(name)
+        if value is None:
+            return None
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
+
+    def inputs(self) -> list[dict]:
+        """inputs.json's images (id, path, label and, when the dataset has them, ref, distortion, level)."""
+        if self._inputs is None:
+            path = self.run_dir / "inputs.json"
+            data = _read_json(path, "run inputs") if path.exists() else {"images": []}
+            images = data.get("images") if isinstance(data, dict) else None
+            if not isinstance(images, list):
+                raise IqaError(f"{path}: expected an object with an `images` list")
+            self._inputs = images
+        return self._inputs
+
+    def predictions(self) -> Predictions:
+        if self._predictions is None:
+            self._predictions = read_predictions(self)
+        return self._predictions
 
 
-def pick_latest(runs: list[Run]) -> tuple[list[Run], dict[tuple, list[str]]]:
-    """One run per key: the most recent complete one, else the most recent partial one.
+def collect(results: Path, progress: bool = False) -> list[Run]:
+    """Every run folder (one holding manifest.json) under `results`, in path order."""
+    from tqdm.auto import tqdm
 
-    Recency is the `created` time the runner writes into metrics.json when a run ends, else the
-    file's modification time.
-    Returns the kept runs and, per key, notes naming what was set aside.
-    """
-    by_key: dict[tuple, list[Run]] = {}
-    for run in runs:
-        by_key.setdefault(run.key, []).append(run)
-    kept, notes = [], {}
-    for key, group in by_key.items():
-        group.sort(key=lambda r: (r.complete, r.time, r.mtime, str(r.run_dir)), reverse=True)
-        best = group[0]
-        kept.append(best)
-        if len(group) > 1:
-            others = ", ".join(f"{r.run_dir.name} ({'complete' if r.complete else 'partial'})"
-                               for r in group[1:])
-            why = "most recent complete run" if best.complete else "no complete run; most recent partial run"
-            notes[key] = [f"{len(group)} runs found; kept {best.run_dir.name} ({why}); set aside: {others}"]
-            hashes = {r.metrics.get("split_hash") for r in group}
-            if len(hashes) > 1:
-                notes[key].append("the runs disagree on the split hash: the dataset changed between them")
-    return kept, notes
+    results = Path(results)
+    if not results.is_dir():
+        raise IqaError(f"results folder {results} does not exist")
+    paths = sorted(results.rglob("manifest.json"))
+    if not paths:
+        raise IqaError(f"no run folder (manifest.json) under {results}: run `iqabench run` first")
+    return [read_run(p.parent, results)
+            for p in tqdm(paths, desc="reading runs", unit="run", disable=None if progress else True)]
 
 
-def collect(results_dir: Path) -> list[Row]:
-    """Table rows for every run under `results_dir`, seeded splits folded into medians."""
-    kept, notes = pick_latest(find_runs(results_dir))
-    singles: list[Row] = []
-    seeded: dict[tuple, list[tuple[int, Run]]] = {}
-    for run in kept:
-        method_label, dataset, split, part = run.key
-        match = _SEEDED.match(split)
-        if match:
-            group_key = (method_label, dataset, f"{match['protocol']}-seed*", part)
-            seeded.setdefault(group_key, []).append((int(match["seed"]), run))
-        else:
-            singles.append(_single_row(run, notes.get(run.key, [])))
-    medians = []
-    for key, members in seeded.items():
-        if len(members) == 1:  # one seeded split is a plain run, not a median
-            run = members[0][1]
-            singles.append(_single_row(run, notes.get(run.key, [])))
-        else:
-            medians.append(_median_row(key, members, notes))
-    rows = singles + medians
-    rows.sort(key=lambda r: (r.dataset, r.split, r.part, r.method_label))
-    return rows
-
-
-def _single_row(run: Run, notes: list[str]) -> Row:
-    m = run.metrics
-    return Row(
-        method=m.get("method", run.manifest.get("method", "")),
-        method_label=m["method_label"], dataset=m["dataset"], split=m["split"], part=m["part"],
-        values={k: _number(m.get(k)) for k in METRICS},
-        ci95={k: (m.get("ci95") or {}).get(k) for k in CI_METRICS},
-        n=m.get("n"), n_failed=m.get("n_failed"), n_scored=m.get("n_scored"),
-        status=m.get("status", "unknown"), runs=[run], notes=list(notes) + _missing_notes(m) + _fit_notes(m),
-        undefined_reason=m.get("undefined_reason"))
-
-
-def _median_row(key: tuple, members: list[tuple[int, Run]], notes: dict[tuple, list[str]]) -> Row:
-    method_label, dataset, split, part = key
-    members.sort(key=lambda sr: sr[0])
-    seeds = [s for s, _ in members]
-    runs = [r for _, r in members]
-    values: dict[str, float | None] = {}
-    row_notes = [f"median over {len(runs)} split(s), seeds {_ranges(seeds)}"]
-    undefined: dict[int, list[str]] = {}
-    for metric in METRICS:
-        per_seed = [_number(r.metrics.get(metric)) for r in runs]
-        count = sum(v is None for v in per_seed)
-        if count:
-            values[metric] = None
-            undefined.setdefault(count, []).append(metric)
-        else:
-            values[metric] = float(np.median(per_seed))
-    row_notes += [f"{', '.join(metrics)} undefined in {count} of {len(runs)} split(s)"
-                  for count, metrics in undefined.items()]
-    decreasing = sum(decreasing_fit(r.metrics) for r in runs)
-    if decreasing:
-        row_notes.append(f"decreasing logistic fit in {decreasing} of {len(runs)} split(s): "
-                         "PLCC after the fit is positive there although the method ranks backwards")
-    missing = _sum(r.metrics.get("n_missing") or 0 for r in runs)
+def read_run(run_dir: Path, results: Path) -> Run:
+    manifest = _read_json(run_dir / "manifest.json", "run manifest")
+    if not isinstance(manifest, dict):
+        raise IqaError(f"{run_dir / 'manifest.json'}: expected a JSON object")
+    metrics_path = run_dir / "metrics.json"
+    metrics = _read_json(metrics_path, "run metrics") if metrics_path.exists() else None
+    if metrics is not None and not isinstance(metrics, dict):
+        raise IqaError(f"{metrics_path}: expected a JSON object")
+    missing = [k for k in ("method", "dataset", "split", "part") if not manifest.get(k)]
     if missing:
-        row_notes.append(f"{missing} image(s) not scored yet over the splits (runs not finished)")
-    for run in runs:
-        row_notes += notes.get(run.key, [])
-    statuses = {r.metrics.get("status", "unknown") for r in runs}
-    methods = {r.metrics.get("method", "") for r in runs}
-    reasons = sorted({r.metrics["undefined_reason"] for r in runs if r.metrics.get("undefined_reason")})
-    return Row(
-        method=methods.pop() if len(methods) == 1 else ";".join(sorted(methods)),
-        method_label=method_label, dataset=dataset, split=split, part=part,
-        values=values, ci95={},
-        n=_sum(r.metrics.get("n") for r in runs), n_failed=_sum(r.metrics.get("n_failed") for r in runs),
-        n_scored=_sum(r.metrics.get("n_scored") for r in runs),
-        status="complete" if statuses == {"complete"} else "partial", runs=runs, seeds=seeds,
-        notes=row_notes, undefined_reason="; ".join(reasons) or None)
+        raise IqaError(f"{run_dir / 'manifest.json'}: missing field(s) {', '.join(missing)}")
+    stamp = metrics_path if metrics is not None else run_dir / "manifest.json"
+    return Run(run_dir, manifest, metrics, stamp.stat().st_mtime, Path(results))
 
 
-def decreasing_fit(metrics: dict[str, Any]) -> bool:
-    """True when the recorded logistic falls (b1 < b2): it then maps a backwards ranking onto a
-    positive PLCC, so the sign of the relation is only visible in SRCC and raw PLCC."""
-    params = metrics.get("logistic_params")
-    return bool(params) and len(params) == 4 and params[0] < params[1]
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IqaError(f"{path}: cannot read {what} ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise IqaError(f"{path}: {what} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
-def _missing_notes(metrics: dict[str, Any]) -> list[str]:
-    missing = metrics.get("n_missing")
-    return [f"{missing} image(s) not scored yet (run not finished)"] if missing else []
+def read_predictions(run: Run) -> Predictions:
+    """The run's scored images from predictions.csv (the merged view `score` writes), else from the
+    append-only predictions*.jsonl. A record with an error or a non-finite score is a failure."""
+    path = run.run_dir / "predictions.csv"
+    if path.exists():
+        records = _csv_records(path)
+    elif list(run.run_dir.glob("predictions*.jsonl")):
+        from iqabench.store import RecordProblems, RunStore
+
+        ids = [str(r["id"]) for r in run.inputs()]
+        records = RunStore(run.run_dir).read_records(ids or None, RecordProblems())
+        records = {i: records[i] for i in (ids or records) if i in records}
+    else:
+        raise IqaError(f"{run.run_dir}: no predictions (predictions.csv or predictions*.jsonl)")
+    input_labels = {str(r["id"]): r.get("label") for r in run.inputs() if isinstance(r, dict) and "id" in r}
+    ids, scores, labels, failed = [], [], [], 0
+    for sid, rec in records.items():
+        score = _finite(rec.get("score"))
+        label = _finite(rec.get("label"))
+        if label is None:
+            label = _finite(input_labels.get(sid))
+        if rec.get("error") or score is None or label is None:
+            failed += 1
+            continue
+        ids.append(sid)
+        scores.append(score)
+        labels.append(label)
+    return Predictions(ids, np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64), failed)
 
 
-def _fit_notes(metrics: dict[str, Any]) -> list[str]:
-    if not decreasing_fit(metrics):
-        return []
-    raw = _number(metrics.get("plcc_raw"))
-    raw_text = "undefined" if raw is None else f"{raw:.3f}"
-    return [(f"decreasing logistic fit (b1 < b2): PLCC after the fit is positive although the method "
-             f"ranks backwards; raw PLCC {raw_text}")]
+def _csv_records(path: Path) -> dict[str, dict]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"id", "score", "label"} - set(reader.fieldnames or [])
+            if missing:
+                raise IqaError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            out: dict[str, dict] = {}
+            for record in reader:
+                error = (record.get("error") or "").strip()
+                record["error"] = error if error and error.lower() != "nan" else None
+                out[record["id"]] = record  # a repeated id: the last record wins, as in the store
+            return out
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise IqaError(f"{path}: cannot read predictions ({exc})") from None
 
 
-def _number(value: Any) -> float | None:
-    """A metric value as float; None (JSON null) and NaN both mean undefined."""
-    if value is None:
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
         return None
-    value = float(value)
-    return None if np.isnan(value) else value
-
-
-def _sum(values) -> int | None:
-    values = list(values)
-    return None if any(v is None for v in values) else int(sum(values))
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[1, 2, 3, 5] -> '1-3,5'."""
-    parts, start = [], None
-    for i, n in enumerate(numbers):
-        if start is None:
-            start = n
-        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
-            parts.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ",".join(parts)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

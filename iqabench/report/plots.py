@@ -1,113 +1,132 @@
-"""One scatter plot per run: oriented predictions against oriented labels, with the logistic curve.
+"""Figures: one scatter plot per table cell (score against label, marginal histograms, the recorded
+logistic curve) and a methods x datasets heat map of SRCC.
 
-The orientation and the logistic parameters are the ones recorded in metrics.json, so the picture
-shows exactly what the numbers were computed from; nothing is refitted here.
+Nothing is refitted: the curve is metrics.json's 4-parameter logistic, fitted on oriented values
+(higher = better) and drawn back in the raw units on both axes, so a lower-better method or a DMOS
+label reads as published. Each figure is written as PDF (vector, for papers) and 300-dpi PNG, and
+rendered once more at screen resolution for the HTML report; files are named by readable labels.
+Matplotlib runs with the Agg canvas and no pyplot state.
 """
 from __future__ import annotations
 
-import csv
-import math
+import io as _io
 import re
 from pathlib import Path
 
 import numpy as np
 
-from iqabench.errors import IqaError
-from iqabench.metrics import logistic4, orient
-from iqabench.report.collect import Run, decreasing_fit
+from iqabench import io
+from iqabench.metrics import logistic4
+from iqabench.report.collect import Run
+
+RASTER_POINTS_ABOVE = 4000  # more points than this are rasterised inside the PDF (size), axes stay vector
+PNG_DPI, SCREEN_DPI = 300, 90
 
 
-def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Scores and labels of the scored images, and the number of failed ones.
-
-    The store is append-only, so when an id appears twice (a resumed run) its last record wins.
-    A record with an error, or without a finite score, is a failure.
-    """
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"id", "score", "label"} - set(reader.fieldnames or [])
-            if missing:
-                raise IqaError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-            last = {record["id"]: record for record in reader}
-    except OSError as exc:
-        raise IqaError(f"{path}: cannot read predictions ({exc})") from exc
-    scores, labels, failed = [], [], 0
-    for record in last.values():
-        score = _float(record.get("score"))
-        label = _float(record.get("label"))
-        if (record.get("error") or "").strip() or score is None or label is None:
-            failed += 1
-            continue
-        scores.append(score)
-        labels.append(label)
-    return np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64), failed
+def slug(text: str) -> str:
+    """A readable file-name part: letters, digits, . _ - kept, other runs become one '-'."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.") or "x"
 
 
-def _float(text: str | None) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+def label_axis_title(run: Run) -> str:
+    """'MOS (mos_quality)', 'DMOS', 'FSIM': the label's kind and, when it adds anything, its column."""
+    name = run.label_name
+    low = name.lower()
+    kind = "DMOS" if "dmos" in low else "MOS" if "mos" in low else name.upper()
+    text = kind if kind == name.upper() else f"{kind} ({name})"
+    return text + ("" if run.label_higher_better else ", lower is better")
 
 
-def plot_path(out_dir: Path, run: Run) -> Path:
-    m = run.metrics
-    return (Path(out_dir) / "plots" / _safe(m["dataset"]) / _safe(f"{m['split']}-{m['part']}")
-            / f"{_safe(run.run_dir.name)}.png")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "_", str(name))
-
-
-def plot_run(run: Run, out_path: Path) -> dict:
-    """Write the PNG; returns what was drawn (n scored, n failed, whether the curve is there)."""
+def _figure(size):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    m = run.metrics
-    scores, labels, failed = read_predictions(run.run_dir / "predictions.csv")
-    orientation = m.get("orientation") or {}
-    pred_negated = bool(orientation.get("prediction_negated", False))
-    label_negated = bool(orientation.get("label_negated", False))
-    x = orient(scores, higher_better=not pred_negated)
-    y = orient(labels, higher_better=not label_negated)
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, base: Path, tight: bool = False) -> tuple[list[Path], bytes]:
+    """`base`.pdf and `base`.png, each written atomically; returns them and a screen-size PNG.
+    `tight` grows the canvas to whatever the labels need (long method names on a heat map)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
+    written = []
+    for ext, kwargs in (("pdf", {}), ("png", {"dpi": PNG_DPI})):
+        path = base.with_name(base.name + "." + ext)
+        with io.atomic_path(path) as tmp:  # a kill mid-write never leaves a broken figure
+            fig.savefig(tmp, format=ext, **kwargs, **extra)
+        written.append(path)
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=SCREEN_DPI, **extra)
+    return written, buffer.getvalue()
+
+
+def scatter(run: Run, method_label: str, dataset_title: str, base: Path,
+            note: str = "") -> tuple[list[Path], bytes, dict]:
+    """The scatter plot of one run (`note` follows the split in the title); returns the files, the
+    screen PNG and what was drawn."""
+    preds = run.predictions()
+    m = run.metrics or {}
+    sx = 1.0 if run.method_higher_better else -1.0
+    sy = 1.0 if run.label_higher_better else -1.0
+    x, y = preds.scores, preds.labels  # raw units
+    fig = _figure((4.8, 4.4))
+    grid = fig.add_gridspec(2, 2, width_ratios=(4, 1), height_ratios=(1, 4), wspace=0.05, hspace=0.05,
+                            left=0.14, right=0.97, bottom=0.12, top=0.86)
+    ax = fig.add_subplot(grid[1, 0])
+    top = fig.add_subplot(grid[0, 0], sharex=ax)
+    side = fig.add_subplot(grid[1, 1], sharey=ax)
+    ax.scatter(x, y, s=8, alpha=0.5, color="tab:blue", edgecolors="none",
+               rasterized=len(x) > RASTER_POINTS_ABOVE)
+    bins = min(40, max(5, int(np.sqrt(max(len(x), 1)))))
+    if len(x):
+        top.hist(x, bins=bins, color="tab:blue", alpha=0.7)
+        side.hist(y, bins=bins, orientation="horizontal", color="tab:gray", alpha=0.7)
+    top.tick_params(labelbottom=False, labelleft=False, left=False)
+    side.tick_params(labelleft=False, labelbottom=False, bottom=False)
+    for spine in ("top", "right", "left"):
+        top.spines[spine].set_visible(False)
+    for spine in ("top", "right", "bottom"):
+        side.spines[spine].set_visible(False)
     params = m.get("logistic_params")
-    n_failed = m.get("n_failed", failed)
-
-    fig = Figure(figsize=(5.6, 4.6), dpi=120)
-    FigureCanvasAgg(fig)  # Agg renders without a display and without touching pyplot's global state
-    ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(x, y, s=12, alpha=0.6, color="tab:blue", edgecolors="none", label="images")
-    curve = params is not None and len(params) == 4 and len(x) > 0
+    curve = bool(params) and len(params) == 4 and len(x) > 0
     if curve:
-        xs = np.linspace(float(np.min(x)), float(np.max(x)), 300)
-        ax.plot(xs, logistic4(xs, *params), color="tab:red", linewidth=2, label="4-parameter logistic fit")
-        ax.legend(loc="best", fontsize=8, frameon=False)
-    ax.set_xlabel("prediction" + (" (negated: lower is better for this method)" if pred_negated else ""))
-    ax.set_ylabel("label" + (" (negated: lower is better in this dataset)" if label_negated else ""))
+        xo = np.linspace(float(np.min(sx * x)), float(np.max(sx * x)), 300)  # oriented, as fitted
+        ax.plot(sx * xo, sy * logistic4(xo, *params), color="tab:red", linewidth=1.8, label="logistic fit")
+        ax.legend(loc="best", fontsize=7, frameon=False)
+    ax.set_xlabel(f"{method_label} score" + ("" if run.method_higher_better else " (lower is better)"), fontsize=8)
+    ax.set_ylabel(label_axis_title(run), fontsize=8)
+    ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
-
-    srcc, plcc = _num(m.get("srcc")), _num(m.get("plcc"))
-    title = [f"{m['method_label']} on {m['dataset']} ({m['split']}, {m['part']})",
-             f"SRCC {srcc}   PLCC {plcc} (after logistic fit)   n={len(x)}   failed={n_failed}"]
-    if m.get("undefined_reason"):
-        title.append(f"undefined: {m['undefined_reason']}")
-    if decreasing_fit(m):
-        title.append(f"decreasing fit: PLCC after it hides the backwards ranking (raw PLCC {_num(m.get('plcc_raw'))})")
-    if not curve:
-        title.append("no logistic curve: " + ("metrics.json has no fitted parameters" if params is None
-                                              else "no scored images"))
-    if m.get("status") != "complete":
-        title.append(f"status: {m.get('status', 'unknown')}")
-    ax.set_title("\n".join(title), fontsize=9)
-    fig.tight_layout()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png")
-    return {"n_scored": len(x), "n_failed": int(failed), "curve": curve}
+    srcc, plcc = run.metric("srcc"), run.metric("plcc")
+    stats = "   ".join(f"{k} {'undefined' if v is None else f'{v:.3f}'}" for k, v in (("SRCC", srcc), ("PLCC", plcc)))
+    fig.suptitle(f"{method_label} on {dataset_title} ({run.split}{note})\n{stats}   n={len(x)}", fontsize=8)
+    written, screen = save(fig, base)
+    drawn = {"n_scored": int(len(x)), "curve": curve, "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel()}
+    return written, screen, drawn
 
 
-def _num(value) -> str:
-    return "—" if value is None else f"{float(value):.3f}"
+def heatmap(row_labels: list[str], column_labels: list[str], values: np.ndarray, base: Path,
+            title: str = "SRCC") -> tuple[list[Path], bytes]:
+    """Methods (rows) x datasets (columns); NaN cells (no full complete run) are grey and empty."""
+    n_rows, n_cols = values.shape
+    fig = _figure((max(3.6, 1.0 + 0.9 * n_cols + 0.06 * max(len(r) for r in row_labels)),
+                   max(2.2, 1.2 + 0.35 * n_rows)))
+    ax = fig.add_subplot(1, 1, 1)
+    masked = np.ma.masked_invalid(values)
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
+    image = ax.imshow(masked, cmap=cmap, vmin=min(0.0, float(np.nanmin(values)) if np.isfinite(values).any() else 0.0),
+                      vmax=1.0, aspect="auto")
+    for i in range(n_rows):
+        for j in range(n_cols):
+            v = values[i, j]
+            ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=7,
+                    color="black" if not np.isfinite(v) or v > 0.6 else "white")
+    ax.set_xticks(range(n_cols), column_labels, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(n_rows), row_labels, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
+    return save(fig, base, tight=True)

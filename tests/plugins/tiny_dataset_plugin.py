@@ -22,9 +22,11 @@ def build_tiny(folder: Path, size: int = 64) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir(exist_ok=True)
+    (folder / "refs").mkdir(exist_ok=True)
     rows = []
     for r, name in enumerate(("astronaut", "chelsea", "coffee")):
         ref = np.asarray(Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((size, size), Image.BICUBIC))
+        Image.fromarray(ref).save(folder / "refs" / f"{name}.png")  # full-reference methods read these
         for d, dist in enumerate(TINY_DISTORTIONS):
             for level in TINY_LEVELS:
                 out = DISTORTIONS[dist](ref, level, np.random.default_rng(100 * r + 10 * d + level))
@@ -34,17 +36,14 @@ def build_tiny(folder: Path, size: int = 64) -> None:
     pd.DataFrame(rows).to_csv(folder / "mos.csv", index=False)
 
 
-def read_tiny(folder: Path) -> pd.DataFrame:
-    table = pd.read_csv(folder / "mos.csv")
-    return pd.DataFrame({"id": table["image"], "path": "images/" + table["image"], "label": table["mos"],
-                         "ref": table["ref"]})
-
-
+# A card built in code, as a plugin may: the generic csv reader, and a builder function.
 TINY_CARD = DatasetCard(
     name="tiny", title="test-only tiny set", url="built by the tests", folder_names=("tiny",),
-    layout=("mos.csv", "images/"), read=read_tiny, label_name="mos", score_range=(0.0, 6.0),
-    higher_better=True, default_split="byref-ratio34-33-33-seed0", synthetic_distortions=True, label_scale=6.0,
-    build=build_tiny,
+    layout=("mos.csv", "images/"), label_name="mos", score_range=(0.0, 6.0),
+    higher_better=True, default_split="byref-ratio34-33-33-seed0", synthetic_distortions=True,
+    reader={"format": "csv", "id": "{image}", "ref": "{ref}", "images": {"folders": ["images"]},
+            "refs": {"name": "refs/{ref}.png"}},
+    builder=build_tiny,
 )
-if "tiny" not in registry.datasets._targets:
-    registry.datasets.register("tiny", TINY_CARD)
+if "tiny" not in registry.datasets.names():
+    registry.register_dataset(TINY_CARD)

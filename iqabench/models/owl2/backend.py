@@ -1,8 +1,9 @@
 """The `owl2` MLLM backend: mPLUG-Owl2 checkpoints behind the `MLLMBackend` interface.
 
 Images become [0, 1] tensors with the official processor's geometry (shorter side to the model
-size with bicubic resampling, centre crop; or Q-Align's pad-to-square with the mean colour
-when `resize="pad"`), methods may edit those pixels, then `normalize` applies CLIP mean/std.
+size with bicubic resampling, centre crop; Q-Align's pad-to-square with the mean colour when
+`resize="pad"`; torchvision's centre-crop offset when `resize="torchvision"`, as the public
+visual-prompt code), methods may edit those pixels, then `normalize` applies CLIP mean/std.
 A question is wrapped as `USER: <|image|>{question} ASSISTANT:`; a prompt that already has
 `<|image|>` is used as the whole template (e.g. Q-Align's).
 """
@@ -21,7 +22,9 @@ IMAGE_PLACEHOLDER = "<|image|>"
 TEMPLATE = "USER: " + IMAGE_PLACEHOLDER + "{question} ASSISTANT:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-RESIZE_POLICIES = ("model", "crop", "pad")  # model = crop, the official processor's policy
+# model = crop, the official processor's policy; torchvision = the same resize, torchvision's
+# centre-crop offset (the public visual-prompt code's pipeline)
+RESIZE_POLICIES = ("model", "crop", "pad", "torchvision")
 
 
 def resolve_dtype(name: str, device: str):
@@ -69,27 +72,16 @@ class Owl2Backend(MLLMBackend):
 
     # ---- pixels -------------------------------------------------------------------------
     def to_pixels(self, images: Sequence[Any]):
-        import numpy as np
-        import torch
-        from PIL import Image
+        from iqabench.models.preprocess import pad_to_square, resize_center_crop, unit_tensor
 
-        from iqabench.models.preprocess import central_band
-
-        size, out = self.image_size, []
+        out = []
         for image in images:
             image = image.convert("RGB")
             if self.spec.resize == "pad":
-                image = _pad_to_square(image, tuple(int(c * 255) for c in self.mean))
-            image = central_band(image)
-            w, h = image.size
-            short, long = (w, h) if w <= h else (h, w)
-            new_long = int(size * long / short)  # the CLIP processor's rounding (floor)
-            new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-            image = image.resize((new_w, new_h), Image.BICUBIC)
-            left, top = (new_w - size) // 2, (new_h - size) // 2
-            image = image.crop((left, top, left + size, top + size))
-            out.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
-        return torch.stack(out).to(self.device)
+                image = pad_to_square(image, tuple(int(c * 255) for c in self.mean))
+            offset = "round" if self.spec.resize == "torchvision" else "floor"
+            out.append(resize_center_crop(image, self.image_size, offset))
+        return unit_tensor(out).to(self.device)
 
     # ---- text ---------------------------------------------------------------------------
     def prompt_ids(self, prompt: str):
@@ -154,18 +146,6 @@ class Owl2Backend(MLLMBackend):
             "std": list(self.std),
             "template": TEMPLATE,
         }
-
-
-def _pad_to_square(image, colour):
-    from PIL import Image
-
-    w, h = image.size
-    if w == h:
-        return image
-    side = max(w, h)
-    canvas = Image.new(image.mode, (side, side), colour)
-    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-    return canvas
 
 
 def load(spec: BackendSpec, device: str = "cpu") -> Owl2Backend:

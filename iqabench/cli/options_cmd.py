@@ -1,0 +1,58 @@
+"""`iqabench options METHOD`: a method's options (type, default, help) and its aliases."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from iqabench.cli.settings import Settings, with_settings
+
+
+@click.command("options", epilog="""\b
+Examples:
+  iqabench options brisque-svr
+  iqabench options piqe
+  iqabench run --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]'""")
+@click.argument("method")
+@with_settings
+def options_command(settings: Settings, method: str) -> None:
+    """Print METHOD's options (what -o KEY=VALUE accepts) with their types, defaults and help,
+    and the other names the method answers to."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # describing a method never downloads
+    from iqabench import registry
+
+    cls = registry.methods.get(method)
+    aliases = sorted(a for a, target in registry.methods.aliases().items() if target == cls.name and a != cls.name)
+    click.echo(f"{cls.name} ({cls.info.kind}): {cls.info.description}")
+    click.echo(f"aliases: {', '.join(aliases) if aliases else 'none'}")
+    fields = cls.Options.model_fields
+    if not fields:
+        click.echo("options: none")
+        return
+    click.echo("options (-o KEY=VALUE; values are JSON when they parse as JSON):")
+    rows = [(name, _type_name(field.annotation), _default_text(field), field.description or "")
+            for name, field in fields.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for name, type_name, default, help_text in rows:
+        line = f"  {name:{widths[0]}}  {type_name:{widths[1]}}  {default:{widths[2]}}  {help_text}"
+        click.echo(line.rstrip())
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "(required)"
+    value = field.get_default(call_default_factory=True)
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return f"default {text}"

@@ -1,0 +1,141 @@
+"""What `run` and `train` share: the method/dataset options, name lists, and printing results.
+
+Imports only click and the standard library at module level (subcommand `--help` stays light).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any, Callable, Iterable
+
+import click
+
+
+def method_options(limit_help: str) -> Callable[[Callable], Callable]:
+    """The options `run` and `train` both take, validated here rather than deep in the engine."""
+    opts = [
+        click.option("--method", "methods", multiple=True, required=True, metavar="NAME[,NAME...]",
+                     help="Registered method name, e.g. piqe, pyiqa:niqe, brisque-svr. Comma-separated or "
+                          "repeated: each method is its own run."),
+        click.option("--dataset", "datasets", multiple=True, required=True, metavar="NAME[,NAME...]",
+                     help="Registered dataset name, e.g. synthetic, koniq10k. Comma-separated or repeated."),
+        click.option("--split", default=None, metavar="NAME",
+                     help="Split name (default: the dataset's own, see `iqabench list datasets`). "
+                          "'ratio80-0-20-seed{1..10}' expands to ten splits."),
+        click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="Method option (repeatable); values are JSON when they parse as JSON. "
+                          "See `iqabench options METHOD`."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Images per method call."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ..."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help=limit_help),
+        click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True,
+                     help="Seeds training and the bootstrap intervals."),
+        click.option("--accept-out-of-range", is_flag=True,
+                     help="Accept labels outside the range the dataset card declares (otherwise an error)."),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+def split_names(values: Iterable[str]) -> list[str]:
+    """('a,b', 'c') -> ['a', 'b', 'c'], first occurrence kept, empty items dropped."""
+    out: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    if not out:
+        raise click.BadParameter("no name given")
+    return out
+
+
+def expand_splits(split: str | None) -> list[str | None]:
+    """`ratio80-0-20-seed{1..10}` -> ten split names (the PromptIQA protocol); anything else as is."""
+    if split is None:
+        return [None]
+    match = re.fullmatch(r"(.*)\{(\d+)\.\.(\d+)\}(.*)", split)
+    if not match:
+        return [split]
+    lo, hi = int(match[2]), int(match[3])
+    if hi < lo:
+        raise click.BadParameter(f"{split!r}: the range {{{lo}..{hi}}} is empty", param_hint="'--split'")
+    return [f"{match[1]}{i}{match[4]}" for i in range(lo, hi + 1)]
+
+
+def combinations(methods: Iterable[str], datasets: Iterable[str],
+                 split: str | None) -> list[tuple[str, str, str | None]]:
+    """Every (method, dataset, split) to run, methods outermost."""
+    return list(itertools.product(split_names(methods), split_names(datasets), expand_splits(split)))
+
+
+def check_names(methods: list[str], datasets: list[str]) -> None:
+    """Fail on a misspelt name before the first of several runs starts, not after hours of work."""
+    from iqabench import registry
+
+    for name in methods:
+        registry.methods.get(name)
+    for name in datasets:
+        registry.datasets.get(name)
+
+
+def describe(method: str, dataset: str, split: str | None) -> str:
+    return f"{method} on {dataset}" + (f" split {split}" if split else "")
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_metrics(m: dict) -> None:
+    ci = (m.get("ci95") or {}).get("srcc")
+    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    label = m.get("method_label") or m.get("method", "?")
+    click.echo(f"{label} | {m.get('dataset')} {m.get('split')}/{m.get('part')} | n={m.get('n')} "
+               f"failed={m.get('n_failed')} | SRCC {fmt(m.get('srcc'))}{ci_text}  KRCC {fmt(m.get('krcc'))}  "
+               f"PLCC {fmt(m.get('plcc'))} (logistic)  PLCC_raw {fmt(m.get('plcc_raw'))}  RMSE {fmt(m.get('rmse'))}")
+    if m.get("undefined_reason"):
+        click.echo(f"  metrics undefined: {m['undefined_reason']}")
+    if m.get("model_identity_changed"):
+        click.echo("  WARNING: attempts of this run used different model snapshots "
+                   "(see runtime_attempts in metrics.json)")
+    if m.get("n_failed"):
+        click.echo(f"  failures by kind: {m.get('failures_by_kind')} (see predictions.csv, column error)")
+    if m.get("run_dir"):
+        click.echo(f"  -> {m['run_dir']}")
+
+
+def print_summary(done: list[dict]) -> None:
+    """One table for several runs, then the median over runs that differ only by split."""
+    if len(done) < 2:
+        return
+    headers = ("method", "dataset", "split/part", "n", "failed", "SRCC", "PLCC", "RMSE")
+    rows = [(m.get("method_label") or m.get("method", "?"), str(m.get("dataset")), f"{m.get('split')}/{m.get('part')}",
+             str(m.get("n")), str(m.get("n_failed")), fmt(m.get("srcc")), fmt(m.get("plcc")), fmt(m.get("rmse")))
+            for m in done]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    click.echo()
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    groups: dict[tuple, list[dict]] = {}
+    for m in done:
+        groups.setdefault((m.get("method_label") or m.get("method"), m.get("dataset"), m.get("part")), []).append(m)
+    import statistics
+
+    several = len(groups) > 1
+    for (label, dataset, _part), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        prefix = f"{label} on {dataset}: " if several else ""
+        for key in ("srcc", "plcc"):
+            values = [m.get(key) for m in runs]
+            text = "undefined in some split" if None in values else f"{statistics.median(values):.4f}"
+            click.echo(f"{prefix}median {key.upper()} over {len(runs)} splits: {text}")

@@ -1,0 +1,146 @@
+"""`iqabench suite run|list|show`: a paper's table (suites/*.toml) run here and set beside its numbers."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from iqabench.cli.settings import Settings, global_options, with_settings
+
+
+@click.group("suite", invoke_without_command=True, epilog="""\b
+Examples:
+  iqabench suite list
+  iqabench suite show seed004-table2
+  iqabench suite run seed004-table2 --device cuda --data-root /data/iqa
+  iqabench suite run seed003-table2-sdn --dataset-map kadid10k=synthetic
+  iqabench suite run seed000-table3 --dataset-map agiqa3k=synthetic -o backend_path=/models/tiny-owl2 --allow-cpu""")
+@global_options
+@click.pass_context
+def suite_group(ctx: click.Context) -> None:
+    """Paper-table suites: the methods, datasets, protocol and published numbers of one table."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@suite_group.command("list", short_help="The suites shipped with iqabench.")
+@with_settings
+def list_command(settings: Settings) -> None:
+    """Every paper-table suite: its name, source table and how many cells the harness computes."""
+    from iqabench.errors import IqaError
+    from iqabench.suite import list_suites, load_suite
+
+    click.echo(f"{'suite':28} {'cells':>5}  source")
+    for name, path in list_suites():
+        try:
+            suite = load_suite(path)
+        except IqaError as exc:
+            click.echo(f"{name:28} {'?':>5}  INVALID: {exc}")
+            continue
+        src = suite.spec.source
+        click.echo(f"{name:28} {len(suite.cells()):>5}  {src.table} of {src.paper}")
+
+
+@suite_group.command("show", short_help="What a suite runs and the numbers it compares with.")
+@click.argument("name")
+@with_settings
+def show_command(settings: Settings, name: str) -> None:
+    """The suite NAME (a shipped suite or a .toml path): source, protocol, columns, rows, published numbers."""
+    import json
+
+    from iqabench.suite import METRIC_LABELS, load_suite
+
+    suite = load_suite(name)
+    spec = suite.spec
+    click.echo(f"{suite.name}: {spec.title}")
+    src = spec.source
+    click.echo(f"source: {src.paper}, {src.table}" + (f", {src.where}" if src.where else "")
+               + (f" ({src.url})" if src.url else ""))
+    p = spec.protocol
+    click.echo(f"protocol: split {p.split or 'each dataset default'}, part {p.part}, training {p.training}, "
+               f"seed {p.seed}" + (f", {p.aggregate} over seeded splits" if p.aggregate else ""))
+    click.echo("metrics: " + ", ".join(METRIC_LABELS[m] for m in spec.metrics))
+    click.echo("columns:")
+    for col in spec.columns:
+        what = "published only" if col.published_only else col.dataset + (f" split {col.split}" if col.split else "")
+        click.echo(f"  {col.key:16} {col.label:20} {what}")
+    click.echo("rows:")
+    for row in spec.rows:
+        if row.published_only:
+            click.echo(f"  {row.label}: published only")
+            continue
+        opts = f" {json.dumps(row.options, sort_keys=True)}" if row.options else ""
+        train = ""
+        if row.train:
+            train = f", trained on {row.train.dataset}" + (f"/{row.train.split}" if row.train.split else "")
+        click.echo(f"  {row.label}: {row.method}{opts}{train}")
+        for key, extra in row.column_options.items():
+            click.echo(f"      on {key}: {json.dumps(extra, sort_keys=True)}")
+    click.echo("published:")
+    for row in spec.rows:
+        values = "; ".join(f"{col} " + " ".join(f"{m}={v:.{spec.digits}f}" for m, v in metrics.items())
+                           for col, metrics in row.published.items())
+        click.echo(f"  {row.label}: {values or '(none)'}")
+    click.echo(f"cells computed by the harness: {len(suite.cells())}")
+    if spec.notes:
+        click.echo("notes: " + " ".join(spec.notes.split()))
+
+
+@suite_group.command("run", short_help="Train and score every missing cell of a suite, then its table.")
+@click.argument("name")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
+@click.option("--dataset-map", "dataset_map", multiple=True, metavar="A=B",
+              help="Run the suite's dataset A on dataset B instead (repeatable), e.g. koniq10k=synthetic. "
+                   "The published numbers stay those of A.")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Method option applied to every row whose method has it (repeatable), e.g. "
+                   "backend_path=/models/tiny.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Score only the first N images per cell and train on N (a smoke test: never fills the table).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per method call.")
+@click.option("--allow-cpu", is_flag=True, help="Run methods marked GPU-only on the CPU anyway (tiny test models).")
+@click.option("--download", is_flag=True,
+              help="Let methods download missing weights (default: use only what is on disk; cells whose "
+                   "weights are absent are listed as not runnable here).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@with_settings
+def run_command(settings: Settings, name: str, device: str, dataset_map, option_pairs, limit, batch_size,
+                allow_cpu: bool, download: bool, no_progress: bool) -> int:
+    """Train what needs training and score every cell of the suite NAME that has no complete run yet
+    (resumable: rerun to finish), continuing past failures; then list the cells done, those that cannot
+    run here and why, those that failed, and write the suite table under RESULTS/report/suites/."""
+    if not download:  # read before any hub client is imported: availability checks must not download
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iqabench.layout import ResultsLayout
+    from iqabench.options import parse_option_pairs
+    from iqabench.report.suite_table import render_suite
+    from iqabench.suite import load_suite
+    from iqabench.suite_runner import run_suite, summary_lines
+
+    options = parse_option_pairs(option_pairs)
+    suite = load_suite(name).adapted(parse_dataset_map(dataset_map), options)
+    for note in suite.adaptations:
+        click.echo(f"note: {note}")
+    result = run_suite(suite, data_root=settings.data_root, results=settings.results, device=device, limit=limit,
+                       batch_size=batch_size, allow_cpu=allow_cpu, progress=not no_progress, on_log=click.echo)
+    click.echo()
+    for line in summary_lines(result):
+        click.echo(line)
+    files = render_suite(suite, settings.results, ResultsLayout(settings.results).report_dir() / "suites")
+    click.echo(f"suite table: {files['md']}, {files['tex']}, {files['csv']}")
+    return 1 if result.with_status("failed") else 0
+
+
+def parse_dataset_map(pairs) -> dict[str, str]:
+    """('koniq10k=synthetic', ...) -> {'koniq10k': 'synthetic'}; malformed or repeated pairs are errors."""
+    from iqabench.errors import IqaError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        source, sep, target = (part.strip() for part in pair.partition("="))
+        if not sep or not source or not target:
+            raise IqaError(f"--dataset-map {pair!r}: expected SUITE_DATASET=OTHER_DATASET")
+        if source in out:
+            raise IqaError(f"--dataset-map: {source} is mapped twice")
+        out[source] = target
+    return out

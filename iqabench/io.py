@@ -1,0 +1,171 @@
+"""Crash-safe files: atomic writes and the append-only JSONL log. Public: plugins use them too.
+
+Atomic write: the content goes to a temp file in the same folder, is fsynced, then renamed over
+the target, so a reader sees the old file or the new one, never a half-written one. A failed
+write (disk full, read-only folder) removes its temp file and raises.
+
+JSONL log: one JSON object per line, flushed and fsynced as appended. The one rule for a kill in
+the middle of a write: a final line without its newline is torn. Readers ignore it (even when it
+happens to parse) and the next append cuts it off first, so a record counts only once whole.
+A line in the middle that does not parse is corruption, reported with the file and line number.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from iqabench.errors import IqaError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask is process-wide and briefly changes it
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as plain JSON; anything else as its text."""
+    item = getattr(obj, "item", None)
+    if callable(item) and getattr(obj, "ndim", 1) == 0:
+        return item()
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return str(obj)
+
+
+def dumps(obj: Any, **kwargs) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success it replaces `path`, on any error it is removed.
+
+    For writers that need a file name (matplotlib, pandas, PIL)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique per writer
+    os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
+    try:
+        yield tmp
+        if tmp.exists():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    # NaN/inf are not JSON: a non-finite number reaching a results file is a bug upstream
+    write_text_atomic(path, dumps(obj, indent=1) + "\n")
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """A JSON file, or a one-line IqaError naming it when it is missing or not valid JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IqaError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise IqaError(f"{path}: {what} is not UTF-8 text (corrupt?)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IqaError(f"{path}: {what} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+                       "it was cut or edited by hand") from None
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a partial last line (a kill in the middle of a write) from an append-only log."""
+    data = Path(path).read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class JsonlLog:
+    """An append-only log of JSON objects, one per line, safe against kills (see module doc)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = None
+
+    def append(self, record: dict) -> None:
+        if self._fh is None:
+            if self.path.exists():
+                drop_torn_tail(self.path)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "JsonlLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read(self, on_bad: Callable[[int, str], None] | None = None) -> list[dict]:
+        """Every whole record. A corrupt line in the middle raises IqaError naming file and line,
+        unless `on_bad(lineno, reason)` is given to collect it instead."""
+        return [rec for _, rec in self.read_numbered(on_bad)]
+
+    def read_numbered(self, on_bad: Callable[[int, str], None] | None = None) -> list[tuple[int, dict]]:
+        """Like `read`, with each record's line number."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        out = []
+        for lineno, line in enumerate(lines, 1):
+            if lineno == len(lines):
+                break  # after the last newline: empty, or a torn line from a kill
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError(f"a JSON {type(rec).__name__}, not an object")
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+                reason = f"not a JSON object ({exc})"
+                if on_bad is None:
+                    raise IqaError(f"{self.path}:{lineno}: corrupt record: {reason}") from None
+                on_bad(lineno, reason)
+                continue
+            out.append((lineno, rec))
+        return out
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record to a JSONL log (open, append, fsync, close)."""
+    with JsonlLog(path) as log:
+        log.append(record)

@@ -1,0 +1,381 @@
+"""Names and options -> one frozen plan, built in one place.
+
+A plan says which method class with which validated options scores which images of which
+dataset split, where its results go, and (for trainable methods) which checkpoint it uses.
+Building a plan reads the dataset's metadata but never builds a model, so `run` can see what is
+left to score (and recompute metrics of a finished run) before any weights are needed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pydantic
+
+from iqabench import registry
+from iqabench.api import Method, Options, Sample, TrainableMethod, stable_hash
+from iqabench.data import splits
+from iqabench.data.card import DatasetCard
+from iqabench.data.images import ImageDecodeError, open_rgb
+from iqabench.errors import IqaError, NotAvailable
+from iqabench.layout import ResultsLayout
+
+SCHEMA_VERSION = 2
+# Table columns a run keeps per image so reports can break results down (synthetic-distortion sets).
+BREAKDOWN_COLUMNS = ("ref", "distortion", "level")
+
+
+# -- methods ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MethodChoice:
+    cls: type[Method]
+    options: Options
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    @property
+    def trainable(self) -> bool:
+        return issubclass(self.cls, TrainableMethod)
+
+    def label(self) -> str:
+        """The name a table shows: the method plus the options that differ from its defaults."""
+        return method_label(self.cls, self.options)
+
+    def require_available(self) -> None:
+        reason = self.cls.check_available(self.options)
+        if reason:
+            raise NotAvailable(f"method {self.cls.name} cannot run here: {reason}")
+
+    def build(self, device: str, batch_size: int, dataset: str | None, cache_dir: Path) -> Method:
+        return self.cls(self.options, device=device, batch_size=batch_size, dataset=dataset, cache_dir=cache_dir)
+
+
+def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:
+    cls = registry.methods.get(name)
+    try:
+        options = cls.Options(**option_values)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors())
+        raise IqaError(f"method {cls.name}: bad option(s): {problems}") from None
+    return MethodChoice(cls, options)
+
+
+def method_label(cls: type[Method], options: Options) -> str:
+    defaults = cls.Options().model_dump(mode="json")
+    changed = {k: v for k, v in options.model_dump(mode="json").items() if defaults.get(k) != v}
+    if not changed:
+        return cls.name
+    import json
+
+    def short(value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        return text.rstrip("/").rsplit("/", 1)[-1] if isinstance(value, str) and "/" in value else text
+
+    return f"{cls.name}[{','.join(f'{k}={short(v)}' for k, v in sorted(changed.items()))}]"
+
+
+# -- datasets -----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DatasetView:
+    """A dataset read from disk with one split chosen."""
+
+    card: DatasetCard
+    folder: Path
+    table: Any  # pandas DataFrame: id, path, label (+ ref, ref_path, official_set, extras)
+    split: splits.Split
+
+    def target_of(self) -> Callable[[float], float]:
+        """label -> training target: oriented so higher is better, scaled to [0, 1] by the card's range."""
+        lo, hi = getattr(self.card, "target_range", None) or self.card.score_range
+        span = float(hi) - float(lo)
+        if not span > 0:
+            raise IqaError(f"dataset {self.card.name}: its label range {lo}..{hi} is empty")
+        higher_better = self.card.higher_better
+        return lambda y: (y - lo) / span if higher_better else (hi - y) / span
+
+    def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
+        rows = self.table.set_index("id")
+        has_ref = "ref" in rows.columns
+        if with_reference and "ref_path" not in rows.columns:
+            raise IqaError(f"dataset {self.card.name} has no reference images: a full-reference method needs "
+                           "a dataset whose card gives them (`iqabench list datasets` marks synthetic-distortion sets)")
+        target = self.target_of()
+
+        def open_image(rel: str) -> Any:
+            path = self.folder / rel
+            try:
+                return open_rgb(path)
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(f"{path}: {exc}") from None
+
+        def load(sample_id: str) -> Sample:
+            row = rows.loc[sample_id]
+            label = float(row["label"])
+            sample = Sample(id=sample_id, image=open_image(str(row["path"])), label=label,
+                            ref=str(row["ref"]) if has_ref else None, target=target(label))
+            if with_reference:
+                sample.reference = open_image(str(row["ref_path"]))
+            return sample
+
+        return load
+
+    def inputs(self, ids: list[str]) -> list[dict]:
+        """What a run reads for each image: its id, file (relative to the dataset folder) and label,
+        plus the groups a report breaks results down by (reference, distortion type and level)."""
+        rows = self.table.set_index("id")
+        groups = [c for c in BREAKDOWN_COLUMNS if c in rows.columns]
+        out = []
+        for i in ids:
+            item = {"id": i, "path": str(rows.at[i, "path"]), "label": float(rows.at[i, "label"])}
+            for col in groups:
+                value = rows.at[i, col]
+                if value == value and value is not None:  # NaN: this image has no such group
+                    item[col] = value.item() if hasattr(value, "item") else value
+            out.append(item)
+        return out
+
+
+def load_dataset(name: str, data_root: Path, split_name: str | None, layout: ResultsLayout,
+                 accept_out_of_range: bool = False) -> DatasetView:
+    card: DatasetCard = registry.datasets.get(name)
+    if accept_out_of_range:
+        folder, table = card.load(Path(data_root), accept_out_of_range=True)
+    else:
+        folder, table = card.load(Path(data_root))
+    split = splits.load_or_make(card.name, table, split_name or card.default_split, layout.splits_dir())
+    return DatasetView(card, folder, table, split)
+
+
+def inputs_hash(inputs: list[dict]) -> str:
+    return stable_hash(inputs, length=16)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def training_key(choice: MethodChoice, dataset: str, split: splits.Split, seed: int, limit: int | None) -> dict:
+    """Everything that changes a fit: a checkpoint folder holds one fit of exactly this."""
+    schedule = getattr(choice.cls, "schedule_options", ())
+    options = {k: v for k, v in choice.options.model_dump(mode="json").items() if k not in schedule}
+    return {"method": choice.name, "options": options, "dataset": dataset, "split": split.name,
+            "split_hash": split.hash, "seed": seed, "limit": limit, "schema_version": SCHEMA_VERSION}
+
+
+def checkpoint_dir(layout: ResultsLayout, choice: MethodChoice, dataset: str, split: splits.Split,
+                   seed: int, limit: int | None) -> Path:
+    key = stable_hash(training_key(choice, dataset, split, seed, limit))
+    return layout.checkpoint_dir(dataset, split.name, choice.name, key)
+
+
+def hash_files(folder: Path, names) -> dict[str, str] | None:
+    """sha256 (first 16 hex) of each named file, or None when one is missing."""
+    out = {}
+    for name in names:
+        path = Path(folder) / name
+        if not path.is_file():
+            return None
+        out[name] = sha256_file(path)
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# -- the plans ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What the user asked `run` for (names and raw option values)."""
+
+    method: str
+    dataset: str
+    split: str | None = None
+    part: str = "test"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data_root: Path = Path("data")
+    results: Path = Path("results")
+    limit: int | None = None
+    batch_size: int = 1
+    device: str = "auto"
+    seed: int = 42
+    checkpoint: Path | None = None  # a trained checkpoint folder to use instead of the one `train` made
+    train_dataset: str | None = None  # cross-dataset: the checkpoint was trained on this dataset ...
+    train_split: str | None = None  # ... and split (default: that dataset's own default split)
+    retry_failed: bool = False
+    progress: bool = True
+    n_boot: int = 1000
+    accept_out_of_range: bool = False
+
+    def __post_init__(self):
+        _check_counts(self)
+        if self.n_boot < 0:
+            raise IqaError(f"n_boot must be >= 0, got {self.n_boot}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What the user asked `train` for."""
+
+    method: str
+    dataset: str
+    split: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data_root: Path = Path("data")
+    results: Path = Path("results")
+    batch_size: int = 1
+    device: str = "auto"
+    seed: int = 42
+    limit: int | None = None  # cap on train and val sizes, for quick trials (part of the checkpoint's identity)
+    accept_out_of_range: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        _check_counts(self)
+
+
+def _check_counts(cfg) -> None:
+    """Values that would silently do the wrong thing (`--limit -1` scores all but one image)."""
+    if cfg.limit is not None and cfg.limit < 1:
+        raise IqaError(f"--limit must be at least 1, got {cfg.limit}")
+    if cfg.batch_size < 1:
+        raise IqaError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.seed < 0:
+        raise IqaError(f"--seed must be 0 or more, got {cfg.seed}")
+    if Path(cfg.results).exists() and not Path(cfg.results).is_dir():
+        raise IqaError(f"--results {cfg.results}: is a file, not a folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointRef:
+    """The weights a trainable method scores with: a folder `train` made, one the user named, or a
+    published file the method's options point at (e.g. a visual prompt)."""
+
+    kind: str  # "trained" | "given" | "external"
+    path: Path
+    files: dict[str, str] | None  # file -> sha256 prefix; None when missing
+    trained_on: dict | None = None  # dataset, split, split_hash, seed, limit (for "trained")
+
+    def identity(self) -> dict:
+        return {"kind": self.kind, "files": self.files, "trained_on": self.trained_on}
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "dir": str(self.path), "files": self.files, "trained_on": self.trained_on}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    config: RunConfig
+    layout: ResultsLayout
+    method: MethodChoice
+    view: DatasetView
+    ids: list[str]
+    inputs: list[dict]
+    checkpoint: CheckpointRef | None
+    identity: dict
+    key: str
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return self.method.label()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    config: TrainConfig
+    layout: ResultsLayout
+    method: MethodChoice
+    view: DatasetView
+    train_ids: list[str]
+    val_ids: list[str]
+    identity: dict
+    workdir: Path
+
+
+def build_train_plan(cfg: TrainConfig) -> TrainPlan:
+    choice = resolve_method(cfg.method, cfg.options)
+    choice.require_available()
+    if not choice.trainable:
+        raise IqaError(f"method {choice.name} is not trainable (kind: {choice.cls.info.kind}); "
+                       f"score it with `iqabench run --method {cfg.method} --dataset {cfg.dataset}`")
+    layout = ResultsLayout(cfg.results)
+    view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
+    train_ids, val_ids = view.split.ids("train"), view.split.ids("val")
+    if cfg.limit is not None:
+        train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
+    if not train_ids:
+        raise IqaError(f"{cfg.dataset} split {view.split.name} has no training images")
+    identity = training_key(choice, view.card.name, view.split, cfg.seed, cfg.limit)
+    workdir = layout.checkpoint_dir(view.card.name, view.split.name, choice.name, stable_hash(identity))
+    return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir)
+
+
+def build_run_plan(cfg: RunConfig) -> RunPlan:
+    """Everything `run` needs to know before it looks at what is left to score."""
+    choice = resolve_method(cfg.method, cfg.options)
+    layout = ResultsLayout(cfg.results)
+    if _must_build(cfg.dataset, cfg.data_root):
+        choice.require_available()  # no run can exist yet: do not build a dataset for a method that cannot run
+    view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
+    ids = view.split.ids(cfg.part)
+    if cfg.limit is not None:
+        ids = ids[: cfg.limit]
+    if not ids:
+        raise IqaError(f"{cfg.dataset} split {view.split.name} part {cfg.part!r} is empty")
+    if choice.cls.info.needs_reference:
+        view.loader(with_reference=True)  # refuses a dataset without references, before anything runs
+    checkpoint = _checkpoint_for(cfg, choice, view, layout) if choice.trainable else None
+    inputs = view.inputs(ids)
+    identity = {"fingerprint": {"method": choice.name, "options": choice.options.model_dump(mode="json")},
+                "dataset": view.card.name, "split": view.split.name, "split_hash": view.split.hash,
+                "part": cfg.part, "limit": cfg.limit, "batch_size": cfg.batch_size,
+                "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
+    key = stable_hash(identity)
+    run_dir = layout.run_dir(view.card.name, view.split.name, cfg.part, choice.name, key)
+    return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)
+
+
+def _must_build(dataset: str, data_root: Path) -> bool:
+    card = registry.datasets.get(dataset)
+    return card.build is not None and card.locate(Path(data_root)) is None
+
+
+def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView, layout: ResultsLayout) -> CheckpointRef:
+    external = choice.cls.external_weights(choice.options)
+    if external is not None:
+        path = Path(external)
+        if not path.is_file():
+            raise IqaError(f"{path}: weights file not found")
+        return CheckpointRef("external", path, {path.name: sha256_file(path)})
+    names = choice.cls.checkpoint_files()
+    if cfg.checkpoint is not None:
+        return CheckpointRef("given", Path(cfg.checkpoint), hash_files(Path(cfg.checkpoint), names))
+    if cfg.train_dataset and cfg.train_dataset != cfg.dataset:
+        train_view = load_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
+    elif cfg.train_split and cfg.train_split != view.split.name:
+        train_view = load_dataset(cfg.dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
+    else:
+        train_view = view
+    # a smoke test (--limit N) uses the checkpoint trained with the same limit, else the full one;
+    # which one it used is part of the run's identity and manifest
+    refs = []
+    for limit in ([cfg.limit, None] if cfg.limit is not None else [None]):
+        identity = training_key(choice, train_view.card.name, train_view.split, cfg.seed, limit)
+        folder = layout.checkpoint_dir(train_view.card.name, train_view.split.name, choice.name, stable_hash(identity))
+        trained_on = {k: identity[k] for k in ("dataset", "split", "split_hash", "seed", "limit")}
+        refs.append(CheckpointRef("trained", folder, hash_files(folder, names), trained_on))
+    return next((r for r in refs if r.files is not None), refs[0])

@@ -1,0 +1,163 @@
+"""Significance between the methods of each table column, from their saved predictions.
+
+Two cells are compared only when both are single runs (a median over splits has no one set of
+images to pair) on images both scored: the predictions are joined by image id. Predictions and
+labels are oriented with each run's recorded directions; PLCC is compared on the predictions
+mapped through each run's recorded logistic fit (signed by the fit's direction, as metrics.py
+does), raw PLCC and KRCC on the oriented predictions, SRCC on their ranks. RMSE is not tested.
+
+The table marks the best cell of each column and metric (bold) and every cell whose difference
+from the best is not significant at `alpha` (two-sided) by the chosen test; KRCC has no Williams
+test and always uses the bootstrap. No correction for multiple comparisons is applied.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from iqabench import significance as sig
+from iqabench.errors import IqaError
+from iqabench.metrics import logistic4
+from iqabench.report.collect import Run
+from iqabench.report.identity import Identity
+from iqabench.report.options import METRICS, TESTED, ReportOptions
+from iqabench.report.select import Cell, Column, Selection
+
+
+@dataclasses.dataclass
+class PairTest:
+    column: Column
+    metric: str
+    a: Identity  # the better of the two by the table's value (the best, in "best" mode)
+    b: Identity
+    n: int = 0
+    value_a: float | None = None
+    value_b: float | None = None
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_bootstrap: float | None = None
+    n_boot: int = 0
+    n_valid: int = 0
+    seed: int = 0
+    williams_t: float | None = None
+    williams_df: int | None = None
+    p_williams: float | None = None
+    note: str = ""
+
+    def p(self, test: str) -> float | None:
+        if test == "williams" and self.p_williams is not None:
+            return self.p_williams
+        return self.p_bootstrap
+
+
+@dataclasses.dataclass
+class Marks:
+    best: set  # (identity, column, metric) shown in bold
+    tied: set  # (identity, column, metric): not significantly different from the best
+    tests: list[PairTest]
+    notes: list[str]
+
+
+def _aligned(a: Run, b: Run) -> tuple[list[str], dict, dict] | str:
+    """The ids both runs scored (in a's order) and each run's {id: (score, label)}; or why not."""
+    pa, pb = a.predictions(), b.predictions()
+    sa = {i: (s, y) for i, s, y in zip(pa.ids, pa.scores, pa.labels)}
+    sb = {i: (s, y) for i, s, y in zip(pb.ids, pb.scores, pb.labels)}
+    common = [i for i in pa.ids if i in sb]
+    if len(common) < 4:
+        return f"only {len(common)} image(s) scored by both"
+    if any(abs(sa[i][1] - sb[i][1]) > 1e-9 * max(1.0, abs(sa[i][1])) for i in common):
+        return "the two runs carry different labels for the same images"
+    return common, sa, sb
+
+
+def _inputs_for(run: Run, ids: list[str], table: dict, metric: str) -> np.ndarray | None:
+    """The oriented predictions of `ids` as the metric sees them (None: PLCC without a recorded fit)."""
+    x = np.array([table[i][0] for i in ids], dtype=np.float64)
+    x = x if run.method_higher_better else -x
+    if metric != "plcc":
+        return x
+    params = (run.metrics or {}).get("logistic_params")
+    if not params or len(params) != 4:
+        return None
+    direction = 1.0 if params[0] >= params[1] else -1.0
+    return direction * logistic4(x, *params)
+
+
+def test_pair(column: Column, metric: str, a: Cell, b: Cell, options: ReportOptions) -> PairTest:
+    result = PairTest(column, metric, a.identity, b.identity, n_boot=options.bootstrap_resamples,
+                      seed=options.bootstrap_seed)
+    if a.single is None or b.single is None:
+        result.note = "not tested: a median over splits has no single set of images to pair"
+        return result
+    ra, rb = a.single, b.single
+    try:
+        aligned = _aligned(ra, rb)
+    except IqaError as exc:  # a missing or unreadable predictions file leaves this pair untested, said so
+        result.note = f"not tested: {exc}"
+        return result
+    if isinstance(aligned, str):
+        result.note = f"not tested: {aligned}"
+        return result
+    ids, ta, tb = aligned
+    y = np.array([ta[i][1] for i in ids], dtype=np.float64)
+    y = y if ra.label_higher_better else -y
+    xa, xb = _inputs_for(ra, ids, ta, metric), _inputs_for(rb, ids, tb, metric)
+    if xa is None or xb is None:
+        result.note = "not tested: a run has no recorded logistic fit"
+        return result
+    statistic = "plcc" if metric in ("plcc", "plcc_raw") else metric
+    boot = sig.paired_bootstrap(xa, xb, y, statistic, n_boot=options.bootstrap_resamples,
+                                seed=options.bootstrap_seed)
+    result.n, result.value_a, result.value_b, result.diff = boot.n, boot.value_a, boot.value_b, boot.diff
+    result.n_valid, result.p_bootstrap = boot.n_valid, boot.p_value
+    if boot.ci95:
+        result.ci_low, result.ci_high = boot.ci95
+    if statistic in ("srcc", "plcc"):
+        williams = sig.williams_t(xa, xb, y, statistic)
+        if williams is not None:
+            result.williams_t, result.williams_df, result.p_williams = williams.t, williams.df, williams.p_value
+    if len(ids) < min(len(ra.predictions().ids), len(rb.predictions().ids)):
+        result.note = f"on the {len(ids)} image(s) both runs scored"
+    return result
+
+
+def significance(selection: Selection, options: ReportOptions) -> Marks:
+    best, tied, tests, notes = set(), set(), [], []
+    decimals = options.decimals
+    for column in selection.columns:
+        for metric in options.metrics:
+            higher = METRICS[metric][2]
+            cells = [c for c in (selection.cell(i, column) for i in selection.rows)
+                     if c is not None and c.values[metric] is not None
+                     and not (metric == "plcc" and c.decreasing_fit)]
+            if not cells:
+                continue
+            top = max(cells, key=lambda c: c.values[metric] if higher else -c.values[metric])
+            shown = round(top.values[metric], decimals)
+            for c in cells:
+                if round(c.values[metric], decimals) == shown:
+                    best.add((c.identity, column, metric))
+            if options.significance == "none" or metric not in TESTED or len(cells) < 2:
+                continue
+            if top.single is None and options.significance == "best":
+                notes.append(f"{column.dataset} {column.protocol} {metric}: the best cell is a median over splits; "
+                             "no significance test in this column")
+                continue
+            if options.significance == "all":
+                pairs = [(x, y) for i, x in enumerate(cells) for y in cells[i + 1:]]
+            else:
+                pairs = [(top, c) for c in cells if c is not top]
+            for x, y in pairs:
+                if y.values[metric] > x.values[metric]:
+                    x, y = y, x  # a is the better of the two
+                test = test_pair(column, metric, x, y, options)
+                tests.append(test)
+                if x is top or y is top:
+                    other = y if x is top else x
+                    p = test.p(options.significance_test)
+                    if p is not None and p >= options.alpha:
+                        tied.add((other.identity, column, metric))
+    return Marks(best, tied - best, tests, notes)

@@ -1,0 +1,135 @@
+"""The main table as data: rows (identities) x columns (dataset, protocol, part) x metrics, each
+cell's rounded text and its marks. Markdown, LaTeX, HTML and CSV all render this one grid, so the
+numbers a reader sees are the same in every format.
+
+Marks: bold = best of its column (ties after rounding share it); dagger = not significantly
+different from the best (compare.py); double dagger = PLCC from a decreasing logistic fit (the
+method ranks images backwards; never ranked).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from iqabench.report.compare import Marks
+from iqabench.report.identity import Identity
+from iqabench.report.options import ReportOptions
+from iqabench.report.select import Cell, Column, Selection
+
+NULL = "—"
+
+
+@dataclasses.dataclass
+class GridCell:
+    value: float | None
+    text: str  # the rounded value, "-" for negatives, NULL when undefined or absent
+    spread: float | None = None  # half the interquartile range, for a median over splits
+    ci: tuple[float, float] | None = None  # the bootstrap interval of a single run
+    bold: bool = False
+    tied: bool = False
+    falling: bool = False
+    cell: Cell | None = None
+
+    def suffix(self, decimals: int, pm: str = " ± ") -> str:
+        """What follows the number in text formats: ± half-IQR, or [lo, hi]."""
+        if self.spread is not None:
+            return f"{pm}{fmt(self.spread, decimals)}"
+        if self.ci is not None:
+            return f" [{fmt(self.ci[0], decimals)}, {fmt(self.ci[1], decimals)}]"
+        return ""
+
+
+@dataclasses.dataclass
+class Grid:
+    rows: list[Identity]
+    labels: dict[Identity, str]
+    columns: list[Column]
+    titles: dict[Column, str]
+    metrics: tuple[str, ...]
+    cells: dict[tuple[Identity, Column, str], GridCell]
+    options: ReportOptions
+    marks: Marks
+
+    def get(self, ident: Identity, column: Column, metric: str) -> GridCell:
+        return self.cells[(ident, column, metric)]
+
+    def used(self, attribute: str) -> bool:
+        return any(getattr(c, attribute) for c in self.cells.values())
+
+    @property
+    def has_spread(self) -> bool:
+        return any(c.spread is not None for c in self.cells.values())
+
+    def split_counts(self) -> list[int]:
+        return sorted({c.cell.n_splits for c in self.cells.values() if c.cell is not None and c.cell.n_splits > 1})
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    if value is None:
+        return NULL
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
+
+
+def column_titles(columns: list[Column], options: ReportOptions) -> dict[Column, str]:
+    """The dataset's display name alone, unless it has several columns: then what differs."""
+    titles = {}
+    for col in columns:
+        name = options.dataset_name(col.dataset)
+        same = [c for c in columns if c.dataset == col.dataset]
+        if len(same) == 1:
+            titles[col] = name
+            continue
+        extra = []
+        if len({c.protocol for c in same}) > 1:
+            extra.append(col.protocol)
+        if len({c.part for c in same}) > 1:
+            extra.append(col.part)
+        titles[col] = f"{name} ({', '.join(extra)})"
+    return titles
+
+
+def build_grid(selection: Selection, marks: Marks, options: ReportOptions) -> Grid:
+    cells = {}
+    for ident in selection.rows:
+        for col in selection.columns:
+            cell = selection.cell(ident, col)
+            for metric in options.metrics:
+                value = cell.values[metric] if cell else None
+                g = GridCell(value, fmt(value, options.decimals), cell=cell)
+                if cell is not None and value is not None:
+                    key = (ident, col, metric)
+                    g.bold, g.tied = key in marks.best, key in marks.tied
+                    g.falling = metric == "plcc" and cell.decreasing_fit
+                    if cell.n_splits > 1 and options.show_spread and metric in cell.spread:
+                        g.spread = cell.spread[metric]["iqr"] / 2
+                    elif cell.n_splits == 1 and options.show_ci:
+                        ci = cell.ci95(metric)
+                        g.ci = (float(ci[0]), float(ci[1])) if ci else None
+                cells[(ident, col, metric)] = g
+    return Grid(selection.rows, selection.labels, selection.columns, column_titles(selection.columns, options),
+                options.metrics, cells, options, marks)
+
+
+def legend(grid: Grid, tex: bool = False) -> list[str]:
+    """The sentences that explain the marks and numbers actually present (short caption)."""
+    o = grid.options
+    dag, ddag = (r"$^\dagger$", r"$^\ddagger$") if tex else ("†", "‡")
+    out = []
+    if "plcc" in grid.metrics:
+        out.append("PLCC after the 4-parameter logistic fit.")
+    out.append("Best per column in bold." if not tex else r"Best per column in \textbf{bold}.")
+    if grid.used("tied"):
+        test = (f"paired bootstrap, {o.bootstrap_resamples} resamples, seed {o.bootstrap_seed}"
+                if o.significance_test == "bootstrap" else "Williams' t test")
+        alpha = f"{o.alpha:g}"
+        out.append(f"{dag} not significantly different from the best ({test}, "
+                   + (f"$p \\geq {alpha}$)." if tex else f"p ≥ {alpha})."))
+    if grid.has_spread:
+        counts = grid.split_counts()
+        splits = "/".join(map(str, counts))
+        out.append(f"Medians over {splits} random splits " + (r"$\pm$" if tex else "±") + " half the interquartile range.")
+    if any(c.ci for c in grid.cells.values()):
+        out.append("Brackets: bootstrap 95% interval." if not tex else r"Brackets: bootstrap 95\% interval.")
+    if grid.used("falling"):
+        out.append(f"{ddag} decreasing logistic fit: the method ranks images backwards.")
+    return out

@@ -1,0 +1,272 @@
+"""Run a paper-table suite: train what needs training, score every cell that is missing, and say
+what could not run here and what failed.
+
+Both stages are the ordinary resumable ones (`iqabench.train.train`, `iqabench.run.run`), so a
+rerun does only what is left: a cell whose complete run is already under the results folder is
+not touched, a finished checkpoint is not refitted. A cell that fails is recorded and the suite
+goes on. `RunIndex` finds the run of a cell (method, full option fingerprint, dataset, split, part
+and training source); the suite table uses the same matching.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from iqabench.errors import IqaError, NotAvailable
+from iqabench.layout import ResultsLayout
+from iqabench.suite import Cell, Suite, Unit
+
+Status = Literal["done", "unavailable", "failed"]
+
+
+# -- finding the runs of a cell ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    run_dir: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any] | None  # None: the run never finished (no metrics.json)
+
+    @property
+    def status(self) -> str:
+        return (self.metrics or {}).get("status", "unfinished")
+
+    @property
+    def smoke_test(self) -> bool:
+        trained_on = (self.manifest.get("checkpoint") or {}).get("trained_on") or {}
+        return self.manifest.get("limit") is not None or trained_on.get("limit") is not None
+
+    @property
+    def usable(self) -> bool:
+        """Only a complete run of every image, with a checkpoint trained on every image, fills a cell."""
+        return self.status == "complete" and not self.smoke_test
+
+    @property
+    def created(self) -> float:
+        text = (self.metrics or {}).get("created") or self.manifest.get("started")
+        try:
+            return datetime.datetime.fromisoformat(text).timestamp()
+        except (TypeError, ValueError):
+            return self.run_dir.stat().st_mtime
+
+
+class RunIndex:
+    """Every run folder under a results folder, read once (manifest.json and metrics.json)."""
+
+    def __init__(self, results: Path):
+        self.results = Path(results)
+        self.problems: list[str] = []  # run folders whose files cannot be read (left out, said once)
+        self._by_column: dict[tuple, list[RunRecord]] = {}
+        for run_dir in ResultsLayout(results).run_dirs():
+            record = self._read(run_dir)
+            if record is not None:
+                m = record.manifest
+                self._by_column.setdefault((m.get("dataset"), m.get("split"), m.get("part")), []).append(record)
+
+    def _read(self, run_dir: Path) -> RunRecord | None:
+        try:
+            manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+            metrics_path = run_dir / "metrics.json"
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"{run_dir}: cannot read ({exc})")
+            return None
+        if not isinstance(manifest, dict) or (metrics is not None and not isinstance(metrics, dict)):
+            self.problems.append(f"{run_dir}: manifest.json or metrics.json is not a JSON object")
+            return None
+        return RunRecord(run_dir, manifest, metrics)
+
+    def candidates(self, cell: Cell, unit: Unit) -> list[RunRecord]:
+        """Runs of exactly this method, options, column and training source, whatever their state."""
+        fingerprint = {"method": cell.method, "options": cell.fingerprint_options}
+        out = []
+        for record in self._by_column.get((unit.dataset, unit.split, unit.part), []):
+            m = record.manifest
+            if m.get("method") != cell.method or m.get("fingerprint") != fingerprint:
+                continue
+            if _trained_as(m.get("checkpoint"), unit, cell.seed):
+                out.append(record)
+        return out
+
+    def best(self, cell: Cell, unit: Unit) -> tuple[RunRecord | None, str]:
+        """The most recent usable run, or None and why there is none."""
+        found = self.candidates(cell, unit)
+        usable = sorted((r for r in found if r.usable), key=lambda r: (r.created, str(r.run_dir)))
+        if usable:
+            return usable[-1], ""
+        if not found:
+            return None, "no run"
+        if all(r.smoke_test for r in found):
+            return None, "only --limit (smoke-test) runs"
+        states = sorted({r.status for r in found if not r.smoke_test})
+        return None, f"run not complete ({', '.join(states)})"
+
+
+def _trained_as(checkpoint: dict | None, unit: Unit, seed: int) -> bool:
+    if unit.train_dataset is None:  # zero-shot, or published weights the options name
+        return checkpoint is None or checkpoint.get("kind") == "external"
+    if not checkpoint or checkpoint.get("kind") != "trained":
+        return False
+    on = checkpoint.get("trained_on") or {}
+    return (on.get("dataset"), on.get("split"), on.get("seed")) == (unit.train_dataset, unit.train_split, seed)
+
+
+# -- running ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class CellOutcome:
+    cell: Cell
+    status: Status
+    reason: str = ""
+    ran: int = 0  # units scored (or resumed) now
+    reused: int = 0  # units whose complete run was already there
+
+
+@dataclasses.dataclass
+class SuiteRun:
+    suite: Suite
+    outcomes: list[CellOutcome]
+    limit: int | None = None
+
+    def with_status(self, status: Status) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+
+def run_suite(suite: Suite, *, data_root: Path, results: Path, device: str = "auto", limit: int | None = None,
+              batch_size: int = 1, allow_cpu: bool = False, progress: bool = True,
+              on_log: Callable[[str], None] = print) -> SuiteRun:
+    """Train and score every computable cell of `suite` that has no complete run yet."""
+    from iqabench.devices import resolve_device
+
+    device = resolve_device(device)
+    index = RunIndex(results)
+    trainings: dict[Path, str | None] = {}  # checkpoint folder -> None (ready) or why it failed
+    scored: set[str] = set()  # units scored in this suite run (two columns may map to one dataset)
+    cells = suite.cells()
+    outcomes = []
+    for i, cell in enumerate(cells, 1):
+        on_log(f"[{i}/{len(cells)}] {cell.name}")
+        reason = why_not_here(cell, Path(data_root), device, allow_cpu)
+        if reason:
+            on_log(f"  cannot run here: {reason}")
+            outcomes.append(CellOutcome(cell, "unavailable", reason))
+            continue
+        outcome = CellOutcome(cell, "done")
+        failures: list[str] = []
+        common = dict(data_root=Path(data_root), results=Path(results), device=device, batch_size=batch_size,
+                      limit=limit, progress=progress, on_log=on_log)
+        for unit in cell.units:
+            stage = "scoring"
+            try:
+                key = json.dumps([cell.method, cell.fingerprint_options, dataclasses.astuple(unit)], sort_keys=True)
+                if key in scored or (limit is None and index.best(cell, unit)[0] is not None):
+                    outcome.reused += 1
+                    continue
+                if unit.train_dataset is not None:
+                    stage = f"training on {unit.train_dataset}/{unit.train_split}"
+                    _ensure_trained(cell, unit, trainings, **common)
+                    stage = "scoring"
+                _score(cell, unit, **common)
+                scored.add(key)
+                outcome.ran += 1
+            except NotAvailable as exc:
+                outcome.status, outcome.reason = "unavailable", _one_line(exc)
+                break
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the suite
+                failures.append(f"{unit.describe()}: {stage}: {_one_line(exc)}")
+                on_log(f"  failed: {failures[-1]}")
+        if failures and outcome.status == "done":  # the other splits of a family still ran
+            more = f" ({len(failures)} of {len(cell.units)} splits failed)" if len(cell.units) > 1 else ""
+            outcome.status, outcome.reason = "failed", failures[0] + more
+        outcomes.append(outcome)
+    return SuiteRun(suite, outcomes, limit)
+
+
+def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> str | None:
+    """Why this cell cannot run on this machine (method or data missing), checked without building anything."""
+    from iqabench import registry
+    from iqabench.plan import resolve_method
+
+    choice = resolve_method(cell.method, cell.options)
+    reasons = []
+    missing = choice.cls.check_available(choice.options)
+    if missing:
+        reasons.append(f"method {cell.method} not available: {missing}")
+    elif choice.cls.info.needs_gpu and device == "cpu" and not allow_cpu:
+        reasons.append(f"method {cell.method} needs a GPU (device is cpu; --allow-cpu runs it anyway)")
+    datasets = [u.dataset for u in cell.units] + [u.train_dataset for u in cell.units if u.train_dataset]
+    for name in dict.fromkeys(datasets):
+        card = registry.datasets.get(name)
+        if card.build is None and card.locate(data_root) is None:
+            reasons.append(f"dataset {name} not found under {data_root}")
+    return "; ".join(reasons) or None
+
+
+def _ensure_trained(cell: Cell, unit: Unit, trainings: dict, *, data_root, results, device, batch_size, limit,
+                    progress, on_log) -> None:
+    """Train the unit's checkpoint unless a finished one exists; one attempt per checkpoint per suite run."""
+    from iqabench.plan import build_train_plan
+    from iqabench.train import TrainConfig, train
+
+    cfg = TrainConfig(method=cell.method, dataset=unit.train_dataset, split=unit.train_split, options=cell.options,
+                      data_root=data_root, results=results, batch_size=batch_size, device=device, seed=cell.seed,
+                      limit=limit, progress=progress)
+    workdir = build_train_plan(cfg).workdir
+    if workdir in trainings:
+        if trainings[workdir] is not None:
+            raise IqaError(f"training failed earlier in this suite run: {trainings[workdir]}")
+        return
+    if (workdir / "train_summary.json").is_file():
+        trainings[workdir] = None
+        return
+    try:
+        train(cfg, on_log=on_log)
+    except NotAvailable:
+        raise
+    except Exception as exc:
+        trainings[workdir] = _one_line(exc)
+        raise
+    trainings[workdir] = None
+
+
+def _score(cell: Cell, unit: Unit, *, data_root, results, device, batch_size, limit, progress, on_log) -> None:
+    from iqabench.run import RunConfig, run
+
+    cross = unit.train_dataset is not None and (unit.train_dataset, unit.train_split) != (unit.dataset, unit.split)
+    cfg = RunConfig(method=cell.method, dataset=unit.dataset, split=unit.split, part=unit.part, options=cell.options,
+                    data_root=data_root, results=results, limit=limit, batch_size=batch_size, device=device,
+                    seed=cell.seed, train_dataset=unit.train_dataset if cross else None,
+                    train_split=unit.train_split if cross else None, progress=progress)
+    run(cfg, on_log=on_log)
+
+
+def summary_lines(result: SuiteRun) -> list[str]:
+    """What was done, what cannot run here (and why), what failed: one line per cell."""
+    lines = [f"suite {result.suite.name}: {len(result.outcomes)} computable cell(s)"]
+    done = result.with_status("done")
+    ran = sum(o.ran for o in done)
+    reused = sum(o.reused for o in done)
+    lines.append(f"done: {len(done)} cell(s) ({ran} run(s) now, {reused} already complete)")
+    for o in done:
+        lines.append(f"  {o.cell.name}")
+    if result.limit is not None:
+        lines.append(f"  (--limit {result.limit}: smoke tests; these runs never fill the suite table)")
+    for status, title in (("unavailable", "cannot run here"), ("failed", "failed")):
+        group = result.with_status(status)
+        if group:
+            lines.append(f"{title}: {len(group)} cell(s)")
+            by_reason: dict[str, list[str]] = {}
+            for o in group:
+                by_reason.setdefault(o.reason, []).append(o.cell.name)
+            for reason, names in by_reason.items():  # one reason often covers a whole row or column
+                lines.append(f"  {reason}")
+                lines.append(f"    {len(names)} cell(s): {', '.join(names)}")
+    return lines
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, IqaError) else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,105 @@
+"""The layout promises: `datasets/` holds data only, and the engine (iqabench/) names no dataset:
+every dataset-specific fact lives in its card (datasets/<name>/card.toml)."""
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+from iqabench.locations import shipped_folder
+
+PACKAGE = Path(__file__).resolve().parents[1] / "iqabench"
+DATASETS = shipped_folder("datasets")
+
+
+def dataset_names() -> set[str]:
+    """Names and aliases of the built-in datasets, read from their card files."""
+    names = set()
+    for path in DATASETS.glob("*/card.toml"):
+        card = tomllib.loads(path.read_text(encoding="utf-8"))
+        names.add(card["name"])
+        names.update(card.get("aliases", ()))
+    return names
+
+
+def docstring_nodes(tree: ast.Module) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                out.add(id(first.value))
+    return out
+
+
+# Help texts show examples to users (`iqabench run --dataset koniq10k`): documentation, not behaviour.
+DOC_KEYWORDS = ("help", "epilog", "short_help")
+
+
+def documentation_nodes(tree: ast.Module) -> set[int]:
+    out = docstring_nodes(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in DOC_KEYWORDS:
+            out.update(id(n) for n in ast.walk(node.value))
+    return out
+
+
+def named_datasets(source: str, names: set[str]) -> list[tuple[int, str, str]]:
+    """(line, name, literal) for every string literal (f-string parts included, docstrings and
+    help texts not) that holds a dataset name as a whole word (`kadid10k` in "e.g. kadid10k," but
+    not in "kadid10k_x" or "synthetic-distortion")."""
+    word = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?![\w-])")
+    tree = ast.parse(source)
+    docs = documentation_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            for m in word.finditer(node.value):
+                found.append((node.lineno, m.group(1), node.value))
+    return found
+
+
+def test_no_python_file_under_datasets():
+    assert DATASETS.is_dir()
+    stray = sorted(p.relative_to(DATASETS).as_posix() for p in DATASETS.rglob("*.py"))
+    assert not stray, f"datasets/ is data only (a `datasets` package would shadow Hugging Face's): {stray}"
+
+
+def test_the_engine_names_no_dataset():
+    names = dataset_names()
+    assert {"kadid10k", "synthetic", "live"} <= names  # the cards were read
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, name, literal in named_datasets(path.read_text(encoding="utf-8"), names):
+            hits.append(f"{path.relative_to(PACKAGE.parent).as_posix()}:{line}: {name!r} in {literal[:60]!r}")
+    assert not hits, "dataset names belong in datasets/<name>/card.toml:\n" + "\n".join(hits)
+
+
+def test_the_name_check_catches_what_it_should_and_nothing_else():
+    names = {"kadid10k", "live", "synthetic"}
+    source = '''"""Docstrings may name kadid10k."""
+def f(x):
+    """So may this one: live."""
+    a = "kadid10k"
+    b = f"{x}: try e.g. live, or the synthetic set"
+    c = ("synthetic-distortion set", "kadid10k_dmos.csv", "delivery", "alive")
+    d = option("--dataset", help="e.g. kadid10k")
+    return a, b, c, d
+'''
+    found = sorted((line, name) for line, name, _ in named_datasets(source, names))
+    assert found == [(4, "kadid10k"), (5, "live"), (5, "synthetic")]
+
+
+def test_the_engine_imports_no_method():
+    """Built-in methods are plugins: the engine reaches them only through the registry."""
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "iqabench":
+                modules = [f"iqabench.{a.name}" for a in node.names]
+            hits += [f"{path.name}:{node.lineno}: {m}" for m in modules if m == "iqabench.methods" or m.startswith("iqabench.methods.")]
+    assert not hits, hits
