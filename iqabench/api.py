@@ -55,7 +55,8 @@ class MethodInfo:
 class Options(pydantic.BaseModel):
     """Base for method options: a typo in an option name fails loudly."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # a string literal under a field is its help text (`iqabench options METHOD` prints it)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Method:

@@ -30,26 +30,40 @@ OWL3 = BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", dtype=
 
 
 class DogIqaOptions(Options):
-    # The judge: mPLUG-Owl3 in its own venv by default (see iqabench/models/owl3_worker/README.md).
     judge: BackendSpec = OWL3
-    judge_worker_python: str | None = None  # interpreter of the Owl3 worker venv (arch owl3-worker)
-    judge_worker_host: str = "owl3"  # what the worker hosts: owl3, or iqabench:<arch> (tests)
-    judge_mode: Literal["generate", "logits"] = "generate"  # logits: expected level, NOT in the paper
-    judge_batch_size: int = pydantic.Field(8, ge=1)  # views (from many images) per judge call
-    max_new_tokens: int = pydantic.Field(8, ge=1)  # the answer is parsed for its first number
-    levels: Literal[3, 5, 7, 9] = 7  # K
+    """The MLLM judge: mPLUG-Owl3 in its own venv by default (see iqabench/models/owl3_worker/README.md)."""
+    judge_worker_python: str | None = None
+    """Interpreter of the Owl3 worker venv (judge arch owl3-worker)."""
+    judge_worker_host: str = "owl3"
+    """What the worker hosts: owl3, or iqabench:<arch> (tests)."""
+    judge_mode: Literal["generate", "logits"] = "generate"
+    """generate: the paper's parsed answer; logits: the expected level (NOT in the paper)."""
+    judge_batch_size: int = pydantic.Field(8, ge=1)
+    """Views (crops, from many images) per judge call."""
+    max_new_tokens: int = pydantic.Field(8, ge=1)
+    """Answer length; the answer is parsed for its first number."""
+    levels: Literal[3, 5, 7, 9] = 7
+    """K, the number of levels of the standard."""
     standard: Literal["word", "number", "sentence"] = "word"
-    # Segmentation (SAM2 automatic mask generator; SAM2's defaults).
+    """How the levels are described to the judge."""
     segmenter: SegmenterOptions = SegmenterOptions()
-    # Algorithm 1 and the aggregation; t is a fraction of the image area (our choice of unit).
+    """SAM2 automatic mask generator settings (SAM2's defaults)."""
     min_area_fraction: float = pydantic.Field(0.01, ge=0.0, le=1.0)
+    """t: masks smaller than this fraction of the image area are dropped (the unit is our choice)."""
     add_uncovered: bool = True
+    """Add one mask for the area no kept mask covers."""
     crop: Literal["bbox", "mask"] = "bbox"
+    """Score each mask's bounding-box crop of the original pixels, or the zero-filled mask."""
     weights: Literal["area", "mean"] = "area"
+    """Local score: area-weighted or plain mean of the crop scores."""
     parts: Literal["global+local", "local", "global"] = "global+local"
+    """Which scores the final one averages."""
     use_s_seg: bool = True
+    """Add the segment-count term s_seg = c * K / c_max."""
     seg_count: Literal["scored", "kept", "raw"] = "scored"
-    c_max: int | None = pydantic.Field(None, ge=1)  # None: the maximum over the part being scored
+    """Which masks count as c."""
+    c_max: int | None = pydantic.Field(None, ge=1)
+    """c_max of s_seg; none: the maximum over the part being scored."""
 
     def aggregation(self) -> agg.AggregationOptions:
         return agg.AggregationOptions(min_area_fraction=self.min_area_fraction, crop=self.crop, weights=self.weights,

@@ -34,12 +34,12 @@ _INSTALL = "pyiqa is not installed (pip install 'iqabench[classic]')"
 
 
 class PyiqaOptions(Options):
-    # pyiqa's own metric options (e.g. {"test_y_channel": false}); options ending in _path name
-    # files, which must exist and hold tensors only (or be MATLAB files)
     metric_options: dict[str, Any] = pydantic.Field(default_factory=dict)
-    # resize the shorter side to this many pixels before scoring (None keeps the image size);
-    # a full-reference metric resizes the reference the same way
+    """pyiqa's own metric options, e.g. {"test_y_channel": false}; options ending in _path name files,
+    which must exist and hold tensors only (or be MATLAB files)."""
     resize_short_side: int | None = pydantic.Field(default=None, gt=0)
+    """Resize the shorter side to this many pixels before scoring (none: keep the size); a
+    full-reference metric resizes the reference the same way."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -33,12 +33,13 @@ def options_command(settings: Settings, method: str) -> None:
         click.echo("options: none")
         return
     click.echo("options (-o KEY=VALUE; values are JSON when they parse as JSON):")
-    rows = [(name, _type_name(field.annotation), _default_text(field), field.description or "")
+    rows = [(name, _type_name(field.annotation), _default_text(field), " ".join((field.description or "").split()))
             for name, field in fields.items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    widths = [min(max(len(r[i]) for r in rows), 40) for i in range(2)]
     for name, type_name, default, help_text in rows:
-        line = f"  {name:{widths[0]}}  {type_name:{widths[1]}}  {default:{widths[2]}}  {help_text}"
-        click.echo(line.rstrip())
+        click.echo(f"  {name:{widths[0]}}  {type_name:{widths[1]}}  {default}")
+        if help_text:  # on its own line: defaults of nested options are long
+            click.echo(f"      {help_text}")
 
 
 def _type_name(annotation: Any) -> str:
@@ -51,6 +52,8 @@ def _default_text(field: Any) -> str:
     if field.is_required():
         return "(required)"
     value = field.get_default(call_default_factory=True)
+    if hasattr(value, "model_dump"):  # nested options (e.g. a backend spec) as the JSON -o takes
+        value = value.model_dump(mode="json")
     try:
         text = json.dumps(value, default=str)
     except (TypeError, ValueError):
