@@ -66,6 +66,10 @@ class Method:
     aliases: ClassVar[tuple[str, ...]] = ()
     info: ClassVar[MethodInfo]
     Options: ClassVar[type[Options]] = Options
+    # A method that conditions on labelled images (PromptIQA's image-score prompt) sets this: the
+    # runner then sets `prompt_source` (a SampleSource over the split's train part) before setup().
+    wants_prompt_source: ClassVar[bool] = False
+    prompt_source: "SampleSource | None" = None
 
     def __init__(self, options: Options | None = None, device: str = "cpu", batch_size: int = 1,
                  dataset: str | None = None, cache_dir: Path | None = None):
@@ -95,6 +99,13 @@ class Method:
 
     def teardown(self) -> None:
         """Release what setup() started (worker processes, GPU memory). Always called."""
+
+    @classmethod
+    def option_files(cls, options: Options) -> dict[str, Path]:
+        """Files the options name whose CONTENT changes the scores (e.g. in-context examples, a prompt
+        CSV): option name -> path. The engine hashes them into the run's identity, so an edited file
+        starts a new run instead of resuming one with mixed inputs."""
+        return {}
 
     @classmethod
     def contract_options(cls, workdir: Path) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ def resolve_device(device: str) -> str:
         raise IqaError(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
     if device == "cpu":
         return device
+    if device == "auto" and not _may_have_cuda():
+        return "cpu"  # without importing torch (1-2 s): a short CLI command stays quick
     import torch
 
     if device == "auto":
@@ -31,3 +33,13 @@ def resolve_device(device: str) -> str:
     if not (mps and mps.is_available()):
         raise IqaError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
     return device
+
+
+def _may_have_cuda() -> bool:
+    """False only when this is Linux and no GPU device node exists (NVIDIA's, or WSL2's /dev/dxg)."""
+    import glob
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(glob.glob("/dev/nvidia*") or glob.glob("/dev/dxg"))

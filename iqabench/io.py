@@ -4,10 +4,14 @@ Atomic write: the content goes to a temp file in the same folder, is fsynced, th
 the target, so a reader sees the old file or the new one, never a half-written one. A failed
 write (disk full, read-only folder) removes its temp file and raises.
 
-JSONL log: one JSON object per line, flushed and fsynced as appended. The one rule for a kill in
+JSONL log: one JSON object per line, written unbuffered and fsynced as appended. The one rule for a kill in
 the middle of a write: a final line without its newline is torn. Readers ignore it (even when it
 happens to parse) and the next append cuts it off first, so a record counts only once whole.
 A line in the middle that does not parse is corruption, reported with the file and line number.
+An append that fails (disk full) cuts its partial line off again before it raises.
+
+A write the machine refuses (disk full, read-only folder, no permission) raises EnvironmentProblem
+naming the file, which the CLI shows as one line with exit status 1.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, environment_problem
 
 
 def _umask() -> int:
@@ -46,24 +50,38 @@ def dumps(obj: Any, **kwargs) -> str:
 
 
 @contextlib.contextmanager
+def machine_errors(path: Path) -> Iterator[None]:
+    """Turn an OSError the machine caused (disk full, read-only, permission) into one
+    EnvironmentProblem line naming `path`; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        problem = environment_problem(exc, path)
+        if problem is None or problem is exc:
+            raise
+        raise problem from exc
+
+
+@contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success it replaces `path`, on any error it is removed.
 
     For writers that need a file name (matplotlib, pandas, PIL)."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique per writer
-    os.close(fd)
-    tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
-    try:
-        yield tmp
-        if tmp.exists():
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with machine_errors(path):
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique per writer
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
+            yield tmp
+            if tmp.exists():
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -81,30 +99,33 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, dumps(obj, indent=1) + "\n")
 
 
-def read_json(path: Path, what: str = "file") -> Any:
-    """A JSON file, or a one-line IqaError naming it when it is missing or not valid JSON."""
+def read_json(path: Path, what: str = "file", advice: str | None = None) -> Any:
+    """A JSON file, or a one-line IqaError naming it when it is missing or not valid JSON
+    (ending with `advice`, what the user can do about it, when given)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with machine_errors(path):
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise IqaError(f"{path}: {what} not found") from None
     except UnicodeDecodeError:
-        raise IqaError(f"{path}: {what} is not UTF-8 text (corrupt?)") from None
+        raise IqaError(f"{path}: {what} is not UTF-8 text (corrupt?){'; ' + advice if advice else ''}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise IqaError(f"{path}: {what} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-                       "it was cut or edited by hand") from None
+                       f"it was cut or edited by hand{'; ' + advice if advice else ''}") from None
 
 
 def drop_torn_tail(path: Path) -> None:
     """Cut a partial last line (a kill in the middle of a write) from an append-only log."""
-    data = Path(path).read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with machine_errors(path):
+        data = Path(path).read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+                fh.flush()
+                os.fsync(fh.fileno())
 
 
 class JsonlLog:
@@ -115,13 +136,30 @@ class JsonlLog:
         self._fh = None
 
     def append(self, record: dict) -> None:
-        if self._fh is None:
-            if self.path.exists():
-                drop_torn_tail(self.path)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(dumps(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        line = (dumps(record) + "\n").encode("utf-8")
+        with machine_errors(self.path):
+            if self._fh is None:
+                if self.path.exists():
+                    drop_torn_tail(self.path)
+                # unbuffered: a failed write leaves nothing in a buffer for a later flush to add
+                self._fh = open(self.path, "ab", buffering=0)
+            start = os.fstat(self._fh.fileno()).st_size
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[self._fh.write(view):]
+                os.fsync(self._fh.fileno())
+            except BaseException:
+                self._cut_back(start)
+                raise
+
+    def _cut_back(self, size: int) -> None:
+        """After a failed append: cut what it wrote, so the record is absent, never partial."""
+        try:
+            os.ftruncate(self._fh.fileno(), size)
+        except OSError:
+            pass  # a partial line without its newline is torn: readers ignore it, the next append cuts it
+        self.close()
 
     def close(self) -> None:
         if self._fh is not None:
@@ -143,7 +181,8 @@ class JsonlLog:
         """Like `read`, with each record's line number."""
         if not self.path.exists():
             return []
-        data = self.path.read_bytes()
+        with machine_errors(self.path):
+            data = self.path.read_bytes()
         lines = data.split(b"\n")
         out = []
         for lineno, line in enumerate(lines, 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,9 +61,30 @@ def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:
     try:
         options = cls.Options(**option_values)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors())
-        raise IqaError(f"method {cls.name}: bad option(s): {problems}") from None
+        raise IqaError(option_problems(cls, exc)) from None
     return MethodChoice(cls, options)
+
+
+def option_problems(cls: type[Method], exc: pydantic.ValidationError) -> str:
+    """One line: what is wrong with each option, the closest valid name of a misspelt one, and
+    every option the method accepts."""
+    import difflib
+
+    valid = list(cls.Options.model_fields)
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "extra_forbidden" and len(loc) == 1:
+            close = difflib.get_close_matches(loc[0], valid, n=1, cutoff=0.5)
+            problems.append(f"unknown option {loc[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif error.get("type") == "extra_forbidden":
+            problems.append(f"option {loc[0]}: unknown key {'.'.join(loc[1:])!r}")
+        else:
+            given = repr(error.get("input"))
+            given = given if len(given) <= 60 else given[:57] + "..."
+            problems.append(f"option {'.'.join(loc) or '?'}: {error.get('msg')} (got {given})")
+    return (f"method {cls.name}: {'; '.join(problems)}; valid options: {', '.join(valid) or 'none'} "
+            f"(types and defaults: `iqabench options {cls.name}`)")
 
 
 def method_label(cls: type[Method], options: Options) -> str:
@@ -140,6 +162,64 @@ class DatasetView:
         return out
 
 
+# What `--images DIR` picks up (lower-cased suffixes); other files in the folder are not images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+IMAGES_DATASET = "images"  # the results layout's dataset slot for folders of one's own images
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolderView:
+    """The user's own images (`run --images DIR`): every image file below a folder, found
+    recursively by suffix, ids = paths relative to it (sorted); no labels, no split, no references.
+    Each file's content hash goes into inputs.json, so a changed folder is another run."""
+
+    folder: Path
+    files: dict[str, str]  # id (relative path) -> sha256 prefix of the file
+
+    @property
+    def name(self) -> str:
+        return self.folder.resolve().name or "root"
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.files)
+
+    def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
+        if with_reference:
+            raise IqaError(f"--images {self.folder}: a folder of images has no reference images, which "
+                           "a full-reference method needs")
+
+        def load(sample_id: str) -> Sample:
+            path = self.folder / sample_id
+            try:
+                image = open_rgb(path)
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(f"{path}: {exc}") from None
+            return Sample(id=sample_id, image=image)
+
+        return load
+
+    def inputs(self, ids: list[str]) -> list[dict]:
+        """What a run reads for each image: its id, file and content hash; `label` is null."""
+        return [{"id": i, "path": i, "label": None, "sha256": self.files[i]} for i in ids]
+
+
+def image_folder(folder: Path) -> ImageFolderView:
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise IqaError(f"--images {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                path = Path(root) / name
+                files[path.relative_to(folder).as_posix()] = sha256_file(path)
+    if not files:
+        raise IqaError(f"--images {folder}: no image files below it (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return ImageFolderView(folder, files)
+
+
 def load_dataset(name: str, data_root: Path, split_name: str | None, layout: ResultsLayout,
                  accept_out_of_range: bool = False) -> DatasetView:
     card: DatasetCard = registry.datasets.get(name)
@@ -199,10 +279,11 @@ def is_finite(value: Any) -> bool:
 # -- the plans ------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """What the user asked `run` for (names and raw option values)."""
+    """What the user asked `run` for (names and raw option values): a dataset split, or a folder
+    of the user's own images (`images`, scored without labels: no split, no correlations)."""
 
     method: str
-    dataset: str
+    dataset: str | None = None
     split: str | None = None
     part: str = "test"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -219,11 +300,18 @@ class RunConfig:
     progress: bool = True
     n_boot: int = 1000
     accept_out_of_range: bool = False
+    images: Path | None = None  # score every image below this folder instead of a dataset
 
     def __post_init__(self):
         _check_counts(self)
         if self.n_boot < 0:
             raise IqaError(f"n_boot must be >= 0, got {self.n_boot}")
+        if self.images is None and not self.dataset:
+            raise IqaError("nothing to score: give --dataset NAME, or --images DIR to score your own images")
+        if self.images is not None and self.dataset:
+            raise IqaError("--dataset and --images both given: score a dataset or a folder of images, not both")
+        if self.images is not None and self.split is not None:
+            raise IqaError("--split applies to datasets; a folder of images (--images) has no split")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +369,7 @@ class RunPlan:
     config: RunConfig
     layout: ResultsLayout
     method: MethodChoice
-    view: DatasetView
+    view: DatasetView | ImageFolderView
     ids: list[str]
     inputs: list[dict]
     checkpoint: CheckpointRef | None
@@ -292,6 +380,23 @@ class RunPlan:
     @property
     def label(self) -> str:
         return self.method.label()
+
+    @property
+    def labelled(self) -> bool:
+        """False for a folder of the user's own images: scores only, no metrics."""
+        return isinstance(self.view, DatasetView)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.view.card.name if self.labelled else f"{IMAGES_DATASET}:{self.view.name}"
+
+    @property
+    def split_name(self) -> str:
+        return self.view.split.name if self.labelled else "all"
+
+    @property
+    def part(self) -> str:
+        return self.config.part if self.labelled else "all"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,6 +433,8 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
     """Everything `run` needs to know before it looks at what is left to score."""
     choice = resolve_method(cfg.method, cfg.options)
     layout = ResultsLayout(cfg.results)
+    if cfg.images is not None:
+        return _build_images_plan(cfg, choice, layout)
     if _must_build(cfg.dataset, cfg.data_root):
         choice.require_available()  # no run can exist yet: do not build a dataset for a method that cannot run
     view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
@@ -344,8 +451,30 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
                 "dataset": view.card.name, "split": view.split.name, "split_hash": view.split.hash,
                 "part": cfg.part, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
+    files = choice.cls.option_files(choice.options)
+    if files:  # the content of files the options name, not only their names
+        identity["option_files"] = {k: sha256_file(Path(v)) if Path(v).is_file() else None for k, v in files.items()}
+    if choice.cls.wants_prompt_source:  # labelled prompt images come from the train part of this split
+        identity["prompt_source"] = {"part": "train", "n": len(view.split.parts.get("train", []))}
     key = stable_hash(identity)
     run_dir = layout.run_dir(view.card.name, view.split.name, cfg.part, choice.name, key)
+    return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)
+
+
+def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayout) -> RunPlan:
+    """A folder of the user's own images: scored without labels, keyed on the files' contents."""
+    if choice.cls.info.needs_reference:
+        raise IqaError(f"method {choice.name} is full-reference: it compares each image with its reference, "
+                       "which a folder of images (--images) does not give")
+    view = image_folder(cfg.images)
+    ids = view.ids[: cfg.limit] if cfg.limit is not None else view.ids
+    checkpoint = _checkpoint_for(cfg, choice, None, layout) if choice.trainable else None
+    inputs = view.inputs(ids)
+    identity = {"fingerprint": {"method": choice.name, "options": choice.options.model_dump(mode="json")},
+                "images": inputs_hash(inputs), "labels": False, "limit": cfg.limit, "batch_size": cfg.batch_size,
+                "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
+    key = stable_hash(identity)
+    run_dir = layout.run_dir(IMAGES_DATASET, view.name, "all", choice.name, key)
     return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)
 
 
@@ -354,7 +483,10 @@ def _must_build(dataset: str, data_root: Path) -> bool:
     return card.build is not None and card.locate(Path(data_root)) is None
 
 
-def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView, layout: ResultsLayout) -> CheckpointRef:
+def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView | None,
+                    layout: ResultsLayout) -> CheckpointRef:
+    """The weights a trainable method scores with. `view` is None for a folder of images: there
+    the checkpoint is the one named, or the one trained on --train-dataset."""
     external = choice.cls.external_weights(choice.options)
     if external is not None:
         path = Path(external)
@@ -364,6 +496,10 @@ def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView, lay
     names = choice.cls.checkpoint_files()
     if cfg.checkpoint is not None:
         return CheckpointRef("given", Path(cfg.checkpoint), hash_files(Path(cfg.checkpoint), names))
+    if view is None and not cfg.train_dataset:
+        raise IqaError(f"method {choice.name} is trainable: to score --images give --checkpoint DIR (a folder "
+                       "`iqabench train` made under <results>/checkpoints/) or --train-dataset NAME (the dataset "
+                       "it was trained on)")
     if cfg.train_dataset and cfg.train_dataset != cfg.dataset:
         train_view = load_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
     elif cfg.train_split and cfg.train_split != view.split.name:

@@ -89,9 +89,26 @@ class Registry(Generic[T]):
         self._import_all()  # aliases are declared by the targets themselves
         if name in self._aliases:
             return self.get(self._aliases[name])
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(self.names())}"
-        raise IqaError(f"unknown {self.kind} {name!r}{hint}")
+        raise IqaError(self._unknown(name))
+
+    def _unknown(self, name: str) -> str:
+        """One line: the closest names and aliases, then every name with its aliases."""
+        names = self.names()
+        aliases = self.aliases()
+        close = difflib.get_close_matches(name, names + sorted(aliases), n=3, cutoff=0.6)
+        close = [f"{c} (= {aliases[c]})" if c in aliases else c for c in close]
+        by_target: dict[str, list[str]] = {}
+        for alias, target in aliases.items():
+            by_target.setdefault(target, []).append(alias)
+        for target in [t for t in by_target if ":" in t]:  # piqe -> pyiqa:piqe: listed with pyiqa:<name>
+            by_target.setdefault(f"{target.partition(':')[0]}:<name>", []).extend(by_target.pop(target))
+        known = []
+        for n in names:
+            own = sorted(by_target.pop(n, []))
+            known.append(f"{n} (aliases {', '.join(own)})" if own else n)
+        hint = f"; did you mean {', '.join(close)}?" if close else "."
+        listing = f" (`iqabench list {self.kind}s`)" if self.kind in ("method", "dataset") else ""
+        return f"unknown {self.kind} {name!r}{hint} Known{listing}: {'; '.join(known)}"
 
     def names(self, expand_families: bool = False) -> list[str]:
         self.load_entry_points()

@@ -43,68 +43,96 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     device = parallel.device_for(world, resolve_device(cfg.device))
     with world.main_first():  # rank 0 builds the dataset and records the split; the others read them
         plan = build_run_plan(cfg)
-    manifest = _manifest(plan, device, world.size)
-    attempt = {"started": provenance.now(), "command": provenance.command_line(), "seed": cfg.seed,
-               "device": device, "world_size": world.size, "git_commit": manifest.get("git_commit")}
-    with RunStore(plan.run_dir, world.rank, world.size) as store:
-        with world.main_first():
-            store.check_or_write_manifest(manifest, IDENTITY_KEYS, attempt)
-            store.check_or_write_inputs(plan.inputs, inputs_hash(plan.inputs))
+    # Nothing is written to a run folder before the method is known to be ready: a missing checkpoint
+    # is never a finished run (its absence is part of the run's identity), and a new run has
+    # everything left to score, so its method is checked, built and set up first.
+    fresh = not plan.run_dir.exists()
+    if fresh:
+        plan.method.require_available()
+    _check_checkpoint(plan)
+    ready = None
+    if fresh and world.size == 1:  # ranks of a data-parallel run set up together, after their barrier
+        ready = _ready_method(plan, device)
+    try:
+        manifest = _manifest(plan, device, world.size)
+        attempt = {"started": provenance.now(), "command": provenance.command_line(), "seed": cfg.seed,
+                   "device": device, "world_size": world.size, "git_commit": manifest.get("git_commit")}
+        with RunStore(plan.run_dir, world.rank, world.size) as store:
+            with world.main_first():
+                store.check_or_write_manifest(manifest, IDENTITY_KEYS, attempt)
+                store.check_or_write_inputs(plan.inputs, inputs_hash(plan.inputs))
+                if world.is_main:
+                    store.clear_failure_flags()  # left by an earlier attempt
+                done = store.read_records(plan.ids)
+            world.barrier()  # every rank has read the same records before any rank appends: same shards
+            todo = [i for i in plan.ids if i not in done or (cfg.retry_failed and done[i].get("error"))]
+            mine = world.shard(todo)
             if world.is_main:
-                store.clear_failure_flags()  # left by an earlier attempt
-            done = store.read_records(plan.ids)
-        world.barrier()  # every rank has read the same records before any rank appends: same shards
-        todo = [i for i in plan.ids if i not in done or (cfg.retry_failed and done[i].get("error"))]
-        mine = world.shard(todo)
-        if world.is_main:
-            on_log(f"{plan.label} on {plan.view.card.name}/{plan.view.split.name}/{cfg.part}: {len(plan.ids)} images, "
-                   f"{len(plan.ids) - len(todo)} already saved, {len(todo)} to score -> {plan.run_dir}")
-            if cfg.limit is not None:
-                print(f"iqabench: WARNING: --limit {cfg.limit}: a smoke test on {len(plan.ids)} images, not a result "
-                      "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
-        method = None
-        ok, error = True, None
-        scored_now = 0
-        if todo:
-            # only now: a finished run recomputes its metrics without its method or weights
-            method = _build_method(plan, device)
-        try:
-            if todo and world.size > 1 and _has_prepare(method):
-                _prepare_own_shard(method, plan, store, world)
-            if mine:
-                scored_now = _score_all(method, plan, mine, store, world)
-        except _PeerFailed:
-            pass  # another rank failed: stop here and report its error below
-        except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
-            ok, error = False, exc
-            if world.size > 1:
-                store.flag_failure(_one_line(exc))
-        finally:
-            if method is not None:
-                method.teardown()
-            if mine and method is not None:  # what this attempt cost (judge calls, ...), kept across resumes
-                # after setup, the fingerprint also names the loaded model (e.g. its resolved snapshot)
-                store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
-                                      "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
-                                      **(method.runtime_stats() or {})})
-        failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
-        _raise_failures(error, failed_ranks, store, world)
-        if not world.is_main:
-            return RunResult(plan.run_dir, None, scored_now)
-        result_metrics = finish(store, n_boot=cfg.n_boot, seed=cfg.seed)
-    return RunResult(plan.run_dir, result_metrics, scored_now)
+                where = f"{plan.dataset_name}/{plan.split_name}/{plan.part}" if plan.labelled \
+                    else f"{plan.view.folder} (no labels: scores only)"
+                on_log(f"{plan.label} on {where}: {len(plan.ids)} images, "
+                       f"{len(plan.ids) - len(todo)} already saved, {len(todo)} to score -> {plan.run_dir}")
+                if cfg.limit is not None:
+                    print(f"iqabench: WARNING: --limit {cfg.limit}: a smoke test on {len(plan.ids)} images, not a result "
+                          "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
+            method = None
+            ok, error = True, None
+            scored_now = 0
+            if todo:
+                # only now: a finished run recomputes its metrics without its method or weights
+                method = ready if ready is not None else _build_method(plan, device)
+            try:
+                if todo and world.size > 1 and _has_prepare(method):
+                    _prepare_own_shard(method, plan, store, world)
+                if mine:
+                    scored_now = _score_all(method, plan, mine, store, world)
+            except _PeerFailed:
+                pass  # another rank failed: stop here and report its error below
+            except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
+                ok, error = False, exc
+                if world.size > 1:
+                    store.flag_failure(_one_line(exc))
+            finally:
+                if method is not None:
+                    _teardown(method)
+                if mine and method is not None:  # what this attempt cost (judge calls, ...), kept across resumes
+                    # after setup, the fingerprint also names the loaded model (e.g. its resolved snapshot)
+                    try:
+                        store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
+                                              "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
+                                              **(method.runtime_stats() or {})})
+                    except IqaError:
+                        if error is None:  # a full disk: the scoring error, if any, is the one to report
+                            raise
+            failed_ranks = world.agree_ok(ok)  # also waits until every rank has saved its last record
+            _raise_failures(error, failed_ranks, store, world)
+            if not world.is_main:
+                return RunResult(plan.run_dir, None, scored_now)
+            result_metrics = finish(store, n_boot=cfg.n_boot, seed=cfg.seed)
+        return RunResult(plan.run_dir, result_metrics, scored_now)
+    finally:
+        if ready is not None:  # set up but never used (nothing left to score, or the store failed)
+            _teardown(ready)
 
 
 def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
-    cfg, card, cls = plan.config, plan.view.card, plan.method.cls
+    cfg, cls = plan.config, plan.method.cls
+    if plan.labelled:
+        card = plan.view.card
+        data = {"dataset_folder": str(plan.view.folder), "split_hash": plan.view.split.hash, "labels": True,
+                "label_name": card.label_name, "label_range": card.score_range,
+                "label_higher_better": card.higher_better}
+    else:  # the user's own images: what was scored is the folder's content (inputs.json)
+        data = {"dataset_folder": str(Path(plan.view.folder).resolve()), "images_folder": str(plan.view.folder),
+                "split_hash": plan.identity["images"], "labels": False, "label_name": None, "label_range": None,
+                "label_higher_better": None}
     return {
         "method": cls.name, "method_label": plan.label, "method_kind": cls.info.kind,
         "options": plan.method.options.model_dump(mode="json"),
-        "dataset": card.name, "dataset_folder": str(plan.view.folder), "split": plan.view.split.name,
-        "split_hash": plan.view.split.hash, "part": cfg.part, "n_images": len(plan.ids), "limit": cfg.limit,
+        "dataset": plan.dataset_name, "split": plan.split_name, "part": plan.part, **data,
+        "n_images": len(plan.ids), "limit": cfg.limit,
         "device": device, "batch_size": cfg.batch_size, "seed": cfg.seed, "world_size": world_size,
-        "checkpoint": plan.checkpoint and plan.checkpoint.describe(), "label_name": card.label_name,
-        "label_range": card.score_range, "label_higher_better": card.higher_better,
+        "checkpoint": plan.checkpoint and plan.checkpoint.describe(),
         "method_higher_better": cls.info.higher_better, "fingerprint": plan.identity["fingerprint"],
         "identity": plan.identity, "key": plan.key, "schema_version": plan.identity["schema_version"],
         "inputs_hash": inputs_hash(plan.inputs), "started": provenance.now(), **provenance.environment(),
@@ -114,20 +142,91 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
 def _build_method(plan: RunPlan, device: str):
     """Check that the method can run here and that its checkpoint exists, then construct it."""
     plan.method.require_available()
+    _check_checkpoint(plan)
+    method = plan.method.build(device, plan.config.batch_size, plan.view.card.name if plan.labelled else None,
+                               plan.layout.cache_dir())
+    if plan.method.cls.wants_prompt_source and plan.labelled:
+        # labelled images a method conditions on (PromptIQA's image-score prompt): the split's train
+        # part, never the part being scored; an undecodable prompt image stops the run
+        train_ids = plan.view.split.ids("train") if "train" in plan.view.split.parts else []
+        method.prompt_source = SampleSource(train_ids, _loader(plan)) if train_ids else None
+    return method
+
+
+def _ready_method(plan: RunPlan, device: str):
+    """The method built and set up (checkpoint loaded), or its one-line error before anything is written."""
+    method = _build_method(plan, device)
+    try:
+        _ensure_setup(method, plan)
+    except BaseException:
+        _teardown(method)
+        raise
+    return method
+
+
+def _check_checkpoint(plan: RunPlan) -> None:
+    """A trainable method's checkpoint is complete and finished, or one line saying what to run."""
     ckpt = plan.checkpoint
-    if ckpt is not None and ckpt.files is None:
+    if ckpt is None:
+        return
+    if ckpt.files is None:
         if ckpt.kind == "given":
             raise IqaError(f"{ckpt.path}: not a complete checkpoint (needs {', '.join(plan.method.cls.checkpoint_files())})")
-        cfg = plan.config
-        train_on = ckpt.trained_on or {}
-        hint = f"iqabench train --method {cfg.method} --dataset {train_on.get('dataset', cfg.dataset)} --split {train_on.get('split')}"
-        hint += "".join(f" -o {k}={v}" for k, v in cfg.options.items())
-        hint += f" --seed {cfg.seed}" + (f" --limit {cfg.limit}" if cfg.limit is not None else "")
-        raise IqaError(f"{ckpt.path}: no trained checkpoint; train it first: {hint}")
-    if ckpt is not None and ckpt.kind == "trained" and not (ckpt.path / "train_summary.json").is_file():
-        raise IqaError(f"{ckpt.path}: training did not finish (no train_summary.json); rerun the same "
-                       "`iqabench train` command to resume it")
-    return plan.method.build(device, plan.config.batch_size, plan.view.card.name, plan.layout.cache_dir())
+        raise IqaError(f"{ckpt.path}: no trained checkpoint; train it first: {train_command(plan)}")
+    if ckpt.kind == "trained" and not (ckpt.path / "train_summary.json").is_file():
+        raise IqaError(f"{ckpt.path}: training did not finish (no train_summary.json); resume it with the "
+                       f"same command: {train_command(plan)}")
+
+
+def train_command(plan: RunPlan) -> str:
+    """The `iqabench train` command that makes the checkpoint this run looks for: the user's own
+    folders, dataset, split, options, seed, limit, device and batch size (defaults left out)."""
+    import json
+    import shlex
+
+    from iqabench.layout import DEFAULT_DATA_ROOT, DEFAULT_RESULTS
+
+    cfg = plan.config
+    trained = (plan.checkpoint.trained_on if plan.checkpoint else None) or {}
+    words = ["iqabench", "train", "--method", cfg.method,
+             "--dataset", cfg.train_dataset or cfg.dataset or trained.get("dataset")]
+    split = cfg.train_split if (cfg.train_dataset or cfg.train_split) else cfg.split
+    if split:
+        words += ["--split", split]
+    for key, value in cfg.options.items():
+        words += ["-o", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    if cfg.seed != RunConfig.seed:
+        words += ["--seed", str(cfg.seed)]
+    if trained.get("limit") is not None:
+        words += ["--limit", str(trained["limit"])]
+    if cfg.device != RunConfig.device:
+        words += ["--device", cfg.device]
+    if cfg.batch_size != RunConfig.batch_size:
+        words += ["--batch-size", str(cfg.batch_size)]
+    if cfg.accept_out_of_range:
+        words.append("--accept-out-of-range")
+    words += _plugin_flags(plan.method.cls)  # global options: accepted after the command name too
+    if Path(cfg.results) != DEFAULT_RESULTS:
+        words += ["--results", str(cfg.results)]
+    if Path(cfg.data_root) != DEFAULT_DATA_ROOT:
+        words += ["--data-root", str(cfg.data_root)]
+    return shlex.join(str(w) for w in words)
+
+
+def _plugin_flags(cls) -> list[str]:
+    """--plugin FILE when the method came from a plugin file the user named (entry points need none)."""
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if cls.__module__.startswith("iqabench_plugin_") and path:
+        return ["--plugin", path]
+    return []
+
+
+def _teardown(method) -> None:
+    """teardown() once per method object, whichever path ends its use."""
+    if not getattr(method, "_iqabench_torn_down", False):
+        method._iqabench_torn_down = True
+        method.teardown()
 
 
 def _has_prepare(method) -> bool:

@@ -32,17 +32,23 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
     manifest = store.manifest()
     inputs = store.inputs()
     ids = [r["id"] for r in inputs]
-    labels = {r["id"]: float(r["label"]) for r in inputs}
+    labelled = manifest.get("labels", True) is not False
     problems = RecordProblems()
     records = store.read_records(ids, problems)
     scored = [i for i in ids if i in records and records[i].get("error") is None]
     failed = [i for i in ids if i in records and records[i].get("error") is not None]
     missing = [i for i in ids if i not in records]
     pred = np.array([records[i]["score"] for i in scored], dtype=np.float64)
-    lab = np.array([labels[i] for i in scored], dtype=np.float64)
     seed = manifest.get("seed", 0) if seed is None else seed
-    computed = metrics_mod.compute(pred, lab, method_higher_better=manifest["method_higher_better"],
-                                   dataset_higher_better=manifest["label_higher_better"], n_boot=n_boot, seed=seed)
+    if labelled:
+        labels = {r["id"]: float(r["label"]) for r in inputs}
+        lab = np.array([labels[i] for i in scored], dtype=np.float64)
+        computed = metrics_mod.compute(pred, lab, method_higher_better=manifest["method_higher_better"],
+                                       dataset_higher_better=manifest["label_higher_better"], n_boot=n_boot, seed=seed)
+        computed["plcc_note"] = "plcc is after the VQEG 4-parameter logistic fit; plcc_raw has no fit"
+    else:  # the user's own images: scores only; a correlation needs labels, so none is computed
+        computed = {"labels": False, "note": "no labels: per-image scores only (predictions.csv), no correlations",
+                    "score_summary": _summary(pred)}
     failure_kinds: dict[str, int] = {}
     for i in failed:
         kind = records[i]["error"].split(":", 1)[0]
@@ -54,7 +60,6 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
         "split": manifest["split"], "split_hash": manifest["split_hash"], "part": manifest["part"],
         "limit": manifest.get("limit"), "checkpoint": manifest.get("checkpoint"),
         "n": len(ids), "n_scored": len(scored), "n_failed": len(failed), "n_missing": len(missing), **computed,
-        "plcc_note": "plcc is after the VQEG 4-parameter logistic fit; plcc_raw has no fit",
         "failures_by_kind": failure_kinds,
         "record_problems": problems.as_dict() if problems else None,
         "seconds_per_image_mean": float(np.mean(seconds)) if seconds else None,
@@ -70,3 +75,13 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
     store.write_merged_csv(ids, records)
     store.write_metrics(result)
     return result
+
+
+def _summary(scores) -> dict | None:
+    """Describes the scores themselves (no labels to compare them with)."""
+    import numpy as np
+
+    if not len(scores):
+        return None
+    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "min": float(np.min(scores)),
+            "median": float(np.median(scores)), "max": float(np.max(scores))}

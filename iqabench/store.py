@@ -22,6 +22,12 @@ from iqabench import io
 from iqabench.errors import IqaError
 
 
+# Files of a run folder written (atomically) by rank 0 only.
+RANK0_FILES = ("manifest.json", "inputs.json", "predictions.csv", "metrics.json")
+# What to do about a run folder whose own bookkeeping is unreadable.
+RESTART_ADVICE = "restore it, or move this run folder away to score the run afresh"
+
+
 class RecordProblems:
     """What reading the records found that is not a clean one-record-per-image log."""
 
@@ -44,11 +50,10 @@ class RunStore:
         self.rank = rank
         self.world_size = world_size
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            with io.machine_errors(self.dir):  # read-only or full disk: exit status 1, naming the folder
+                self.dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise IqaError(f"{self.dir}: cannot create the run folder (a file is in the way)") from None
-        except PermissionError:
-            raise IqaError(f"{self.dir}: cannot create the run folder (permission denied)") from None
         name = "predictions.jsonl" if world_size == 1 else f"predictions.rank{rank}-of{world_size}.jsonl"
         self.own_file = self.dir / name
         self._log = io.JsonlLog(self.own_file)
@@ -57,12 +62,15 @@ class RunStore:
     # -- locking: two processes never append to one file ----------------------------
     def __enter__(self) -> "RunStore":
         try:
-            self._lock.acquire()
+            with io.machine_errors(self.dir):
+                self._lock.acquire()
         except filelock.Timeout as exc:
             raise IqaError(f"{self.dir}: another iqabench process is writing this run (lock held); "
                            "wait for it or use another --results folder") from exc
-        except PermissionError:
-            raise IqaError(f"{self.dir}: the results folder is read-only") from None
+        if self.rank == 0:  # only rank 0 writes these, under the lock it now holds: a temp file is a dead writer's
+            for name in RANK0_FILES:
+                for tmp in self.dir.glob(f".{name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -75,7 +83,7 @@ class RunStore:
         attempt (first or resumed) is appended to attempts.jsonl."""
         path = self.dir / "manifest.json"
         if path.exists():
-            old = io.read_json(path, "run manifest")
+            old = io.read_json(path, "run manifest", advice=RESTART_ADVICE)
             diffs = [k for k in identity_keys if old.get(k) != manifest.get(k)]
             if diffs:
                 raise IqaError(f"{path}: this run folder holds a run with different {', '.join(diffs)}; "
@@ -86,7 +94,7 @@ class RunStore:
             io.append_jsonl(self.dir / "attempts.jsonl", attempt)
 
     def manifest(self) -> dict:
-        return io.read_json(self.dir / "manifest.json", "run manifest")
+        return io.read_json(self.dir / "manifest.json", "run manifest", advice=RESTART_ADVICE)
 
     def check_or_write_inputs(self, inputs: list[dict], inputs_hash: str) -> None:
         """Refuse a resume whose images or labels differ from what the run started with."""
@@ -95,7 +103,9 @@ class RunStore:
             if self.rank == 0:
                 io.write_json_atomic(path, {"hash": inputs_hash, "images": inputs})
             return
-        old = io.read_json(path, "run inputs")
+        old = io.read_json(path, "run inputs", advice=RESTART_ADVICE)
+        if not isinstance(old, dict) or not isinstance(old.get("images"), list):
+            raise IqaError(f"{path}: not a run inputs record (no list of images); {RESTART_ADVICE}")
         if old.get("hash") == inputs_hash:
             return
         before = {r["id"]: r for r in old.get("images", [])}
@@ -117,7 +127,7 @@ class RunStore:
                        "with another --results folder")
 
     def inputs(self) -> list[dict]:
-        return io.read_json(self.dir / "inputs.json", "run inputs")["images"]
+        return io.read_json(self.dir / "inputs.json", "run inputs", advice=RESTART_ADVICE)["images"]
 
     # -- predictions ------------------------------------------------------------------
     def prediction_files(self) -> list[Path]:
@@ -144,7 +154,8 @@ class RunStore:
 
             def bad(lineno: int, reason: str, path=path) -> None:
                 trouble(problems.bad_lines if problems is not None else [], f"{path.name}:{lineno}",
-                        f"{path}:{lineno}: corrupt prediction record: {reason}")
+                        f"{path}:{lineno}: corrupt prediction record: {reason}; delete that line "
+                        "(its image is scored again) or restore the file")
 
             for lineno, rec in log.read_numbered(on_bad=bad):
                 reason = _record_problem(rec)
@@ -154,14 +165,16 @@ class RunStore:
                 sid = rec["id"]
                 if wanted is not None and sid not in wanted:
                     trouble(problems.outside if problems is not None else [], sid,
-                            f"{path}: a record of image {sid!r}, which is not among this run's images")
+                            f"{path}: a record of image {sid!r}, which is not among this run's images "
+                            "(copied from another run?); delete its line or score afresh in another --results folder")
                     continue
                 old = records.get(sid)
                 if old is not None and old.get("error") is None:
                     if rec.get("error") is None and old["score"] != rec["score"]:
                         trouble(problems.conflicts if problems is not None else [], sid,
                                 f"{path}: two records of image {sid!r} with different scores "
-                                f"({old['score']} and {rec['score']})")
+                                f"({old['score']} and {rec['score']}; merged run folders?); keep one of "
+                                "them or score afresh in another --results folder")
                     continue
                 records[sid] = rec
         return records

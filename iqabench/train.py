@@ -15,7 +15,7 @@ from iqabench.devices import resolve_device
 from iqabench.errors import IqaError
 from iqabench.plan import TrainConfig, TrainPlan, build_train_plan
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "summary_lines", "train"]
 
 
 def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path, dict]:
@@ -47,6 +47,7 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "started"})
         (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
         method = plan.method.build(device, cfg.batch_size, plan.view.card.name, plan.layout.cache_dir())
+        method.progress = cfg.progress  # trainers show bars only on a terminal, and never with --no-progress
         on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
                f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
         if cfg.limit is not None:
@@ -86,3 +87,35 @@ def _check_or_write_manifest(path: Path, manifest: dict) -> None:
                            f"(manifest identity differs); use another --results folder")
         return
     io.write_json_atomic(path, manifest)
+
+
+def summary_lines(workdir: Path, summary: dict) -> list[str]:
+    """A finished training in a few lines: what was selected, its val scores, where it is.
+    The full summary (grid or per-epoch history) is train_summary.json in the checkpoint folder."""
+    import math
+
+    def fmt(value) -> str:
+        return "n/a" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.4f}"
+
+    chosen = []
+    if summary.get("best_epoch") is not None:
+        text = f"best epoch {summary['best_epoch']}"
+        if summary.get("epochs_run") is not None:
+            text += f" of {summary['epochs_run']} run"
+        if summary.get("stopped"):
+            text += f" (stopped: {str(summary['stopped']).replace('_', ' ')})"
+        chosen.append(text)
+    selected = summary.get("selected")
+    if isinstance(selected, dict) and selected:
+        chosen.append("selected " + ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                              for k, v in selected.items()))
+    best = summary.get("best_val") if isinstance(summary.get("best_val"), dict) else {}
+    lines = [f"trained: {'; '.join(chosen) or 'done'}",
+             f"val SRCC {fmt(best.get('val_srcc'))}  PLCC {fmt(best.get('val_plcc'))}"
+             + (f"  (selected by {summary['criterion']})" if summary.get("criterion") else "")]
+    if summary.get("n_failed_images"):
+        failures = Path(workdir) / "failures.jsonl"
+        lines.append(f"{summary['n_failed_images']} image(s) could not be used (listed in {failures})")
+    lines.append(f"checkpoint: {workdir}")
+    lines.append(f"full summary: {Path(workdir) / 'train_summary.json'}")
+    return lines

@@ -6,15 +6,20 @@ predictions are in that space: higher is better, about [0, 1]. Hyper-parameters 
 chosen on the val split by (SRCC + PLCC) / 2 against the val targets. The fitted regressor is
 stored as tensors (support vectors, dual coefficients, intercept, feature scaling) in
 safetensors and evaluated by this module, so loading a checkpoint never unpickles anything.
+Progress: a bar (rate, ETA) over feature extraction, then one log line per grid step (train loss,
+val SRCC and PLCC) and one for the selection, on the `iqabench` logger tree at INFO.
 """
 from __future__ import annotations
 
-import json
+import logging
+import time
 from pathlib import Path
 from typing import Sequence
 
 from iqabench.api import MethodInfo, Options, Sample, TrainableMethod
 from iqabench.errors import IqaError
+
+log = logging.getLogger("iqabench.methods.brisque_svr")
 
 
 class BrisqueSVROptions(Options):
@@ -43,52 +48,62 @@ class BrisqueSVR(TrainableMethod):
 
     # -- training -------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path, seed: int) -> dict:
+        import itertools
+
         import numpy as np
         from sklearn.svm import SVR
 
-        from iqabench.metrics import selection_score
-
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        x_tr, y_tr = self._features(train, workdir / "features.train.jsonl")
-        x_va, y_va = self._features(val, Path(workdir) / "features.val.jsonl")
+        x_tr, y_tr = self._features(train, workdir / "features.train.jsonl", "train")
+        x_va, y_va = self._features(val, Path(workdir) / "features.val.jsonl", "val")
         if len(x_tr) < 3:
             raise IqaError(f"{workdir}: fewer than 3 usable training images")
         lo, hi = x_tr.min(axis=0), x_tr.max(axis=0)
         scale = lambda x: 2.0 * (x - lo) / np.where(hi > lo, hi - lo, 1.0) - 1.0  # noqa: E731
         # Selection on val; a split without val images falls back to the train fit, and says so.
         criterion = "val (SRCC + PLCC) / 2" if len(x_va) else "train -MSE (no val images)"
+        grid = list(itertools.product(self.options.c_grid, self.options.gamma_grid))
         history, best = [], None
-        for c in self.options.c_grid:
-            for g in self.options.gamma_grid:
-                svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
-                if len(x_va):
-                    crit = selection_score(svr.predict(scale(x_va)), y_va)
-                else:
-                    crit = -float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
-                history.append({"C": c, "gamma": g, "criterion": _finite(crit)})
-                if best is None or crit > best[0]:
-                    best = (crit, c, g, svr)
-        crit, c, g, svr = best
+        for step, (c, g) in enumerate(grid, 1):
+            svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
+            loss = float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
+            val = _val_scores(svr.predict(scale(x_va)), y_va) if len(x_va) else {}
+            crit = val["val_selection"] if len(x_va) else -loss
+            history.append({"C": c, "gamma": g, "criterion": _finite(crit), "train_loss": loss,
+                            **{k: _finite(v) for k, v in val.items()}})
+            gain = best is None or crit > best[0]
+            if gain:
+                best = (crit, c, g, svr, val)
+            log.info("%s: grid %d/%d C=%g gamma=%g: loss %.5f (train MSE), val SRCC %s PLCC %s%s", self.name, step,
+                     len(grid), c, g, loss, _fmt(val.get("val_srcc")), _fmt(val.get("val_plcc")),
+                     " (best so far)" if gain else "")
+        crit, c, g, svr, val = best
+        log.info("%s: selected C=%g gamma=%g by %s = %s", self.name, c, g, criterion, _fmt(crit))
         self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon, "criterion": criterion,
                                                  "selection": _finite(crit), "n_train": len(x_tr), "n_val": len(x_va)})
         self._model = self._load(Path(workdir))
-        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": _finite(crit), "grid": history,
-                "n_train": int(len(x_tr)), "n_val": int(len(x_va))}
+        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": _finite(crit),
+                "best_val": {k: _finite(val.get(k, float("nan"))) for k in ("val_srcc", "val_plcc", "val_selection")},
+                "grid": history, "n_train": int(len(x_tr)), "n_val": int(len(x_va))}
 
-    def _features(self, source, cache: Path):
+    def _features(self, source, cache: Path, part: str):
         """Features and targets of every image, appended to a JSONL log as computed so a killed fit
         resumes (a line torn by the kill is dropped, the image computed again)."""
         import numpy as np
+        from tqdm.auto import tqdm
 
         from iqabench.io import JsonlLog
         from iqabench.models.brisque_features import N_FEATURES, brisque_features
 
-        with JsonlLog(cache) as log:
-            done = {rec["id"]: rec for rec in log.read()}
-            for sid in source.ids:
-                if sid in done:
-                    continue
+        with JsonlLog(cache) as features:
+            done = {rec["id"]: rec for rec in features.read()}
+            todo = [sid for sid in source.ids if sid not in done]
+            start = time.perf_counter()
+            # no bar when not on a terminal or when progress is off (`--no-progress`)
+            bar = tqdm(todo, desc=f"{self.name} features ({part})", unit="img", leave=False, dynamic_ncols=True,
+                       disable=None if getattr(self, "progress", True) else True)
+            for sid in bar:
                 sample = source.load(sid)
                 if sample is None:
                     continue
@@ -99,7 +114,13 @@ class BrisqueSVR(TrainableMethod):
                     continue
                 rec = {"id": sid, "x": feats, "y": self._target(sample)}
                 done[sid] = rec
-                log.append(rec)
+                features.append(rec)
+            bar.close()
+        if source.ids:
+            seconds = time.perf_counter() - start
+            log.info("%s: %s features: %d of %d images (%d computed now in %.1f s, %d from an earlier attempt)",
+                     self.name, part, sum(i in done for i in source.ids), len(source.ids), len(todo), seconds,
+                     len(source.ids) - len(todo))
         rows = [done[i] for i in source.ids if i in done]
         return (np.array([r["x"] for r in rows]).reshape(-1, N_FEATURES),
                 np.array([r["y"] for r in rows], dtype=np.float64))
@@ -113,23 +134,33 @@ class BrisqueSVR(TrainableMethod):
     # -- checkpoint -----------------------------------------------------------------------
     def _save(self, workdir: Path, svr, lo, hi, config: dict) -> None:
         import numpy as np
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         tensors = {"support_vectors": np.ascontiguousarray(svr.support_vectors_, dtype=np.float64),
                    "dual_coef": np.ascontiguousarray(svr.dual_coef_.ravel(), dtype=np.float64),
                    "intercept": np.asarray(svr.intercept_, dtype=np.float64),
                    "feature_min": np.asarray(lo, dtype=np.float64), "feature_max": np.asarray(hi, dtype=np.float64)}
-        save_file(tensors, str(workdir / "svr.safetensors.tmp"))
-        (workdir / "svr.safetensors.tmp").replace(workdir / "svr.safetensors")
-        from iqabench.io import write_json_atomic
+        from iqabench.io import write_bytes_atomic, write_json_atomic
+
+        # serialised in memory, then written atomically: a full disk is an OSError naming the file
+        write_bytes_atomic(workdir / "svr.safetensors", save(tensors))
 
         write_json_atomic(workdir / "svr.json", config)
 
     def _load(self, workdir: Path) -> dict:
-        from safetensors.numpy import load_file
+        from iqabench.io import read_json
+        from iqabench.models.safe_load import read_safetensors
 
-        model = dict(load_file(str(workdir / "svr.safetensors")))
-        model["gamma"] = float(json.loads((workdir / "svr.json").read_text())["gamma"])
+        path = workdir / "svr.safetensors"
+        model, _ = read_safetensors(path, "numpy")  # a pickle renamed .safetensors is one line, never unpickled
+        missing = [k for k in ("support_vectors", "dual_coef", "intercept", "feature_min", "feature_max") if k not in model]
+        if missing:
+            raise IqaError(f"{path}: not a brisque-svr checkpoint (no {', '.join(missing)})")
+        config = read_json(workdir / "svr.json", "brisque-svr checkpoint settings")
+        gamma = config.get("gamma") if isinstance(config, dict) else None
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
+            raise IqaError(f"{workdir / 'svr.json'}: no positive number `gamma`; not a brisque-svr checkpoint")
+        model["gamma"] = float(gamma)
         return model
 
     def load_checkpoint(self, workdir: Path) -> None:
@@ -152,6 +183,25 @@ class BrisqueSVR(TrainableMethod):
 
         feats = np.stack([brisque_features(s.image) for s in samples])
         return [float(v) for v in self.predict_features(feats)]
+
+
+def _val_scores(pred, target) -> dict[str, float]:
+    """Val SRCC, PLCC (raw) and the selection criterion; NaN where undefined (constant predictions)."""
+    import numpy as np
+
+    from iqabench import metrics
+
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    defined = len(pred) >= 3 and np.ptp(pred) > 0 and np.ptp(target) > 0
+    return {"val_srcc": metrics.srcc(pred, target) if defined else float("nan"),
+            "val_plcc": metrics.plcc(pred, target) if defined else float("nan"),
+            "val_selection": metrics.selection_score(pred, target)}
+
+
+def _fmt(value) -> str:
+    import math
+
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
 def _finite(value: float) -> float | None:

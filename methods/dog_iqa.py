@@ -38,8 +38,8 @@ class DogIqaOptions(Options):
     """What the worker hosts: owl3, or iqabench:<arch> (tests)."""
     judge_mode: Literal["generate", "logits"] = "generate"
     """generate: the paper's parsed answer; logits: the expected level (NOT in the paper)."""
-    judge_batch_size: int = pydantic.Field(8, ge=1)
-    """Views (crops, from many images) per judge call."""
+    judge_batch_size: int | None = pydantic.Field(None, ge=1)
+    """Views (crops, from many images) per judge call; none: the run's --batch-size."""
     max_new_tokens: int = pydantic.Field(8, ge=1)
     """Answer length; the answer is parsed for its first number."""
     levels: Literal[3, 5, 7, 9] = 7
@@ -105,7 +105,10 @@ class DogIqa(Method):
             if importlib.util.find_spec(module) is None:
                 return f"needs {module} (pip install 'iqabench[mllm]')"
         if options.judge.arch == "owl3-worker" and not options.judge_worker_python:
-            return "the mPLUG-Owl3 judge runs in its own venv: set -o judge_worker_python=/path/to/venv/bin/python (iqabench/models/owl3_worker/README.md)"
+            from iqabench.models.owl3_worker.client import WORKER
+
+            return ("the mPLUG-Owl3 judge runs in its own venv: set -o judge_worker_python=/path/to/venv/bin/python "
+                    f"(see {WORKER.parent / 'README.md'})")
         return None
 
     # -- what is needed -------------------------------------------------------------
@@ -130,7 +133,8 @@ class DogIqa(Method):
 
                 backend = load_backend(o.judge, self.device)
             self._judge = StandardJudge(backend, JudgeSettings(levels=o.levels, standard=o.standard, mode=o.judge_mode,
-                                                               batch_size=o.judge_batch_size, max_new_tokens=o.max_new_tokens))
+                                                               batch_size=o.judge_batch_size or self.batch_size,
+                                                               max_new_tokens=o.max_new_tokens))
         return self._judge
 
     def _ensure_segmenter(self):

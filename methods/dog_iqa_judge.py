@@ -7,7 +7,8 @@ Also a logit variant, NOT in the paper: the expected level under the softmax of 
 tokens "1".."K" at the answer position (`mode="logits"`).
 
 Views (whole images and crops) from many images go through the judge in batches of
-`batch_size`, one backend call per batch.
+`batch_size`, one backend call per batch (`MLLMBackend.logits` / `answers`: views of different
+sizes are padded on the left, so the batch size does not change a view's score).
 """
 from __future__ import annotations
 
@@ -136,26 +137,31 @@ class StandardJudge:
             verdicts.extend(self._score_chunk(chunk))
         return verdicts
 
+    def queries(self, views: Sequence[Any]) -> list[Any]:
+        """One query per view: the system standard and the user's request. Backends with a
+        system turn get it there; the others read `prompt_text()` (system, newline, user)."""
+        from iqabench.models.backend import Query
+
+        return [Query((view,), self.user, system=self.system) for view in views]
+
     def _score_chunk(self, chunk: list[Any]) -> list[Verdict]:
         import torch
 
         self.calls += 1
         self.views += len(chunk)
         if self.settings.mode == "logits":
-            pixels = self.backend.normalize(self.backend.to_pixels(chunk))
             with torch.no_grad():
-                logits = self.backend.next_token_logits(pixels, self.prompt_text())
+                logits = self.backend.logits(self.queries(chunk))
             probs = torch.softmax(logits[:, self._digit_ids].float(), dim=-1)
-            levels = torch.arange(1, self.settings.levels + 1, dtype=probs.dtype)
+            levels = torch.arange(1, self.settings.levels + 1, dtype=probs.dtype, device=probs.device)
             expected = (probs * levels).sum(dim=-1)
             return [Verdict(float(v), None, True) for v in expected]
         if hasattr(self.backend, "generate_images"):
             # Backends that preprocess images themselves (the mPLUG-Owl3 worker) get the views.
             answers = self.backend.generate_images(chunk, self.user, max_new_tokens=self.settings.max_new_tokens, system=self.system)
         else:
-            pixels = self.backend.normalize(self.backend.to_pixels(chunk))
             with torch.no_grad():
-                answers = self.backend.generate(pixels, self.prompt_text(), max_new_tokens=self.settings.max_new_tokens)
+                answers = self.backend.answers(self.queries(chunk), max_new_tokens=self.settings.max_new_tokens)
         if len(answers) != len(chunk):
             raise IqaError(f"judge returned {len(answers)} answers for {len(chunk)} images")
         out = []

@@ -5,23 +5,29 @@ One question about the image; the score is read from the logits of the answer's 
 - rated levels (Q-Align): s = sum_i w_i softmax(l_levels)_i.
 Both are computed in float32 with log-sum-exp, so bf16 logits neither overflow nor underflow.
 
-Registered presets (each a name of its own), each with the preprocessing of the protocol it
-stands for:
+The protocols are data (PROTOCOLS): the question or whole template, the answer words or levels and
+weights, and the pixel pipeline each was published with, per backend arch; on any other backend
+the backend's own processor (resize=model, normalization=model). The registered presets (PRESETS)
+pair a protocol with default weights; every preset runs on any backend arch, e.g.
+`-o backend=qwen2_5_vl -o backend_path=DIR`:
 - softmax-owl2: seed 000's "without visual prompt" baseline, i.e. the visual-prompt pipeline
-  with no prompt: "Rate the technical quality of the image.", good+fine vs poor+bad, shorter
-  side to 448 bicubic, torchvision's centre crop, ImageNet mean/std (the public code's
+  with no prompt: "Rate the technical quality of the image.", good+fine vs poor+bad; on owl2
+  shorter side to 448 bicubic, torchvision's centre crop, ImageNet mean/std (the public code's
   choices). Its options are the base of vp-owl2's (SeedPipelineOptions), so the two cannot drift.
 - softmax-owl2-qbench: Q-Bench's protocol as its authors ran mPLUG-Owl2: "Rate the quality of
   the image.", good vs poor, the model's own processor (shorter side 448, centre crop, CLIP
   mean/std).
 - qalign-owl2: Q-Align on q-future/one-align: its template and five levels weighted
-  1, .75, .5, .25, 0; the image padded to a square in the mean colour, as Q-Align does
-  (`-o resize=crop` for the plain processor).
+  1, .75, .5, .25, 0; on owl2 the image padded to a square in the mean colour, as Q-Align does
+  (`-o resize=crop` for the plain processor). Its whole template is used as-is on every backend.
 - softmax-llava: llava-1.5 with seed 000's question, the model's own processor.
+On backends whose processor tiles images (Qwen, InternVL, Idefics3, LLaVA-Next/OneVision) the
+images go to the backend as PIL (`MLLMBackend.logits`); pixel options other than "model" are refused.
 torch and transformers are imported only when a model is built.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -47,6 +53,33 @@ ResizePolicy = Literal["model", "crop", "pad", "squash", "torchvision"]
 # The public visual-prompt code normalises with ImageNet statistics, not the model's CLIP ones.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+QALIGN_LEVELS = ("excellent", "good", "fair", "poor", "bad")
+QALIGN_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A zero-shot protocol as data: what is asked, how the answer is read, and the pixel pipeline
+    (resize, normalization) it was published with on each backend arch; any other arch uses
+    ("model", "model"), the backend's own processor."""
+
+    prompt: str
+    positive: tuple[str, ...] | None = None
+    negative: tuple[str, ...] | None = None
+    levels: tuple[str, ...] | None = None
+    weights: tuple[float, ...] | None = None
+    pipelines: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+    def pipeline(self, backend: str) -> tuple[str, str]:
+        return self.pipelines.get(backend, ("model", "model"))
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "seed000": Protocol(SEED_PROMPT, ("good", "fine"), ("poor", "bad"), pipelines={"owl2": ("torchvision", "imagenet")}),
+    "qbench": Protocol(QBENCH_PROMPT, ("good",), ("poor",)),
+    "qalign": Protocol(QALIGN_TEMPLATE, levels=QALIGN_LEVELS, weights=QALIGN_WEIGHTS, pipelines={"owl2": ("pad", "model")}),
+}
+WORD_FIELDS, LEVEL_FIELDS = ("positive", "negative"), ("levels", "weights")
 
 
 def _split_list(value: Any) -> Any:
@@ -86,7 +119,10 @@ class BackendOptions(Options):
 
 
 class SoftmaxOptions(BackendOptions):
-    """The question, how the answer is read, and the pixel normalisation."""
+    """The question, how the answer is read, and the pixel normalisation. A subclass naming a
+    `protocol` takes every field the user leaves out from it (the pipeline for the chosen backend)."""
+
+    protocol: ClassVar[Protocol | None] = None
 
     prompt: str = SEED_PROMPT  # a question, or a whole template holding <|image|>
     positive: tuple[str, ...] | None = ("good", "fine")
@@ -94,6 +130,27 @@ class SoftmaxOptions(BackendOptions):
     levels: tuple[str, ...] | None = None
     weights: tuple[float, ...] | None = None
     normalization: Literal["model", "imagenet"] = "model"
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: Any) -> Any:
+        proto = cls.protocol
+        if proto is None or not isinstance(data, dict):
+            return data
+        data = dict(data)
+        given = set(data)
+        if given & set(LEVEL_FIELDS) and not given & set(WORD_FIELDS):
+            data.update({k: None for k in WORD_FIELDS})
+        elif given & set(WORD_FIELDS) and not given & set(LEVEL_FIELDS):
+            data.update({k: None for k in LEVEL_FIELDS})
+        for key in ("prompt", *WORD_FIELDS, *LEVEL_FIELDS):
+            data.setdefault(key, getattr(proto, key))
+        backend = data.get("backend", cls.model_fields["backend"].default)
+        resize, normalization = proto.pipeline(backend)
+        for key, value in (("resize", resize), ("normalization", normalization)):
+            if key not in data and cls.model_fields[key].default is None:
+                data[key] = value
+        return data
 
     @pydantic.field_validator("positive", "negative", "levels", "weights", mode="before")
     @classmethod
@@ -178,7 +235,8 @@ def backend_unavailable(options: BackendOptions) -> str | None:
         cached = try_to_load_from_cache(options.backend_path, "config.json", revision=options.revision)
         if not isinstance(cached, str):
             return (f"weights {options.backend_path} are not in the Hugging Face cache and HF_HUB_OFFLINE=1 "
-                    f"(download them, or set backend_path to a local folder)")
+                    f"(set -o backend_path=DIR to a local copy, or download them first: "
+                    f"huggingface-cli download {options.backend_path})")
     return None
 
 
@@ -211,6 +269,9 @@ class SoftmaxScorer:
             self.words = {"levels": list(options.levels)}
         else:
             self.words = {"positive": list(options.positive), "negative": list(options.negative)}
+        if not getattr(backend, "pixel_space", True) and options.normalization != "model":
+            raise IqaError(f"backend {options.backend}: tiles images in its processor, so normalization="
+                           f"{options.normalization} (a pixel-space choice) cannot apply; use -o normalization=model")
         self.token_ids = {k: [backend.token_id(w) for w in ws] for k, ws in self.words.items()}
         flat = [t for ids in self.token_ids.values() for t in ids]
         if len(set(flat)) != len(flat):
@@ -232,6 +293,15 @@ class SoftmaxScorer:
     def score_pixels(self, pixels):
         """[B, 3, S, S] in [0, 1] -> [B] float32 scores (differentiable)."""
         return self.from_logits(self.logits(self.normalize(pixels)))
+
+    def score_images(self, images: Sequence[Any]):
+        """PIL images -> [B] float32 scores: through pixels on fixed-grid backends, as images
+        (the backend's processor tiles them) on the others."""
+        if getattr(self.backend, "pixel_space", True):
+            return self.score_pixels(self.pixels(images))
+        from iqabench.models.backend import Query
+
+        return self.from_logits(self.backend.logits([Query.single(im, self.options.prompt) for im in images]))
 
 
 class SoftmaxMethod(Method):
@@ -265,9 +335,8 @@ class SoftmaxMethod(Method):
 
         if self.scorer is None:
             self.setup()
-        pixels = self.scorer.pixels([s.image for s in samples])
         with torch.no_grad():
-            scores = self.scorer.score_pixels(pixels)
+            scores = self.scorer.score_images([s.image for s in samples])
         return [float(v) for v in scores.cpu()]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -284,80 +353,84 @@ def mllm_info(description: str, weights: str, kind: str = "zero-shot") -> Method
                       needs_weights=weights, needs_gpu=True, extra="mllm")
 
 
-class SeedPipelineOptions(SoftmaxOptions):
-    """Seed 000's inference pipeline (its public code): shorter side to 448 bicubic, torchvision's
-    centre crop, pixels in [0, 1] (where a visual prompt is added), then ImageNet mean/std rather
-    than the model's CLIP statistics. softmax-owl2 uses it as it is; vp-owl2's options extend it."""
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A registered zero-shot method as data: a protocol and the weights it loads by default."""
 
-    resize: ResizePolicy = "torchvision"
-    normalization: Literal["model", "imagenet"] = "imagenet"
-
-
-class Owl2QBenchOptions(SoftmaxOptions):
-    """Q-Bench on mPLUG-Owl2 as its authors ran it: the model's own processor (shorter side 448,
-    centre crop, CLIP mean/std), "Rate the quality of the image.", good vs poor."""
-
-    prompt: str = QBENCH_PROMPT
-    positive: tuple[str, ...] | None = ("good",)
-    negative: tuple[str, ...] | None = ("poor",)
-    resize: ResizePolicy = "model"
-    normalization: Literal["model", "imagenet"] = "model"
+    protocol: str  # a key of PROTOCOLS
+    backend: str
+    backend_path: str
+    description: str
+    weights_note: str
 
 
-class QAlignOptions(SoftmaxOptions):
-    """Q-Align (one-align): its template, five levels weighted 1..0, and its preprocessing: the
-    image padded to a square in the processor's mean colour, then the model's processor and
-    CLIP mean/std. `resize=crop` gives the plain processor's centre crop instead."""
-
-    backend_path: str = "q-future/one-align"
-    prompt: str = QALIGN_TEMPLATE
-    positive: tuple[str, ...] | None = None
-    negative: tuple[str, ...] | None = None
-    levels: tuple[str, ...] | None = ("excellent", "good", "fair", "poor", "bad")
-    weights: tuple[float, ...] | None = (1.0, 0.75, 0.5, 0.25, 0.0)
-    resize: ResizePolicy = "pad"
-    normalization: Literal["model", "imagenet"] = "model"
-
-
-class LlavaSoftmaxOptions(SoftmaxOptions):
-    backend: str = "llava"
-    backend_path: str = "llava-hf/llava-1.5-7b-hf"
-
-
+_OWL2 = "MAGAer13/mplug-owl2-llama2-7b"
 _OWL2_WEIGHTS = "MAGAer13/mplug-owl2-llama2-7b (~16 GB)"
+_ANY = " Any backend: -o backend=ARCH -o backend_path=DIR (pipeline: that backend's processor)."
+
+PRESETS: dict[str, Preset] = {
+    "softmax-owl2": Preset(
+        "seed000", "owl2", _OWL2,
+        "mPLUG-Owl2 zero-shot, seed 000's baseline (its visual-prompt pipeline without a prompt): 'Rate the technical "
+        "quality of the image.', good+fine vs poor+bad; shorter side 448, torchvision centre crop, ImageNet mean/std." + _ANY,
+        _OWL2_WEIGHTS),
+    "softmax-owl2-qbench": Preset(
+        "qbench", "owl2", _OWL2,
+        "mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor; the model's processor "
+        "(shorter side 448, centre crop, CLIP mean/std)." + _ANY, _OWL2_WEIGHTS),
+    "qalign-owl2": Preset(
+        "qalign", "owl2", "q-future/one-align",
+        "Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0; image padded to a square in the "
+        "mean colour as Q-Align does (-o resize=crop to centre-crop)." + _ANY, "q-future/one-align (~16 GB)"),
+    "softmax-llava": Preset(
+        "seed000", "llava", "llava-hf/llava-1.5-7b-hf",
+        "LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question; the model's processor." + _ANY,
+        "llava-hf/llava-1.5-7b-hf (~14 GB)"),
+}
 
 
-class SoftmaxOwl2(SoftmaxMethod):
-    """Seed 000's "without visual prompt" baseline: exactly vp-owl2's pipeline with no prompt."""
-
-    name = "softmax-owl2"
-    info = mllm_info("mPLUG-Owl2 zero-shot, seed 000's baseline (its visual-prompt pipeline without a prompt): "
-                     "'Rate the technical quality of the image.', good+fine vs poor+bad; shorter side 448, "
-                     "torchvision centre crop, ImageNet mean/std", _OWL2_WEIGHTS)
-    Options = SeedPipelineOptions
-
-
-class SoftmaxOwl2QBench(SoftmaxMethod):
-    """Q-Bench's zero-shot protocol on mPLUG-Owl2, with the model's own processor."""
-
-    name = "softmax-owl2-qbench"
-    info = mllm_info("mPLUG-Owl2 zero-shot, Q-Bench protocol: 'Rate the quality of the image.', good vs poor; "
-                     "the model's processor (shorter side 448, centre crop, CLIP mean/std)", _OWL2_WEIGHTS)
-    Options = Owl2QBenchOptions
+def preset_options(class_name: str, preset: str, doc: str) -> type[SoftmaxOptions]:
+    """An Options class whose defaults are a preset's data; resize and normalization default to the
+    protocol's pipeline for whichever backend is chosen."""
+    entry = PRESETS[preset]
+    proto = PROTOCOLS[entry.protocol]
+    fields = {"backend": (str, entry.backend), "backend_path": (str, entry.backend_path),
+              "prompt": (str, proto.prompt), "positive": (tuple[str, ...] | None, proto.positive),
+              "negative": (tuple[str, ...] | None, proto.negative), "levels": (tuple[str, ...] | None, proto.levels),
+              "weights": (tuple[float, ...] | None, proto.weights), "resize": (ResizePolicy | None, None),
+              "normalization": (Literal["model", "imagenet"] | None, None)}
+    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": class_name, "__doc__": doc,
+                                 "__annotations__": {"protocol": ClassVar[Protocol], **{k: t for k, (t, _) in fields.items()}},
+                                 "protocol": proto, **{k: v for k, (_, v) in fields.items()}}
+    return type(class_name, (SoftmaxOptions,), namespace)
 
 
-class QAlignOwl2(SoftmaxMethod):
-    """Q-Align's protocol on its one-align checkpoint, padded to a square as Q-Align does."""
-
-    name = "qalign-owl2"
-    info = mllm_info("Q-Align (one-align) on the mPLUG-Owl2 backend: five rated levels weighted 1..0; image padded "
-                     "to a square in the mean colour as Q-Align does (-o resize=crop to centre-crop)",
-                     "q-future/one-align (~16 GB)")
-    Options = QAlignOptions
+def preset_method(class_name: str, preset: str, options: type[SoftmaxOptions], doc: str) -> type[SoftmaxMethod]:
+    entry = PRESETS[preset]
+    return type(class_name, (SoftmaxMethod,), {"__module__": __name__, "__qualname__": class_name, "__doc__": doc,
+                                               "name": preset, "Options": options,
+                                               "info": mllm_info(entry.description, entry.weights_note)})
 
 
-class SoftmaxLlava(SoftmaxMethod):
-    name = "softmax-llava"
-    info = mllm_info("LLaVA-1.5 zero-shot: softmax of good+fine vs poor+bad after the seed 000 question; "
-                     "the model's processor", "llava-hf/llava-1.5-7b-hf (~14 GB)")
-    Options = LlavaSoftmaxOptions
+SeedPipelineOptions = preset_options(
+    "SeedPipelineOptions", "softmax-owl2",
+    """Seed 000's inference pipeline (its public code): on owl2 shorter side to 448 bicubic, torchvision's
+    centre crop, pixels in [0, 1] (where a visual prompt is added), then ImageNet mean/std rather than the
+    model's CLIP statistics. softmax-owl2 uses it as it is; vp-owl2's options extend it.""")
+Owl2QBenchOptions = preset_options(
+    "Owl2QBenchOptions", "softmax-owl2-qbench",
+    """Q-Bench on mPLUG-Owl2 as its authors ran it: the model's own processor (shorter side 448, centre crop,
+    CLIP mean/std), "Rate the quality of the image.", good vs poor.""")
+QAlignOptions = preset_options(
+    "QAlignOptions", "qalign-owl2",
+    """Q-Align (one-align): its template, five levels weighted 1..0, and on owl2 its preprocessing: the image
+    padded to a square in the processor's mean colour, then CLIP mean/std (`resize=crop`: centre crop).""")
+LlavaSoftmaxOptions = preset_options("LlavaSoftmaxOptions", "softmax-llava", "Seed 000's question on LLaVA-1.5.")
+
+SoftmaxOwl2 = preset_method("SoftmaxOwl2", "softmax-owl2", SeedPipelineOptions,
+                            "Seed 000's \"without visual prompt\" baseline: exactly vp-owl2's pipeline with no prompt.")
+SoftmaxOwl2QBench = preset_method("SoftmaxOwl2QBench", "softmax-owl2-qbench", Owl2QBenchOptions,
+                                  "Q-Bench's zero-shot protocol on mPLUG-Owl2, with the model's own processor.")
+QAlignOwl2 = preset_method("QAlignOwl2", "qalign-owl2", QAlignOptions,
+                           "Q-Align's protocol on its one-align checkpoint, padded to a square as Q-Align does.")
+SoftmaxLlava = preset_method("SoftmaxLlava", "softmax-llava", LlavaSoftmaxOptions, "Seed 000's question on LLaVA-1.5.")

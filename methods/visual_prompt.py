@@ -150,13 +150,9 @@ def read_prompt_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     if not path.is_file():
         raise IqaError(f"{path}: prompt file not found")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from iqabench.models.safe_load import read_safetensors
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-        except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises SafetensorError (a RuntimeError subclass)
-            raise IqaError(f"{path}: not a readable safetensors file ({exc})") from exc
+        return read_safetensors(path, "pt")  # a pickle renamed .safetensors is one line, never unpickled
     if path.suffix in (".pt", ".pth", ".bin"):
         from iqabench.models.safe_load import load_tensors_only
 
@@ -169,12 +165,9 @@ def read_prompt_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def save_prompt_file(path: Path, state: dict[str, Any], metadata: dict[str, str]) -> None:
-    """Write tensors + string metadata atomically (a temporary file, then rename)."""
-    import os
+    """Write tensors + string metadata atomically (serialised in memory, then a temp file renamed)."""
+    from safetensors.torch import save
 
-    from safetensors.torch import save_file
+    from iqabench.io import write_bytes_atomic
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    write_bytes_atomic(Path(path), save({k: v.contiguous() for k, v in state.items()}, metadata=metadata))

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -71,6 +72,10 @@ class LlavaVisualPromptOptions(VisualPromptOptions):
     backend_path: str = "llava-hf/llava-1.5-7b-hf"
     resize: ResizePolicy = "model"  # the hf-vlm backend crops as the model's processor
     normalization: Literal["model", "imagenet"] = "model"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
 def _json_float(value: float) -> float | None:
@@ -127,6 +132,9 @@ class VisualPromptMethod(TrainableMethod):
 
         if self.scorer is None:
             self.scorer = SoftmaxScorer(load_backend(self.options.backend_spec(), self.device), self.options)
+        if not getattr(self.scorer.backend, "pixel_space", True):
+            raise IqaError(f"{self.name}: backend {self.options.backend} tiles images in its processor; a pixel-space "
+                           "visual prompt needs a fixed image grid (owl2, llava, paligemma, gemma3)")
         if self._pending is not None:
             state, source = self._pending
             self._install(state, source)
@@ -240,18 +248,26 @@ class VisualPromptMethod(TrainableMethod):
             raise IqaError(f"{self.name}: the engine gave no training target for image {missing}")
         return [float(s.target) for s in samples]
 
-    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int) -> dict[str, float]:
+    def _bar(self, total: int, desc: str):
+        """A progress bar (rate, ETA), none when not on a terminal or when progress is off."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                    disable=None if getattr(self, "progress", True) else True)
+
+    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int, desc: str = "val") -> dict[str, float]:
         import numpy as np
         import torch
 
         from iqabench import metrics
 
         preds, targets = [], []
-        with torch.no_grad():
+        with torch.no_grad(), self._bar(math.ceil(len(source) / batch), f"{self.name} {desc}") as bar:
             for samples in source.batches(batch):
                 targets += self._targets(samples)
                 pixels = self.scorer.pixels([s.image for s in samples])
                 preds += self._prompted_scores(prompt, pixels).cpu().tolist()
+                bar.update(1)
         p, y = np.asarray(preds), np.asarray(targets)
         if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
             srcc, plcc = metrics.srcc(p, y), metrics.plcc(p, y)
@@ -312,6 +328,11 @@ class VisualPromptMethod(TrainableMethod):
                 group["lr"] = lr
             flip_gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             loss_sum, count, steps = 0.0, 0, 0
+            started = time.perf_counter()
+            n_steps = math.ceil(len(train) / batch)
+            if self.options.max_steps is not None:
+                n_steps = min(n_steps, self.options.max_steps)
+            bar = self._bar(n_steps, f"{self.name} epoch {epoch}/{total}")
             for samples in train.batches(batch, shuffle_seed=seed * 1000 + epoch):
                 if self.options.max_steps is not None and steps >= self.options.max_steps:
                     break
@@ -334,10 +355,13 @@ class VisualPromptMethod(TrainableMethod):
                 loss_sum += float(loss.detach()) * len(samples)
                 count += len(samples)
                 steps += 1
+                bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
+                bar.update(1)
+            bar.close()
             if count == 0:
                 raise IqaError(f"{self.name}: the training split yielded no images")
             record = {"epoch": epoch, "lr": lr, "steps": steps, "train_loss": loss_sum / count,
-                      **self._evaluate(prompt, val, batch)}
+                      **self._evaluate(prompt, val, batch, f"val after epoch {epoch}")}
             gain = state["best_epoch"] is None or record["val_selection"] > best
             if gain:
                 best = record["val_selection"]
@@ -353,8 +377,9 @@ class VisualPromptMethod(TrainableMethod):
             elif epoch >= total:
                 state["stopped"] = "epochs"
             self._write_state(workdir, prompt, state)
-            log.info("%s: epoch %d loss %.5f val SRCC %s PLCC %s%s", self.name, epoch, record["train_loss"],
-                     record["val_srcc"], record["val_plcc"], " (best)" if gain else "")
+            log.info("%s: epoch %d/%d loss %.5f val SRCC %s PLCC %s%s [%.1f s]", self.name, epoch, total,
+                     record["train_loss"], _fmt(record["val_srcc"]), _fmt(record["val_plcc"]),
+                     " (best so far)" if gain else "", time.perf_counter() - started)
 
         self.load_checkpoint(workdir)
         best_record = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})

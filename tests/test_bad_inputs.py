@@ -299,3 +299,46 @@ def test_extreme_aspect_images_are_not_upscaled_whole_and_pixels_are_unchanged()
     assert np.abs(np.asarray(full, dtype=int) - np.asarray(reference, dtype=int)).max() <= 1
     huge = Image.new("RGB", (2, 20000))
     assert square_image(huge, 28, "crop").size == (28, 28)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_label_in_a_mat_file_is_one_line(value, tmp_path, capsys):
+    """LIVE Challenge's labels come from a .mat file: inf or NaN there is named like a CSV's."""
+    from scipy.io import savemat
+
+    folder = tmp_path / "data" / "ChallengeDB_release"
+    names = [f"{100 + i}.bmp" for i in range(5)]
+    for i, name in enumerate(names):
+        (folder / "Images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(textured(i, 16)).save(folder / "Images" / name, "BMP")
+    (folder / "Data").mkdir()
+    cells = np.empty((len(names), 1), dtype=object)
+    for i, name in enumerate(names):
+        cells[i, 0] = name
+    mos = np.array([[30.0, 40.0, value, 60.0, 70.0]])
+    savemat(folder / "Data" / "AllImages_release.mat", {"AllImages_release": cells})
+    savemat(folder / "Data" / "AllMOS_release.mat", {"AllMOS_release": mos})
+    line = _cli_error(tmp_path / "data", tmp_path / "res", capsys, dataset="livec")
+    assert str(folder / "Data" / "AllMOS_release.mat") in line and "102.bmp" in line, line
+
+
+def test_accept_out_of_range_is_the_explicit_way_to_take_a_wider_scale(tmp_path, capsys):
+    """MOS 250 on KonIQ's 0-100 scale is refused; --accept-out-of-range takes it (e.g. a re-scaled release)."""
+    root = tmp_path / "data"
+    folder = root / "koniq10k" / "1024x768"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(6):
+        Image.fromarray(textured(i)).save(folder / f"im{i}.jpg", "JPEG")
+        rows.append({"image_name": f"im{i}.jpg", "MOS": 20.0 + 40.0 * i, "set": "test"})
+    pd.DataFrame(rows).to_csv(root / "koniq10k" / KONIQ_META, index=False)
+    line = _cli_error(root, tmp_path / "res", capsys)
+    assert "label 140 of image 'im3.jpg' is outside the card's score range [0, 100] (3 such row(s))" in line, line
+    assert "accept out-of-range labels explicitly" in line  # the message says it can be accepted
+    code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all", "--data-root", str(root),
+                 "--results", str(tmp_path / "res"), "--no-progress", "--accept-out-of-range"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_dir = next((tmp_path / "res").glob("runs/koniq10k/all-test/*/"))
+    labels = [json.loads(line)["label"] for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(labels) == [20.0, 60.0, 100.0, 140.0, 180.0, 220.0]

@@ -103,3 +103,16 @@ def test_the_engine_imports_no_method():
                 modules = [f"iqabench.{a.name}" for a in node.names]
             hits += [f"{path.name}:{node.lineno}: {m}" for m in modules if m == "iqabench.methods" or m.startswith("iqabench.methods.")]
     assert not hits, hits
+
+
+def test_every_python_package_is_in_the_wheel():
+    """pyproject lists packages by hand (methods/ installs as iqabench.methods): a new sub-package
+    that is not listed would work in a checkout and be missing from the wheel."""
+    root = PACKAGE.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for base, name in ((root / "iqabench", "iqabench"), (root / "methods", "iqabench.methods")):
+        for init in base.rglob("__init__.py"):
+            rel = init.parent.relative_to(base).parts
+            found.add(".".join((name, *rel)))
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"

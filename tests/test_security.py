@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -318,3 +320,242 @@ def test_one_config_run_twice_gives_bit_identical_predictions(tiny_root, tmp_pat
     assert all(err is None for _, _, err in preds_a)
     assert preds_a == preds_b  # floats compared exactly: bit-identical
     assert len({score for _, score, _ in preds_a}) > 1  # the scores do depend on the image
+
+
+# -- every file a user can name: a live malicious pickle through each entry point ----------------------
+# pyiqa metric options (`-o metric_options='{"pretrained_model_path": FILE}'`) and pyiqa's weight cache are
+# covered in tests/test_pyiqa_family.py (test_a_malicious_weight_path_option_is_refused_unread,
+# test_a_malicious_weight_path_is_refused_by_a_run, test_a_malicious_file_in_the_weight_cache_is_refused).
+
+# Option fields (method:field, nested fields dotted) that name a file or folder, and where each is tested.
+# test_every_file_option_is_classified walks every registered method's options: a new one must be added.
+FILE_OPTIONS = {
+    # tested below with a live pickle
+    "vp-owl2:prompt_path": "prompt", "vp-llava:prompt_path": "prompt",
+    "softmax-owl2:backend_path": "backend", "softmax-owl2-qbench:backend_path": "backend",
+    "qalign-owl2:backend_path": "backend", "softmax-llava:backend_path": "backend",
+    "vp-owl2:backend_path": "backend", "vp-llava:backend_path": "backend", "q-adapt:backend_path": "backend",
+    "mllm-prompt:backend_path": "backend", "mllm-prompt-fr:backend_path": "backend",
+    "dog-iqa:judge.path": "dog-iqa", "dog-iqa:segmenter.model": "dog-iqa", "dog-iqa:segmenter.checkpoint": "dog-iqa",
+    "dog-iqa:segmenter.config": "dog-iqa", "q-adapt:qformer_path": "q-adapt",
+    "promptiqa:weights": "promptiqa", "promptiqa:backbone_weights": "promptiqa",
+    "pyiqa:<name>:metric_options": "tests/test_pyiqa_family.py",
+    # not weights: nothing in them is loaded as code
+    "promptiqa:prompt_file": "a CSV read by pandas; its images are decoded by PIL (open_rgb)",
+    "q-adapt:instructions": "JSON text (json.loads); its images are decoded by PIL",
+    "q-adapt:image_folder": "a folder of images decoded by PIL",
+    # code by design, like --plugin: the user names the interpreter that runs the Owl3 worker
+    "dog-iqa:judge_worker_python": "an interpreter the user chooses to run (README: Security)",
+}
+_FILE_FIELD = re.compile(r"(^|_)(path|file|files|weights|checkpoint|model|folder|dir|python|instructions|config)$")
+
+
+def _named_files(model_cls, prefix: str = ""):
+    """Option fields typed str (or a dict of options) whose name says they name a file or folder."""
+    import typing
+
+    import pydantic
+
+    for name, field in model_cls.model_fields.items():
+        ann = field.annotation
+        args = set(typing.get_args(ann)) or {ann}
+        if isinstance(ann, type) and issubclass(ann, pydantic.BaseModel):
+            yield from _named_files(ann, f"{prefix}{name}.")
+        elif str in args and args <= {str, type(None)} and _FILE_FIELD.search(name):
+            yield prefix + name
+        elif typing.get_origin(ann) is dict and name.endswith("options"):
+            yield prefix + name  # e.g. pyiqa's metric_options, which may hold paths
+
+
+def _builtin_methods() -> dict[str, type]:
+    out = {}
+    for name in registry.methods.names():
+        cls = registry.methods.get(name.replace("<name>", "piqe"))
+        if cls.__module__.startswith("iqabench.methods."):
+            out[name] = cls
+    return out
+
+
+def test_every_file_option_is_classified():
+    found = {f"{name}:{field}" for name, cls in _builtin_methods().items() for field in _named_files(cls.Options)}
+    assert found == set(FILE_OPTIONS), (sorted(found - set(FILE_OPTIONS)), sorted(set(FILE_OPTIONS) - found))
+
+
+@pytest.fixture(scope="module")
+def evil(tmp_path_factory):
+    """Tiny real models, good and poisoned copies, and live malicious pickles (proved live first)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from iqabench.models.tiny import tiny_model_path
+
+    root = tmp_path_factory.mktemp("evil")
+    marker = root / "PWNED"
+
+    def pickle_file(path: Path, key: str = "weight") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({key: _Payload(marker)}, str(path))
+        return path
+
+    probe = pickle_file(root / "probe.pt")
+    torch.load(str(probe), weights_only=False)  # live: a plain unpickling loader runs it
+    assert marker.exists()
+    marker.unlink()
+
+    def poisoned(arch: str, how: str) -> Path:
+        """A copy of a tiny model whose weights are a pickle: as pytorch_model.bin, or renamed *.safetensors."""
+        folder = root / f"{arch}-{how}"
+        if not folder.exists():
+            shutil.copytree(tiny_model_path(arch, root / "tiny"), folder)
+            for shard in folder.glob("*.safetensors"):
+                shard.unlink()
+                if how == "renamed":
+                    pickle_file(shard)
+            if how == "bin":
+                pickle_file(folder / "pytorch_model.bin", "lm_head.weight")
+        return folder
+
+    return {"root": root, "marker": marker, "pickle": pickle_file, "poisoned": poisoned}
+
+
+def _refused(result, *needles: str) -> str:
+    """Exit status 2, no traceback, exactly one error line (the last line), naming what it should."""
+    err = result.stderr
+    assert result.exit_code == 2, (result.exit_code, err, result.exception)
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("iqabench: error")]
+    assert len(errors) == 1 and err.rstrip("\n").endswith(errors[0]), err
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+def _invoke(command: str, method: str, tiny_root: Path, results: Path, *args) -> object:
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    return CliRunner().invoke(cli, [command, "--method", method, "--dataset", "tiny", "--data-root", str(tiny_root),
+                                    "--results", str(results), "--no-progress", *map(str, args)])
+
+
+def _opts(values: dict) -> list[str]:
+    return [a for k, v in values.items() for a in ("-o", f"{k}={json.dumps(v) if not isinstance(v, str) else v}")]
+
+
+# the hf-vlm backend (iqabench/models/hf_vlm.py) lets safetensors' own error out for a pickle renamed
+# model.safetensors: a traceback, though nothing is unpickled. Fix described in the hardening report.
+
+
+@pytest.mark.parametrize("method,how", [
+    pytest.param(m, how)
+    for m in sorted(k.split(":")[0] for k, v in FILE_OPTIONS.items() if v == "backend") for how in ("bin", "renamed")])
+def test_a_poisoned_backend_folder_is_refused(method, how, evil, tiny_root, tmp_path):
+    cls = registry.methods.get(method)
+    folder = evil["poisoned"](cls.Options().backend, how)
+    options = {**cls.contract_options(evil["root"] / "tiny"), "backend_path": str(folder)}
+    command = "train" if issubclass(cls, TrainableMethod) else "run"  # a run of an untrained one stops before loading
+    line = _refused(_invoke(command, method, tiny_root, tmp_path, *_opts(options)), str(folder))
+    assert re.search(r"refused|not a safetensors file|cannot load the model", line), line
+    assert not evil["marker"].exists()
+
+
+@pytest.mark.parametrize("method", ["vp-owl2", "vp-llava"])
+@pytest.mark.parametrize("suffix,problem", [(".pth", "refused, not a plain tensor file"), (".pt", "refused"),
+                                            (".safetensors", "not a safetensors file")])
+def test_a_malicious_prompt_file_is_refused(method, suffix, problem, evil, tiny_root, tmp_path):
+    cls = registry.methods.get(method)
+    prompt = evil["pickle"](tmp_path / f"prompt{suffix}", "pad_up")
+    options = {**cls.contract_options(evil["root"] / "tiny"), "prompt_path": str(prompt)}
+    _refused(_invoke("run", method, tiny_root, tmp_path / "r", *_opts(options)), f"{prompt}: {problem}")
+    assert not evil["marker"].exists()
+
+
+def _trainable_builtins() -> list[str]:
+    return sorted(n for n, c in _builtin_methods().items() if issubclass(c, TrainableMethod))
+
+
+@pytest.mark.parametrize("method", _trainable_builtins())
+def test_a_checkpoint_folder_holding_a_pickle_is_refused(method, evil, tiny_root, tmp_path):
+    """--checkpoint DIR whose .safetensors files are pickles renamed (the json files are empty objects)."""
+    cls = registry.methods.get(method)
+    ckpt = tmp_path / "ckpt"
+    for name in cls.checkpoint_files():
+        if name.endswith(".safetensors"):
+            evil["pickle"](ckpt / name)
+        else:
+            (ckpt / name).write_text("{}")
+    line = _refused(_invoke("run", method, tiny_root, tmp_path / "r", "--checkpoint", ckpt,
+                            *_opts(cls.contract_options(evil["root"] / "tiny"))), str(ckpt))
+    assert "not a safetensors file" in line or "not a readable" in line, line
+    assert not evil["marker"].exists()
+
+
+def _stand_in_sam2_package(monkeypatch) -> list:
+    """The PyPI `sam2` package (not installed here) as modules whose build_sam2 records being reached."""
+    import types
+
+    reached = []
+    package, build, amg = (types.ModuleType(n) for n in ("sam2", "sam2.build_sam", "sam2.automatic_mask_generator"))
+    build.build_sam2 = lambda *args, **kwargs: reached.append(args)
+    amg.SAM2AutomaticMaskGenerator = lambda *args, **kwargs: None
+    for module in (package, build, amg):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return reached
+
+
+def test_dog_iqa_judge_and_segmenter_files_are_refused(evil, tiny_root, tmp_path, monkeypatch):
+    reached = _stand_in_sam2_package(monkeypatch)
+    base = registry.methods.get("dog-iqa").contract_options(evil["root"] / "tiny")
+    judge, segmenter = dict(base["judge"]), dict(base["segmenter"])
+    pt = evil["pickle"](tmp_path / "sam2.pt", "model")
+    cases = [({"judge": {**judge, "path": str(evil["poisoned"]("llava", "bin"))}}, str(evil["poisoned"]("llava", "bin"))),
+             ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "bin"))}}, "pickled code or objects"),
+             ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "renamed"))}}, "sam2-renamed"),
+             ({"segmenter": {"backend": "sam2-package", "checkpoint": str(pt), "config": "configs/sam2.1/sam2.1_hiera_t.yaml"}},
+              f"{pt}: refused, not a plain tensor file")]
+    for i, (change, needle) in enumerate(cases):
+        options = {**base, **change}
+        line = _refused(_invoke("run", "dog-iqa", tiny_root, tmp_path / f"r{i}", *_opts(options)), needle)
+        assert re.search(r"refused|not a safetensors file|cannot load the model", line), line
+        assert not evil["marker"].exists()
+    assert reached == []  # the sam2 package never got the file
+    import torch
+
+    from iqabench.models.segmenter import Segmenter, SegmenterOptions
+
+    good = tmp_path / "plain.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, str(good))
+    Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(good), config="configs/sam2.1/sam2.1_hiera_t.yaml"))._load()
+    assert len(reached) == 1  # a plain tensor file does reach it
+    # a sam2 config is a name inside the sam2 package (hydra instantiates what a config names)
+    for config in ("/tmp/evil.yaml", "../../evil.yaml", "configs/../../evil.yaml"):
+        options = {**base, "segmenter": {"backend": "sam2-package", "checkpoint": str(pt), "config": config}}
+        _refused(_invoke("run", "dog-iqa", tiny_root, tmp_path / "rc", *_opts(options)), "config")
+
+
+def test_promptiqa_weight_files_are_refused(evil, tiny_root, tmp_path):
+    cls = registry.methods.get("promptiqa")
+    base = cls.contract_options(evil["root"] / "tiny")
+    pth = evil["pickle"](tmp_path / "best_model.pth")
+    renamed = evil["pickle"](tmp_path / "best_model.safetensors")
+    _refused(_invoke("run", "promptiqa", tiny_root, tmp_path / "r1", *_opts({**base, "weights": str(pth)})),
+             f"{pth}: refused, not a plain tensor file")
+    _refused(_invoke("run", "promptiqa", tiny_root, tmp_path / "r2", *_opts({**base, "weights": str(renamed)})),
+             str(renamed))
+    _refused(_invoke("train", "promptiqa", tiny_root, tmp_path / "r3", *_opts({**base, "backbone_weights": str(pth)})),
+             f"{pth}: refused, not a plain tensor file")
+    assert not evil["marker"].exists()
+
+
+def test_q_adapt_qformer_weights_are_safetensors_only(evil, tmp_path):
+    """-o qformer_path=DIR is read from safetensors only; a pickle renamed model.safetensors is one line."""
+    from iqabench.methods.q_adapt import qformer_init
+
+    folder = tmp_path / "instructblip"
+    evil["pickle"](folder / "model.safetensors", "query_tokens")
+    (folder / "config.json").write_text(json.dumps({"model_type": "instructblip", "qformer_config": {}}))
+    try:
+        with pytest.raises(IqaError, match="model.safetensors"):
+            qformer_init.read_tensors(str(folder))
+    finally:
+        assert not evil["marker"].exists()

@@ -2,6 +2,7 @@
 pandas, torch behind it) is imported only when that subcommand runs."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -9,7 +10,7 @@ import click
 
 from iqabench.cli.lazy import LazyGroup
 from iqabench.cli.settings import global_options
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, environment_cause, environment_problem
 
 COMMANDS = {
     "run": ("iqabench.cli.run_cmd:run_command", "Score dataset splits with methods (resumable)."),
@@ -33,8 +34,19 @@ class RootGroup(LazyGroup):
         try:
             return super().invoke(ctx)
         except IqaError as exc:
+            # 1: the machine (disk full, read-only, permission), also when a caller added context; 2: bad input
+            status = 1 if environment_cause(exc) is not None else 2
             click.echo(f"iqabench: error{_rank_tag()}: {_one_line(exc)}", err=True)
-            raise click.exceptions.Exit(2) from None
+            raise click.exceptions.Exit(status) from None
+        except OSError as exc:  # a write or read the engine did not name itself
+            if exc.errno == errno.EPIPE:
+                raise  # `iqabench list | head`: click exits quietly
+            click.echo(f"iqabench: error{_rank_tag()}: {_one_line(_os_error_line(exc))}", err=True)
+            raise click.exceptions.Exit(1) from None
+        except MemoryError:
+            click.echo(f"iqabench: error{_rank_tag()}: out of memory; everything saved before is kept: free memory "
+                       "or use a smaller --batch-size, then rerun the same command to resume", err=True)
+            raise click.exceptions.Exit(1) from None
         except KeyboardInterrupt:
             click.echo(INTERRUPTED, err=True)
             raise click.exceptions.Exit(130) from None
@@ -94,12 +106,21 @@ def cli(ctx: click.Context) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Console-script entry point; returns the exit code (0 ok, 1 environment: disk full, read-only
+    or permission, 2 bad input, 130 interrupted)."""
     return cli.main(args=argv, prog_name="iqabench", standalone_mode=False)
 
 
 def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split("\n")).strip()
+
+
+def _os_error_line(exc: OSError) -> str:
+    problem = environment_problem(exc)
+    if problem is not None:
+        return str(problem)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; everything saved before is kept, rerun the same command to resume"
 
 
 def _rank_tag() -> str:

@@ -14,8 +14,13 @@ Examples:
   iqabench run --method piqe --dataset synthetic
   iqabench run --method piqe,entropy --dataset synthetic --split 'ratio80-0-20-seed{1..3}'
   iqabench run --method brisque-svr --dataset livec --train-dataset koniq10k   # cross-dataset
-  iqabench run --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]' --results r""")
-@shared.method_options(limit_help="Score only the first N images of the part (a smoke test, not a result).")
+  iqabench run --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]' --results r
+  iqabench run --method piqe,niqe --images ~/photos          # your own images: scores only""")
+@shared.method_options(limit_help="Score only the first N images of the part (a smoke test, not a result).",
+                       dataset_required=False)
+@click.option("--images", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Score every image below DIR (png, jpg, ... found recursively) instead of a dataset: "
+                   "per-image scores only, no labels and no correlations; resumable like any run.")
 @click.option("--part", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Split part to score.")
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
@@ -28,8 +33,10 @@ Examples:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @with_settings
 def run_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
-                accept_out_of_range, part, checkpoint, train_dataset, train_split, retry_failed, no_progress) -> None:
-    """Score a dataset split with a method (resumable: rerun the same command to continue).
+                accept_out_of_range, images, part, checkpoint, train_dataset, train_split, retry_failed,
+                no_progress) -> None:
+    """Score a dataset split with a method (resumable: rerun the same command to continue), or
+    every image below a folder of your own (--images DIR: scores only, no labels, no correlations).
 
     Several methods or datasets (comma-separated or repeated) run one after another, each as its
     own run, with one summary table at the end."""
@@ -37,11 +44,17 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
     from iqabench.options import parse_option_pairs
 
     options = parse_option_pairs(option_pairs)  # a malformed pair fails before any work
-    todo = shared.combinations(methods, datasets, split)
+    if images is not None:
+        _check_images_flags(datasets, split)
+        todo = [(method, None, None) for method in shared.split_names(methods)]
+    elif not datasets:
+        raise click.UsageError("give --dataset NAME, or --images DIR to score your own images")
+    else:
+        todo = shared.combinations(methods, datasets, split)
     if len(todo) > 1:
         if checkpoint is not None:
             raise IqaError("--checkpoint names one trained model: give one --method, one --dataset and one --split")
-        shared.check_names(shared.split_names(methods), shared.split_names(datasets))
+        shared.check_names(shared.split_names(methods), shared.split_names(datasets) if datasets else [])
     from iqabench.run import RunConfig, run
 
     done: list[dict] = []
@@ -50,16 +63,28 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
                         data_root=settings.data_root, results=settings.results, limit=limit, batch_size=batch_size,
                         device=device, seed=seed, checkpoint=checkpoint, train_dataset=train_dataset,
                         train_split=train_split, retry_failed=retry_failed, progress=not no_progress,
-                        accept_out_of_range=accept_out_of_range)
+                        accept_out_of_range=accept_out_of_range, images=images)
         try:
             result = run(cfg)
         except IqaError as exc:
             shared.print_summary(done)  # what finished is saved; show it before stopping
             if len(todo) > 1:
-                raise IqaError(f"{shared.describe(method, dataset, split_name)}: {exc}") from None
+                where = shared.describe(method, dataset, split_name) if dataset else f"{method} on {images}"
+                raise IqaError(f"{where}: {exc}") from None
             raise
         if result.metrics is not None:  # None on the ranks other than 0 of a data-parallel run
             metrics = {"run_dir": str(result.run_dir), **result.metrics}
             shared.print_metrics(metrics)
             done.append(metrics)
     shared.print_summary(done)
+
+
+def _check_images_flags(datasets, split) -> None:
+    """--images replaces the dataset, its split and its part: saying both is a mistake, not a choice."""
+    ctx = click.get_current_context()
+    given = [flag for flag, value in (("--dataset", datasets), ("--split", split)) if value]
+    if ctx.get_parameter_source("part") == click.core.ParameterSource.COMMANDLINE:
+        given.append("--part")
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot go with --images (a folder of images has no dataset, "
+                               "split or part)")

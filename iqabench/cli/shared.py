@@ -11,13 +11,14 @@ from typing import Any, Callable, Iterable
 import click
 
 
-def method_options(limit_help: str) -> Callable[[Callable], Callable]:
-    """The options `run` and `train` both take, validated here rather than deep in the engine."""
+def method_options(limit_help: str, dataset_required: bool = True) -> Callable[[Callable], Callable]:
+    """The options `run` and `train` both take, validated here rather than deep in the engine.
+    `run` also scores a folder of images instead of a dataset, so there --dataset is optional."""
     opts = [
         click.option("--method", "methods", multiple=True, required=True, metavar="NAME[,NAME...]",
                      help="Registered method name, e.g. piqe, pyiqa:niqe, brisque-svr. Comma-separated or "
                           "repeated: each method is its own run."),
-        click.option("--dataset", "datasets", multiple=True, required=True, metavar="NAME[,NAME...]",
+        click.option("--dataset", "datasets", multiple=True, required=dataset_required, metavar="NAME[,NAME...]",
                      help="Registered dataset name, e.g. synthetic, koniq10k. Comma-separated or repeated."),
         click.option("--split", default=None, metavar="NAME",
                      help="Split name (default: the dataset's own, see `iqabench list datasets`). "
@@ -27,7 +28,8 @@ def method_options(limit_help: str) -> Callable[[Callable], Callable]:
                           "See `iqabench options METHOD`."),
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Images per method call."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps ..."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when available, else CPU), cpu, cuda, cuda:1, mps."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help=limit_help),
         click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True,
                      help="Seeds training and the bootstrap intervals."),
@@ -94,6 +96,9 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def print_metrics(m: dict) -> None:
+    if m.get("labels") is False:
+        print_scores(m)
+        return
     ci = (m.get("ci95") or {}).get("srcc")
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     label = m.get("method_label") or m.get("method", "?")
@@ -111,13 +116,29 @@ def print_metrics(m: dict) -> None:
         click.echo(f"  -> {m['run_dir']}")
 
 
+def print_scores(m: dict) -> None:
+    """A run on the user's own images: how many were scored, and where the scores are."""
+    label = m.get("method_label") or m.get("method", "?")
+    summary = m.get("score_summary") or {}
+    spread = (f" | scores {summary['min']:.4g} .. {summary['max']:.4g} (median {summary['median']:.4g})"
+              if summary else "")
+    click.echo(f"{label} | {m.get('dataset')} | n={m.get('n')} scored={m.get('n_scored')} "
+               f"failed={m.get('n_failed')}{spread} | no labels: scores only, no correlations")
+    if m.get("n_failed"):
+        click.echo(f"  failures by kind: {m.get('failures_by_kind')} (see predictions.csv, column error)")
+    if m.get("run_dir"):
+        click.echo(f"  -> {m['run_dir']}/predictions.csv")
+
+
 def print_summary(done: list[dict]) -> None:
     """One table for several runs, then the median over runs that differ only by split."""
     if len(done) < 2:
         return
     headers = ("method", "dataset", "split/part", "n", "failed", "SRCC", "PLCC", "RMSE")
     rows = [(m.get("method_label") or m.get("method", "?"), str(m.get("dataset")), f"{m.get('split')}/{m.get('part')}",
-             str(m.get("n")), str(m.get("n_failed")), fmt(m.get("srcc")), fmt(m.get("plcc")), fmt(m.get("rmse")))
+             str(m.get("n")), str(m.get("n_failed")),
+             *(("no labels", "-", "-") if m.get("labels") is False  # scores only: there is nothing to correlate
+               else (fmt(m.get("srcc")), fmt(m.get("plcc")), fmt(m.get("rmse")))))
             for m in done]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     click.echo()

@@ -20,8 +20,6 @@ def train_command(settings: Settings, methods, datasets, split, option_pairs, ba
     """Train a trainable method: fit on train, select on val, keep the checkpoint (resumable).
 
     `iqabench run` with the same method, dataset, split and options then scores with it."""
-    import json
-
     from iqabench.errors import IqaError
     from iqabench.options import parse_option_pairs
 
@@ -29,7 +27,7 @@ def train_command(settings: Settings, methods, datasets, split, option_pairs, ba
     todo = shared.combinations(methods, datasets, split)
     if len(todo) > 1:
         shared.check_names(shared.split_names(methods), shared.split_names(datasets))
-    from iqabench.train import TrainConfig, train
+    from iqabench.train import TrainConfig, summary_lines, train
 
     for method, dataset, split_name in todo:
         cfg = TrainConfig(method=method, dataset=dataset, split=split_name, options=options,
@@ -42,5 +40,5 @@ def train_command(settings: Settings, methods, datasets, split, option_pairs, ba
             if len(todo) > 1:
                 raise IqaError(f"{shared.describe(method, dataset, split_name)}: {exc}") from None
             raise
-        click.echo(json.dumps(summary, indent=1, default=str))
-        click.echo(f"checkpoint -> {workdir}")
+        for line in summary_lines(workdir, summary):
+            click.echo(line)

@@ -226,7 +226,7 @@ def validate_table(table: pd.DataFrame, folder: Path, source: Path,
             first = int(outside.to_numpy().nonzero()[0][0])
             raise IqaError(f"{source}: label {labels.iloc[first]:g} of image {table['id'].iloc[first]!r} is outside "
                            f"the card's score range [{lo:g}, {hi:g}] ({int(outside.sum())} such row(s)); "
-                           "accept out-of-range labels explicitly to use them")
+                           "accept out-of-range labels explicitly to use them (--accept-out-of-range)")
     table = table.assign(label=labels)
     dup = table.loc[table["id"].duplicated(), "id"].tolist()
     if dup:

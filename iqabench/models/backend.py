@@ -1,15 +1,90 @@
 """The MLLM backend interface that every MLLM-based method uses.
 
-A backend owns the model's image size and normalisation; methods get images as [0, 1]
-tensors so they can edit pixels (a visual prompt) before `normalize`, and ask for
-differentiable next-token logits at the last position for a batch of images and one prompt.
+Two ways in:
+
+1. Pixel space (fixed-grid models: Owl2, LLaVA-1.5, PaliGemma, Gemma 3). `to_pixels` gives
+   [B, 3, S, S] in [0, 1] with the model's resize policy, a method may edit those pixels (a visual
+   prompt), `normalize` applies the model's mean/std, and `next_token_logits(pixels, prompt)` gives
+   differentiable logits at the last position, one image and one prompt per row. `pixel_space` is
+   True on these backends. Models whose processor tiles or patchifies each image by its size
+   (Qwen2.5-VL, Qwen3-VL, InternVL, Idefics3/SmolVLM, LLaVA-Next, LLaVA-OneVision) have no fixed
+   grid: `pixel_space` is False and the three pixel calls raise one IqaError line; image-level
+   methods (softmax presets, Q-Align levels, Dog-IQA) use way 2 there.
+
+2. Queries (every backend): `logits(queries)` -> float32 [B, vocab] at the answer position and
+   `answers(queries, max_new_tokens)` -> list[str], one greedy answer per query (the new text only,
+   stripped, special tokens removed). A batch of queries may mix texts and image counts: the
+   backend pads on the left with an attention mask, so each row scores as it would alone.
+
+   `Query(images, text, system=None, answer_prefix="", template=False)`:
+   - `images`: PIL RGB images, in the order their placeholders appear.
+   - `text` (template=False): the user's message. Each `<|image|>` in it is where the next image
+     goes (in-context examples: "Image A: <|image|> scored 3.5. Image B: <|image|> Score?"); with no
+     placeholder, all images come first, then the text. The backend wraps the message in its own
+     conversation format (chat template, or the family's plain format) with the generation prompt.
+     The number of placeholders must be 0 or len(images).
+   - `text` (template=True): the whole conversation up to the answer (e.g. Q-Align's
+     "USER: ...<|image|>\nASSISTANT: The quality of the image is"); each `<|image|>` becomes the
+     model's own image tokens; no chat template is applied and `system` must be None.
+   - `system`: a system message; backends whose format has no system turn put it, then a
+     newline, before the user's text.
+   - `answer_prefix`: text the answer starts with (the logits are those of the token after it;
+     generated text continues it), joined to the generation prompt with a space unless that
+     ends in whitespace.
+   `multi_image` tells whether a backend takes more than one image per query (PaliGemma takes
+   several, but only before the text: placeholders elsewhere are refused). Who implements what:
+   the transformers families (iqabench/models/hf_vlm.py, rows of vlm_families.py) and mPLUG-Owl2
+   (iqabench/models/owl2_multi.py: each `<|image|>` becomes that image's visual tokens) take
+   several images and mixed prompts; the default below takes one image per query.
+   Example, two images with a score in the text (an in-context prompt):
+       backend.logits([Query((ref, img), "Image A: <|image|> Its score: 3.5 of 5. Image B: <|image|> "
+                                         "Rate image B from 1 to 5.", answer_prefix="Its score:")])
+
+`prompt` strings of the pixel calls follow the template=False/True rule above with one image:
+a prompt holding `<|image|>` is a whole template, anything else a question (`Query.single`).
 """
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, Sequence
 
 import pydantic
+
+IMAGE_PLACEHOLDER = "<|image|>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One prompt and its images (see the module docstring for the placeholder rules)."""
+
+    images: tuple[Any, ...]
+    text: str
+    system: str | None = None
+    answer_prefix: str = ""
+    template: bool = False
+
+    def __post_init__(self):
+        from iqabench.errors import IqaError
+
+        object.__setattr__(self, "images", tuple(self.images))
+        marks = self.text.count(IMAGE_PLACEHOLDER)
+        if self.template and marks != len(self.images):
+            raise IqaError(f"a whole-template prompt needs one {IMAGE_PLACEHOLDER} per image: "
+                           f"found {marks} for {len(self.images)} images")
+        if marks not in (0, len(self.images)):
+            raise IqaError(f"prompt has {marks} {IMAGE_PLACEHOLDER} placeholders for {len(self.images)} images")
+        if self.template and self.system:
+            raise IqaError("a whole-template prompt carries its own system text: system must be empty")
+
+    @classmethod
+    def single(cls, image: Any, prompt: str) -> "Query":
+        """One image and a pixel-call prompt: a whole template when it holds `<|image|>`."""
+        return cls((image,), prompt, template=IMAGE_PLACEHOLDER in prompt)
+
+    def folded_text(self) -> str:
+        """The user's text with the system message before it (for formats without a system turn)."""
+        return f"{self.system}\n{self.text}" if self.system else self.text
 
 
 class BackendSpec(pydantic.BaseModel):
@@ -26,9 +101,11 @@ class BackendSpec(pydantic.BaseModel):
 
 
 class MLLMBackend(abc.ABC):
-    image_size: int
+    image_size: int | None  # the side of the fixed grid; None where the processor tiles images
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    pixel_space: bool = True  # to_pixels / normalize / next_token_logits are the model's input
+    multi_image: bool = False  # a query may hold several images
 
     @abc.abstractmethod
     def to_pixels(self, images: Sequence[Any]) -> "torch.Tensor":  # noqa: F821
@@ -59,6 +136,47 @@ class MLLMBackend(abc.ABC):
     @abc.abstractmethod
     def fingerprint(self) -> dict[str, Any]:
         """Model identity and settings that change scores (path, revision, dtype, resize)."""
+
+    # -- queries ----------------------------------------------------------------------
+    def logits(self, queries: Sequence[Query]) -> "torch.Tensor":  # noqa: F821
+        """Float32 logits [len(queries), vocab] at each query's answer position. This default
+        serves pixel-space backends with one image per query: one `next_token_logits` call per
+        distinct prompt, rows put back in query order."""
+        import torch
+
+        parts, rows = [], []
+        for prompt, idx in self._groups(queries):
+            pixels = self.normalize(self.to_pixels([queries[i].images[0] for i in idx]))
+            parts.append(self.next_token_logits(pixels, prompt).float())
+            rows += idx
+        inverse = torch.empty(len(rows), dtype=torch.long)
+        inverse[torch.tensor(rows, dtype=torch.long)] = torch.arange(len(rows))
+        return torch.cat(parts).index_select(0, inverse.to(parts[0].device))
+
+    def answers(self, queries: Sequence[Query], max_new_tokens: int = 8) -> list[str]:
+        """Greedy answers, one per query (the same default reach as `logits`)."""
+        out: list[str | None] = [None] * len(queries)
+        for prompt, idx in self._groups(queries):
+            pixels = self.normalize(self.to_pixels([queries[i].images[0] for i in idx]))
+            for i, text in zip(idx, self.generate(pixels, prompt, max_new_tokens=max_new_tokens)):
+                out[i] = text
+        return out  # type: ignore[return-value]
+
+    def _groups(self, queries: Sequence[Query]) -> list[tuple[str, list[int]]]:
+        """(single-image prompt string, indices of the queries using it), in first-seen order."""
+        from iqabench.errors import IqaError
+
+        groups: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            if len(q.images) != 1:
+                raise IqaError(f"backend {type(self).__name__}: takes exactly one image per prompt, got {len(q.images)}")
+            if q.answer_prefix and not q.template:
+                raise IqaError(f"backend {type(self).__name__}: answer_prefix needs a whole-template prompt here")
+            prompt = f"{q.text} {q.answer_prefix}" if q.answer_prefix else q.text if q.template else q.folded_text()
+            groups.setdefault(prompt, []).append(i)
+        if not groups:
+            raise IqaError("no queries to score")
+        return list(groups.items())
 
 
 def backend_names() -> list[str]:

@@ -55,7 +55,7 @@ class SegmenterOptions(pydantic.BaseModel):
     checkpoint: str | None = None  # .pt file (sam2-package backend)
     config: str | None = None  # sam2 config name, e.g. configs/sam2.1/sam2.1_hiera_l.yaml (sam2-package)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    max_side: int | None = None  # segment a copy whose longer side is at most this; masks are upscaled back
+    max_side: int | None = pydantic.Field(None, gt=0)  # segment a copy whose longer side is at most this; masks are upscaled back
 
     points_per_side: int = pydantic.Field(32, ge=1)
     points_per_batch: int = pydantic.Field(64, ge=1)
@@ -71,6 +71,16 @@ class SegmenterOptions(pydantic.BaseModel):
     min_mask_region_area: int = pydantic.Field(0, ge=0)
     use_m2m: bool = False  # sam2-package only: one refinement step with the previous mask
     multimask_output: bool = True
+
+    @pydantic.field_validator("config")
+    @classmethod
+    def _packaged_config(cls, value: str | None) -> str | None:
+        # hydra instantiates the classes a config names: only the sam2 package's own configs
+        if value is not None and (value.startswith(("/", "~", "\\")) or ".." in Path(value).parts
+                                  or not value.endswith(".yaml")):
+            raise ValueError(f"{value!r}: give the name of a config shipped in the sam2 package, "
+                             "e.g. configs/sam2.1/sam2.1_hiera_l.yaml (no absolute path, no '..')")
+        return value
 
     def amg_settings(self) -> dict[str, Any]:
         return self.model_dump(exclude={"backend", "model", "revision", "checkpoint", "config", "dtype", "max_side"})
@@ -128,11 +138,18 @@ class Segmenter:
             processor = Sam2Processor.from_pretrained(path, revision=o.revision)
         except OSError as exc:
             raise NotAvailable(f"segmenter model {o.model!r} (-> {path}): cannot load transformers SAM2 weights ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - a pickled .bin (read weights_only) or a file that is not weights
+            from iqabench.models.safe_load import why_refused
+
+            raise IqaError(f"segmenter model {o.model!r} (-> {path}): refused or unreadable weights "
+                           f"({why_refused(exc)})") from None
         model = model.to(self.device).eval()
         settings = AmgSettings(**{k: v for k, v in o.amg_settings().items() if k != "use_m2m"})
         self._generator = Sam2AutoMaskGenerator(model, processor, settings, self.device)
 
     def _load_sam2_package(self) -> None:
+        from iqabench.models.safe_load import load_tensors_only
+
         o = self.options
         try:
             from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
@@ -142,6 +159,8 @@ class Segmenter:
                 "segmenter backend sam2-package: the PyPI package `sam2` is not installed "
                 "(SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2, or pip install 'iqabench[sam2]')"
             ) from exc
+        # the sam2 package reads the file itself: check first that it is plain tensors, never a pickle
+        load_tensors_only(Path(o.checkpoint).expanduser(), mmap=True)
         model = build_sam2(o.config, str(Path(o.checkpoint).expanduser()), device=self.device)
         self._generator = SAM2AutomaticMaskGenerator(model, output_mode="binary_mask", **o.amg_settings())
 

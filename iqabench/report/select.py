@@ -115,6 +115,8 @@ def runs_of(runs: list[Run], predicate: Callable[[Run], bool]) -> list[Run]:
 
 def _unusable(run: Run, part: str | None) -> tuple[str, str] | None:
     """(role, remark) of a run that cannot be a table cell, else None."""
+    if run.manifest.get("labels") is False:
+        return "scores only", "no labels (run --images): scores only, never tabulated"
     if part is not None and run.part != part:
         return "other part", f"part {run.part} (the table shows {part})"
     if run.metrics is None:
@@ -166,9 +168,9 @@ def select(runs: list[Run], part: str | None = "test", display_names: dict[str, 
         cell = cells.get((entry.identity, entry.column))
         if entry.role == "used" and cell and cell.n_splits > 1:
             entry.remark = f"used (one of {cell.n_splits} splits of a median)"
-        elif entry.role not in ("used", "superseded", "other part") and cell is None:
+        elif entry.role not in ("used", "superseded", "other part", "scores only") and cell is None:
             entry.remark += "; no full complete run of this method on this column"
-        elif entry.role not in ("used", "superseded", "other part") and cell is not None:
+        elif entry.role not in ("used", "superseded", "other part", "scores only") and cell is not None:
             if entry.run.time > max(r.time for r in cell.runs):
                 entry.remark += "; newer than the run used, which is complete"
     entries.sort(key=lambda e: (e.column.dataset, e.column.protocol, e.column.part, labels[e.identity],
@@ -180,7 +182,7 @@ def select(runs: list[Run], part: str | None = "test", display_names: dict[str, 
     for (ident, column), cell in sorted(cells.items(), key=lambda kv: (labels[kv[0][0]], kv[0][1].dataset)):
         notes += [f"{labels[ident]} / {column.dataset} {column.protocol} {column.part}: {n}" for n in cell.notes]
     missing = sorted({(labels[e.identity], e.column) for e in entries
-                      if e.role not in ("used", "superseded", "other part") and (e.identity, e.column) not in cells},
+                      if e.role not in ("used", "superseded", "other part", "scores only") and (e.identity, e.column) not in cells},
                      key=lambda x: (x[0], x[1].dataset, x[1].protocol))
     notes += [f"{label} / {col.dataset} {col.protocol} {col.part}: no full complete run; see the runs table"
               for label, col in missing]

@@ -63,9 +63,19 @@ def resolve_folder(path: str, revision: str | None = None) -> Path:
             folder = Path(snapshot_download(path, revision=revision, allow_patterns=HUB_FILES + ["*.bin"],
                                             local_files_only=offline))
     except Exception as err:  # the hub raises many types (offline, missing repo, network)
-        raise NotAvailable(f"owl2 weights: cannot get {path!r} (revision {revision}) from the hub"
-                           f"{' cache (HF_HUB_OFFLINE is set)' if offline else ''}: {type(err).__name__}: {err}") from err
+        raise NotAvailable(missing_weights_message(path, revision, offline, err)) from err
     return folder
+
+
+def missing_weights_message(path: str, revision: str | None, offline: bool, err: BaseException) -> str:
+    """One line that names the option to set, instead of the hub's advice to check the connection."""
+    where = "not in the Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else \
+        "not on disk and the Hugging Face hub cannot provide them"
+    first = " ".join(str(err).split())
+    cause = f"{type(err).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"
+    at = f" at revision {revision}" if revision else ""
+    return (f"owl2 weights {path}{at}: {where} ({cause}); set -o backend_path=DIR to a local copy of the "
+            f"weights, or download them first (huggingface-cli download {path})")
 
 
 def read_config(folder: Path):
@@ -88,12 +98,10 @@ def checkpoint_files(folder: Path) -> list[Path]:
 
 
 def read_tensors(file: Path) -> dict[str, Any]:
+    from iqabench.models.safe_load import load_tensors_only, read_safetensors
+
     if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(file))
-    from iqabench.models.safe_load import load_tensors_only
-
+        return read_safetensors(file, "pt")[0]  # a pickle renamed .safetensors is one line, never unpickled
     return load_tensors_only(file, mmap=True)
 
 

@@ -1,0 +1,368 @@
+"""mllm-prompt / mllm-prompt-fr: seed 001's prompting systems on any MLLM backend.
+
+Options pick the system (standard | cot | in-context), the stimulus (single: NR, one image;
+fr: reference + distorted image in one prompt, method mllm-prompt-fr; double: paired comparison) and
+how the answer is read:
+- answer=generate (the paper's): greedy text, parsed by parse.py. The raw answer is stored with each
+  image (`answer`, `parsed`); an unparseable answer is counted (`parse_failures`) and that image is
+  a recorded failure (ValueError) — never filled in. cot is one generation with the paper's
+  "first detail ..., then assign a score" prompt.
+- answer=logits (NOT in the paper): the level words' next-token distribution after "The quality
+  of the image is" (single / fr; scale=level), or of "0"/"1"/"2" after "Result:" (double, a soft
+  outcome); with system=cot the model's description is generated first and precedes the read-out.
+Double stimulus: `prepare` samples `pairs_per_image` rounds of random pairings of the part's images
+(seeded by `pair_seed`; presentation order random), asks each pair once, appends every comparison
+(pair, order, raw answer, outcome) to a JSONL cache under cache_dir keyed by the fingerprint and the
+image ids (a killed run resumes), and fits Bradley–Terry (bradley_terry.py); `score` returns each
+image's centred log-strength. An image with no parsed comparison is a recorded failure.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pydantic
+from iqabench.methods.softmax import BackendOptions, _split_list, backend_unavailable
+
+from iqabench.api import Method, MethodInfo, Sample, SampleSource, stable_hash
+from iqabench.errors import IqaError
+
+from . import bradley_terry, prompts
+from .examples import Example, file_hash, read_examples
+from .parse import parse_comparison, parse_score
+
+# max_new_tokens when not given: a short answer, or a description then a score
+DEFAULT_TOKENS = {"standard": 16, "in-context": 16, "cot": 256}
+LOGIT_PREFIX = "The quality of the image is"
+COMPARE_PREFIX = "Result:"
+
+
+class MllmPromptOptions(BackendOptions):
+    """Seed 001's prompting systems: which system and stimulus, how the answer is read."""
+
+    system: Literal["standard", "cot", "in-context"] = "standard"
+    """standard, cot (describe, then score, in one generation) or in-context (k scored examples first)"""
+    stimulus: Literal["single", "fr", "double"] = "single"
+    """single (NR), fr (reference + distorted: method mllm-prompt-fr) or double (paired comparison)"""
+    answer: Literal["generate", "logits"] = "generate"
+    """generate: parse the greedy text (the paper); logits: read the answer token's distribution"""
+    scale: Literal["number", "level"] = "number"
+    """number: a 0..100 score (the paper); level: excellent/good/fair/poor/bad"""
+    attribute: str = "overall quality"
+    """what 'in terms of [...]' names in the paper's prompts"""
+    examples: str | None = None
+    """in-context: a CSV with columns image, score (and reference for fr)"""
+    examples_range: tuple[float, float] = (0.0, 100.0)
+    """lo,hi of the example scores (higher-better), mapped to the prompt's 0..100"""
+    k: int = pydantic.Field(1, ge=1, le=8)
+    """in-context: examples (double: example pairs) per prompt, drawn once with example_seed"""
+    example_seed: int = 0
+    """in-context: which examples are drawn"""
+    pairs_per_image: int = pydantic.Field(4, ge=1, le=64)
+    """double: rounds of random pairings, i.e. comparisons per image"""
+    pair_seed: int = 0
+    """double: the seed of the pairings and of each pair's presentation order"""
+    bt_prior: float = pydantic.Field(0.5, ge=0.0)
+    """double: virtual comparisons per image with an average phantom (0 = plain MLE)"""
+    max_new_tokens: int | None = pydantic.Field(None, ge=1, le=2048)
+    """generated tokens (default 16; 256 for cot)"""
+
+    @pydantic.field_validator("examples_range", mode="before")
+    @classmethod
+    def _range(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self):
+        if (self.system == "in-context") != (self.examples is not None):
+            raise ValueError("system=in-context needs examples=CSV, and examples are only used by system=in-context")
+        if self.answer == "logits" and self.stimulus != "double" and self.scale != "level":
+            raise ValueError("answer=logits reads one answer token: use scale=level (a 0..100 number spans several tokens)")
+        if not self.attribute.strip():
+            raise ValueError("attribute is empty")
+        return self
+
+    def tokens(self) -> int:
+        return self.max_new_tokens or DEFAULT_TOKENS[self.system]
+
+
+class MllmPromptFROptions(MllmPromptOptions):
+    stimulus: Literal["fr"] = "fr"
+    """fr only: the reference and the distorted image in one prompt"""
+
+
+_WEIGHTS = "MAGAer13/mplug-owl2-llama2-7b (~16 GB), or any -o backend=ARCH -o backend_path=DIR"
+
+
+class MllmPrompt(Method):
+    name: ClassVar[str] = "mllm-prompt"
+    info: ClassVar[MethodInfo] = MethodInfo(
+        kind="zero-shot", higher_better=True, needs_weights=_WEIGHTS, needs_gpu=True, extra="mllm",
+        description="Seed 001's prompting systems on any MLLM backend: -o system=standard|cot|in-context, "
+                    "-o stimulus=single|double (paired comparisons -> Bradley-Terry); a generated 0-100 score or "
+                    "level parsed from the text, parse failures counted and recorded. FR: mllm-prompt-fr.")
+    Options: ClassVar[type[MllmPromptOptions]] = MllmPromptOptions
+
+    def __init__(self, options=None, device: str = "cpu", batch_size: int = 1, dataset: str | None = None,
+                 cache_dir: Path | None = None):
+        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+        o = self.options
+        if o.stimulus == "fr" and not self.info.needs_reference:
+            raise IqaError("stimulus=fr needs each image's reference: use method mllm-prompt-fr")
+        self.backend: Any = None
+        self.examples: list[Example] = []
+        self._memo: dict[str, tuple[str | None, float | None]] = {}  # id -> (raw answer, score) of the last batch
+        self._extras: dict[str, dict[str, Any]] = {}
+        self._failed: set[str] = set()
+        self.queries_made = 0
+        self.last_queries: list[Any] = []  # the Query objects of the last backend call (inspection, tests)
+        self._strengths: dict[str, float] | None = None
+        self._pair_stats: dict[str, Any] = {}
+        self._token_ids: list[int] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+    @classmethod
+    def check_available(cls, options=None) -> str | None:
+        o = options if options is not None else cls.Options()
+        if o.examples is not None and not Path(o.examples).expanduser().is_file():
+            return f"examples={o.examples}: no such file"
+        return backend_unavailable(o)
+
+    @classmethod
+    def option_files(cls, options) -> dict[str, Path]:
+        return {"examples": Path(options.examples)} if options.examples else {}
+
+    @classmethod
+    def contract_options(cls, workdir):
+        """The tiny random Owl2 reads the answer from logits: its random generations would not parse."""
+        from iqabench.models.tiny import tiny_model_path
+
+        return {"backend_path": tiny_model_path("owl2", workdir), "answer": "logits", "scale": "level"}
+
+    def setup(self) -> None:
+        from iqabench.models.backend import load_backend
+
+        if self.backend is not None:
+            return
+        o = self.options
+        backend = load_backend(o.backend_spec(), self.device)
+        several = o.stimulus != "single" or o.system == "in-context"
+        if several and not getattr(backend, "multi_image", False):
+            raise IqaError(f"backend {o.backend}: takes one image per prompt, so stimulus={o.stimulus} "
+                           f"system={o.system} (several images per prompt) cannot run on it")
+        if o.examples is not None:
+            self.examples = read_examples(o.examples, o.examples_range, need_reference=o.stimulus == "fr")
+            if o.stimulus == "double" and len({e.score for e in self.examples}) < 2:
+                raise IqaError(f"examples={o.examples}: double stimulus needs examples with different scores")
+            if o.stimulus != "double" and len(self.examples) < o.k:
+                raise IqaError(f"examples={o.examples}: {len(self.examples)} examples for k={o.k}")
+        if o.answer == "logits":
+            words = ("1", "0", "2") if o.stimulus == "double" else prompts.LEVELS
+            ids = [backend.token_id(w) for w in words]
+            if len(set(ids)) != len(ids):
+                raise IqaError(f"{o.backend_path}: the answer words {', '.join(words)} share first tokens {ids}")
+            self._token_ids = ids
+        self.backend = backend
+
+    # -- prompts ------------------------------------------------------------------------
+    def _context(self) -> list[tuple[Any, Any, Any]]:
+        """The in-context examples every prompt carries: k drawn once (example_seed)."""
+        o = self.options
+        if o.system != "in-context":
+            return []
+        rng = random.Random(o.example_seed)
+        if o.stimulus == "double":
+            pairs = []
+            while len(pairs) < o.k:
+                a, b = rng.sample(self.examples, 2)
+                if a.score != b.score:
+                    pairs.append((a.image, b.image, 1 if a.score > b.score else 0))
+            return pairs
+        return [(e.image, e.score, e.reference) for e in rng.sample(self.examples, o.k)]
+
+    def single_queries(self, samples: Sequence[Sample]) -> list[Any]:
+        o = self.options
+        context = self._context()
+        out = []
+        for s in samples:
+            if o.stimulus == "fr" and s.reference is None:
+                raise IqaError(f"{s.id}: no reference image (stimulus=fr needs a dataset with references)")
+            out.append(prompts.single_query(s.image, o.attribute, o.scale, o.system,
+                                            reference=s.reference if o.stimulus == "fr" else None, examples=context))
+        return out
+
+    def pair_queries(self, pairs: Sequence[tuple[Any, Any]]) -> list[Any]:
+        context = self._context()
+        return [prompts.double_query(a, b, self.options.attribute, self.options.system, examples=context)
+                for a, b in pairs]
+
+    def _ask(self, queries: list[Any], prefix: str, words_score) -> tuple[list[str | None], list[float | None]]:
+        """Raw answers and read-outs (None = unparseable) for a batch of queries."""
+        import dataclasses
+
+        import torch
+
+        o = self.options
+        self.last_queries = list(queries)
+        self.queries_made += len(queries)
+        with torch.no_grad():
+            if o.answer == "generate":
+                answers = self.backend.answers(queries, max_new_tokens=o.tokens())
+                return list(answers), [words_score(a) for a in answers]
+            described = [""] * len(queries)
+            if o.system == "cot":  # the model's own analysis first, then the one-token read-out
+                described = self.backend.answers(queries, max_new_tokens=o.tokens())
+                queries = [dataclasses.replace(q, answer_prefix=f"{d} {prefix}".strip()) for q, d in zip(queries, described)]
+            else:
+                queries = [dataclasses.replace(q, answer_prefix=prefix) for q in queries]
+            self.last_queries = list(queries)
+            probs = torch.softmax(self.backend.logits(queries)[:, self._token_ids].float(), dim=-1).cpu().numpy()
+        if o.stimulus == "double":  # P(first better) with a tie as half a win
+            values = [float(p[0] + p[2] / 2.0) for p in probs]
+        else:
+            values = [float(p @ prompts.LEVEL_WEIGHTS) for p in probs]
+        return [d or None for d in described], values
+
+    # -- scoring ------------------------------------------------------------------------
+    def score(self, samples: Sequence[Sample]) -> list[float]:
+        if self.options.stimulus == "double":
+            return [self._strength(s.id) for s in samples]
+        if self.backend is None:
+            self.setup()
+        todo = [s for s in samples if s.id not in self._memo]
+        if todo:
+            if len(samples) > 1:
+                self._memo = {}
+            prefer = self.options.scale
+            answers, values = self._ask(self.single_queries(todo), LOGIT_PREFIX, lambda a: parse_score(a, prefer))
+            for s, a, v in zip(todo, answers, values):
+                self._memo[s.id] = (a, v)
+                self._extras[s.id] = {"answer": a, "parsed": v}
+                if v is None:
+                    self._failed.add(s.id)
+        out = []
+        for s in samples:
+            answer, value = self._memo[s.id]
+            if value is None:  # the runner re-scores the batch image by image from the memo: this image fails
+                raise ValueError(f"no score could be read from the answer {answer[:200]!r}")
+            out.append(value)
+        return out
+
+    def _strength(self, sid: str) -> float:
+        if self._strengths is None:
+            raise IqaError("stimulus=double: the comparisons are made in prepare(), which has not run")
+        if sid not in self._strengths:
+            raise ValueError("no parsed comparison involves this image, so it has no Bradley-Terry score")
+        return self._strengths[sid]
+
+    # -- double stimulus ------------------------------------------------------------------
+    def sample_pairs(self, ids: Sequence[str]) -> list[tuple[int, str, str]]:
+        """(round, first id, second id): each round a seeded random pairing of all images (an odd one
+        out is paired with the round's first image); the shuffle also sets the presentation order."""
+        rng = random.Random(self.options.pair_seed)
+        ids = list(ids)
+        pairs = []
+        for rnd in range(self.options.pairs_per_image):
+            order = ids[:]
+            rng.shuffle(order)
+            if len(order) % 2:
+                order.append(order[0])
+            pairs += [(rnd, order[i], order[i + 1]) for i in range(0, len(order), 2) if order[i] != order[i + 1]]
+        return pairs
+
+    def _cache_file(self, ids: Sequence[str]) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = stable_hash({"fingerprint": self.fingerprint(), "ids": list(ids)}, 16)
+        return self.cache_dir / "mllm-prompt" / f"comparisons-{key}.jsonl"
+
+    def prepare(self, source: SampleSource) -> None:
+        from iqabench.io import JsonlLog
+
+        if self.options.stimulus != "double":
+            return
+        if self.backend is None:
+            self.setup()
+        ids = list(source.ids)
+        pairs = self.sample_pairs(ids)
+        file = self._cache_file(ids)
+        done: dict[tuple[int, str, str], dict] = {}
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            done = {(r["round"], r["first"], r["second"]): r for r in JsonlLog(file).read()}
+        records = [done[p] for p in pairs if p in done]
+        todo = [p for p in pairs if p not in done]
+        cache: dict[str, Any] = {}
+        size = max(1, self.batch_size)
+        for start in range(0, len(todo), size):
+            chunk, images = [], []
+            for rnd, a, b in todo[start:start + size]:
+                for sid in (a, b):
+                    if sid not in cache:
+                        sample = source.load(sid)
+                        cache[sid] = sample.image if sample is not None else None
+                if cache[a] is not None and cache[b] is not None:  # an undecodable image is recorded when scored
+                    chunk.append((rnd, a, b))
+                    images.append((cache[a], cache[b]))
+            if len(cache) > 4 * size:  # keep only the images the next chunks may reuse soon
+                cache = {}
+            if not chunk:
+                continue
+            answers, outcomes = self._ask(self.pair_queries(images), COMPARE_PREFIX, parse_comparison)
+            for (rnd, a, b), answer, outcome in zip(chunk, answers, outcomes):
+                w = {1: 1.0, 0: 0.0, 2: 0.5}.get(outcome) if self.options.answer == "generate" else outcome
+                rec = {"round": rnd, "first": a, "second": b, "answer": answer, "outcome": w}
+                records.append(rec)
+                if file is not None:
+                    with JsonlLog(file) as log:
+                        log.append(rec)
+        self._fit(ids, records, file)
+
+    def _fit(self, ids: Sequence[str], records: list[dict], file: Path | None) -> None:
+        index = {sid: i for i, sid in enumerate(ids)}
+        usable = [r for r in records if r["outcome"] is not None]
+        compared = sorted({r[k] for r in usable for k in ("first", "second")}, key=index.get)
+        local = {sid: i for i, sid in enumerate(compared)}
+        logp = bradley_terry.fit(len(compared), [(local[r["first"]], local[r["second"]], r["outcome"]) for r in usable],
+                                 prior=self.options.bt_prior) if compared else []
+        self._strengths = {sid: float(v) for sid, v in zip(compared, logp)}
+        counts: dict[str, list[int]] = {}
+        for r in records:
+            for sid in (r["first"], r["second"]):
+                counts.setdefault(sid, [0, 0])[0] += 1
+                counts[sid][1] += r["outcome"] is not None
+        for sid, (asked, parsed) in counts.items():
+            self._extras.setdefault(sid, {}).update({"comparisons": asked, "parsed_comparisons": parsed})
+        self._pair_stats = {"pairs": len(records), "pair_parse_failures": len(records) - len(usable),
+                            "images_without_comparison": len(ids) - len(compared),
+                            "comparisons_file": str(file) if file is not None else None}
+
+    # -- records ---------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        out = super().fingerprint()
+        if self.options.examples is not None and Path(self.options.examples).expanduser().is_file():
+            out["examples_sha256"] = file_hash(self.options.examples)
+        if self.backend is not None:
+            out["backend"] = self.backend.fingerprint()
+        return out
+
+    def runtime_stats(self) -> dict[str, Any]:
+        stats = {"queries": self.queries_made, "parse_failures": len(self._failed), **self._pair_stats}
+        if self.options.stimulus == "double":
+            stats["image_parse_failures"] = stats.pop("parse_failures")
+        return stats
+
+    def sample_extras(self, sample_id: str) -> dict[str, Any]:
+        return self._extras.pop(sample_id, {})
+
+
+class MllmPromptFR(MllmPrompt):
+    name: ClassVar[str] = "mllm-prompt-fr"
+    info: ClassVar[MethodInfo] = MethodInfo(
+        kind="zero-shot", higher_better=True, needs_weights=_WEIGHTS, needs_gpu=True, extra="mllm",
+        needs_reference=True,
+        description="Seed 001's full-reference prompting: the reference and the distorted image in one prompt "
+                    "(-o system=standard|cot|in-context), a generated 0-100 score or level parsed from the text.")
+    Options: ClassVar[type[MllmPromptOptions]] = MllmPromptFROptions
