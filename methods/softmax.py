@@ -205,6 +205,33 @@ def level_score(logits, level_ids: Sequence[int], weights: Sequence[float]):
     return probs @ torch.tensor(list(weights), dtype=torch.float32, device=probs.device)
 
 
+# Answer words whose last-position logits every softmax run stores per image (`word_logits` in
+# predictions.jsonl), so a run can be re-scored with another word pair without the model.
+WORD_BANK = ("good", "fine", "poor", "bad", "excellent", "fair", "high", "low")
+
+
+def rescore_words(word_logits: dict[str, float], positive: Sequence[str], negative: Sequence[str]) -> float:
+    """The softmax score of `positive` vs `negative` from one image's stored answer-word logits."""
+    import torch
+
+    missing = [w for w in (*positive, *negative) if w not in word_logits]
+    if missing:
+        raise IqaError(f"no stored logit for {', '.join(missing)}; stored words: {', '.join(word_logits)}")
+    row = torch.tensor([[word_logits[w] for w in (*positive, *negative)]], dtype=torch.float32)
+    n = len(positive)
+    return float(word_set_score(row, range(n), range(n, n + len(negative)))[0])
+
+
+def rescore_run(run_dir: Path, positive: Sequence[str], negative: Sequence[str]) -> dict[str, float]:
+    """Image id -> the score another word pair gives, from a finished softmax run's records."""
+    from iqabench.store import RunStore
+
+    with RunStore(run_dir) as store:
+        records = store.read_records()
+    return {sid: rescore_words(r["word_logits"], positive, negative)
+            for sid, r in records.items() if r.get("error") is None}
+
+
 # -- availability ----------------------------------------------------------------------
 def _hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -294,14 +321,26 @@ class SoftmaxScorer:
         """[B, 3, S, S] in [0, 1] -> [B] float32 scores (differentiable)."""
         return self.from_logits(self.logits(self.normalize(pixels)))
 
-    def score_images(self, images: Sequence[Any]):
-        """PIL images -> [B] float32 scores: through pixels on fixed-grid backends, as images
+    def image_logits(self, images: Sequence[Any]):
+        """PIL images -> [B, vocab] answer logits: through pixels on fixed-grid backends, as images
         (the backend's processor tiles them) on the others."""
         if getattr(self.backend, "pixel_space", True):
-            return self.score_pixels(self.pixels(images))
+            return self.logits(self.normalize(self.pixels(images)))
         from iqabench.models.backend import Query
 
-        return self.from_logits(self.backend.logits([Query.single(im, self.options.prompt) for im in images]))
+        return self.backend.logits([Query.single(im, self.options.prompt) for im in images])
+
+    def score_images(self, images: Sequence[Any]):
+        """PIL images -> [B] float32 scores."""
+        return self.from_logits(self.image_logits(images))
+
+    def bank_ids(self) -> dict[str, int]:
+        """WORD_BANK words -> token ids, keeping only words whose first tokens are distinct."""
+        if not hasattr(self, "_bank"):
+            ids = {w: self.backend.token_id(w) for w in WORD_BANK}
+            counts = {t: list(ids.values()).count(t) for t in ids.values()}
+            self._bank = {w: t for w, t in ids.items() if counts[t] == 1}
+        return self._bank
 
 
 class SoftmaxMethod(Method):
@@ -313,6 +352,7 @@ class SoftmaxMethod(Method):
                  dataset: str | None = None, cache_dir: Path | None = None):
         super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.scorer: SoftmaxScorer | None = None
+        self._word_logits: dict[str, dict[str, float]] = {}
 
     @classmethod
     def check_available(cls, options: SoftmaxOptions | None = None) -> str | None:
@@ -336,8 +376,16 @@ class SoftmaxMethod(Method):
         if self.scorer is None:
             self.setup()
         with torch.no_grad():
-            scores = self.scorer.score_images([s.image for s in samples])
+            logits = self.scorer.image_logits([s.image for s in samples]).float()
+            scores = self.scorer.from_logits(logits)
+        bank = self.scorer.bank_ids()
+        for i, sample in enumerate(samples):  # kept with the score: another word pair needs no model
+            self._word_logits[sample.id] = {w: float(logits[i, t]) for w, t in bank.items()}
         return [float(v) for v in scores.cpu()]
+
+    def sample_extras(self, sample_id: str) -> dict[str, Any]:
+        words = self._word_logits.pop(sample_id, None)
+        return {"word_logits": words} if words is not None else {}
 
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
