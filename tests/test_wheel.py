@@ -7,6 +7,7 @@ there) and a build running beside other work sees one consistent tree.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -116,3 +117,18 @@ def test_installed_wheel_lists_every_method_and_dataset_outside_the_checkout(whe
     assert datasets.returncode == 0, datasets.stderr
     listed = {line.split()[0] for line in datasets.stdout.splitlines()[1:] if line.strip()}
     assert set(_built_in_datasets()) <= listed, f"missing: {set(_built_in_datasets()) - listed}"
+
+
+def test_installed_wheel_scores_and_trains_outside_the_checkout(wheel, tiny_root, tmp_path):
+    """The wheel runs the flow, not only lists it: a weight-free classic, and a trainable one trained
+    then scored (the contract test runs every registered method in the checkout's install)."""
+    plugin = str(Path(__file__).parent / "plugins" / "tiny_dataset_plugin.py")
+    common = ["--plugin", plugin, "--data-root", str(tiny_root), "--results", str(tmp_path)]
+    for args in (["run", "--method", "piqe", "--dataset", "tiny", "--no-progress", "--device", "cpu"],
+                 ["train", "--method", "brisque-svr", "--dataset", "tiny", "--no-progress", "--device", "cpu"],
+                 ["run", "--method", "brisque-svr", "--dataset", "tiny", "--no-progress", "--device", "cpu"]):
+        done = _run(wheel, "-m", "iqabench.cli.main", *common, *args)
+        assert done.returncode == 0, (args, done.stderr)
+    metrics = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("metrics.json")]
+    assert sorted(m["method"] for m in metrics) == ["brisque-svr", "pyiqa:piqe"]
+    assert all(m["n_failed"] == 0 and m["status"] == "complete" for m in metrics)
