@@ -50,6 +50,7 @@ class MethodInfo:
     needs_gpu: bool = False  # True when CPU use is impractical, not impossible
     extra: str | None = None  # the pip extra that brings its dependencies
     needs_reference: bool = False  # full-reference: samples carry the decoded reference image
+    fixed_grid: bool = False  # edits pixels or vision features: needs an MLLM backend with a fixed image grid
 
 
 class Options(pydantic.BaseModel):

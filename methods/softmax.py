@@ -395,9 +395,9 @@ class SoftmaxMethod(Method):
         return out
 
 
-def mllm_info(description: str, weights: str, kind: str = "zero-shot") -> MethodInfo:
+def mllm_info(description: str, weights: str, kind: str = "zero-shot", fixed_grid: bool = False) -> MethodInfo:
     """The MethodInfo of a method scoring with a softmax over an MLLM's answer tokens."""
-    return MethodInfo(kind=kind, description=description, higher_better=True, score_range=(0.0, 1.0),
+    return MethodInfo(kind=kind, description=description, higher_better=True, score_range=(0.0, 1.0), fixed_grid=fixed_grid,
                       needs_weights=weights, needs_gpu=True, extra="mllm")
 
 

@@ -414,7 +414,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _info(description: str, weights: str) -> MethodInfo:
-    return mllm_info(description, weights, kind="trainable")
+    return mllm_info(description, weights, kind="trainable", fixed_grid=True)
 
 
 class VpOwl2(VisualPromptMethod):

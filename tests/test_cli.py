@@ -330,3 +330,13 @@ def test_list_methods_shows_kind_needs_and_availability():
     assert "classic" in lines["piqe"] and lines["piqe"].rstrip().endswith("yes")
     niqe = lines["niqe"]
     assert "no: needs weight file" in niqe and ".mat" in niqe
+
+
+def test_list_backends_shows_each_family_and_the_methods_it_runs():
+    result = invoke("list", "backends")
+    assert result.exit_code == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert {"owl2", "llava", "qwen2_5_vl", "internvl", "paligemma", "gemma3", "idefics3"} <= set(rows)
+    assert "vp-owl2" in rows["llava"] and "softmax-owl2" in rows["llava"]
+    # a family that tiles images runs the image-level presets, never a pixel-space visual prompt
+    assert "softmax-owl2" in rows["qwen2_5_vl"] and "vp-owl2" not in rows["qwen2_5_vl"] and "tiled" in rows["qwen2_5_vl"]

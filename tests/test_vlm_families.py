@@ -251,3 +251,20 @@ def test_dog_iqa_judge_batches_views_of_any_size(arch, backends):
     assert many.calls == 1
     answers = StandardJudge(backends[arch], JudgeSettings(mode="generate", batch_size=8, max_new_tokens=2)).score(views)
     assert len(answers) == 6 and all(v.answer is not None for v in answers)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_family_passes_the_runner_contract_with_every_preset(arch, model_dirs, tiny_root, tmp_path):
+    """Every zero-shot preset runs through the whole engine on each family's tiny model: scored,
+    saved, resumed with nothing scored twice (the contract test's procedure, per backend family)."""
+    from iqabench.methods.softmax import PRESETS
+    from iqabench.run import RunConfig, run
+
+    for preset in PRESETS:
+        cfg = RunConfig(method=preset, dataset="tiny", data_root=tiny_root, results=tmp_path, device="cpu",
+                        options={"backend": arch, "backend_path": model_dirs[arch]}, limit=3, batch_size=2,
+                        progress=False, n_boot=0)
+        first = run(cfg, on_log=lambda m: None)
+        assert first.metrics["n"] == 3 and first.metrics["n_failed"] == 0, (preset, first.metrics["failures_by_kind"])
+        again = run(cfg, on_log=lambda m: None)
+        assert again.scored_now == 0 and again.run_dir == first.run_dir

@@ -1,4 +1,4 @@
-"""`iqabench list methods|datasets|splits DATASET`."""
+"""`iqabench list methods|datasets|backends|splits DATASET`."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ Examples:
   iqabench list methods
   iqabench list methods --all
   iqabench list datasets
+  iqabench list backends
   iqabench list splits koniq10k""")
 @global_options
 @click.pass_context
@@ -91,3 +92,26 @@ def list_splits(settings: Settings, dataset: str) -> None:
     click.echo(f"default: {card.default_split}")
     for name in splits.available_splits(card.name):
         click.echo(name)
+
+
+@list_group.command("backends", short_help="MLLM backend families and the methods each runs.", epilog="""\b
+Examples:
+  iqabench list backends
+  iqabench run --method softmax-owl2 --dataset koniq10k -o backend=qwen2_5_vl -o backend_path=Qwen/Qwen2.5-VL-7B-Instruct""")
+@with_settings
+def list_backends(settings: Settings) -> None:
+    """Every registered MLLM backend: its image grid, whether it takes several images per prompt, and
+    which MLLM methods and presets run on it (`-o backend=ARCH -o backend_path=DIR_OR_HUB_ID`)."""
+    from iqabench import registry
+    from iqabench.models.vlm_families import FAMILIES
+
+    mllm = [n for n in registry.methods.names() if not n.endswith(":<name>")
+            and (registry.methods.get(n).info.extra == "mllm")]
+    pixel_space = [n for n in mllm if registry.methods.get(n).info.fixed_grid]
+    click.echo(f"{'backend':16} {'grid':6} {'images/prompt':14} methods and presets")
+    for arch in registry.backends.names():
+        family = FAMILIES.get(arch)
+        grid = family.grid if family else ("fixed" if arch == "owl2" else "-")
+        multi = "several" if (family.multi_image if family else arch == "owl2") else "one"
+        runs = [n for n in mllm if grid == "fixed" or n not in pixel_space]
+        click.echo(f"{arch:16} {grid:6} {multi:14} {', '.join(runs) if grid != '-' else 'see its documentation'}")

@@ -58,7 +58,8 @@ class QAdapt(TrainableMethod):
     info = mllm_info("Q-Adapt (seed 002): stage 1 LoRA on the vision encoder and LLM from Q-Instruct-format "
                      "conversations (-o instructions=FILE), stage 2 an instruction-adaptive visual prompt "
                      "(Q-Former V-T generator, T-V cross-attention, gated fusion) fit on the targets; softmax of "
-                     "good vs poor", "MAGAer13/mplug-owl2-llama2-7b (~16 GB), or -o backend=llava", kind="trainable")
+                     "good vs poor", "MAGAer13/mplug-owl2-llama2-7b (~16 GB), or -o backend=llava", kind="trainable",
+                     fixed_grid=True)
     Options: ClassVar[type[QAdaptOptions]] = QAdaptOptions
     schedule_options = ("patience",)
 
