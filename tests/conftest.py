@@ -37,9 +37,51 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
+# The embedded `synthetic` set takes a minute or more to build on 2 cores. When the collected tests
+# need it, a background process starts building it as soon as collection ends, beside the tests
+# that do not need it; the fixture then waits on the builder's own lock (the build is locked and
+# resumable, so waiting is what a second builder does anyway).
+_BUILD: dict = {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not any("synthetic_root" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    # the tests that need the set run last, so the build overlaps as much of the rest as it can
+    items.sort(key=lambda item: "synthetic_root" in getattr(item, "fixturenames", ()))
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="iqabench-synthetic-"))
+    code = ("import sys; from pathlib import Path; from iqabench import registry; "
+            "registry.datasets.get('synthetic').build(Path(sys.argv[1]) / 'synthetic', progress=False)")
+    _BUILD["root"] = root
+    _BUILD["process"] = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True)
+
+
+def pytest_unconfigure(config):
+    process = _BUILD.get("process")
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+    if "root" in _BUILD:
+        import shutil
+
+        shutil.rmtree(_BUILD["root"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """A data root holding the embedded `synthetic` set, built once per session (about a minute)."""
-    root = tmp_path_factory.mktemp("synthetic-data")
-    registry.datasets.get("synthetic").build(root / "synthetic", progress=False)
+    """A data root holding the embedded `synthetic` set (all 720 images), built once per session."""
+    process = _BUILD.get("process")
+    if process is None:  # collected another way (e.g. by a plugin): build here
+        root = tmp_path_factory.mktemp("synthetic-data")
+        registry.datasets.get("synthetic").build(root / "synthetic", progress=False)
+        return root
+    _out, err = process.communicate()
+    root = _BUILD["root"]
+    if process.returncode != 0:  # the same build in-process shows its error (it resumes what was done)
+        registry.datasets.get("synthetic").build(root / "synthetic", progress=False)
     return root
