@@ -117,6 +117,17 @@ def read_json(path: Path, what: str = "file", advice: str | None = None) -> Any:
                        f"it was cut or edited by hand{'; ' + advice if advice else ''}") from None
 
 
+def sha256_file(path: Path, length: int = 16) -> str:
+    """The sha256 of a file's content (hex, first `length` digits), read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
 def drop_torn_tail(path: Path) -> None:
     """Cut a partial last line (a kill in the middle of a write) from an append-only log."""
     with machine_errors(path):

@@ -8,7 +8,6 @@ left to score (and recompute metrics of a finished run) before any weights are n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from iqabench.data import splits
 from iqabench.data.card import DatasetCard
 from iqabench.data.images import ImageDecodeError, open_rgb
 from iqabench.errors import IqaError, NotAvailable
+from iqabench.io import sha256_file
 from iqabench.layout import ResultsLayout
 
 SCHEMA_VERSION = 2
@@ -259,14 +259,6 @@ def hash_files(folder: Path, names) -> dict[str, str] | None:
             return None
         out[name] = sha256_file(path)
     return out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def is_finite(value: Any) -> bool:

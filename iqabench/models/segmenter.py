@@ -19,6 +19,7 @@ import pydantic
 
 from iqabench.api import stable_hash
 from iqabench.errors import IqaError, NotAvailable
+from iqabench.io import sha256_file
 
 # Plain ids users know -> repos holding transformers-format weights. SAM 2.1 repos carry
 # transformers weights themselves; SAM 2.0 ones hold only .pt files, their -hf twins the rest.
@@ -104,7 +105,7 @@ class Segmenter:
             ckpt = Path(o.checkpoint).expanduser()
             if not ckpt.is_file():
                 raise NotAvailable(f"segmenter checkpoint {ckpt}: file not found")
-            return {"backend": "sam2-package", "config": o.config, "checkpoint_sha": _file_digest(ckpt)}
+            return {"backend": "sam2-package", "config": o.config, "checkpoint_sha": sha256_file(ckpt)}
         if o.use_m2m:
             raise IqaError("segmenter option use_m2m: supported with backend=sam2-package only")
         path = resolve_model_id(o.model)
@@ -197,16 +198,6 @@ class Segmenter:
         return masks.astype(bool)
 
 
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _folder_digest(folder: Path) -> str:
     import hashlib
 
@@ -214,5 +205,5 @@ def _folder_digest(folder: Path) -> str:
     for f in sorted(folder.glob("*")):
         if f.is_file() and f.suffix in (".json", ".safetensors"):
             h.update(f.name.encode())
-            h.update(_file_digest(f).encode())
+            h.update(sha256_file(f).encode())
     return h.hexdigest()[:16]

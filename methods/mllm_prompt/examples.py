@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from iqabench.errors import IqaError
+from iqabench.io import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Example:
 
 
 def file_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:16]
+    return sha256_file(Path(path).expanduser())
 
 
 def read_examples(path: str, score_range: tuple[float, float], need_reference: bool) -> list[Example]:

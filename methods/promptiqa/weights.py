@@ -10,11 +10,11 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from iqabench.errors import IqaError
+from iqabench.io import sha256_file as file_sha256  # one implementation, kept under this module's name
 
 IGNORED_BACKBONE_KEYS = ("head.", "norm.", "fc_norm.", "head_drop.")
 
@@ -106,9 +106,3 @@ def read_tensors_with_meta(path: Path) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]

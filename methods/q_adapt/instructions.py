@@ -12,11 +12,11 @@ file's folder). Every problem is reported in one line naming the file and the en
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 from iqabench.errors import IqaError
+from iqabench.io import sha256_file as file_digest  # one implementation, kept under this module's name
 
 IMAGE_TAG = "<image>"
 HUMAN = ("human", "user")
@@ -30,12 +30,6 @@ class Conversation:
     turns: tuple[tuple[str, str], ...]  # (question, answer), the image tag removed
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _strip_tag(text: str) -> str:
