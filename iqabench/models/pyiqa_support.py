@@ -411,7 +411,11 @@ def create_metric(metric: str, device: str, metric_options: tuple | dict = ()):
 
 @functools.lru_cache(maxsize=8)
 def _create(metric: str, device: str, options_json: str, where: tuple):
-    import pyiqa
+    import warnings
+
+    with warnings.catch_warnings():  # openai-clip, imported by pyiqa, warns about pkg_resources on every import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pyiqa
 
     options = json.loads(options_json)
     # pyiqa prints loading notices on stdout (kept for results); torch.hub announces downloads
