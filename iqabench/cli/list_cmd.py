@@ -18,7 +18,7 @@ Examples:
 @global_options
 @click.pass_context
 def list_group(ctx: click.Context) -> None:
-    """List registered methods, datasets, or the splits of a dataset."""
+    """List registered methods, datasets, MLLM backends, or the splits of a dataset."""
     if ctx.invoked_subcommand is None:  # bare `iqabench list`: what can be listed
         click.echo(ctx.get_help())
 

@@ -17,7 +17,7 @@ COMMANDS = {
     "train": ("iqabench.cli.train_cmd:train_command", "Train a trainable method (fit on train, select on val)."),
     "score": ("iqabench.cli.score_cmd:score_command", "Recompute metrics of runs from their saved predictions."),
     "report": ("iqabench.cli.report_cmd:report_command", "Turn saved results into tables (md, tex, csv) and plots."),
-    "list": ("iqabench.cli.list_cmd:list_group", "List methods, datasets or a dataset's splits."),
+    "list": ("iqabench.cli.list_cmd:list_group", "List methods, datasets, MLLM backends or a dataset's splits."),
     "options": ("iqabench.cli.options_cmd:options_command", "Show a method's options, defaults and aliases."),
     "datasets": ("iqabench.cli.datasets_cmd:datasets_command", "Show which datasets are found under the data root."),
     "demo": ("iqabench.cli.demo_cmd:demo_command", "The offline main job on the embedded default set (no download)."),
