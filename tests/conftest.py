@@ -29,6 +29,35 @@ load_plugin(str(PLUGINS / "slow_method.py"))
 TINY_CARD = registry.datasets.get("tiny")
 
 
+class Payload:
+    """Unpickling this runs code: it writes a marker file (the security tests' live pickle)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def live_pickle_writer(folder: Path, key: str = "weight"):
+    """(write(path, key=...), marker): write saves a torch file whose value runs code when unpickled.
+    The payload is proved live first (a plain unpickling loader runs it), then the marker removed."""
+    import torch
+
+    marker = Path(folder) / "PWNED"
+
+    def write(path: Path, key: str = key) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({key: Payload(marker)}, str(path))
+        return path
+
+    probe = write(Path(folder) / "probe.pt")
+    torch.load(str(probe), weights_only=False)
+    assert marker.exists(), "the payload must be live for a refusal to mean anything"
+    marker.unlink()
+    return write, marker
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """A data root holding the tiny set (built once per session)."""

@@ -255,25 +255,14 @@ def test_resize_short_side_must_be_positive():
 
 # -- weight paths are never unpickled --------------------------------------------------------------
 
-class _Payload:
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
-
-
 @pytest.fixture
 def malicious(tmp_path):
     """(a .pth whose unpickling writes `marker`, marker); the payload is checked to be live."""
-    torch = pytest.importorskip("torch")
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "weights.pth"
-    torch.save({"params": _Payload(marker)}, str(path))
-    torch.load(str(path), weights_only=False)
-    assert marker.exists()
-    marker.unlink()
-    return path, marker
+    pytest.importorskip("torch")
+    from conftest import live_pickle_writer
+
+    write, marker = live_pickle_writer(tmp_path, key="params")
+    return write(tmp_path / "weights.pth"), marker
 
 
 @pytest.mark.parametrize("name", ["pyiqa:cnniqa", "pyiqa:musiq", "pyiqa:lpips"])

@@ -130,33 +130,13 @@ def test_trained_checkpoints_are_safetensors():
         assert all(f.endswith((".safetensors", ".json")) for f in files), (cls.name, files)
 
 
-class _Payload:
-    """Unpickling this runs code: it writes a marker file."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
-
-
 @pytest.fixture
 def malicious(tmp_path):
     """(write(path), marker): write(path) saves a state dict whose value runs code when unpickled."""
-    torch = pytest.importorskip("torch")
-    marker = tmp_path / "PWNED"
+    pytest.importorskip("torch")
+    from conftest import live_pickle_writer
 
-    def write(path: Path, key: str = "pad_up") -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({key: _Payload(marker)}, str(path))
-        return path
-
-    # the payload is live: a plain unpickling loader would run it
-    probe = write(tmp_path / "probe.pt")
-    torch.load(str(probe), weights_only=False)
-    assert marker.exists()
-    marker.unlink()
-    return write, marker
+    return live_pickle_writer(tmp_path, key="pad_up")
 
 
 def test_visual_prompt_loader_refuses_a_malicious_pickle(malicious, tmp_path):
@@ -384,22 +364,14 @@ def test_every_file_option_is_classified():
 @pytest.fixture(scope="module")
 def evil(tmp_path_factory):
     """Tiny real models, good and poisoned copies, and live malicious pickles (proved live first)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from iqabench.models.tiny import tiny_model_path
 
+    from conftest import live_pickle_writer
+
     root = tmp_path_factory.mktemp("evil")
-    marker = root / "PWNED"
-
-    def pickle_file(path: Path, key: str = "weight") -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({key: _Payload(marker)}, str(path))
-        return path
-
-    probe = pickle_file(root / "probe.pt")
-    torch.load(str(probe), weights_only=False)  # live: a plain unpickling loader runs it
-    assert marker.exists()
-    marker.unlink()
+    pickle_file, marker = live_pickle_writer(root)  # proved live first
 
     def poisoned(arch: str, how: str) -> Path:
         """A copy of a tiny model whose weights are a pickle: as pytorch_model.bin, or renamed *.safetensors."""
