@@ -334,6 +334,10 @@ class SoftmaxScorer:
         """PIL images -> [B] float32 scores."""
         return self.from_logits(self.image_logits(images))
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the loaded model adds to a method's fingerprint: its identity and the answer tokens."""
+        return {"backend": self.backend.fingerprint(), "token_ids": self.token_ids}
+
     def bank_ids(self) -> dict[str, int]:
         """WORD_BANK words -> token ids, keeping only words whose first tokens are distinct."""
         if not hasattr(self, "_bank"):
@@ -390,8 +394,7 @@ class SoftmaxMethod(Method):
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
         if self.scorer is not None:
-            out["backend"] = self.scorer.backend.fingerprint()
-            out["token_ids"] = self.scorer.token_ids
+            out.update(self.scorer.fingerprint())
         return out
 
 

@@ -23,7 +23,6 @@ Files in the training workdir:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -185,11 +184,11 @@ class VisualPromptMethod(TrainableMethod):
         out = super().fingerprint()
         if self.options.prompt_path and Path(self.options.prompt_path).expanduser().is_file():
             # the engine asks before setup(): hash the file itself (at most a few MB)
-            data = Path(self.options.prompt_path).expanduser().read_bytes()
-            out["prompt_file_sha256"] = hashlib.sha256(data).hexdigest()[:16]
+            from iqabench.io import sha256_file
+
+            out["prompt_file_sha256"] = sha256_file(Path(self.options.prompt_path).expanduser())
         if self.scorer is not None:
-            out["backend"] = self.scorer.backend.fingerprint()
-            out["token_ids"] = self.scorer.token_ids
+            out.update(self.scorer.fingerprint())
         if self.prompt is not None:
             out["prompt_sha"] = self.prompt.digest()
         return out

@@ -218,8 +218,7 @@ class QAdapt(TrainableMethod):
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
         if self.scorer is not None:
-            out["backend"] = self.scorer.backend.fingerprint()
-            out["token_ids"] = self.scorer.token_ids
+            out.update(self.scorer.fingerprint())
         return out
 
     # -- checkpoints -----------------------------------------------------------------------------
