@@ -38,6 +38,7 @@ import pydantic
 from iqabench.api import Method, MethodInfo, Options, Sample
 from iqabench.errors import IqaError
 from iqabench.models.backend import BackendSpec, backend_module, backend_names
+from iqabench.models.scoring.formulas import WORD_BANK, level_score, rescore_words, word_set_score  # noqa: F401
 
 SEED_PROMPT = "Rate the technical quality of the image."
 QBENCH_PROMPT = "Rate the quality of the image."
@@ -184,42 +185,6 @@ def _check_words(words: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: each entry must be one word")
     if len(set(words)) != len(words):
         raise ValueError(f"{what}: a word appears twice ({', '.join(words)})")
-
-
-# -- scores from logits (float32, log-sum-exp) -------------------------------------------
-def word_set_score(logits, positive_ids: Sequence[int], negative_ids: Sequence[int]):
-    """(sum_P e^l) / (sum_P e^l + sum_N e^l) for each row of `logits` [B, V]; differentiable."""
-    import torch
-
-    logits = logits.float()
-    pos = torch.logsumexp(logits[:, list(positive_ids)], dim=-1)
-    both = torch.logsumexp(logits[:, list(positive_ids) + list(negative_ids)], dim=-1)
-    return torch.exp(pos - both)
-
-
-def level_score(logits, level_ids: Sequence[int], weights: Sequence[float]):
-    """Expected level weight under the softmax restricted to the level tokens."""
-    import torch
-
-    probs = torch.softmax(logits.float()[:, list(level_ids)], dim=-1)
-    return probs @ torch.tensor(list(weights), dtype=torch.float32, device=probs.device)
-
-
-# Answer words whose last-position logits every softmax run stores per image (`word_logits` in
-# predictions.jsonl), so a run can be re-scored with another word pair without the model.
-WORD_BANK = ("good", "fine", "poor", "bad", "excellent", "fair", "high", "low")
-
-
-def rescore_words(word_logits: dict[str, float], positive: Sequence[str], negative: Sequence[str]) -> float:
-    """The softmax score of `positive` vs `negative` from one image's stored answer-word logits."""
-    import torch
-
-    missing = [w for w in (*positive, *negative) if w not in word_logits]
-    if missing:
-        raise IqaError(f"no stored logit for {', '.join(missing)}; stored words: {', '.join(word_logits)}")
-    row = torch.tensor([[word_logits[w] for w in (*positive, *negative)]], dtype=torch.float32)
-    n = len(positive)
-    return float(word_set_score(row, range(n), range(n, n + len(negative)))[0])
 
 
 def rescore_run(run_dir: Path, positive: Sequence[str], negative: Sequence[str]) -> dict[str, float]:
