@@ -1,19 +1,26 @@
 """The results layout: the only code that builds paths under a results folder.
 
     <results>/
-      runs/<dataset>/<split>-<part>/<method>-<key>/   one scoring run (see store.py)
+      runs/<dataset>/<split>-<part>/<method>-<key>/   one scoring run (its files: see runs.py)
       checkpoints/<dataset>/<split>/<method>-<key>/   one training (see train.py)
       splits/<dataset>/<split>.json                   every split used, with its membership hash
       cache/                                          method caches keyed by the methods
       report/                                         what `iqabench report` writes
+      suites/<suite>.json                             what `iqabench suite run` ran with (options, dataset map)
+
+`run_dirs` is the only finder of run folders: every reader (report, suite tables) sees the same runs,
+including folders a user moved or copied elsewhere under the results folder.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_DATA_ROOT = Path("data")
+# Top-level rooms of a results folder that hold no run folders (not walked when looking for runs).
+NOT_RUNS = ("checkpoints", "cache", "splits", "report", "suites")
 
 
 def slug(text: str) -> str:
@@ -29,8 +36,22 @@ class ResultsLayout:
         return self.root / "runs" / slug(dataset) / f"{slug(split)}-{slug(part)}" / f"{slug(method)}-{key}"
 
     def run_dirs(self) -> list[Path]:
-        """Every run folder (one holding a manifest), sorted."""
-        return sorted(p.parent for p in (self.root / "runs").glob("*/*/*/manifest.json"))
+        """Every run folder (one holding manifest.json) anywhere under the results folder, sorted;
+        the rooms that hold no runs (checkpoints, cache, splits, report, suites) are not walked."""
+        found = []
+        for top, dirs, files in os.walk(self.root):
+            if Path(top) == self.root:
+                dirs[:] = [d for d in dirs if d not in NOT_RUNS]
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if "manifest.json" in files:
+                found.append(Path(top))
+                dirs[:] = []  # a run folder holds no other run folder
+        return sorted(found)
+
+    @staticmethod
+    def sibling_run_dir(run_dir: Path, method: str, key: str) -> Path:
+        """Another run of the same column beside `run_dir` (a re-scored run), wherever that folder is."""
+        return Path(run_dir).parent / f"{slug(method)}-{key}"
 
     def checkpoint_dir(self, dataset: str, split: str, method: str, key: str) -> Path:
         return self.root / "checkpoints" / slug(dataset) / slug(split) / f"{slug(method)}-{key}"
@@ -44,3 +65,7 @@ class ResultsLayout:
 
     def report_dir(self) -> Path:
         return self.root / "report"
+
+    def suite_settings(self, suite: str) -> Path:
+        """What `suite run` ran the suite with, so `report --suite` finds its runs with no flags."""
+        return self.root / "suites" / f"{slug(suite)}.json"

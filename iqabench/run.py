@@ -18,6 +18,7 @@ from iqabench.devices import resolve_device
 from iqabench.api import SampleSource
 from iqabench.errors import IqaError
 from iqabench.plan import RunConfig, RunPlan, build_run_plan, inputs_hash
+from iqabench.runs import IDENTITY_KEYS
 from iqabench.score import finish
 from iqabench.store import RunStore
 
@@ -27,8 +28,6 @@ __all__ = ["RunConfig", "RunResult", "run"]
 MAX_SAME_FAILURES_IN_A_ROW = 25
 # How often (at most) a rank of a data-parallel run looks for a failure flag of another rank.
 PEER_POLL_SECONDS = 0.5
-# What identifies a run folder's content: a manifest differing in these is another run.
-IDENTITY_KEYS = ("method", "dataset", "split_hash", "part", "key")
 
 
 @dataclasses.dataclass
@@ -134,7 +133,7 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
         "device": device, "batch_size": cfg.batch_size, "seed": cfg.seed, "world_size": world_size,
         "checkpoint": plan.checkpoint and plan.checkpoint.describe(),
         "method_higher_better": cls.info.higher_better, "fingerprint": plan.identity["fingerprint"],
-        "identity": plan.identity, "key": plan.key, "schema_version": plan.identity["schema_version"],
+        "identity": plan.identity, "key": plan.key,
         "inputs_hash": inputs_hash(plan.inputs), "started": provenance.now(), **provenance.environment(),
     }
 

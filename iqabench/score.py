@@ -1,17 +1,23 @@
 """Metrics of a run folder, from its saved records only: no model, no weights, no dataset files.
 
 `iqabench score RUN_DIR` and the end of every `run` both come here, so a finished run's numbers
-can be recomputed (e.g. after a metrics fix) long after its model is gone.
+can be recomputed (e.g. after a metrics fix) long after its model is gone. `rescore_run` makes a
+new run folder from a run's stored answer-word logits with other words or levels
+(`iqabench score RUN_DIR --words ... | --levels ... --weights ...`). Files are read through
+`iqabench.runs`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Sequence
 
 from iqabench import metrics as metrics_mod
-from iqabench import provenance
+from iqabench import provenance, runs
 from iqabench.errors import IqaError
-from iqabench.store import RecordProblems, RunStore
+from iqabench.runs import RecordProblems
+from iqabench.store import RunStore
 
 DEFAULT_N_BOOT = 1000
 
@@ -19,8 +25,7 @@ DEFAULT_N_BOOT = 1000
 def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None) -> dict:
     """Recompute and write metrics.json and predictions.csv of a run folder; returns the metrics."""
     run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").is_file():
-        raise IqaError(f"{run_dir}: not a run folder (no manifest.json)")
+    runs.read_run(run_dir)  # a folder that is not a run, or whose manifest is unreadable: one line
     store = RunStore(run_dir)
     with store:
         return finish(store, n_boot=n_boot, seed=seed)
@@ -29,17 +34,18 @@ def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = No
 def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None) -> dict:
     import numpy as np
 
-    manifest = store.manifest()
-    inputs = store.inputs()
+    run = runs.read_run(store.dir)
+    manifest = run.manifest
+    inputs = run.inputs()
     ids = [r["id"] for r in inputs]
-    labelled = manifest.get("labels", True) is not False
+    labelled = run.labelled
     problems = RecordProblems()
-    records = store.read_records(ids, problems)
+    records = runs.read_records(store.dir, ids, problems)
     scored = [i for i in ids if i in records and records[i].get("error") is None]
     failed = [i for i in ids if i in records and records[i].get("error") is not None]
     missing = [i for i in ids if i not in records]
     pred = np.array([records[i]["score"] for i in scored], dtype=np.float64)
-    seed = manifest.get("seed", 0) if seed is None else seed
+    seed = manifest["seed"] if seed is None else seed
     if labelled:
         labels = {r["id"]: float(r["label"]) for r in inputs}
         lab = np.array([labels[i] for i in scored], dtype=np.float64)
@@ -54,11 +60,11 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
         kind = records[i]["error"].split(":", 1)[0]
         failure_kinds[kind] = failure_kinds.get(kind, 0) + 1
     seconds = [records[i]["seconds"] for i in scored if "seconds" in records[i]]
-    attempts = store.read_runtime()
+    attempts = run.runtime()
     result = {
         "method": manifest["method"], "method_label": manifest["method_label"], "dataset": manifest["dataset"],
         "split": manifest["split"], "split_hash": manifest["split_hash"], "part": manifest["part"],
-        "limit": manifest.get("limit"), "checkpoint": manifest.get("checkpoint"),
+        "limit": manifest["limit"], "checkpoint": manifest["checkpoint"],
         "n": len(ids), "n_scored": len(scored), "n_failed": len(failed), "n_missing": len(missing), **computed,
         "failures_by_kind": failure_kinds,
         "record_problems": problems.as_dict() if problems else None,
@@ -72,9 +78,108 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
         "status": "inconsistent" if problems.conflicts else "complete" if not missing else "partial",
         "run_dir": str(store.dir), "key": manifest["key"], "bootstrap_seed": seed, "created": provenance.now(),
     }
+    if run.rescored_from:
+        result["rescored_from"] = run.rescored_from
     store.write_merged_csv(ids, records)
     store.write_metrics(result)
     return result
+
+
+# -- re-scoring stored answer-word logits ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Rescoring:
+    """Other answer words (positive vs negative) or rated levels with weights, for `rescore_run`."""
+
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if bool(self.positive or self.negative) == bool(self.levels):
+            raise IqaError("re-scoring needs either positive and negative words or levels with weights")
+        if (self.positive or self.negative) and not (self.positive and self.negative):
+            raise IqaError("re-scoring with words needs at least one positive and one negative word")
+        if len(self.levels) != len(self.weights):
+            raise IqaError(f"{len(self.levels)} level(s) but {len(self.weights)} weight(s)")
+
+    @classmethod
+    def words(cls, positive: Sequence[str], negative: Sequence[str]) -> "Rescoring":
+        return cls(positive=tuple(positive), negative=tuple(negative))
+
+    @classmethod
+    def rated(cls, levels: Sequence[str], weights: Sequence[float]) -> "Rescoring":
+        return cls(levels=tuple(levels), weights=tuple(float(w) for w in weights))
+
+    def spec(self) -> dict:
+        """How a re-scored run's manifest records it (part of its identity)."""
+        if self.levels:
+            return {"levels": list(self.levels), "weights": list(self.weights)}
+        return {"positive": list(self.positive), "negative": list(self.negative)}
+
+    def score(self, word_logits: dict[str, float]) -> float:
+        from iqabench.models.scoring.formulas import rescore_levels, rescore_words
+
+        if self.levels:
+            return rescore_levels(word_logits, self.levels, self.weights)
+        return rescore_words(word_logits, self.positive, self.negative)
+
+
+def rescore_run(run_dir: Path, rescoring: Rescoring, n_boot: int = DEFAULT_N_BOOT,
+                seed: int | None = None) -> tuple[Path, dict]:
+    """A new run folder beside `run_dir` whose scores come from its stored `word_logits` with other
+    words or levels, and its metrics; the folder's manifest says what it was re-scored from. Rerunning
+    it finds its folder and recomputes only what is missing. Returns (folder, metrics)."""
+    from iqabench.layout import ResultsLayout
+
+    source = runs.read_run(Path(run_dir))
+    inputs = source.inputs()
+    ids = [r["id"] for r in inputs]
+    problems = RecordProblems()
+    records = runs.read_records(source.run_dir, ids, problems)
+    if problems.conflicts:
+        raise IqaError(f"{source.run_dir}: {len(problems.conflicts)} image(s) have conflicting records; "
+                       "score it (`iqabench score RUN_DIR`) and resolve them before re-scoring")
+    spec = rescoring.spec()
+    key = _rescored_key(source, spec)
+    manifest = {key_: value for key_, value in source.manifest.items() if key_ != "schema_version"}
+    manifest.update({
+        "key": key, "fingerprint": {**source.fingerprint, "rescored": spec},
+        "identity": {"rescored_from": source.key, "source_identity": source.manifest["identity"], **spec},
+        "rescored_from": {"run_dir": str(source.run_dir), "key": source.key, **spec},
+        "method_higher_better": True,  # a probability of the positive words, or an expected level weight
+        "started": provenance.now()})
+    target = ResultsLayout.sibling_run_dir(source.run_dir, source.method, key)
+    attempt = {"started": provenance.now(), "command": provenance.command_line(), "rescored_from": str(source.run_dir)}
+    with RunStore(target) as store:
+        store.check_or_write_manifest(manifest, runs.IDENTITY_KEYS, attempt)
+        store.check_or_write_inputs(inputs, runs.inputs_hash(inputs))
+        done = store.read_records(ids)
+        for sid in ids:
+            rec = records.get(sid)
+            if rec is None or sid in done:
+                continue  # not scored in the source (the new run is partial too), or already re-scored
+            if rec.get("error") is not None:
+                store.append({"id": sid, "score": None, "label": rec.get("label"), "error": rec["error"]})
+                continue
+            logits = rec.get("word_logits")
+            if not isinstance(logits, dict):
+                raise IqaError(f"{source.run_dir}: the record of image {sid!r} has no stored word_logits "
+                               f"(method {source.method} does not keep them); only runs that store answer-word "
+                               "logits can be re-scored")
+            try:
+                score = rescoring.score(logits)
+            except IqaError as exc:
+                raise IqaError(f"{source.run_dir}: image {sid!r}: {exc}") from None
+            store.append({**rec, "score": score})
+        return target, finish(store, n_boot=n_boot, seed=seed)
+
+
+def _rescored_key(source: runs.Run, spec: dict) -> str:
+    """The key of a re-scored run: its source's key and the words or levels."""
+    from iqabench.api import stable_hash
+
+    return stable_hash({"rescored_from": source.key, **spec})
 
 
 def _summary(scores) -> dict | None:

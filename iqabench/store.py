@@ -9,39 +9,22 @@
     runtime.rank{r}.jsonl  per-attempt method statistics
     predictions.csv        merged view; metrics.json: computed from the saved records only
 A record is {"id", "score", "label", "error", ...method extras}; a failure is a record with
-`error` set and `score` null, never a gap.
+`error` set and `score` null, never a gap. The schema of these files, and every read of them,
+is `iqabench.runs`; this module is the writer (and reads through runs.py where it reads).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import filelock
 
-from iqabench import io
+from iqabench import io, runs
 from iqabench.errors import IqaError
-
+from iqabench.runs import RESTART_ADVICE, RecordProblems
 
 # Files of a run folder written (atomically) by rank 0 only.
 RANK0_FILES = ("manifest.json", "inputs.json", "predictions.csv", "metrics.json")
-# What to do about a run folder whose own bookkeeping is unreadable.
-RESTART_ADVICE = "restore it, or move this run folder away to score the run afresh"
-
-
-class RecordProblems:
-    """What reading the records found that is not a clean one-record-per-image log."""
-
-    def __init__(self):
-        self.conflicts: list[str] = []  # ids with two successful records that disagree
-        self.outside: list[str] = []  # ids that are not among the run's images
-        self.bad_lines: list[str] = []  # file:line of records that are not usable
-
-    def as_dict(self) -> dict:
-        return {"conflicting_records": self.conflicts, "records_outside_run": self.outside,
-                "unreadable_records": self.bad_lines}
-
-    def __bool__(self) -> bool:
-        return bool(self.conflicts or self.outside or self.bad_lines)
 
 
 class RunStore:
@@ -83,25 +66,26 @@ class RunStore:
         attempt (first or resumed) is appended to attempts.jsonl."""
         path = self.dir / "manifest.json"
         if path.exists():
-            old = io.read_json(path, "run manifest", advice=RESTART_ADVICE)
+            old = runs.read_manifest(self.dir)
             diffs = [k for k in identity_keys if old.get(k) != manifest.get(k)]
             if diffs:
                 raise IqaError(f"{path}: this run folder holds a run with different {', '.join(diffs)}; "
                                "use another --results folder")
         elif self.rank == 0:
-            io.write_json_atomic(path, manifest)
+            io.write_json_atomic(path, runs.with_schema(manifest))
         if self.rank == 0:
             io.append_jsonl(self.dir / "attempts.jsonl", attempt)
 
     def manifest(self) -> dict:
-        return io.read_json(self.dir / "manifest.json", "run manifest", advice=RESTART_ADVICE)
+        """manifest.json, with runs.DEFAULTS filled in."""
+        return runs.read_manifest(self.dir)
 
     def check_or_write_inputs(self, inputs: list[dict], inputs_hash: str) -> None:
         """Refuse a resume whose images or labels differ from what the run started with."""
         path = self.dir / "inputs.json"
         if not path.exists():
             if self.rank == 0:
-                io.write_json_atomic(path, {"hash": inputs_hash, "images": inputs})
+                io.write_json_atomic(path, runs.with_schema({"hash": inputs_hash, "images": inputs}))
             return
         old = io.read_json(path, "run inputs", advice=RESTART_ADVICE)
         if not isinstance(old, dict) or not isinstance(old.get("images"), list):
@@ -127,57 +111,17 @@ class RunStore:
                        "with another --results folder")
 
     def inputs(self) -> list[dict]:
-        return io.read_json(self.dir / "inputs.json", "run inputs", advice=RESTART_ADVICE)["images"]
+        """inputs.json's images, checked against their hash and the manifest's."""
+        return runs.read_inputs(self.dir, self.manifest())
 
     # -- predictions ------------------------------------------------------------------
     def prediction_files(self) -> list[Path]:
-        return sorted(self.dir.glob("predictions*.jsonl"))
+        return runs.prediction_files(self.dir)
 
     def read_records(self, run_ids: Iterable[str] | None = None,
                      problems: RecordProblems | None = None) -> dict[str, dict]:
-        """Every saved record of every rank, one per image.
-
-        A success is never retried, so it wins over a failure whatever the file order; a retried
-        failure replaces the older failure. Two successes for one image that disagree (merged
-        folders), records of images outside the run and unusable records are collected in
-        `problems` (and left out) when it is given, else raise IqaError."""
-        records: dict[str, dict] = {}
-        wanted = set(run_ids) if run_ids is not None else None
-
-        def trouble(kind: list, item: str, message: str) -> None:
-            if problems is None:
-                raise IqaError(message)
-            kind.append(item)
-
-        for path in self.prediction_files():
-            log = io.JsonlLog(path)
-
-            def bad(lineno: int, reason: str, path=path) -> None:
-                trouble(problems.bad_lines if problems is not None else [], f"{path.name}:{lineno}",
-                        f"{path}:{lineno}: corrupt prediction record: {reason}; delete that line "
-                        "(its image is scored again) or restore the file")
-
-            for lineno, rec in log.read_numbered(on_bad=bad):
-                reason = _record_problem(rec)
-                if reason:
-                    bad(lineno, reason)
-                    continue
-                sid = rec["id"]
-                if wanted is not None and sid not in wanted:
-                    trouble(problems.outside if problems is not None else [], sid,
-                            f"{path}: a record of image {sid!r}, which is not among this run's images "
-                            "(copied from another run?); delete its line or score afresh in another --results folder")
-                    continue
-                old = records.get(sid)
-                if old is not None and old.get("error") is None:
-                    if rec.get("error") is None and old["score"] != rec["score"]:
-                        trouble(problems.conflicts if problems is not None else [], sid,
-                                f"{path}: two records of image {sid!r} with different scores "
-                                f"({old['score']} and {rec['score']}; merged run folders?); keep one of "
-                                "them or score afresh in another --results folder")
-                    continue
-                records[sid] = rec
-        return records
+        """Every saved record of every rank, one per image (see runs.read_records)."""
+        return runs.read_records(self.dir, run_ids, problems)
 
     def append(self, record: dict) -> None:
         self._log.append(record)
@@ -206,14 +150,10 @@ class RunStore:
         io.append_jsonl(self.dir / f"runtime.rank{self.rank}.jsonl", stats)
 
     def read_runtime(self) -> list[dict]:
-        out = []
-        for path in sorted(self.dir.glob("runtime.rank*.jsonl")):
-            # a corrupt line loses that attempt's statistics, never its scores
-            out.extend(io.JsonlLog(path).read(on_bad=lambda lineno, reason: None))
-        return sorted(out, key=lambda r: str(r.get("finished")))
+        return runs.read_runtime(self.dir)
 
     def read_attempts(self) -> list[dict]:
-        return io.JsonlLog(self.dir / "attempts.jsonl").read(on_bad=lambda lineno, reason: None)
+        return runs.read_attempts(self.dir)
 
     # -- outputs ------------------------------------------------------------------------
     def write_merged_csv(self, ids_in_order: list[str], records: dict[str, dict]) -> Path:
@@ -232,19 +172,5 @@ class RunStore:
 
     def write_metrics(self, metrics: dict) -> Path:
         path = self.dir / "metrics.json"
-        io.write_json_atomic(path, metrics)
+        io.write_json_atomic(path, runs.with_schema(metrics))
         return path
-
-
-def _record_problem(rec: dict) -> str | None:
-    """Why a saved record cannot be used, or None."""
-    sid = rec.get("id")
-    if not isinstance(sid, str) or not sid:
-        return "no image id"
-    if rec.get("error") is None:
-        score = rec.get("score")
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
-            return f"score {score!r} is not a number"
-        if score != score or score in (float("inf"), float("-inf")):
-            return f"score {score!r} is not finite"
-    return None

@@ -5,102 +5,52 @@ Both stages are the ordinary resumable ones (`iqabench.train.train`, `iqabench.r
 rerun does only what is left: a cell whose complete run is already under the results folder is
 not touched, a finished checkpoint is not refitted. A cell that fails is recorded and the suite
 goes on. `RunIndex` finds the run of a cell (method, full option fingerprint, dataset, split, part
-and training source); the suite table uses the same matching.
+and training source) among the runs iqabench.runs reads; the suite table uses the same matching.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 from iqabench.errors import IqaError, NotAvailable
-from iqabench.layout import ResultsLayout
+from iqabench.runs import Run, find_runs
 from iqabench.suite import Cell, Suite, Unit
 
 Status = Literal["done", "unavailable", "failed"]
 
 
 # -- finding the runs of a cell ----------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class RunRecord:
-    run_dir: Path
-    manifest: dict[str, Any]
-    metrics: dict[str, Any] | None  # None: the run never finished (no metrics.json)
-
-    @property
-    def status(self) -> str:
-        return (self.metrics or {}).get("status", "unfinished")
-
-    @property
-    def smoke_test(self) -> bool:
-        trained_on = (self.manifest.get("checkpoint") or {}).get("trained_on") or {}
-        return self.manifest.get("limit") is not None or trained_on.get("limit") is not None
-
-    @property
-    def usable(self) -> bool:
-        """Only a complete run of every image, with a checkpoint trained on every image, fills a cell."""
-        return self.status == "complete" and not self.smoke_test
-
-    @property
-    def created(self) -> float:
-        text = (self.metrics or {}).get("created") or self.manifest.get("started")
-        try:
-            return datetime.datetime.fromisoformat(text).timestamp()
-        except (TypeError, ValueError):
-            return self.run_dir.stat().st_mtime
-
-
 class RunIndex:
-    """Every run folder under a results folder, read once (manifest.json and metrics.json)."""
+    """Every run folder under a results folder (iqabench.runs.find_runs), by column; an unreadable
+    one is left out and said once (`problems`)."""
 
     def __init__(self, results: Path):
         self.results = Path(results)
-        self.problems: list[str] = []  # run folders whose files cannot be read (left out, said once)
-        self._by_column: dict[tuple, list[RunRecord]] = {}
-        for run_dir in ResultsLayout(results).run_dirs():
-            record = self._read(run_dir)
-            if record is not None:
-                m = record.manifest
-                self._by_column.setdefault((m.get("dataset"), m.get("split"), m.get("part")), []).append(record)
+        self.problems: list[str] = []
+        self._by_column: dict[tuple, list[Run]] = {}
+        for run in find_runs(self.results, self.problems):
+            self._by_column.setdefault((run.dataset, run.split, run.part), []).append(run)
 
-    def _read(self, run_dir: Path) -> RunRecord | None:
-        try:
-            manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-            metrics_path = run_dir / "metrics.json"
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None
-        except (OSError, ValueError) as exc:
-            self.problems.append(f"{run_dir}: cannot read ({exc})")
-            return None
-        if not isinstance(manifest, dict) or (metrics is not None and not isinstance(metrics, dict)):
-            self.problems.append(f"{run_dir}: manifest.json or metrics.json is not a JSON object")
-            return None
-        return RunRecord(run_dir, manifest, metrics)
-
-    def candidates(self, cell: Cell, unit: Unit) -> list[RunRecord]:
+    def candidates(self, cell: Cell, unit: Unit) -> list[Run]:
         """Runs of exactly this method, options, column and training source, whatever their state."""
         fingerprint = {"method": cell.method, "options": cell.fingerprint_options}
-        out = []
-        for record in self._by_column.get((unit.dataset, unit.split, unit.part), []):
-            m = record.manifest
-            if m.get("method") != cell.method or m.get("fingerprint") != fingerprint:
-                continue
-            if _trained_as(m.get("checkpoint"), unit, cell.seed):
-                out.append(record)
-        return out
+        return [run for run in self._by_column.get((unit.dataset, unit.split, unit.part), [])
+                if run.method == cell.method and run.fingerprint == fingerprint
+                and _trained_as(run.checkpoint, unit, cell.seed)]
 
-    def best(self, cell: Cell, unit: Unit) -> tuple[RunRecord | None, str]:
+    def best(self, cell: Cell, unit: Unit) -> tuple[Run | None, str]:
         """The most recent usable run, or None and why there is none."""
         found = self.candidates(cell, unit)
-        usable = sorted((r for r in found if r.usable), key=lambda r: (r.created, str(r.run_dir)))
+        usable = sorted((r for r in found if r.usable), key=lambda r: (r.time, str(r.run_dir)))
         if usable:
             return usable[-1], ""
         if not found:
             return None, "no run"
         if all(r.smoke_test for r in found):
             return None, "only --limit (smoke-test) runs"
-        states = sorted({r.status for r in found if not r.smoke_test})
+        states = sorted({r.state for r in found if not r.smoke_test})
         return None, f"run not complete ({', '.join(states)})"
 
 

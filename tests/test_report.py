@@ -22,6 +22,7 @@ from iqabench.report.identity import identity_of
 from iqabench.report.latex import tex_escape
 from iqabench.report.plots import label_axis_title, scatter
 from iqabench.report.select import runs_of, select
+from iqabench.runs import inputs_hash
 
 N_BOOT = 40  # the runs' own CIs: small, these tests do not look at them
 FAST = dict(progress=False, bootstrap_resamples=200, plots=False)
@@ -55,7 +56,7 @@ def write_run(results, method, dataset, split, pred, labels, *, part="test", opt
             item[name] = values[k]
         images.append(item)
     images += [{"id": f"bad{i}", "path": f"images/bad{i}.png", "label": 3.0} for i in range(failed)]
-    (run_dir / "inputs.json").write_text(json.dumps({"hash": key, "images": images}))
+    (run_dir / "inputs.json").write_text(json.dumps({"hash": inputs_hash(images), "images": images}))
     with open(run_dir / "predictions.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "score", "label", "error"])

@@ -25,11 +25,11 @@ import re
 from pathlib import PurePath
 from typing import Callable, Iterable
 
-from iqabench.report.collect import Run
+from iqabench.runs import Run
 
 SEEDED = re.compile(r"^(?P<protocol>.+)-seed(?P<seed>\d+)$")
 # the order parts are preferred in when telling labels apart (options come first, alphabetically)
-_PART_ORDER = ("train", "train seed", "checkpoint", "weights", "batch")
+_PART_ORDER = ("rescored", "train", "train seed", "checkpoint", "weights", "batch")
 
 
 def protocol_of(split: str) -> tuple[str, int | None]:
@@ -64,15 +64,20 @@ class Identity:
 
 
 def identity_of(run: Run) -> Identity:
-    m = run.manifest
-    fingerprint = m.get("fingerprint") if isinstance(m.get("fingerprint"), dict) else {}
-    method = str(fingerprint.get("method") or run.method)
-    options = fingerprint.get("options", m.get("options")) or {}
-    parts = [(f"opt:{k}", _canon(v)) for k, v in sorted(options.items())]
+    method = str(run.fingerprint.get("method") or run.method)
+    parts = [(f"opt:{k}", _canon(v)) for k, v in sorted(run.options.items())]
     parts += _training_parts(run)
-    if m.get("batch_size") is not None:
-        parts.append(("batch", str(m["batch_size"])))
+    if run.manifest["batch_size"] is not None:
+        parts.append(("batch", str(run.manifest["batch_size"])))
+    if run.rescored_from:  # another read of the same model outputs: its own row
+        parts.append(("rescored", _rescored_text(run.rescored_from)))
     return Identity(method, tuple(parts), run.method_label)
+
+
+def _rescored_text(spec: dict) -> str:
+    if spec.get("levels"):
+        return "levels " + ",".join(map(str, spec["levels"])) + " @ " + ",".join(f"{w:g}" for w in spec.get("weights", []))
+    return "words " + ",".join(spec.get("positive", [])) + "/" + ",".join(spec.get("negative", []))
 
 
 def _training_parts(run: Run) -> list[tuple[str, str]]:
@@ -122,6 +127,8 @@ def render_part(name: str, value: str, all_values: set[str]) -> str:
         return f"checkpoint {folder}" + (f" #{digest}" if clash or not folder else "")
     if name == "batch":
         return f"batch {value}"
+    if name == "rescored":
+        return f"re-scored with {value}"
     return f"{name}={value}"
 
 
@@ -132,6 +139,8 @@ def _absent(name: str) -> str:
         return "zero-shot"
     if name == "train seed":
         return "no train seed"
+    if name == "rescored":
+        return "as run"
     return f"{name[4:]} unset" if name.startswith("opt:") else f"no {name}"
 
 

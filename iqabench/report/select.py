@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 
 from iqabench.errors import IqaError
-from iqabench.report.collect import Run
 from iqabench.report.identity import Identity, identity_of, labels_for, protocol_of, repetition_of
+from iqabench.runs import Run
 
 ALL_METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 
@@ -114,26 +114,26 @@ def runs_of(runs: list[Run], predicate: Callable[[Run], bool]) -> list[Run]:
 
 
 def _unusable(run: Run, part: str | None) -> tuple[str, str] | None:
-    """(role, remark) of a run that cannot be a table cell, else None."""
-    if run.manifest.get("labels") is False:
+    """(role, remark) of a run that cannot be a table cell, else None (its state: iqabench.runs)."""
+    if not run.labelled:
         return "scores only", "no labels (run --images): scores only, never tabulated"
     if part is not None and run.part != part:
         return "other part", f"part {run.part} (the table shows {part})"
-    if run.metrics is None:
+    state = run.state
+    if state == "unfinished":
         return "unfinished", "unfinished (no metrics.json: the run was stopped)"
-    if run.manifest.get("limit") is not None or (run.metrics or {}).get("limit") is not None:
+    if state == "smoke test":
+        trained = run.trained_on or {}
+        if run.manifest["limit"] is None and (run.metrics or {}).get("limit") is None:
+            return "smoke test", f"smoke test (checkpoint trained with --limit {trained['limit']})"
         return "smoke test", f"smoke test, n={run.n}"
-    trained = run.trained_on or {}
-    if trained.get("limit") is not None:
-        return "smoke test", f"smoke test (checkpoint trained with --limit {trained['limit']})"
-    status = run.status
-    if status == "partial":
+    if state == "partial":
         missing = run.metrics.get("n_missing")
         return "partial", f"partial, {missing if missing is not None else '?'} of {run.n} image(s) not scored"
-    if status == "inconsistent":
+    if state == "inconsistent":
         return "inconsistent", "inconsistent (conflicting prediction records; rescore or rerun)"
-    if status != "complete":
-        return status, f"status {status}"
+    if state != "complete":
+        return state, f"status {state}"
     return None
 
 

@@ -69,7 +69,7 @@ def _fill(entry: Entry, cell: Cell, metric: str, index: RunIndex) -> None:
             continue
         entry.found += 1
         entry.run_dirs.append(str(record.run_dir))
-        values.append(_float(record.metrics.get(metric)))
+        values.append(record.metric(metric))
     if entry.found == 0:
         entry.notes.append(f"no usable run: {_most_common(reasons)} (`iqabench suite run` fills it)")
         return
