@@ -187,16 +187,6 @@ def _check_words(words: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: a word appears twice ({', '.join(words)})")
 
 
-def rescore_run(run_dir: Path, positive: Sequence[str], negative: Sequence[str]) -> dict[str, float]:
-    """Image id -> the score another word pair gives, from a finished softmax run's records."""
-    from iqabench.store import RunStore
-
-    with RunStore(run_dir) as store:
-        records = store.read_records()
-    return {sid: rescore_words(r["word_logits"], positive, negative)
-            for sid, r in records.items() if r.get("error") is None}
-
-
 # -- availability ----------------------------------------------------------------------
 def _hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -301,26 +301,3 @@ def test_presets_document_their_preprocessing():
     assert (qalign.resize, qalign.normalization) == ("pad", "model")
     assert "ImageNet" in softmax.SoftmaxOwl2.info.description and "CLIP" in softmax.SoftmaxOwl2QBench.info.description
     assert "pad" in softmax.QAlignOwl2.info.description
-
-
-def test_rescoring_stored_word_logits_equals_a_fresh_run_with_those_words(tiny_root, tmp_path):
-    """Every softmax run keeps the answer-word logits per image: another word pair needs no model."""
-    from iqabench.methods.softmax import rescore_run
-    from iqabench.models.tiny import tiny_model_path
-    from iqabench.run import RunConfig, run
-
-    model = tiny_model_path("owl2", tmp_path / "models")
-    base = dict(method="softmax-owl2", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", device="cpu",
-                limit=6, progress=False, n_boot=0)
-    first = run(RunConfig(**base, options={"backend_path": model}), on_log=lambda m: None)
-    rescored = rescore_run(first.run_dir, positive=("high",), negative=("low",))
-    fresh = run(RunConfig(**base, options={"backend_path": model, "positive": ["high"], "negative": ["low"]}),
-                on_log=lambda m: None)
-    import pandas as pd
-
-    fresh_scores = pd.read_csv(fresh.run_dir / "predictions.csv").set_index("id")["score"]
-    first_scores = pd.read_csv(first.run_dir / "predictions.csv").set_index("id")["score"]
-    assert len(rescored) == 6 and set(rescored) == set(fresh_scores.index)
-    for sid, value in rescored.items():
-        assert abs(value - fresh_scores[sid]) < 1e-5
-    assert max(abs(rescored[s] - first_scores[s]) for s in rescored) > 1e-4  # another pair, other scores

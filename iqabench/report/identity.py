@@ -140,7 +140,7 @@ def _absent(name: str) -> str:
     if name == "train seed":
         return "no train seed"
     if name == "rescored":
-        return "as run"
+        return "not re-scored"
     return f"{name[4:]} unset" if name.startswith("opt:") else f"no {name}"
 
 
