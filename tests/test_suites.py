@@ -316,6 +316,76 @@ def test_suite_run_again_does_only_what_is_left(e2e):
     assert {p: p.stat().st_mtime_ns for p in e2e["results"].rglob("metrics.json")} == before
 
 
+OPTIONED = """
+kind = "paper-table"
+title = "with options"
+metrics = ["srcc"]
+[source]
+paper = "p"
+table = "T"
+[protocol]
+split = "all"
+[[columns]]
+key = "koniq10k"
+label = "KonIQ"
+dataset = "koniq10k"
+[[columns]]
+key = "spaq"
+label = "SPAQ"
+dataset = "spaq"
+[[rows]]
+label = "Sharp"
+method = "slow-sharpness"
+[rows.published]
+koniq10k = { srcc = 0.5 }
+spaq = { srcc = 0.5 }
+[[rows]]
+label = "PIQE"
+method = "pyiqa:piqe"
+"""
+
+
+def _report(results: Path, data_root: Path, *args: str) -> tuple[int, str, list[dict]]:
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["report", "--results", str(results), "--data-root", str(data_root), *args])
+    rows = list(csv.DictReader((results / "report" / "suites" / "optioned.csv").open()))
+    return result.exit_code, result.output, rows
+
+
+def test_report_suite_finds_what_suite_run_made_with_its_options_and_dataset_map(tmp_path):
+    path = tmp_path / "optioned.toml"
+    path.write_text(OPTIONED)
+    results, tiny_root = tmp_path / "results", tmp_path / "data"
+    registry.datasets.get("tiny").load(tiny_root)
+    flags = ["--dataset-map", "koniq10k=tiny", "--dataset-map", "spaq=tiny-b", "-o", "delay=0.0001"]
+    code, out = _invoke(["run", str(path), "--data-root", str(tiny_root), "--results", str(results), "--device",
+                         "cpu", "--no-progress", *flags])
+    assert code == 0, out
+    _, _, by_suite_run = _report(results, tiny_root, "--suite", str(path), *flags)
+
+    def filled(rows):
+        return {(r["row"], r["column"]): r["ours"] for r in rows}
+
+    cells = filled(by_suite_run)
+    assert set(cells) == {("Sharp", "koniq10k"), ("Sharp", "spaq"), ("PIQE", "koniq10k"), ("PIQE", "spaq")}
+    assert all(cells.values()), cells  # every cell filled, as `suite run` left the table
+    code, output, rows = _report(results, tiny_root, "--suite", str(path))  # no flags: what suite run recorded
+    assert code == 0 and filled(rows) == cells and "-o delay=0.0001" in output
+    # a run folder moved elsewhere under the results folder is still found (one finder for every reader)
+    moved = next(p.parent for p in (results / "runs").rglob("manifest.json") if "slow-sharpness" in str(p))
+    (results / "kept").mkdir()
+    moved.rename(results / "kept" / moved.name)
+    assert filled(_report(results, tiny_root, "--suite", str(path))[2]) == cells
+    # the options matter: without them the suite's cells are other runs, which do not exist
+    _, _, plain = _report(results, tiny_root, "--suite", str(path), "--dataset-map", "koniq10k=tiny",
+                          "--dataset-map", "spaq=tiny-b")
+    assert not any(r["ours"] for r in plain if r["row"] == "Sharp")
+    assert all(r["ours"] for r in plain if r["row"] == "PIQE")  # a row without that option is the same run
+
+
 # -- matching runs to cells: seeds, smoke tests, unfinished runs, training sources ------------------------
 SEEDED = """
 kind = "paper-table"

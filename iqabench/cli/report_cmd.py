@@ -29,13 +29,17 @@ Examples:
   iqabench report
   iqabench report --metrics srcc,plcc --decimals 3 --name pyiqa:piqe=PIQE --name brisque-svr=BRISQUE-SVR
   iqabench report --order BRISQUE-SVR,PIQE --dataset-name koniq10k=KonIQ --out paper/tables
-  iqabench report --suite seed004-table2      # the paper's table, ours beside the published numbers""")
+  iqabench report --suite seed004-table2      # the paper's table, ours beside the published numbers
+  iqabench report --suite seed003-table2-sdn --dataset-map kadid10k=synthetic -o backend_path=/models/x""")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Output folder (default: <results>/report).")
 @click.option("--suite", "suite_name", default=None, metavar="NAME",
               help="Render a paper-table suite (suites/NAME.toml) with the published numbers beside ours.")
 @click.option("--dataset-map", "dataset_map", multiple=True, metavar="A=B",
-              help="With --suite: the dataset mapping the suite was run with (`iqabench suite run --dataset-map`).")
+              help="With --suite: the dataset mapping the suite was run with (default: what the last "
+                   "`iqabench suite run` here recorded).")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="With --suite: the -o options the suite was run with (default: as recorded by `suite run`).")
 @click.option("--name", "names", multiple=True, metavar="KEY=NAME",
               help="Name shown for a row (its label, method label or method name); repeatable.")
 @click.option("--order", default=None, metavar="A,B,...", help="Rows to list first, in this order.")
@@ -60,7 +64,7 @@ Examples:
 @click.option("--caption", default=None, help="Replaces the first sentence of table.tex's caption.")
 @click.option("--label", default="tab:iqabench", show_default=True, help="LaTeX \\label of table.tex.")
 @with_settings
-def report_command(settings: Settings, out: Path | None, suite_name: str | None, dataset_map, names, order,
+def report_command(settings: Settings, out: Path | None, suite_name: str | None, dataset_map, option_pairs, names, order,
                    dataset_names, dataset_order, metrics, decimals, part, ci, spread, significance,
                    significance_test, alpha, resamples, bootstrap_seed, plots, progress, caption, label) -> None:
     """Turn saved results into tables (md, tex, csv, html), significance tests, breakdowns and plots."""
@@ -71,17 +75,10 @@ def report_command(settings: Settings, out: Path | None, suite_name: str | None,
         raise IqaError(f"{results}: no results folder (run `iqabench run` first, or give --results DIR)")
     out = out or results / "report"
     if suite_name:
-        from iqabench.report.suite_table import render_suite
-        from iqabench.suite import load_suite
-
-        suite = load_suite(suite_name).adapted(_pairs(dataset_map, "--dataset-map") or None)
-        written = render_suite(suite, results, out / "suites")
-        md = next((p for p in written.values() if str(p).endswith(".md")), None)
-        if md is not None:
-            click.echo(Path(md).read_text())
-        for path in written.values():
-            click.echo(f"wrote {path}")
+        _suite_report(results, out, suite_name, dataset_map, option_pairs)
         return
+    if dataset_map or option_pairs:
+        raise IqaError("--dataset-map and -o go with --suite NAME")
     from iqabench.report.build import build_report, summary_lines
     from iqabench.report.options import ReportOptions
 
@@ -98,3 +95,25 @@ def report_command(settings: Settings, out: Path | None, suite_name: str | None,
         click.echo(md.read_text())
     for line in summary_lines(summary):
         click.echo(line)
+
+
+def _suite_report(results: Path, out: Path, name: str, dataset_map, option_pairs) -> None:
+    """The suite's table from the runs `suite run` made: with the flags given, else with what it recorded."""
+    from iqabench.cli.suite_cmd import parse_dataset_map
+    from iqabench.options import parse_option_pairs
+    from iqabench.report.suite_table import render_suite
+    from iqabench.suite import load_suite
+    from iqabench.suite_runner import SuiteSettings, recorded_settings
+
+    suite = load_suite(name)
+    chosen = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
+    if not dataset_map and not option_pairs:
+        recorded = recorded_settings(results, suite.name)
+        if recorded is not None:
+            chosen = recorded
+            click.echo(f"note: as `suite run` ran it: {recorded.describe()}", err=True)
+    suite = suite.adapted(chosen.dataset_map, chosen.options)
+    written = render_suite(suite, results, out / "suites")
+    click.echo(written["md"].read_text())
+    for path in written.values():
+        click.echo(f"wrote {path}")

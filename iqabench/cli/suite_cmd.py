@@ -108,19 +108,22 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
                 allow_cpu: bool, download: bool, no_progress: bool) -> int:
     """Train what needs training and score every cell of the suite NAME that has no complete run yet
     (resumable: rerun to finish), continuing past failures; then list the cells done, those that cannot
-    run here and why, those that failed, and write the suite table under RESULTS/report/suites/."""
+    run here and why, those that failed, and write the suite table under RESULTS/report/suites/.
+    The --dataset-map and -o given are recorded (RESULTS/suites/NAME.json): `iqabench report --suite NAME`
+    uses them when it is given neither."""
     if not download:  # read before any hub client is imported: availability checks must not download
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from iqabench.layout import ResultsLayout
     from iqabench.options import parse_option_pairs
     from iqabench.report.suite_table import render_suite
     from iqabench.suite import load_suite
-    from iqabench.suite_runner import run_suite, summary_lines
+    from iqabench.suite_runner import SuiteSettings, record_settings, run_suite, summary_lines
 
-    options = parse_option_pairs(option_pairs)
-    suite = load_suite(name).adapted(parse_dataset_map(dataset_map), options)
+    settings_ran = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
+    suite = load_suite(name).adapted(settings_ran.dataset_map, settings_ran.options)
     for note in suite.adaptations:
         click.echo(f"note: {note}")
+    record_settings(settings.results, suite.name, settings_ran)  # `report --suite` finds these runs with no flags
     result = run_suite(suite, data_root=settings.data_root, results=settings.results, device=device, limit=limit,
                        batch_size=batch_size, allow_cpu=allow_cpu, progress=not no_progress, on_log=click.echo)
     click.echo()
