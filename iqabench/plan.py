@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pydantic
 
 from iqabench import registry
-from iqabench.api import Method, Options, Sample, TrainableMethod, stable_hash
+from iqabench.api import Method, Options, TrainableMethod, stable_hash
 from iqabench.data import splits
-from iqabench.data.card import DatasetCard
-from iqabench.data.images import ImageDecodeError, open_rgb
+from iqabench.data.views import IMAGES_DATASET, DatasetView, ImageFolderView, image_folder, load_dataset
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.io import sha256_file
 from iqabench.layout import ResultsLayout
+from iqabench.runs import inputs_hash
 
 SCHEMA_VERSION = 2
-# Table columns a run keeps per image so reports can break results down (synthetic-distortion sets).
-BREAKDOWN_COLUMNS = ("ref", "distortion", "level")
 
 
 # -- methods ----------------------------------------------------------------------------------
@@ -99,140 +96,6 @@ def method_label(cls: type[Method], options: Options) -> str:
         return text.rstrip("/").rsplit("/", 1)[-1] if isinstance(value, str) and "/" in value else text
 
     return f"{cls.name}[{','.join(f'{k}={short(v)}' for k, v in sorted(changed.items()))}]"
-
-
-# -- datasets -----------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class DatasetView:
-    """A dataset read from disk with one split chosen."""
-
-    card: DatasetCard
-    folder: Path
-    table: Any  # pandas DataFrame: id, path, label (+ ref, ref_path, official_set, extras)
-    split: splits.Split
-
-    def target_of(self) -> Callable[[float], float]:
-        """label -> training target: oriented so higher is better, scaled to [0, 1] by the card's range."""
-        lo, hi = getattr(self.card, "target_range", None) or self.card.score_range
-        span = float(hi) - float(lo)
-        if not span > 0:
-            raise IqaError(f"dataset {self.card.name}: its label range {lo}..{hi} is empty")
-        higher_better = self.card.higher_better
-        return lambda y: (y - lo) / span if higher_better else (hi - y) / span
-
-    def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
-        rows = self.table.set_index("id")
-        has_ref = "ref" in rows.columns
-        if with_reference and "ref_path" not in rows.columns:
-            raise IqaError(f"dataset {self.card.name} has no reference images: a full-reference method needs "
-                           "a dataset whose card gives them (`iqabench list datasets` marks synthetic-distortion sets)")
-        target = self.target_of()
-
-        def open_image(rel: str) -> Any:
-            path = self.folder / rel
-            try:
-                return open_rgb(path)
-            except ImageDecodeError as exc:
-                raise ImageDecodeError(f"{path}: {exc}") from None
-
-        def load(sample_id: str) -> Sample:
-            row = rows.loc[sample_id]
-            label = float(row["label"])
-            sample = Sample(id=sample_id, image=open_image(str(row["path"])), label=label,
-                            ref=str(row["ref"]) if has_ref else None, target=target(label))
-            if with_reference:
-                sample.reference = open_image(str(row["ref_path"]))
-            return sample
-
-        return load
-
-    def inputs(self, ids: list[str]) -> list[dict]:
-        """What a run reads for each image: its id, file (relative to the dataset folder) and label,
-        plus the groups a report breaks results down by (reference, distortion type and level)."""
-        rows = self.table.set_index("id")
-        groups = [c for c in BREAKDOWN_COLUMNS if c in rows.columns]
-        out = []
-        for i in ids:
-            item = {"id": i, "path": str(rows.at[i, "path"]), "label": float(rows.at[i, "label"])}
-            for col in groups:
-                value = rows.at[i, col]
-                if value == value and value is not None:  # NaN: this image has no such group
-                    item[col] = value.item() if hasattr(value, "item") else value
-            out.append(item)
-        return out
-
-
-# What `--images DIR` picks up (lower-cased suffixes); other files in the folder are not images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
-IMAGES_DATASET = "images"  # the results layout's dataset slot for folders of one's own images
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageFolderView:
-    """The user's own images (`run --images DIR`): every image file below a folder, found
-    recursively by suffix, ids = paths relative to it (sorted); no labels, no split, no references.
-    Each file's content hash goes into inputs.json, so a changed folder is another run."""
-
-    folder: Path
-    files: dict[str, str]  # id (relative path) -> sha256 prefix of the file
-
-    @property
-    def name(self) -> str:
-        return self.folder.resolve().name or "root"
-
-    @property
-    def ids(self) -> list[str]:
-        return sorted(self.files)
-
-    def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
-        if with_reference:
-            raise IqaError(f"--images {self.folder}: a folder of images has no reference images, which "
-                           "a full-reference method needs")
-
-        def load(sample_id: str) -> Sample:
-            path = self.folder / sample_id
-            try:
-                image = open_rgb(path)
-            except ImageDecodeError as exc:
-                raise ImageDecodeError(f"{path}: {exc}") from None
-            return Sample(id=sample_id, image=image)
-
-        return load
-
-    def inputs(self, ids: list[str]) -> list[dict]:
-        """What a run reads for each image: its id, file and content hash; `label` is null."""
-        return [{"id": i, "path": i, "label": None, "sha256": self.files[i]} for i in ids]
-
-
-def image_folder(folder: Path) -> ImageFolderView:
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise IqaError(f"--images {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
-    files = {}
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                path = Path(root) / name
-                files[path.relative_to(folder).as_posix()] = sha256_file(path)
-    if not files:
-        raise IqaError(f"--images {folder}: no image files below it (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return ImageFolderView(folder, files)
-
-
-def load_dataset(name: str, data_root: Path, split_name: str | None, layout: ResultsLayout,
-                 accept_out_of_range: bool = False) -> DatasetView:
-    card: DatasetCard = registry.datasets.get(name)
-    if accept_out_of_range:
-        folder, table = card.load(Path(data_root), accept_out_of_range=True)
-    else:
-        folder, table = card.load(Path(data_root))
-    split = splits.load_or_make(card.name, table, split_name or card.default_split, layout.splits_dir())
-    return DatasetView(card, folder, table, split)
-
-
-def inputs_hash(inputs: list[dict]) -> str:
-    return stable_hash(inputs, length=16)
 
 
 # -- checkpoints --------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from iqabench import parallel, provenance
 from iqabench.devices import resolve_device
 from iqabench.api import SampleSource
 from iqabench.errors import IqaError
-from iqabench.plan import RunConfig, RunPlan, build_run_plan, inputs_hash
-from iqabench.runs import IDENTITY_KEYS
+from iqabench.plan import RunConfig, RunPlan, build_run_plan
+from iqabench.runs import IDENTITY_KEYS, inputs_hash
 from iqabench.score import finish
 from iqabench.store import RunStore
 
