@@ -17,7 +17,8 @@ from iqabench import parallel, provenance
 from iqabench.devices import resolve_device
 from iqabench.api import SampleSource
 from iqabench.errors import IqaError
-from iqabench.plan import RunConfig, RunPlan, build_run_plan
+from iqabench.config import RunConfig
+from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
 from iqabench.score import finish
 from iqabench.store import RunStore
