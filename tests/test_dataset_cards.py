@@ -170,7 +170,7 @@ def fake_live(root: Path) -> Path:
 
 
 def fake_synthetic(root: Path) -> Path:
-    """labels.csv as iqabench.data.embedded writes it, with images (the real build takes a minute)."""
+    """labels.csv as iqabench.builders.embedded writes it, with images (the real build takes a minute)."""
     folder = root / "synthetic"
     rows = []
     for r, ref in enumerate(("sk_astronaut", "sk_coffee", "sk_camera", "sk_coins", "pyiqa_I04")):
@@ -215,7 +215,7 @@ def test_every_built_in_card_is_a_complete_toml_file_and_registered():
     assert card("koniq10k").default_split == "official"
     assert card("agiqa3k").default_split == "ratio60-20-20-seed42"
     assert card("spaq").default_split == card("livec").default_split == "ratio80-10-10-seed42"
-    assert card("synthetic").builder == "iqabench.data.embedded:build"
+    assert card("synthetic").builder == "iqabench.builders.embedded:build"
     assert card("kadid").name == "kadid10k" and card("clive").name == "livec"
 
 
@@ -404,7 +404,7 @@ def test_synthetic_card_reads_the_embedded_layout(tmp_path):
 def test_builder_is_imported_only_when_the_dataset_is_built(tmp_path):
     text = (CARDS / "synthetic" / "card.toml").read_text()
     path = tmp_path / "card.toml"
-    path.write_text(text.replace("iqabench.data.embedded:build", "no_such_module_here:build"))
+    path.write_text(text.replace("iqabench.builders.embedded:build", "no_such_module_here:build"))
     c = DatasetCard.from_toml(path)  # reading the card imports nothing
     assert c.build is not None and card("kadid10k").build is None
     with pytest.raises(IqaError, match=r"card.toml: cannot import builder 'no_such_module_here:build'"):

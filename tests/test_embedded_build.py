@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from iqabench.data.embedded import PROGRESS_LOG, build, read_progress_log
+from iqabench.builders.embedded import PROGRESS_LOG, build, read_progress_log
 
 N_REFS = 1
 N_IMAGES = N_REFS * 8 * 5
@@ -24,7 +24,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import torch  # the slow import happens before the barrier
-    from iqabench.data.embedded import build
+    from iqabench.builders.embedded import build
     folder, n_refs, ready = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     others = [Path(p) for p in sys.argv[4:]]
     ready.touch()
@@ -73,7 +73,7 @@ def test_killed_build_resumes_and_matches_an_uninterrupted_one(fresh, tmp_path, 
     folder = tmp_path / "embedded"
     building = folder.with_name("embedded.building")
     log = building / PROGRESS_LOG
-    code = f"from pathlib import Path; from iqabench.data.embedded import build; " \
+    code = f"from pathlib import Path; from iqabench.builders.embedded import build; " \
            f"build(Path({str(folder)!r}), progress=False, _references={N_REFS})"
     # the killed run uses two torch threads, the resuming one (this process) one: labels must not care
     child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,

@@ -1,1 +1,1 @@
-"""Datasets: cards, official release layouts, splits, image decoding, the embedded set."""
+"""Datasets: cards, official release layouts, generic readers, splits, views, image decoding."""

@@ -18,7 +18,7 @@ def build_tiny(folder: Path, size: int = 64) -> None:
     """3 references x 4 distortions x 3 levels of 64x64 images; label = 6 - level (+ small offsets)."""
     from skimage import data as skdata
 
-    from iqabench.data.distortions import DISTORTIONS
+    from iqabench.builders.distortions import DISTORTIONS
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir(exist_ok=True)

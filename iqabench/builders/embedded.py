@@ -104,7 +104,7 @@ def build(folder: Path, progress: bool = True, *, _references: int | None = None
 
 def _plan(first_n: int | None) -> Plan:
     """The references and distortions, found without importing torch, pyiqa or scikit-image."""
-    from iqabench.data.distortions import DISTORTIONS
+    from iqabench.builders.distortions import DISTORTIONS
 
     names = [f"sk_{n}" for n in SKIMAGE_COLOUR + SKIMAGE_GREY]
     names += [f"pyiqa_{p.stem}" for p in sorted(_pyiqa_reference_dir().glob("*.bmp"))]
@@ -224,7 +224,7 @@ def _compute_items(tmp: Path, items: list, done: dict[str, float], refs: dict, f
     import torch
     from PIL import Image
 
-    from iqabench.data.distortions import DISTORTIONS
+    from iqabench.builders.distortions import DISTORTIONS
 
     def to_tensor(a):
         return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
