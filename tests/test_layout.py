@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -92,17 +93,56 @@ def f(x):
     assert found == [(4, "kadid10k"), (5, "live"), (5, "synthetic")]
 
 
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in a file of the package, relative ones made absolute and
+    `from iqabench import x` read as iqabench.x; imports inside functions count too."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{a.name}") for a in node.names]
+    return found
+
+
+def imports_of(folder: Path, forbidden: str) -> list[str]:
+    """One "file:line: module" per import statement below `folder` that reaches `forbidden`."""
+    hits = {}
+    for path in sorted(folder.rglob("*.py")):
+        for line, module in sorted(imported_modules(path)):
+            if module == forbidden or module.startswith(forbidden + "."):
+                hits.setdefault((path.relative_to(PACKAGE.parent).as_posix(), line), module)
+    return [f"{where}:{line}: {module}" for (where, line), module in hits.items()]
+
+
 def test_the_engine_imports_no_method():
     """Built-in methods are plugins: the engine reaches them only through the registry."""
-    hits = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            if isinstance(node, ast.ImportFrom) and node.module == "iqabench":
-                modules = [f"iqabench.{a.name}" for a in node.names]
-            hits += [f"{path.name}:{node.lineno}: {m}" for m in modules if m == "iqabench.methods" or m.startswith("iqabench.methods.")]
+    hits = imports_of(PACKAGE, "iqabench.methods")
     assert not hits, hits
+
+
+def test_data_imports_no_model():
+    """data/ (cards, readers, splits, views) sits below models/: what needs a model to make a
+    dataset (the embedded set's FSIM labels) lives in builders/, above both."""
+    hits = imports_of(PACKAGE / "data", "iqabench.models") + imports_of(PACKAGE / "data", "iqabench.builders")
+    assert not hits, hits
+
+
+def test_the_import_check_sees_every_spelling(tmp_path, monkeypatch):
+    folder = tmp_path / "iqabench" / "data"
+    folder.mkdir(parents=True)
+    source = folder / "x.py"
+    source.write_text("import iqabench.models.a\nfrom iqabench import models\nfrom ..models import b\n"
+                      "def f():\n    from iqabench.models.c import d\nfrom iqabench.modelsx import e\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "iqabench")
+    assert [h.split(": ")[0] for h in imports_of(folder, "iqabench.models")] == \
+        ["iqabench/data/x.py:1", "iqabench/data/x.py:2", "iqabench/data/x.py:3", "iqabench/data/x.py:5"]
 
 
 def test_every_python_package_is_in_the_wheel():
