@@ -18,8 +18,8 @@ from PIL import Image
 from iqabench import registry
 from iqabench.api import Sample
 from iqabench.errors import IqaError, NotAvailable
-from iqabench.methods.pyiqa_family import ALIASES, FAMILY, PyiqaOptions
-from iqabench.methods.pyiqa_weights import WEIGHTS
+from iqabench.methods.pyiqa.family import ALIASES, FAMILY, PyiqaOptions
+from iqabench.methods.pyiqa.weights import WEIGHTS
 from iqabench.models import pyiqa_support
 
 WEIGHT_FREE_FR = ("psnr", "ssim", "ms_ssim", "fsim", "vif", "gmsd", "vsi", "nlpd", "cw_ssim", "mad")
@@ -62,7 +62,7 @@ def test_listing_imports_neither_torch_nor_pyiqa():
             attempts.append(repr(args)); raise OSError("blocked")
         socket.socket.connect = refuse
         t0 = time.perf_counter()
-        from iqabench.methods.pyiqa_family import FAMILY
+        from iqabench.methods.pyiqa.family import FAMILY
         reasons = {n: FAMILY.resolve(n).check_available() for n in FAMILY.names()}
         print(json.dumps({"seconds": time.perf_counter() - t0, "attempts": attempts, "n": len(reasons),
                           "lpips": reasons["lpips"], "psnr": reasons["psnr"],
@@ -101,7 +101,7 @@ def test_weight_folders_are_found_without_importing_their_libraries(monkeypatch,
 
 @pytest.mark.slow
 def test_the_weight_table_is_what_pyiqa_asks_for():
-    from iqabench.methods.pyiqa_derive import derive
+    from iqabench.methods.pyiqa.derive import derive
 
     names = ["psnr", "fsim", "lpips", "niqe", "cnniqa"]
     fresh = derive(names, timeout=600)

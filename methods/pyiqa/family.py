@@ -4,7 +4,7 @@ No-reference metrics score an image; full-reference ones (psnr, ssim, fsim, lpip
 against its reference, which the engine decodes for them (`MethodInfo.needs_reference`).
 Direction and score range come from pyiqa's presets, read from pyiqa's source as data: importing
 pyiqa takes seconds. Which files a metric needs comes from a table derived once from pyiqa itself
-(pyiqa_weights.py, made by pyiqa_derive.py), so `check_available` only looks at files on disk: it
+(weights.py, made by derive.py), so `check_available` only looks at files on disk: it
 builds nothing and opens no connection. Building (setup) goes through
 iqabench.models.pyiqa_support: no download, weight files read as tensors only.
 """
@@ -78,7 +78,7 @@ def _weights() -> dict[str, tuple]:
     """The derived table, when it was made for the installed pyiqa (else every need is unknown)."""
     import importlib.metadata
 
-    from iqabench.methods.pyiqa_weights import PYIQA_VERSION, WEIGHTS
+    from iqabench.methods.pyiqa.weights import PYIQA_VERSION, WEIGHTS
 
     try:
         installed = importlib.metadata.version("pyiqa")
