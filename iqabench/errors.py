@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 
@@ -22,6 +23,27 @@ class EnvironmentProblem(IqaError, OSError):
     """The machine refused: disk full, read-only folder, permission denied. Exit status 1;
     what was saved before is kept, and the same command resumes once the cause is fixed.
     Also an OSError (with the errno of its cause), so code that handles OSError still does."""
+
+
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(error: BaseException | str, limit: int | None = None, *, typed: bool = False) -> str:
+    """An error as one line, for the terminal, a log line or a table cell.
+
+    The engine's own messages (an IqaError, or a str) are written to be read whole: their lines
+    are joined. Another library's exception gives its gist on the first line and details after
+    (torch's advice, pandas' context): only that line is kept, or the type's name when the message
+    is empty; `typed` puts the type's name in front ("ValueError: ...") where nothing else says
+    what failed. Terminal colour codes are dropped; `limit` cuts the line to that many characters.
+    """
+    lines = [line.strip() for line in _COLOUR.sub("", str(error)).splitlines() if line.strip()]
+    if isinstance(error, (str, IqaError)):
+        text = " ".join(lines)
+    else:
+        name = type(error).__name__
+        text = (f"{name}: {lines[0]}" if typed else lines[0]) if lines else name
+    return text[:limit] if limit is not None else text
 
 
 # errno -> (what the user sees, what to do)

@@ -16,7 +16,7 @@ from typing import Callable
 from iqabench import parallel, provenance
 from iqabench.devices import resolve_device
 from iqabench.api import SampleSource
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 from iqabench.config import RunConfig
 from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
@@ -91,7 +91,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
             except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
                 ok, error = False, exc
                 if world.size > 1:
-                    store.flag_failure(_one_line(exc))
+                    store.flag_failure(one_line(exc, 500, typed=True))
             finally:
                 if method is not None:
                     _teardown(method)
@@ -260,7 +260,7 @@ def _prepare_own_shard(method, plan: RunPlan, store, world) -> None:
         method.prepare(SampleSource(world.shard(plan.ids), _loader(plan), on_failure=lambda i, r: None))
     except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
         error = exc
-        store.flag_failure(_one_line(exc))
+        store.flag_failure(one_line(exc, 500, typed=True))
     failed = world.agree_ok(error is None)
     _raise_failures(error, failed, store, world)
 
@@ -321,11 +321,6 @@ def _score_all(method, plan: RunPlan, mine, store, world) -> int:
 
 class _PeerFailed(Exception):
     """Another rank flagged a failure: this rank stops between two batches."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:500] if text else ''}"
 
 
 def _score_batch(method, samples) -> list[tuple[float | None, str | None]]:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from iqabench.errors import IqaError, NotAvailable
+from iqabench.errors import IqaError, NotAvailable, one_line
 from iqabench.runs import Run, find_runs
 from iqabench.suite import Cell, Suite, Unit
 
@@ -163,12 +163,12 @@ def run_suite(suite: Suite, *, data_root: Path, results: Path, device: str = "au
                 scored.add(key)
                 outcome.ran += 1
             except NotAvailable as exc:
-                outcome.status, outcome.reason = "unavailable", _one_line(exc)
+                outcome.status, outcome.reason = "unavailable", one_line(exc, typed=True)
                 break
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the suite
-                failures.append(f"{unit.describe()}: {stage}: {_one_line(exc)}")
+                failures.append(f"{unit.describe()}: {stage}: {one_line(exc, typed=True)}")
                 on_log(f"  failed: {failures[-1]}")
         if failures and outcome.status == "done":  # the other splits of a family still ran
             more = f" ({len(failures)} of {len(cell.units)} splits failed)" if len(cell.units) > 1 else ""
@@ -219,7 +219,7 @@ def _ensure_trained(cell: Cell, unit: Unit, trainings: dict, *, data_root, resul
     except NotAvailable:
         raise
     except Exception as exc:
-        trainings[workdir] = _one_line(exc)
+        trainings[workdir] = one_line(exc, typed=True)
         raise
     trainings[workdir] = None
 
@@ -257,8 +257,3 @@ def summary_lines(result: SuiteRun) -> list[str]:
                 lines.append(f"  {reason}")
                 lines.append(f"    {len(names)} cell(s): {', '.join(names)}")
     return lines
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, IqaError) else f"{type(exc).__name__}: {text}"

@@ -156,3 +156,77 @@ def test_every_python_package_is_in_the_wheel():
             rel = init.parent.relative_to(base).parts
             found.add(".".join((name, *rel)))
     assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+# -- one error-line helper ------------------------------------------------------------------------
+METHODS = PACKAGE.parent / "methods"
+ONE_LINE_NAMES = {"one_line", "_one_line", "first_line", "_first_line", "first_error_line"}
+# Runs in the Owl3 worker's own virtualenv, where iqabench is not installed.
+ONE_LINE_EXEMPT = {"iqabench/models/owl3_worker/worker.py"}
+
+
+def error_line_copies(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each spot that cuts an error to its first line by itself instead of calling
+    iqabench.errors.one_line: a function of that name, or `.splitlines()` / `.split("\\n")` of an
+    exception caught by `except ... as name` or of a `str(...)` of anything."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in ONE_LINE_NAMES:
+            found.append((node.lineno, f"def {node.name}"))
+    for handler in [n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler)]:
+        caught = {handler.name} if handler.name else set()
+        for node in ast.walk(handler):
+            if isinstance(node, ast.Call) and _splits_lines(node) and _mentions(node.func.value, caught):
+                found.append((node.lineno, ast.unparse(node)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _splits_lines(node) and _calls_str(node.func.value) \
+                and (node.lineno, ast.unparse(node)) not in found:
+            found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+def _splits_lines(call: ast.Call) -> bool:
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return False
+    return func.attr == "splitlines" or (func.attr == "split" and len(call.args) == 1 and isinstance(
+        call.args[0], ast.Constant) and call.args[0].value == "\n")
+
+
+def _mentions(node: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+def _calls_str(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "str" for n in ast.walk(node))
+
+
+def test_one_error_line_helper():
+    """Exception -> one line is iqabench.errors.one_line, defined once and called everywhere."""
+    root = PACKAGE.parent
+    hits = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *METHODS.rglob("*.py")]):
+        rel = path.relative_to(root).as_posix()
+        if rel == "iqabench/errors.py" or rel in ONE_LINE_EXEMPT:
+            continue
+        hits += [f"{rel}:{line}: {what}" for line, what in error_line_copies(path.read_text(encoding="utf-8"))]
+    assert not hits, "use iqabench.errors.one_line:\n" + "\n".join(hits)
+
+
+def test_the_error_line_check_catches_what_it_should_and_nothing_else():
+    source = '''
+def _one_line(exc):
+    return exc
+def f(path, out):
+    try:
+        pass
+    except ValueError as exc:
+        first = (str(exc).strip().splitlines() or ["?"])[0]
+        lines = exc.args[0].split("\\n")
+        fine = out.stdout.splitlines()
+    text = str(path).splitlines()[0]
+    doc = __doc__.splitlines()[0]
+    return Path(path).read_text().splitlines()
+'''
+    assert [line for line, _ in error_line_copies(source)] == [2, 8, 9, 11]

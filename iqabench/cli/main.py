@@ -10,7 +10,7 @@ import click
 
 from iqabench.cli.lazy import LazyGroup
 from iqabench.cli.settings import global_options
-from iqabench.errors import IqaError, environment_cause, environment_problem
+from iqabench.errors import IqaError, environment_cause, environment_problem, one_line
 
 COMMANDS = {
     "run": ("iqabench.cli.run_cmd:run_command", "Score dataset splits with methods (resumable)."),
@@ -36,12 +36,12 @@ class RootGroup(LazyGroup):
         except IqaError as exc:
             # 1: the machine (disk full, read-only, permission), also when a caller added context; 2: bad input
             status = 1 if environment_cause(exc) is not None else 2
-            click.echo(f"iqabench: error{_rank_tag()}: {_one_line(exc)}", err=True)
+            click.echo(f"iqabench: error{_rank_tag()}: {one_line(exc)}", err=True)
             raise click.exceptions.Exit(status) from None
         except OSError as exc:  # a write or read the engine did not name itself
             if exc.errno == errno.EPIPE:
                 raise  # `iqabench list | head`: click exits quietly
-            click.echo(f"iqabench: error{_rank_tag()}: {_one_line(_os_error_line(exc))}", err=True)
+            click.echo(f"iqabench: error{_rank_tag()}: {one_line(_os_error_line(exc))}", err=True)
             raise click.exceptions.Exit(1) from None
         except MemoryError:
             click.echo(f"iqabench: error{_rank_tag()}: out of memory; everything saved before is kept: free memory "
@@ -61,7 +61,7 @@ class RootGroup(LazyGroup):
             code = rv if isinstance(rv, int) else 0
         except click.ClickException as exc:  # usage errors: also one line, naming where to look
             where = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) is not None else ""
-            click.echo(f"iqabench: error: {_one_line(exc.format_message())}{where}", err=True)
+            click.echo(f"iqabench: error: {one_line(exc.format_message())}{where}", err=True)
             code = exc.exit_code
         except click.Abort:
             click.echo(INTERRUPTED, err=True)
@@ -109,10 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 environment: disk full, read-only
     or permission, 2 bad input, 130 interrupted)."""
     return cli.main(args=argv, prog_name="iqabench", standalone_mode=False)
-
-
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split("\n")).strip()
 
 
 def _os_error_line(exc: OSError) -> str:

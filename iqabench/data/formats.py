@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 
 HEADER_SEARCH_ROWS = 20  # spreadsheets sometimes start their table below a title
 
@@ -32,7 +32,7 @@ def read_csv(path: Path, required: Iterable[str] = (), **kwargs) -> pd.DataFrame
     except pd.errors.EmptyDataError as exc:
         raise IqaError(f"{path}: empty file") from exc
     except pd.errors.ParserError as exc:
-        raise IqaError(f"{path}: not a valid csv file ({_first_line(exc)})") from exc
+        raise IqaError(f"{path}: not a valid csv file ({one_line(exc)})") from exc
     table.columns = [str(c).strip() for c in table.columns]
     return require_columns(table, required, path)
 
@@ -52,7 +52,7 @@ def read_xlsx(path: Path, required: Sequence[str], sheet: str | int = 0) -> pd.D
     try:
         workbook = pd.ExcelFile(path, engine="openpyxl")
     except (BadZipFile, InvalidFileException, ValueError, OSError, KeyError) as exc:
-        raise IqaError(f"{path}: not a readable .xlsx workbook ({_first_line(exc)})") from exc
+        raise IqaError(f"{path}: not a readable .xlsx workbook ({one_line(exc)})") from exc
     with workbook:
         if isinstance(sheet, str) and sheet not in workbook.sheet_names:
             raise IqaError(f"{path}: no sheet {sheet!r}; sheets: {', '.join(workbook.sheet_names)}")
@@ -86,7 +86,7 @@ def read_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
         raise IqaError(f"{path}: MATLAB v7.3 (HDF5) file, which is not supported; "
                        "re-save it in MATLAB with save(file, '-v7')") from exc
     except (MatReadError, ValueError, OSError, TypeError) as exc:
-        raise IqaError(f"{path}: not a readable .mat file ({_first_line(exc)})") from exc
+        raise IqaError(f"{path}: not a readable .mat file ({one_line(exc)})") from exc
     missing = [v for v in variables if v not in content]
     if missing:
         try:
@@ -189,7 +189,3 @@ def _existing(path: Path) -> Path:
         raise IqaError(f"{path}: file not found")
     return path
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from iqabench import io
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 from iqabench.locations import shipped_folder
 
 PARTS = ("train", "val", "test")
@@ -378,7 +378,7 @@ def _read_csv(path: Path, spec: dict, name) -> pd.DataFrame:
     except FileNotFoundError:
         raise IqaError(f"{path}: data file {data} not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise IqaError(f"{data}: cannot read as CSV ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise IqaError(f"{data}: cannot read as CSV ({one_line(exc, typed=True)})") from None
 
 
 def _id_values(path: Path, spec: dict, name, frame: pd.DataFrame) -> list[str]:

@@ -26,7 +26,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query
 from iqabench.models.vlm_families import Family, family, family_of_model_type
 
@@ -221,8 +221,7 @@ class HfVlmBackend(MLLMBackend):
         try:
             enc = self.processor(text=texts, **kwargs)
         except (ValueError, TypeError, IndexError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise IqaError(f"{self.spec.path}: its processor refused the prompt ({first[:200]})") from None
+            raise IqaError(f"{self.spec.path}: its processor refused the prompt ({one_line(exc, 200)})") from None
         return {k: v for k, v in enc.items() if hasattr(v, "shape") and k not in self.family.drop_keys}
 
     # -- inputs ------------------------------------------------------------------------
@@ -369,10 +368,6 @@ def _hub_kwargs(spec: BackendSpec) -> dict[str, Any]:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         common["local_files_only"] = True
     return common
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load(spec: BackendSpec, device: str = "cpu") -> HfVlmBackend:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import urlparse
 
-from iqabench.errors import IqaError, NotAvailable
+from iqabench.errors import IqaError, NotAvailable, one_line
 
 verbose = False
 _guard_lock = threading.RLock()
@@ -295,8 +295,7 @@ def _tensors_only_load(original: Callable) -> Callable:
         try:
             return original(f, *args, **kwargs)
         except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise NotAvailable(f"{getattr(f, 'name', f)}: refused, not a plain tensor file ({first[:160]})") from None
+            raise NotAvailable(f"{getattr(f, 'name', f)}: refused, not a plain tensor file ({one_line(exc, 160)})") from None
     return load
 
 
@@ -430,7 +429,7 @@ def _create(metric: str, device: str, options_json: str, where: tuple):
             refused = _refusal_in(exc)
             if refused is not None:  # a library wrapped the guard's refusal in a vaguer error of its own
                 raise refused from exc
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            first = one_line(exc, 200)
             if device != "cpu" and _DEVICE_ERROR.search(first):
                 raise IqaError(f"device {device} is not usable here ({first[:120]}); use --device cpu") from exc
             if options and isinstance(exc, (TypeError, KeyError, AssertionError)):

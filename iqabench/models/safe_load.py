@@ -5,7 +5,7 @@ import pickle
 import re
 from pathlib import Path
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 
 
 def load_tensors_only(path: Path, mmap: bool = False):
@@ -25,8 +25,7 @@ def why_refused(exc: BaseException) -> str:
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
     if found:
         return f"it holds pickled code or objects ({found[1]}), which are never loaded"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:160]
+    return one_line(exc, 160)
 
 
 def read_safetensors(path: Path, framework: str = "pt") -> tuple[dict, dict[str, str]]:
@@ -46,7 +45,7 @@ def read_safetensors(path: Path, framework: str = "pt") -> tuple[dict, dict[str,
 
 def not_safetensors(path: Path, exc: BaseException) -> str:
     """Why a file is not a readable safetensors file, and what it probably is."""
-    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    first = one_line(exc, 160)
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

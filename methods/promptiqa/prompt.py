@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 
 
 @dataclasses.dataclass
@@ -87,7 +87,7 @@ def read_prompt_file(path: str | Path, size: int) -> Prompt:
     try:
         table = pd.read_csv(path)
     except (OSError, ValueError) as exc:
-        raise IqaError(f"prompt_file {path}: cannot read it as CSV ({str(exc).splitlines()[0][:120]})") from None
+        raise IqaError(f"prompt_file {path}: cannot read it as CSV ({one_line(exc, 120)})") from None
     if not {"image", "score"} <= set(table.columns):
         raise IqaError(f"prompt_file {path}: needs the columns image,score (has {', '.join(map(str, table.columns))})")
     if len(table) < 1:
@@ -102,6 +102,6 @@ def read_prompt_file(path: str | Path, size: int) -> Prompt:
         try:
             images.append(open_rgb(path.parent / name))
         except Exception as exc:  # noqa: BLE001 - one line naming the image
-            raise IqaError(f"prompt_file {path}: image {name}: {str(exc).splitlines()[0][:120]}") from None
+            raise IqaError(f"prompt_file {path}: image {name}: {one_line(exc, 120)}") from None
     ids = table["image"].astype(str).tolist()
     return Prompt(ids, [float(s) for s in scores], resize_pixels(images, size), "file", path.name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 from iqabench.io import sha256_file as file_sha256  # one implementation, kept under this module's name
 
 IGNORED_BACKBONE_KEYS = ("head.", "norm.", "fc_norm.", "head_drop.")
@@ -34,7 +34,7 @@ def read_tensor_file(path: str | Path) -> dict:
         try:
             return dict(load_file(str(path)))
         except Exception as exc:  # noqa: BLE001 - a corrupt file is one line
-            raise IqaError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
+            raise IqaError(f"{path}: not a readable safetensors file ({one_line(exc, 120)})") from None
     data = load_tensors_only(path)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
@@ -100,7 +100,7 @@ def read_tensors_with_meta(path: Path) -> tuple[dict, dict]:
             meta = json.loads((fh.metadata() or {}).get("json", "null"))
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - a handle, not a dict
     except Exception as exc:  # noqa: BLE001 - a cut or foreign file is one line
-        raise IqaError(f"{path}: not a readable PromptIQA file ({str(exc).splitlines()[0][:120]})") from None
+        raise IqaError(f"{path}: not a readable PromptIQA file ({one_line(exc, 120)})") from None
     if not isinstance(meta, dict):
         raise IqaError(f"{path}: no PromptIQA metadata in this safetensors file")
     return tensors, meta

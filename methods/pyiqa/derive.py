@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from iqabench.errors import one_line
+
 # CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size, context_length,
 # vocab_size, transformer_width, transformer_heads, transformer_layers) of OpenAI's published files,
 # so a derivation can go past a CLIP load with a randomly initialised model of the right shape.
@@ -130,8 +132,7 @@ def _child(names: list[str]) -> dict[str, dict]:
                         contextlib.redirect_stdout(io.StringIO()):
                     pyiqa.create_metric(name, device="cpu")
             except Exception as exc:  # noqa: BLE001 - recorded: the table says where the build stopped
-                text = str(exc).strip().splitlines()
-                stopped = f"{type(exc).__name__}: {text[0][:160] if text else ''}"
+                stopped = one_line(exc, 160, typed=True)
         needs, repos = [], set()
         for fetch in records:
             need = _as_need(fetch, roots)

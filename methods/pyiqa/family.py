@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import pydantic
 
 from iqabench.api import Method, MethodInfo, Options, Sample
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 from iqabench.models.pyiqa_support import (check_metric_options, create_metric, is_path_option, missing,
                                            refusal)
 
@@ -224,7 +224,7 @@ class PyiqaMethod(Method):
                     raise
                 w, h = inputs[0].shape[-1], inputs[0].shape[-2]
                 raise ValueError(f"a {w}x{h} image is too small for {self.name} (try -o resize_short_side=...); "
-                                 f"pyiqa: {str(exc).splitlines()[0][:120]}") from None
+                                 f"pyiqa: {one_line(exc, 120)}") from None
         return scores
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iqabench import io
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 
 NORM = "vision_model.post_layernorm."
 
@@ -30,8 +30,7 @@ def _file(source: str, name: str, revision: str | None) -> Path:
     try:
         return Path(hf_hub_download(source, name, revision=revision))
     except Exception as exc:  # noqa: BLE001 - network, missing file, offline mode: one line for the user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise IqaError(f"qformer_path {source}: cannot get {name} ({first[:160]})") from None
+        raise IqaError(f"qformer_path {source}: cannot get {name} ({one_line(exc, 160)})") from None
 
 
 def read_config(source: str, revision: str | None = None) -> dict[str, Any]:
@@ -61,8 +60,7 @@ def load_tokenizer(source: str, revision: str | None = None):
             return AutoTokenizer.from_pretrained(str(local / "qformer_tokenizer"))
         return AutoTokenizer.from_pretrained(source, subfolder="qformer_tokenizer", revision=revision)
     except (OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise IqaError(f"qformer_path {source}: cannot load its qformer_tokenizer ({first[:160]})") from None
+        raise IqaError(f"qformer_path {source}: cannot load its qformer_tokenizer ({one_line(exc, 160)})") from None
 
 
 def read_tensors(source: str, revision: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from iqabench import io
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, one_line
 
 
 def save(path: Path, groups: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
@@ -39,8 +39,7 @@ def read_safetensors(path: Path, wanted=lambda key: True) -> tuple[dict[str, tor
         with safe_open(str(path), framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys() if wanted(key)}, dict(f.metadata() or {})  # noqa: SIM118
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # SafetensorError is no RuntimeError
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise IqaError(f"{path}: not a readable safetensors file ({first[:160]})") from None
+        raise IqaError(f"{path}: not a readable safetensors file ({one_line(exc, 160)})") from None
 
 
 def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
