@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
 import pydantic
 
+from iqabench import hub
 from iqabench.api import Method, MethodInfo, Options, Sample
 from iqabench.errors import IqaError
 from iqabench.models.backend import BackendSpec, backend_module, backend_names
@@ -188,10 +188,6 @@ def _check_words(words: Sequence[str], what: str) -> None:
 
 
 # -- availability ----------------------------------------------------------------------
-def _hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def backend_unavailable(options: BackendOptions) -> str | None:
     """Why the backend cannot be loaded here, checked without importing torch or a model."""
     for package in ("torch", "transformers"):
@@ -209,14 +205,14 @@ def backend_unavailable(options: BackendOptions) -> str | None:
         return None if (local / "config.json").is_file() else f"{local}: no config.json (not a model folder)"
     if options.backend_path.startswith((".", "/", "~")) or options.backend_path.count("/") != 1:
         return f"backend_path {options.backend_path}: no such folder (and not a hub id owner/name)"
-    if _hf_offline():
+    if hub.offline():
         try:
             from huggingface_hub import try_to_load_from_cache
         except ImportError:
             return "needs huggingface_hub to find cached weights"
         cached = try_to_load_from_cache(options.backend_path, "config.json", revision=options.revision)
         if not isinstance(cached, str):
-            return (f"weights {options.backend_path} are not in the Hugging Face cache and HF_HUB_OFFLINE=1 "
+            return (f"weights {options.backend_path} are not in the Hugging Face cache and {hub.OFFLINE_NOTE} "
                     f"(set -o backend_path=DIR to a local copy, or download them first: "
                     f"huggingface-cli download {options.backend_path})")
     return None

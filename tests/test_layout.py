@@ -230,3 +230,46 @@ def f(path, out):
     return Path(path).read_text().splitlines()
 '''
     assert [line for line, _ in error_line_copies(source)] == [2, 8, 9, 11]
+
+
+# -- the process environment is the user's --------------------------------------------------------
+def environment_writes(source: str) -> list[tuple[int, str]]:
+    """(line, code) for each write to the process environment: `os.environ[k] = v`, `del
+    os.environ[k]`, os.environ.setdefault/update/pop/clear, os.putenv/unsetenv."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else \
+            node.targets if isinstance(node, ast.Delete) else []
+        if any(isinstance(t, ast.Subscript) and ast.unparse(t.value) in ("os.environ", "environ") for t in targets):
+            found.append((node.lineno, ast.unparse(node)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, attr = ast.unparse(node.func.value), node.func.attr
+            if (owner in ("os.environ", "environ") and attr in ("setdefault", "update", "pop", "popitem", "clear")) \
+                    or (owner == "os" and attr in ("putenv", "unsetenv")):
+                found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+def test_nothing_writes_the_process_environment():
+    """Offline mode and every other choice is passed as an argument (iqabench.hub.no_downloads), never
+    written into os.environ, where it would outlive the command and reach every library."""
+    root = PACKAGE.parent
+    hits = [f"{path.relative_to(root).as_posix()}:{line}: {code}"
+            for path in sorted([*PACKAGE.rglob("*.py"), *METHODS.rglob("*.py")])
+            for line, code in environment_writes(path.read_text(encoding="utf-8"))]
+    assert not hits, "\n".join(hits)
+
+
+def test_the_environment_check_catches_what_it_should_and_nothing_else():
+    source = '''import os
+os.environ["A"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+del os.environ["B"]
+os.putenv("C", "1")
+env = dict(os.environ)
+env["D"] = "1"
+value = os.environ.get("E")
+os.environ.update(F="1")
+'''
+    assert [line for line, _ in environment_writes(source)] == [2, 3, 4, 5, 9]

@@ -1,8 +1,6 @@
 """`iqabench list methods|datasets|backends|splits DATASET`."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from iqabench.cli.settings import Settings, global_options, with_settings
@@ -31,8 +29,13 @@ Examples:
 @with_settings
 def list_methods(settings: Settings, expand: bool) -> None:
     """Every method: its kind, what it needs, and whether it can run here (and why not)."""
-    # Checking availability must never download; without this, hub clients retry for minutes offline.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iqabench import hub
+
+    with hub.no_downloads():  # "runs here?" is answered from what is on disk, never by fetching
+        _print_methods(expand)
+
+
+def _print_methods(expand: bool) -> None:
     from iqabench import registry
 
     reg = registry.methods

@@ -19,9 +19,13 @@ Examples:
 def options_command(settings: Settings, method: str) -> None:
     """Print METHOD's options (what -o KEY=VALUE accepts) with their types, defaults and help,
     and the other names the method answers to."""
-    import os
+    from iqabench import hub
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # describing a method never downloads
+    with hub.no_downloads():  # describing a method never downloads
+        _describe(method)
+
+
+def _describe(method: str) -> None:
     from iqabench import registry
 
     cls = registry.methods.get(method)

@@ -1,8 +1,6 @@
 """`iqabench suite run|list|show`: a paper's table (suites/*.toml) run here and set beside its numbers."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from iqabench.cli.settings import Settings, global_options, with_settings
@@ -111,8 +109,7 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
     run here and why, those that failed, and write the suite table under RESULTS/report/suites/.
     The --dataset-map and -o given are recorded (RESULTS/suites/NAME.json): `iqabench report --suite NAME`
     uses them when it is given neither."""
-    if not download:  # read before any hub client is imported: availability checks must not download
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iqabench import hub
     from iqabench.layout import ResultsLayout
     from iqabench.options import parse_option_pairs
     from iqabench.report.suite_table import render_suite
@@ -124,8 +121,10 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
     for note in suite.adaptations:
         click.echo(f"note: {note}")
     record_settings(settings.results, suite.name, settings_ran)  # `report --suite` finds these runs with no flags
-    result = run_suite(suite, data_root=settings.data_root, results=settings.results, device=device, limit=limit,
-                       batch_size=batch_size, allow_cpu=allow_cpu, progress=not no_progress, on_log=click.echo)
+    with hub.no_downloads(not download):  # availability checks and model loads use the disk only
+        result = run_suite(suite, data_root=settings.data_root, results=settings.results, device=device,
+                           limit=limit, batch_size=batch_size, allow_cpu=allow_cpu, progress=not no_progress,
+                           on_log=click.echo)
     click.echo()
     for line in summary_lines(result):
         click.echo(line)

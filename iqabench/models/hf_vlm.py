@@ -2,7 +2,7 @@
 for every family; what differs between families is a row of iqabench/models/vlm_families.py.
 
 Loading: AutoProcessor + AutoModelForImageTextToText from a local folder or a hub id
-(HF_HUB_OFFLINE is honoured; nothing is downloaded in tests). The arch names the family
+(local files only when `iqabench.hub.offline()`; nothing is downloaded in tests). The arch names the family
 (`qwen2_5_vl`, `gemma3`, ...); `hf-vlm` picks it from config.json's model_type.
 
 Images:
@@ -21,11 +21,11 @@ Batches of queries are padded on the left with an attention mask (position ids c
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
+from iqabench import hub
 from iqabench.errors import IqaError, one_line
 from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query
 from iqabench.models.vlm_families import Family, family, family_of_model_type
@@ -365,7 +365,7 @@ def _empty_pixels(size: int):
 
 def _hub_kwargs(spec: BackendSpec) -> dict[str, Any]:
     common: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub.offline():
         common["local_files_only"] = True
     return common
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 
+from iqabench import hub
 from iqabench.api import stable_hash
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.io import sha256_file
@@ -135,8 +136,9 @@ class Segmenter:
         o = self.options
         path = self._identity["model"]
         try:
-            model = Sam2Model.from_pretrained(path, revision=o.revision, dtype=self._torch_dtype())
-            processor = Sam2Processor.from_pretrained(path, revision=o.revision)
+            local = hub.offline()
+            model = Sam2Model.from_pretrained(path, revision=o.revision, dtype=self._torch_dtype(), local_files_only=local)
+            processor = Sam2Processor.from_pretrained(path, revision=o.revision, local_files_only=local)
         except OSError as exc:
             raise NotAvailable(f"segmenter model {o.model!r} (-> {path}): cannot load transformers SAM2 weights ({exc})") from exc
         except Exception as exc:  # noqa: BLE001 - a pickled .bin (read weights_only) or a file that is not weights

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from iqabench import io
+from iqabench import hub, io
 from iqabench.errors import IqaError, one_line
 
 NORM = "vision_model.post_layernorm."
@@ -28,7 +28,7 @@ def _file(source: str, name: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(source, name, revision=revision))
+        return Path(hf_hub_download(source, name, revision=revision, local_files_only=hub.offline()))
     except Exception as exc:  # noqa: BLE001 - network, missing file, offline mode: one line for the user
         raise IqaError(f"qformer_path {source}: cannot get {name} ({one_line(exc, 160)})") from None
 
@@ -58,7 +58,8 @@ def load_tokenizer(source: str, revision: str | None = None):
     try:
         if local.is_dir():
             return AutoTokenizer.from_pretrained(str(local / "qformer_tokenizer"))
-        return AutoTokenizer.from_pretrained(source, subfolder="qformer_tokenizer", revision=revision)
+        return AutoTokenizer.from_pretrained(source, subfolder="qformer_tokenizer", revision=revision,
+                                             local_files_only=hub.offline())
     except (OSError, ValueError) as exc:
         raise IqaError(f"qformer_path {source}: cannot load its qformer_tokenizer ({one_line(exc, 160)})") from None
 

@@ -8,12 +8,12 @@ nothing, or a parameter the checkpoint does not provide, is an error naming the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+from iqabench import hub
 from iqabench.errors import IqaError, NotAvailable
 
 # official prefix -> Owl2Model prefix; below each prefix the names are the official ones
@@ -48,7 +48,7 @@ def to_official_key(key: str) -> str:
 
 
 def resolve_folder(path: str, revision: str | None = None) -> Path:
-    """A local folder as is; otherwise a hub snapshot (local cache only when HF_HUB_OFFLINE is set)."""
+    """A local folder as is; otherwise a hub snapshot (local cache only when `iqabench.hub.offline()`)."""
     local = Path(path).expanduser()
     if local.is_dir():
         return local
@@ -56,7 +56,7 @@ def resolve_folder(path: str, revision: str | None = None) -> Path:
         raise IqaError(f"owl2 weights: {path} is not a folder")
     from huggingface_hub import snapshot_download
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = hub.offline()
     try:
         folder = Path(snapshot_download(path, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline))
         if not list(folder.glob("*.safetensors")):
@@ -69,7 +69,7 @@ def resolve_folder(path: str, revision: str | None = None) -> Path:
 
 def missing_weights_message(path: str, revision: str | None, offline: bool, err: BaseException) -> str:
     """One line that names the option to set, instead of the hub's advice to check the connection."""
-    where = "not in the Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else \
+    where = f"not in the Hugging Face cache and {hub.OFFLINE_NOTE}" if offline else \
         "not on disk and the Hugging Face hub cannot provide them"
     first = " ".join(str(err).split())
     cause = f"{type(err).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from iqabench import hub
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.models.backend import BackendSpec, MLLMBackend
 from iqabench.models.owl3_worker import protocol
@@ -31,7 +32,7 @@ class Owl3WorkerBackend(MLLMBackend):
         self.host = host
         self._next_id = 0
         self._log = tempfile.NamedTemporaryFile(prefix="owl3-worker-", suffix=".log", delete=False)  # noqa: SIM115 - lives as long as the worker
-        env = dict(os.environ)
+        env = hub.child_environment(dict(os.environ))
         # The worker may host iqabench backends: make this checkout importable there.
         root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
