@@ -33,11 +33,15 @@ class RunConfig:
     n_boot: int = 1000
     accept_out_of_range: bool = False
     images: Path | None = None  # score every image below this folder instead of a dataset
+    # data-parallel runs: minutes a rank waits for the others (None: $IQABENCH_DIST_TIMEOUT_MINUTES, else a day)
+    dist_timeout_minutes: float | None = None
 
     def __post_init__(self):
         _check_counts(self)
         if self.n_boot < 0:
             raise IqaError(f"n_boot must be >= 0, got {self.n_boot}")
+        if self.dist_timeout_minutes is not None and not self.dist_timeout_minutes > 0:
+            raise IqaError(f"dist_timeout_minutes must be above 0, got {self.dist_timeout_minutes}")
         if self.images is None and not self.dataset:
             raise IqaError("nothing to score: give --dataset NAME, or --images DIR to score your own images")
         if self.images is not None and self.dataset:

@@ -16,7 +16,27 @@ from typing import Any
 
 # Collectives wait this long: a healthy rank may lag another by a whole shard of a slow model.
 # A rank that dies is not waited for: the launcher (torchrun) stops every rank when one exits.
-DEFAULT_TIMEOUT_MINUTES = float(os.environ.get("IQABENCH_DIST_TIMEOUT_MINUTES", 24 * 60))
+DEFAULT_TIMEOUT_MINUTES = 24 * 60.0
+TIMEOUT_VARIABLE = "IQABENCH_DIST_TIMEOUT_MINUTES"  # the user's override of the default
+
+
+def timeout_minutes(configured: float | None = None) -> float:
+    """How long collectives wait: the run's configured value, else the user's
+    IQABENCH_DIST_TIMEOUT_MINUTES (read now, not at import), else a day."""
+    if configured is not None:
+        return float(configured)
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_MINUTES
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        from iqabench.errors import IqaError
+
+        raise IqaError(f"{TIMEOUT_VARIABLE}={text!r}: must be a number of minutes above 0")
+    return value
 
 _WORLD: "World | None" = None
 
@@ -76,20 +96,21 @@ class World:
         self.agree_ok(True)
 
 
-def current(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> World:
-    """The world this process belongs to; initialises torch.distributed when launched by torchrun."""
+def current(timeout: float | None = None) -> World:
+    """The world this process belongs to; initialises torch.distributed when launched by torchrun.
+    `timeout`: minutes a collective waits (None: see `timeout_minutes`)."""
     global _WORLD
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
     import torch.distributed as dist
 
-    timeout = datetime.timedelta(minutes=timeout_minutes)
+    wait = datetime.timedelta(minutes=timeout_minutes(timeout))
     group = None
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=timeout)
+        dist.init_process_group("gloo", timeout=wait)
     elif dist.get_backend() != "gloo":  # e.g. accelerate's NCCL group: control messages stay on CPU
-        group = _WORLD.group if _WORLD is not None and _WORLD.group is not None else dist.new_group(backend="gloo", timeout=timeout)
+        group = _WORLD.group if _WORLD is not None and _WORLD.group is not None else dist.new_group(backend="gloo", timeout=wait)
     _WORLD = World(rank=dist.get_rank(), size=dist.get_world_size(), group=group)
     return _WORLD
 
