@@ -49,8 +49,7 @@ def _print_methods(expand: bool) -> None:
             continue
         cls = reg.get(name)
         info = cls.info
-        needs = "pyiqa weights, unless weight-free" if aliases.get(name, "").startswith("pyiqa:") \
-            else (info.needs_weights or "nothing to download")
+        needs = info.needs_weights or "nothing to download"
         if info.needs_gpu:
             needs += " + GPU"
         reason = cls.check_available()
@@ -106,15 +105,15 @@ def list_backends(settings: Settings) -> None:
     """Every registered MLLM backend: its image grid, whether it takes several images per prompt, and
     which MLLM methods and presets run on it (`-o backend=ARCH -o backend_path=DIR_OR_HUB_ID`)."""
     from iqabench import registry
-    from iqabench.models.vlm_families import FAMILIES
+    from iqabench.models.backend import traits_of
 
     mllm = [n for n in registry.methods.names() if not n.endswith(":<name>")
             and (registry.methods.get(n).info.extra == "mllm")]
     pixel_space = [n for n in mllm if registry.methods.get(n).info.fixed_grid]
     click.echo(f"{'backend':16} {'grid':6} {'images/prompt':14} methods and presets")
     for arch in registry.backends.names():
-        family = FAMILIES.get(arch)
-        grid = family.grid if family else ("fixed" if arch == "owl2" else "-")
-        multi = "several" if (family.multi_image if family else arch == "owl2") else "one"
+        traits = traits_of(arch)
+        grid = traits.grid if traits else "-"
+        multi = "several" if traits and traits.multi_image else "one"
         runs = [n for n in mllm if grid == "fixed" or n not in pixel_space]
         click.echo(f"{arch:16} {grid:6} {multi:14} {', '.join(runs) if grid != '-' else 'see its documentation'}")

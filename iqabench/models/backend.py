@@ -87,6 +87,27 @@ class Query:
         return f"{self.system}\n{self.text}" if self.system else self.text
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendTraits:
+    """What a backend declares about itself, read without loading a model (`iqabench list backends`).
+    A backend module declares them with `def traits(arch) -> BackendTraits | None` beside its loader."""
+
+    grid: str  # "fixed": one [3, S, S] view per image (pixel-space methods work); "tiled": the processor tiles
+    multi_image: bool  # several images per prompt
+
+
+def traits_of(arch: str) -> BackendTraits | None:
+    """The traits the registered backend `arch` declares (None: it declares none, e.g. hf-vlm, which
+    takes its family from the model's config.json)."""
+    import sys
+
+    from iqabench import registry
+
+    loader = registry.backends.get(arch)
+    declare = getattr(sys.modules.get(getattr(loader, "__module__", "")), "traits", None)
+    return declare(arch) if callable(declare) else None
+
+
 class BackendSpec(pydantic.BaseModel):
     """Which model to load and how. `path` is a local folder or a hub id."""
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from iqabench import hub
 from iqabench.errors import IqaError, one_line
-from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query
+from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, MLLMBackend, Query
 from iqabench.models.vlm_families import Family, family, family_of_model_type
 
 RESIZE_POLICIES = ("model", "crop", "pad", "squash", "torchvision")
@@ -368,6 +368,14 @@ def _hub_kwargs(spec: BackendSpec) -> dict[str, Any]:
     if hub.offline():
         common["local_files_only"] = True
     return common
+
+
+def traits(arch: str) -> BackendTraits | None:
+    """The family row's grid and image count; None for hf-vlm (its family is the model's)."""
+    from iqabench.models.vlm_families import FAMILIES
+
+    row = FAMILIES.get(arch)
+    return BackendTraits(grid=row.grid, multi_image=row.multi_image) if row else None
 
 
 def load(spec: BackendSpec, device: str = "cpu") -> HfVlmBackend:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, Query
+from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, Query
 from iqabench.models.owl2.backend import Owl2Backend
 
 
@@ -156,3 +156,8 @@ class Owl2QueryBackend(Owl2Backend):
 
 def load(spec: BackendSpec, device: str = "cpu") -> Owl2QueryBackend:
     return Owl2QueryBackend(spec, device)
+
+
+def traits(arch: str) -> BackendTraits:
+    """Owl2 sees one fixed 448x448 view per image and takes several images per prompt."""
+    return BackendTraits(grid="fixed", multi_image=True)
