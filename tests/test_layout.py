@@ -273,3 +273,39 @@ value = os.environ.get("E")
 os.environ.update(F="1")
 '''
     assert [line for line, _ in environment_writes(source)] == [2, 3, 4, 5, 9]
+
+
+# -- the engine special-cases no method, family or backend ------------------------------------------
+# (file, name) -> why that file may hold the name. Backend names are also free in models/, where each
+# backend's own module and data table (vlm_families.py) live.
+NAMED_ON_PURPOSE = {
+    ("iqabench/provenance.py", "pyiqa"): "the pyiqa distribution, whose version every run records",
+    ("iqabench/models/pyiqa_support.py", "*"): "the pyiqa family's own support module",
+    ("iqabench/builders/embedded.py", "pyiqa"): "the embedded set's labels are computed with pyiqa",
+    ("iqabench/builders/embedded.py", "fsim"): "the embedded set's label column is FSIM (its card says so)",
+    ("iqabench/models/pyiqa_support.py", "qalign-owl2"): "advice: the method that replaces a refused metric",
+    ("iqabench/models/owl3_worker/client.py", "dog-iqa"): "advice: the method whose option sets the worker",
+}
+
+
+def registered_names() -> tuple[set[str], set[str]]:
+    """(method, alias and family names; backend names) as the registry has them."""
+    from iqabench import registry
+
+    methods = registry.methods
+    names = {n for n in methods.names() if not n.endswith(":<name>")} | set(methods.aliases())
+    names |= {n.split(":", 1)[0] for n in methods.names() if ":" in n}
+    return names, set(registry.backends.names())
+
+
+def test_the_engine_names_no_method_family_or_backend():
+    methods, backends = registered_names()
+    assert {"brisque-svr", "pyiqa", "piqe", "vp-owl2"} <= methods and {"owl2", "llava"} <= backends
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        names = methods | (set() if rel.startswith("iqabench/models/") else backends)
+        for line, name, literal in named_datasets(path.read_text(encoding="utf-8"), names):
+            if (rel, name) not in NAMED_ON_PURPOSE and (rel, "*") not in NAMED_ON_PURPOSE:
+                hits.append(f"{rel}:{line}: {name!r} in {literal[:60]!r}")
+    assert not hits, "declare it as data (MethodInfo, the family, the backend's traits):\n" + "\n".join(hits)
