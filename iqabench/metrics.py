@@ -15,6 +15,62 @@ import numpy as np
 from scipy import optimize, stats
 
 
+# -- the metric table: the one place a metric's name, label and meaning are written ----------------
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One metric of a run's metrics.json, as every table, suite and CSV names it."""
+
+    key: str  # the key in metrics.json, a CSV column, a suite's `metrics` entry, `report --metric`
+    label: str  # the header of a text, markdown or HTML table
+    tex: str  # the header of a LaTeX table
+    meaning: str  # what the number is, for captions and help
+    higher_better: bool
+    fitted: bool  # computed after the 4-parameter logistic fit (else on the raw, oriented predictions)
+    correlation: bool  # lies in [-1, 1]
+    statistic: str | None  # the paired test behind a significance mark (significance.py), None: untested
+    interval: bool  # metrics.json holds its bootstrap 95 % interval (`ci95`)
+
+    def caption(self) -> str:
+        """`PLCC raw (Pearson correlation, no fit)`: the label with its meaning."""
+        return f"{self.label} ({self.meaning})"
+
+
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("srcc", "SRCC", "SRCC", "Spearman rank correlation", True, False, True, "srcc", True),
+    Metric("krcc", "KRCC", "KRCC", "Kendall rank correlation", True, False, True, "krcc", True),
+    Metric("plcc", "PLCC", "PLCC", "Pearson correlation after the 4-parameter logistic fit, signed by its "
+           "direction", True, True, True, "plcc", False),
+    Metric("plcc_raw", "PLCC raw", r"PLCC$_\mathrm{raw}$", "Pearson correlation, no fit", True, False, True,
+           "plcc", True),
+    Metric("rmse", "RMSE", "RMSE", "root-mean-square error after the logistic fit, in oriented label units",
+           False, True, False, None, False),
+)}
+METRIC_KEYS = tuple(METRICS)
+CORRELATIONS = tuple(k for k, m in METRICS.items() if m.correlation)
+INTERVAL_METRICS = tuple(k for k, m in METRICS.items() if m.interval)  # the keys of `ci95`
+
+
+def metric(key: str) -> Metric:
+    try:
+        return METRICS[key]
+    except KeyError:
+        raise KeyError(f"unknown metric {key!r}; metrics: {', '.join(METRIC_KEYS)}") from None
+
+
+def label(key: str, tex: bool = False) -> str:
+    """The header of metric `key` in a text table, or in LaTeX."""
+    m = metric(key)
+    return m.tex if tex else m.label
+
+
+def format_value(value: float | None, decimals: int, missing: str = "n/a") -> str:
+    """A metric as a table shows it: fixed decimals, `missing` for an undefined value, no "-0.000"."""
+    if value is None:
+        return missing
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def orient(values: np.ndarray, higher_better: bool) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return values if higher_better else -values
@@ -148,7 +204,7 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
         "prediction_negated": not method_higher_better, "label_negated": not dataset_higher_better}}
     if len(p) < 3 or np.ptp(p) == 0 or np.ptp(y) == 0:
         reason = "fewer than 3 scored images" if len(p) < 3 else "constant predictions or labels"
-        out.update({k: None for k in ("srcc", "krcc", "plcc", "plcc_raw", "rmse")})
+        out.update({k: None for k in METRIC_KEYS})
         out["undefined_reason"] = reason
         return out
     out["srcc"] = srcc(p, y)

@@ -33,11 +33,9 @@ from typing import Any, Literal
 import pydantic
 
 from iqabench.errors import IqaError
+from iqabench.metrics import CORRELATIONS, METRIC_KEYS
 
 KIND = "paper-table"
-METRIC_LABELS = {"srcc": "SRCC", "krcc": "KRCC", "plcc": "PLCC (logistic fit)", "plcc_raw": "PLCC (no fit)",
-                 "rmse": "RMSE"}
-CORRELATIONS = ("srcc", "krcc", "plcc", "plcc_raw")
 _FAMILY = re.compile(r"^(?P<head>.*)\{(?P<lo>\d+)\.\.(?P<hi>\d+)\}(?P<tail>.*)$")
 # split names any dataset can make: they survive --dataset-map; other names belong to one dataset
 _PORTABLE = re.compile(r"^(all|(byref-)?ratio\d+-\d+-\d+-seed(\d+|\{\d+\.\.\d+\}))$")
@@ -50,7 +48,7 @@ class _Strict(pydantic.BaseModel):
 
 
 Number = pydantic.StrictFloat | pydantic.StrictInt
-MetricKey = Literal["srcc", "krcc", "plcc", "plcc_raw", "rmse"]
+MetricKey = Literal[METRIC_KEYS]  # type: ignore[valid-type]  # the keys of the metric table
 
 
 class Source(_Strict):

@@ -110,8 +110,11 @@ def summary_lines(workdir: Path, summary: dict) -> list[str]:
         chosen.append("selected " + ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
                                               for k, v in selected.items()))
     best = summary.get("best_val") if isinstance(summary.get("best_val"), dict) else {}
+    from iqabench.metrics import label
+
+    # the trainers' val_plcc is Pearson on the raw predictions (no logistic fit on the val part)
     lines = [f"trained: {'; '.join(chosen) or 'done'}",
-             f"val SRCC {fmt(best.get('val_srcc'))}  PLCC {fmt(best.get('val_plcc'))}"
+             f"val {label('srcc')} {fmt(best.get('val_srcc'))}  {label('plcc_raw')} {fmt(best.get('val_plcc'))}"
              + (f"  (selected by {summary['criterion']})" if summary.get("criterion") else "")]
     if summary.get("n_failed_images"):
         failures = Path(workdir) / "failures.jsonl"

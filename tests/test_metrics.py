@@ -184,3 +184,68 @@ def test_step_start_is_the_best_two_level_split():
     assert b3 == pytest.approx(0.6) and b1 == pytest.approx(4.05) and b2 == pytest.approx(1.1)
     assert 0 < b4 < 0.02
     assert "step" not in metrics.logistic_starts(np.ones(5), np.arange(5.0))
+
+
+# -- the metric table ---------------------------------------------------------------------------------
+def test_metric_table_describes_what_compute_writes():
+    """Every claim of the table checked against compute(): the keys, the bootstrap intervals, the
+    correlation range, the direction (a perfect prediction is the best value), the fitted flag."""
+    from iqabench import significance
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=60)
+    x = np.tanh(y) + rng.normal(scale=0.3, size=60)
+    out = metrics.compute(x, y, n_boot=200)
+    assert set(metrics.METRIC_KEYS) <= set(out)
+    assert tuple(out["ci95"]) == metrics.INTERVAL_METRICS
+    perfect = metrics.compute(y, y, n_boot=100)
+    for key, m in metrics.METRICS.items():
+        assert m.key == key and m.label and m.tex and m.meaning
+        if m.correlation:
+            assert -1.0 <= out[key] <= 1.0
+        best = 1.0 if m.higher_better else 0.0  # a perfect prediction: correlation 1, error 0
+        assert perfect[key] == pytest.approx(best, abs=1e-6)
+        assert m.statistic is None or m.statistic in significance.STATISTICS
+    fitted = metrics.logistic4(x, *out["logistic_params"])
+    assert out["plcc"] == pytest.approx(metrics.plcc(fitted, y)) and metrics.METRICS["plcc"].fitted
+    assert out["plcc_raw"] == pytest.approx(metrics.plcc(x, y)) and not metrics.METRICS["plcc_raw"].fitted
+    assert out["rmse"] == pytest.approx(np.sqrt(np.mean((fitted - y) ** 2))) and metrics.METRICS["rmse"].fitted
+    assert len({m.label for m in metrics.METRICS.values()}) == len(metrics.METRICS)
+
+
+def test_format_value():
+    assert metrics.format_value(None, 3) == "n/a" and metrics.format_value(None, 3, "—") == "—"
+    assert metrics.format_value(0.12345, 3) == "0.123" and metrics.format_value(-0.0001, 3) == "0.000"
+    assert metrics.format_value(-0.5, 2) == "-0.50"
+
+
+def _string_constants(path):
+    """Every string literal of a module (f-string parts included) that is not a docstring."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_no_metric_label_is_written_outside_the_table():
+    """A header naming a metric comes from metrics.METRICS: no string literal of the package is a
+    metric's label (or its LaTeX form), and the retired second spellings appear nowhere."""
+    from pathlib import Path
+
+    import iqabench
+
+    labels = {m.label for m in metrics.METRICS.values()} | {m.tex for m in metrics.METRICS.values()}
+    retired = ("PLCC (no fit)", "PLCC (logistic fit)", "PLCC_raw", r"$_\mathrm{raw}$")
+    root = Path(iqabench.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "metrics.py":
+            continue
+        for line, text in _string_constants(path):
+            if text.strip() in labels or any(r in text for r in retired):
+                found.append(f"{path.relative_to(root)}:{line}: {text.strip()!r}")
+    assert not found, "metric labels written outside iqabench/metrics.py:\n" + "\n".join(found)

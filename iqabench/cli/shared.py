@@ -102,9 +102,11 @@ def print_metrics(m: dict) -> None:
     ci = (m.get("ci95") or {}).get("srcc")
     ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     label = m.get("method_label") or m.get("method", "?")
+    from iqabench.metrics import METRICS
+
+    values = "  ".join(f"{x.label} {fmt(m.get(k))}" + (ci_text if k == "srcc" else "") for k, x in METRICS.items())
     click.echo(f"{label} | {m.get('dataset')} {m.get('split')}/{m.get('part')} | n={m.get('n')} "
-               f"failed={m.get('n_failed')} | SRCC {fmt(m.get('srcc'))}{ci_text}  KRCC {fmt(m.get('krcc'))}  "
-               f"PLCC {fmt(m.get('plcc'))} (logistic)  PLCC_raw {fmt(m.get('plcc_raw'))}  RMSE {fmt(m.get('rmse'))}")
+               f"failed={m.get('n_failed')} | {values}")
     if m.get("undefined_reason"):
         click.echo(f"  metrics undefined: {m['undefined_reason']}")
     if m.get("model_identity_changed"):
@@ -134,7 +136,9 @@ def print_summary(done: list[dict]) -> None:
     """One table for several runs, then the median over runs that differ only by split."""
     if len(done) < 2:
         return
-    headers = ("method", "dataset", "split/part", "n", "failed", "SRCC", "PLCC", "RMSE")
+    from iqabench.metrics import label as metric_label
+
+    headers = ("method", "dataset", "split/part", "n", "failed", metric_label("srcc"), metric_label("plcc"), metric_label("rmse"))
     rows = [(m.get("method_label") or m.get("method", "?"), str(m.get("dataset")), f"{m.get('split')}/{m.get('part')}",
              str(m.get("n")), str(m.get("n_failed")),
              *(("no labels", "-", "-") if m.get("labels") is False  # scores only: there is nothing to correlate

@@ -46,7 +46,8 @@ def show_command(settings: Settings, name: str) -> None:
     """The suite NAME (a shipped suite or a .toml path): source, protocol, columns, rows, published numbers."""
     import json
 
-    from iqabench.suite import METRIC_LABELS, load_suite
+    from iqabench.metrics import METRICS
+    from iqabench.suite import load_suite
 
     suite = load_suite(name)
     spec = suite.spec
@@ -57,7 +58,7 @@ def show_command(settings: Settings, name: str) -> None:
     p = spec.protocol
     click.echo(f"protocol: split {p.split or 'each dataset default'}, part {p.part}, training {p.training}, "
                f"seed {p.seed}" + (f", {p.aggregate} over seeded splits" if p.aggregate else ""))
-    click.echo("metrics: " + ", ".join(METRIC_LABELS[m] for m in spec.metrics))
+    click.echo("metrics: " + ", ".join(METRICS[m].caption() for m in spec.metrics))
     click.echo("columns:")
     for col in spec.columns:
         what = "published only" if col.published_only else col.dataset + (f" split {col.split}" if col.split else "")

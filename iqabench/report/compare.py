@@ -18,10 +18,10 @@ import numpy as np
 
 from iqabench import significance as sig
 from iqabench.errors import IqaError
-from iqabench.metrics import logistic4
+from iqabench.metrics import METRICS, logistic4
 from iqabench.report.collect import Run
 from iqabench.report.identity import Identity
-from iqabench.report.options import METRICS, TESTED, ReportOptions
+from iqabench.report.options import ReportOptions
 from iqabench.report.select import Cell, Column, Selection
 
 
@@ -77,7 +77,7 @@ def _inputs_for(run: Run, ids: list[str], table: dict, metric: str) -> np.ndarra
     """The oriented predictions of `ids` as the metric sees them (None: PLCC without a recorded fit)."""
     x = np.array([table[i][0] for i in ids], dtype=np.float64)
     x = x if run.method_higher_better else -x
-    if metric != "plcc":
+    if not METRICS[metric].fitted:
         return x
     params = (run.metrics or {}).get("logistic_params")
     if not params or len(params) != 4:
@@ -108,7 +108,7 @@ def test_pair(column: Column, metric: str, a: Cell, b: Cell, options: ReportOpti
     if xa is None or xb is None:
         result.note = "not tested: a run has no recorded logistic fit"
         return result
-    statistic = "plcc" if metric in ("plcc", "plcc_raw") else metric
+    statistic = METRICS[metric].statistic
     boot = sig.paired_bootstrap(xa, xb, y, statistic, n_boot=options.bootstrap_resamples,
                                 seed=options.bootstrap_seed)
     result.n, result.value_a, result.value_b, result.diff = boot.n, boot.value_a, boot.value_b, boot.diff
@@ -129,7 +129,7 @@ def significance(selection: Selection, options: ReportOptions) -> Marks:
     decimals = options.decimals
     for column in selection.columns:
         for metric in options.metrics:
-            higher = METRICS[metric][2]
+            higher = METRICS[metric].higher_better
             cells = [c for c in (selection.cell(i, column) for i in selection.rows)
                      if c is not None and c.values[metric] is not None
                      and not (metric == "plcc" and c.decreasing_fit)]
@@ -140,7 +140,7 @@ def significance(selection: Selection, options: ReportOptions) -> Marks:
             for c in cells:
                 if round(c.values[metric], decimals) == shown:
                     best.add((c.identity, column, metric))
-            if options.significance == "none" or metric not in TESTED or len(cells) < 2:
+            if options.significance == "none" or METRICS[metric].statistic is None or len(cells) < 2:
                 continue
             if top.single is None and options.significance == "best":
                 notes.append(f"{column.dataset} {column.protocol} {metric}: the best cell is a median over splits; "

@@ -7,13 +7,14 @@ import io
 import json
 import math
 
+from iqabench.metrics import INTERVAL_METRICS
 from iqabench.report.breakdown import BreakdownRow
 from iqabench.report.compare import PairTest
 from iqabench.report.grid import Grid
 from iqabench.report.select import ALL_METRICS, RunEntry
 
 SPREAD = ("min", "q25", "q75", "max", "iqr")
-CI_METRICS = ("srcc", "krcc", "plcc_raw")
+CI_METRICS = INTERVAL_METRICS
 
 
 def _blank(value) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from iqabench.metrics import METRICS, format_value
 from iqabench.report.compare import Marks
 from iqabench.report.identity import Identity
 from iqabench.report.options import ReportOptions
@@ -64,10 +65,7 @@ class Grid:
 
 
 def fmt(value: float | None, decimals: int) -> str:
-    if value is None:
-        return NULL
-    text = f"{value:.{decimals}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
+    return format_value(value, decimals, NULL)
 
 
 def column_titles(columns: list[Column], options: ReportOptions) -> dict[Column, str]:
@@ -115,8 +113,7 @@ def legend(grid: Grid, tex: bool = False) -> list[str]:
     o = grid.options
     dag, ddag = (r"$^\dagger$", r"$^\ddagger$") if tex else ("†", "‡")
     out = []
-    if "plcc" in grid.metrics:
-        out.append("PLCC after the 4-parameter logistic fit.")
+    out += [f"{METRICS[m].label}: {METRICS[m].meaning}." for m in grid.metrics if METRICS[m].fitted]
     out.append("Best per column in bold." if not tex else r"Best per column in \textbf{bold}.")
     if grid.used("tied"):
         test = (f"paired bootstrap, {o.bootstrap_resamples} resamples, seed {o.bootstrap_seed}"

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 
+from iqabench.metrics import label as metric_label
 from iqabench.report.breakdown import BreakdownRow
 from iqabench.report.compare import PairTest
 from iqabench.report.grid import NULL, Grid, fmt, legend
@@ -135,7 +136,7 @@ def _table(table_id: str, heads: list[tuple[str, str]], rows: list[list[str]]) -
 
 def runs_table(entries: list[RunEntry], labels: dict, decimals: int) -> str:
     heads = [("method", "Method"), ("dataset", "Dataset"), ("split", "Split"), ("part", "Part"), ("n", "n"),
-             ("failed", "Failed"), ("status", "Status"), ("srcc", "SRCC"), ("plcc", "PLCC"), ("role", "Role"),
+             ("failed", "Failed"), ("status", "Status"), ("srcc", metric_label("srcc")), ("plcc", metric_label("plcc")), ("role", "Role"),
              ("manifest", "Run")]
     rows = []
     for x in entries:

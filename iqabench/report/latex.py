@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from iqabench.metrics import label as metric_label
 from iqabench.report.grid import Grid, fmt, legend
 from iqabench.report.select import RunEntry
 
@@ -104,7 +105,7 @@ def table_tex(grid: Grid) -> tuple[str, list[str]]:
     if not grid.rows or not grid.columns:
         return "% iqabench: no full complete run to tabulate (see runs.tex)\n", []
     k = len(grid.metrics)
-    body, widths = [], [text_width(o.header(m, tex=True).replace("$_\\mathrm{raw}$", "raw")) for _ in grid.columns
+    body, widths = [], [text_width(o.header(m)) for _ in grid.columns
                         for m in grid.metrics]
     for ident in grid.rows:
         cells = []
@@ -195,6 +196,7 @@ def runs_tex(entries: list[RunEntry], labels: dict, decimals: int) -> str:
                 rf"\caption{{{caption}}}", r"\label{tab:iqabench-runs}" if k == 0 else "",
                 r"\begin{tabularx}{\textwidth}{@{}>{\raggedright\arraybackslash}X l l l r r r "
                 r">{\raggedright\arraybackslash}X@{}}",
-                r"\toprule", r"Method & Dataset & Split & Part & n & Failed & SRCC & Role \\", r"\midrule"]
+                r"\toprule", rf"Method & Dataset & Split & Part & n & Failed & {metric_label('srcc', tex=True)} & Role \\",
+                r"\midrule"]
         out += chunk + [r"\bottomrule", r"\end{tabularx}", r"\end{table*}", ""]
     return "\n".join(line for line in out if line != "") + "\n"

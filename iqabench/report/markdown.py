@@ -1,6 +1,7 @@
 """table.md (the main table, its legend and notes), runs.md and breakdown.md."""
 from __future__ import annotations
 
+from iqabench.metrics import label as metric_label
 from iqabench.report.breakdown import BreakdownRow
 from iqabench.report.grid import NULL, Grid, fmt, legend
 from iqabench.report.select import Column, RunEntry
@@ -58,7 +59,7 @@ def runs_md(entries: list[RunEntry], labels: dict, decimals: int) -> str:
     out = ["# Runs", "",
            "Every run folder found. Only runs marked `used` are in the main table; a median cell uses "
            "one run per split. n counts the images of the part; failed images are left out of the metrics.", ""]
-    head = ["Method", "Dataset", "Split", "Part", "n", "Scored", "Failed", "Status", "SRCC", "PLCC", "Role", "Run folder"]
+    head = ["Method", "Dataset", "Split", "Part", "n", "Scored", "Failed", "Status", metric_label("srcc"), metric_label("plcc"), "Role", "Run folder"]
     out += [_row(head), _row(["---"] * 4 + ["---:"] * 3 + ["---"] + ["---:"] * 2 + ["---"] * 2)]
     for e in entries:
         m = e.run.metrics or {}

@@ -4,16 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from iqabench.errors import IqaError
-
-# metric -> (header in text, header in LaTeX, higher is better)
-METRICS = {
-    "srcc": ("SRCC", "SRCC", True),
-    "krcc": ("KRCC", "KRCC", True),
-    "plcc": ("PLCC", "PLCC", True),  # after the 4-parameter logistic fit
-    "plcc_raw": ("PLCC raw", r"PLCC$_\mathrm{raw}$", True),  # no fit
-    "rmse": ("RMSE", "RMSE", False),  # after the fit, in label units
-}
-TESTED = ("srcc", "krcc", "plcc", "plcc_raw")  # metrics a paired significance test exists for
+from iqabench.metrics import METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +63,7 @@ class ReportOptions:
         object.__setattr__(self, "dataset_order", tuple(self.dataset_order))
 
     def header(self, metric: str, tex: bool = False) -> str:
-        return METRICS[metric][1 if tex else 0]
+        return METRICS[metric].tex if tex else METRICS[metric].label
 
     def dataset_name(self, dataset: str) -> str:
         return self.dataset_names.get(dataset, dataset)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from iqabench import io
-from iqabench.metrics import logistic4
+from iqabench.metrics import format_value, logistic4
+from iqabench.metrics import label as metric_label
 from iqabench.report.collect import Run
 
 RASTER_POINTS_ABOVE = 4000  # more points than this are rasterised inside the PDF (size), axes stay vector
@@ -99,8 +100,7 @@ def scatter(run: Run, method_label: str, dataset_title: str, base: Path,
     ax.set_ylabel(label_axis_title(run), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
-    srcc, plcc = run.metric("srcc"), run.metric("plcc")
-    stats = "   ".join(f"{k} {'undefined' if v is None else f'{v:.3f}'}" for k, v in (("SRCC", srcc), ("PLCC", plcc)))
+    stats = "   ".join(f"{metric_label(k)} {format_value(run.metric(k), 3, 'undefined')}" for k in ("srcc", "plcc"))
     fig.suptitle(f"{method_label} on {dataset_title} ({run.split}{note})\n{stats}   n={len(x)}", fontsize=8)
     written, screen = save(fig, base)
     drawn = {"n_scored": int(len(x)), "curve": curve, "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel()}
@@ -108,7 +108,7 @@ def scatter(run: Run, method_label: str, dataset_title: str, base: Path,
 
 
 def heatmap(row_labels: list[str], column_labels: list[str], values: np.ndarray, base: Path,
-            title: str = "SRCC") -> tuple[list[Path], bytes]:
+            title: str | None = None) -> tuple[list[Path], bytes]:
     """Methods (rows) x datasets (columns); NaN cells (no full complete run) are grey and empty."""
     n_rows, n_cols = values.shape
     fig = _figure((max(3.6, 1.0 + 0.9 * n_cols + 0.06 * max(len(r) for r in row_labels)),
@@ -127,6 +127,6 @@ def heatmap(row_labels: list[str], column_labels: list[str], values: np.ndarray,
                     color="black" if not np.isfinite(v) or v > 0.6 else "white")
     ax.set_xticks(range(n_cols), column_labels, rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(n_rows), row_labels, fontsize=7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title or metric_label("srcc"), fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
     return save(fig, base, tight=True)

@@ -22,10 +22,11 @@ from typing import Callable
 import numpy as np
 
 from iqabench.errors import IqaError
+from iqabench.metrics import METRIC_KEYS
 from iqabench.report.identity import Identity, identity_of, labels_for, protocol_of, repetition_of
 from iqabench.runs import Run
 
-ALL_METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
+ALL_METRICS = METRIC_KEYS  # every metric a cell carries (the table in metrics.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ import statistics
 from pathlib import Path
 
 from iqabench import io
-from iqabench.suite import METRIC_LABELS, Cell, Suite, applies
+from iqabench.metrics import METRICS
+from iqabench.suite import Cell, Suite, applies
 from iqabench.suite_runner import RunIndex
 
 DASH = "—"
@@ -139,7 +140,7 @@ def _header_lines(suite: Suite) -> list[str]:
     lines.append(f"Protocol: split {p.split or 'each dataset default'}, part {p.part}, training {p.training}"
                  + (f", {p.aggregate} over the seeded splits" if p.aggregate else ""))
     lines.append("Each cell: ours / published (ours − published). Metrics: "
-                 + ", ".join(METRIC_LABELS[m] for m in suite.metrics) + ".")
+                 + ", ".join(METRICS[m].caption() for m in suite.metrics) + ".")
     lines += [f"NOTE: {a}" for a in suite.adaptations]
     return lines
 
@@ -175,7 +176,7 @@ def _column_titles(suite: Suite, notes: Footnotes) -> list[str]:
     out = []
     for col in suite.columns:
         mark = "".join(f" [{m}]" for m in notes.mark(_column_notes(col)))
-        out += [f"{col.label} {METRIC_LABELS[m].split(' ')[0]}{mark}" for m in suite.metrics]
+        out += [f"{col.label} {METRICS[m].label}{mark}" for m in suite.metrics]
     return out
 
 
@@ -215,7 +216,7 @@ def to_latex(suite: Suite, entries) -> str:
     lines = [f"% {_tex(suite.title)}"] + [f"% {_tex(line)}" for line in _header_lines(suite)]
     lines += [f"\\begin{{tabular}}{{{spec}}}", "\\hline",
               "Method & " + " & ".join(col_titles) + " \\\\",
-              " & " + " & ".join(_tex(METRIC_LABELS[m]) for _ in suite.columns for m in suite.metrics) + " \\\\",
+              " & " + " & ".join(METRICS[m].tex for _ in suite.columns for m in suite.metrics) + " \\\\",
               "\\hline"]
     for row in grid:
         lines.append(" & ".join(_tex_marks(c) for c in row) + " \\\\")
