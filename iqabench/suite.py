@@ -32,13 +32,11 @@ from typing import Any, Literal
 
 import pydantic
 
+from iqabench.data import splits
 from iqabench.errors import IqaError
 from iqabench.metrics import CORRELATIONS, METRIC_KEYS
 
 KIND = "paper-table"
-_FAMILY = re.compile(r"^(?P<head>.*)\{(?P<lo>\d+)\.\.(?P<hi>\d+)\}(?P<tail>.*)$")
-# split names any dataset can make: they survive --dataset-map; other names belong to one dataset
-_PORTABLE = re.compile(r"^(all|(byref-)?ratio\d+-\d+-\d+-seed(\d+|\{\d+\.\.\d+\}))$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -178,7 +176,7 @@ class Suite:
         split = col.split or protocol.split or registry.datasets.get(col.dataset).default_split
         needs_training = _needs_training(choice)
         units = []
-        for name in expand_split(split):
+        for name in splits.parse_name(split).members():
             if row.train is not None and needs_training:
                 train = (row.train.dataset, row.train.split or registry.datasets.get(row.train.dataset).default_split)
             elif needs_training:
@@ -207,19 +205,6 @@ def applies(row: Row, col: Column) -> bool:
 
 def _needs_training(choice) -> bool:
     return choice.trainable and choice.cls.external_weights(choice.options) is None
-
-
-def expand_split(split: str) -> list[str]:
-    """`ratio80-0-20-seed{1..10}` -> ten names; any other name -> itself."""
-    match = _FAMILY.match(split)
-    if not match:
-        return [split]
-    lo, hi = int(match["lo"]), int(match["hi"])
-    return [f"{match['head']}{i}{match['tail']}" for i in range(lo, hi + 1)]
-
-
-def is_family(split: str | None) -> bool:
-    return bool(split and _FAMILY.match(split))
 
 
 # -- finding and loading ---------------------------------------------------------------------------
@@ -359,13 +344,15 @@ def _check_layout(spec: SuiteFile, path: Path) -> SuiteFile:
                                    f"({', '.join(spec.metrics)})")
                 if metric in CORRELATIONS and not -1.0 <= value <= 1.0:
                     raise IqaError(f"{where}.published.{col_key}.{metric}: {value} is not a correlation in [-1, 1]")
-    splits = [spec.protocol.split] + [c.split for c in columns]
-    if any(is_family(s) for s in splits) and spec.protocol.aggregate is None:
-        raise IqaError(f"{path}: protocol.aggregate: a seeded split family needs aggregate = \"median\"")
+    families = False
     for s, where in [(spec.protocol.split, "protocol.split")] + [
             (c.split, f"{_where('columns', i, c.label)}.split") for i, c in enumerate(columns)]:
-        if s is not None and is_family(s) and not expand_split(s):
-            raise IqaError(f"{path}: {where}: {s!r} names an empty range")
+        try:
+            families |= s is not None and splits.parse_name(s).kind == "family"
+        except IqaError as exc:  # an empty or oversized range
+            raise IqaError(f"{path}: {where}: {exc}") from None
+    if families and spec.protocol.aggregate is None:
+        raise IqaError(f"{path}: protocol.aggregate: a seeded split family needs aggregate = \"median\"")
     return spec.model_copy(update={"columns": columns})
 
 
@@ -440,7 +427,7 @@ def _adapt(suite: Suite, dataset_map: dict[str, str], options: dict[str, Any]) -
                      f"{source_name}")
 
     def moved_split(split: str | None, old: str, new: str) -> str | None:
-        if split is None or _PORTABLE.match(split):
+        if split is None or splits.parse_name(split).portable:
             return split
         default = registry.datasets.get(new).default_split
         notes.append(f"split {split} belongs to {old}; {new} uses its default split {default}")

@@ -280,3 +280,59 @@ def test_seed000_split_covers_the_dataset(dataset):
     assert {p: len(s.parts[p]) for p in splits.PARTS} == recorded["sizes"]
     assert sorted(i for part in s.parts.values() for i in part) == sorted(t["id"])  # each image once
     assert "yahya-ben/mplug2-vp-for-nriqa" in s.source
+
+
+# -- the split-name grammar -----------------------------------------------------------------------
+@pytest.mark.parametrize("text, kind, ratios, seed, byref, protocol", [
+    ("official", "official", None, None, False, "official"),
+    ("all", "all", None, None, False, "all"),
+    ("ratio80-10-10-seed42", "ratio", (80, 10, 10), 42, False, "ratio80-10-10"),
+    ("byref-ratio80-0-20-seed3", "ratio", (80, 0, 20), 3, True, "byref-ratio80-0-20"),
+    ("qalign-split2", "named", None, None, False, "qalign-split2"),
+    ("mine-seed7", "named", None, 7, False, "mine"),
+    ("ratio80-0-20", "named", None, None, False, "ratio80-0-20"),  # no seed: not the computed form
+])
+def test_split_names_are_read_by_one_grammar(text, kind, ratios, seed, byref, protocol):
+    name = splits.parse_name(text)
+    assert (name.kind, name.ratios, name.seed, name.byref, name.protocol) == (kind, ratios, seed, byref, protocol)
+    assert list(name.members()) == [text] and len(name) == 1
+    assert name.portable == (kind in ("all", "ratio"))
+
+
+def test_a_family_expands_lazily_to_its_members():
+    family = splits.parse_name("byref-ratio80-0-20-seed{1..10}")
+    assert family.kind == "family" and len(family) == 10 and family.portable
+    members = family.members()
+    assert next(members) == "byref-ratio80-0-20-seed1"  # a generator: nothing built ahead
+    assert splits.expand("byref-ratio80-0-20-seed{1..10}") == [f"byref-ratio80-0-20-seed{i}" for i in range(1, 11)]
+    committed = splits.parse_name("compare2score-test{1..10}")
+    assert not committed.portable and list(committed.members())[-1] == "compare2score-test10"
+    assert splits.expand(None) == [None] and splits.expand("official") == ["official"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ratio80-0-20-seed{3..1}", "the range {3..1} is empty"),
+    ("ratio80-0-20-seed{1..4000000000}", "the range {1..4000000000} names 4000000000 splits, more than the 1000 "
+                                         "a family may name"),
+])
+def test_a_bad_family_is_one_line_and_never_expanded(text, message):
+    with pytest.raises(IqaError) as info:
+        splits.parse_name(text)
+    assert str(info.value) == f"split {text!r}: {message}"
+
+
+def test_the_cap_is_inclusive():
+    assert len(splits.parse_name(f"ratio80-0-20-seed{{1..{splits.FAMILY_CAP}}}")) == splits.FAMILY_CAP
+
+
+def test_run_refuses_a_huge_family_in_one_line_before_expanding_it(tmp_path):
+    """issue 20: `seed{1..4000000000}` used to be expanded into a list first and took the memory."""
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["run", "--method", "piqe", "--dataset", "synthetic", "--split",
+                                      "ratio80-0-20-seed{1..4000000000}", "--results", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "more than the 1000 a family may name" in result.stderr and "'--split'" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,8 @@ from iqabench.data.card import DatasetCard
 from iqabench.errors import IqaError
 from iqabench.locations import shipped_folder
 from iqabench.report.suite_table import render_suite
-from iqabench.suite import expand_split, list_suites, load_suite
+from iqabench.data.splits import expand
+from iqabench.suite import list_suites, load_suite
 from iqabench.suite_runner import RunIndex
 
 SUITES = shipped_folder("suites")
@@ -85,8 +86,8 @@ def test_committed_suite_loads_resolves_and_keeps_its_published_numbers(path):
 
 
 def test_seeded_family_expands_to_its_splits():
-    assert expand_split("byref-ratio80-0-20-seed{1..10}") == [f"byref-ratio80-0-20-seed{i}" for i in range(1, 11)]
-    assert expand_split("official") == ["official"]
+    assert expand("byref-ratio80-0-20-seed{1..10}") == [f"byref-ratio80-0-20-seed{i}" for i in range(1, 11)]
+    assert expand("official") == ["official"]
 
 
 # -- bad files ---------------------------------------------------------------------------------------------
@@ -123,6 +124,9 @@ tiny = { srcc = 0.5 }
      "rows[0] (Sharp).options"),
     (lambda s: s.replace('"slow-sharpness"', '"brisque-svr"'), "rows[0] (Sharp).method"),
     (lambda s: s.replace('split = "all"', 'split = "ratio80-0-20-seed{1..3}"'), "protocol.aggregate"),
+    (lambda s: s.replace('split = "all"', 'split = "ratio80-0-20-seed{3..1}"'), "protocol.split: split "),
+    (lambda s: s.replace('split = "all"', 'split = "ratio80-0-20-seed{1..4000000000}"\naggregate = "median"'),
+     "more than the 1000 a family may name"),
     (lambda s: s + '\n[[rows]]\nlabel = "Sharp"\nmethod = "slow-sharpness"\n', "rows[1] (Sharp).label"),
     (lambda s: s.replace('kind = "paper-table"', 'kind = "paper-table"\ntitle = "x"'), "not valid TOML"),
 ])

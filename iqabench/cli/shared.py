@@ -5,7 +5,6 @@ Imports only click and the standard library at module level (subcommand `--help`
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, Callable, Iterable
 
 import click
@@ -60,15 +59,13 @@ def split_names(values: Iterable[str]) -> list[str]:
 
 def expand_splits(split: str | None) -> list[str | None]:
     """`ratio80-0-20-seed{1..10}` -> ten split names (the PromptIQA protocol); anything else as is."""
-    if split is None:
-        return [None]
-    match = re.fullmatch(r"(.*)\{(\d+)\.\.(\d+)\}(.*)", split)
-    if not match:
-        return [split]
-    lo, hi = int(match[2]), int(match[3])
-    if hi < lo:
-        raise click.BadParameter(f"{split!r}: the range {{{lo}..{hi}}} is empty", param_hint="'--split'")
-    return [f"{match[1]}{i}{match[4]}" for i in range(lo, hi + 1)]
+    from iqabench.data.splits import expand
+    from iqabench.errors import IqaError
+
+    try:
+        return expand(split)
+    except IqaError as exc:  # an empty range, or one past the family cap
+        raise click.BadParameter(str(exc).removeprefix("split "), param_hint="'--split'") from None
 
 
 def combinations(methods: Iterable[str], datasets: Iterable[str],

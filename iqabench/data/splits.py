@@ -13,7 +13,9 @@ Computed names:
   ratio{TR}-{VA}-{TE}-seed{S}       random per image, percentages summing to 100
   byref-ratio{TR}-{VA}-{TE}-seed{S} random per reference image: no content crosses parts
   all                               every image in `test` (for zero-shot scoring of a whole set)
-`ratio80-0-20-seed{1..10}` are the ten random 80/20 splits of the PromptIQA protocol.
+A family `<name with {LO..HI}>` stands for one split per number: `ratio80-0-20-seed{1..10}` are the
+ten random 80/20 splits of the PromptIQA protocol, `compare2score-test{1..10}` ten committed files.
+`SplitName` (from `parse_name`) is the one reading of this grammar; every other module asks it.
 
 Every split used is recorded under `results/splits/<dataset>/<name>.json`; a later use whose
 membership hash differs from the record is refused.
@@ -26,24 +28,99 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from iqabench import io
 from iqabench.errors import IqaError, one_line
 from iqabench.locations import shipped_folder
 
+if TYPE_CHECKING:  # numpy and pandas are imported when a split is made: reading names stays light
+    import pandas as pd
+
 PARTS = ("train", "val", "test")
 COMPUTED_FORMS = ("official", "all", "ratio{TR}-{VA}-{TE}-seed{S}", "byref-ratio{TR}-{VA}-{TE}-seed{S}")
+FAMILY_CAP = 1000  # splits one family name may stand for; past it the name is refused, never expanded
 _RATIO = re.compile(r"^(?P<byref>byref-)?ratio(?P<tr>\d+)-(?P<va>\d+)-(?P<te>\d+)-seed(?P<seed>\d+)$")
+_FAMILY = re.compile(r"^(?P<head>[^{}]*)\{(?P<lo>\d+)\.\.(?P<hi>\d+)\}(?P<tail>[^{}]*)$")
+_SEEDED = re.compile(r"^(?P<protocol>.+)-seed(?P<seed>\d+)$")
 # A split name becomes a file name: no separators, no leading dot.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _JSON_KEYS = {"dataset", "name", "hash", "sizes", "parts", "source", "notes"}
 _TOML_KEYS = {"source", "notes", "file", "part_column", "part_values", "files", "id_column", "header", "sep",
               "empty_parts"}
 SPLIT_FILE_SUFFIXES = (".json", ".toml")
+
+
+# -- the split-name grammar ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SplitName:
+    """A split name read once. `kind` is official, all, ratio (random per image, or per reference
+    image when `byref`), family (one name per number of a {LO..HI} range, expanded lazily by
+    `members`) or named (a committed split file's name, checked when the split is made)."""
+
+    text: str
+    kind: str
+    ratios: tuple[int, int, int] | None = None  # train, val, test percentages of a ratio name
+    seed: int | None = None  # the number after a final `-seed`, whatever the kind
+    byref: bool = False
+    numbers: range | None = None  # a family's range
+    head: str = ""  # a family: the text around its range
+    tail: str = ""
+
+    @property
+    def protocol(self) -> str:
+        """The name without its final `-seed<S>`: `byref-ratio80-0-20-seed3` -> `byref-ratio80-0-20`."""
+        match = _SEEDED.match(self.text)
+        return match["protocol"] if match else self.text
+
+    @property
+    def portable(self) -> bool:
+        """Whether any dataset can make it (all, a ratio name, or a family of them): such a name
+        survives moving a suite to another dataset; a named split belongs to its dataset."""
+        if self.kind == "family":
+            return parse_name(f"{self.head}{self.numbers.start}{self.tail}").portable
+        return self.kind in ("all", "ratio")
+
+    def __len__(self) -> int:
+        return len(self.numbers) if self.kind == "family" else 1
+
+    def members(self) -> Iterator[str]:
+        """The split names it stands for, one at a time (a family's within FAMILY_CAP; others: itself)."""
+        if self.kind != "family":
+            yield self.text
+            return
+        for i in self.numbers:
+            yield f"{self.head}{i}{self.tail}"
+
+
+def parse_name(text: str) -> SplitName:
+    """The reading of a split name; an empty or oversized family range is one IqaError line."""
+    text = str(text)
+    family = _FAMILY.match(text)
+    if family:
+        lo, hi = int(family["lo"]), int(family["hi"])
+        if hi < lo:
+            raise IqaError(f"split {text!r}: the range {{{lo}..{hi}}} is empty")
+        if hi - lo + 1 > FAMILY_CAP:
+            raise IqaError(f"split {text!r}: the range {{{lo}..{hi}}} names {hi - lo + 1} splits, more than "
+                           f"the {FAMILY_CAP} a family may name")
+        return SplitName(text, "family", numbers=range(lo, hi + 1), head=family["head"], tail=family["tail"])
+    seeded = _SEEDED.match(text)
+    seed = int(seeded["seed"]) if seeded else None
+    if text in ("official", "all"):
+        return SplitName(text, text)
+    ratio = _RATIO.match(text)
+    if ratio:
+        return SplitName(text, "ratio", ratios=(int(ratio["tr"]), int(ratio["va"]), int(ratio["te"])), seed=seed,
+                         byref=bool(ratio["byref"]))
+    return SplitName(text, "named", seed=seed)
+
+
+def expand(text: str | None) -> list[str | None]:
+    """The split names a `--split` or suite value stands for (None: the dataset's default split)."""
+    return [None] if text is None else list(parse_name(text).members())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,16 +215,16 @@ def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path
         if unknown:
             raise IqaError(f"{dataset}: official split has unknown part(s) {sorted(unknown)}")
         return Split(dataset, name, parts)
-    match = _RATIO.match(name)
-    if not match:
+    parsed = parse_name(name)
+    if parsed.kind != "ratio":
         listed = f"a committed split ({', '.join(committed)}), " if committed else ""
         raise IqaError(f"unknown split name {name!r} for {dataset}: use {listed}official, all, "
                        "ratioA-B-C-seedS or byref-ratioA-B-C-seedS")
-    fractions = [int(match[k]) for k in ("tr", "va", "te")]
+    fractions = list(parsed.ratios)
     if sum(fractions) != 100:
         raise IqaError(f"split {name!r}: percentages must sum to 100")
-    seed = int(match["seed"])
-    if match["byref"]:
+    seed = parsed.seed
+    if parsed.byref:
         if "ref" not in table.columns or table["ref"].isna().any():
             raise IqaError(f"{dataset} has no reference column: a by-reference split is not possible")
         groups = sorted(table["ref"].astype(str).unique())
@@ -162,6 +239,8 @@ def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path
 
 def _assign(units: list[str], percent: list[int], seed: int) -> dict[str, str]:
     """Shuffle units with a seeded generator and cut them by the percentages (rounded)."""
+    import numpy as np
+
     order = np.random.default_rng(seed).permutation(len(units))
     n = len(units)
     n_train = round(n * percent[0] / 100)
@@ -367,6 +446,8 @@ def _data_file(path: Path, name) -> Path:
 
 
 def _read_csv(path: Path, spec: dict, name) -> pd.DataFrame:
+    import pandas as pd
+
     data = _data_file(path, name)
     header = spec.get("header", True)
     sep = spec.get("sep", ",")

@@ -21,23 +21,26 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import re
 from pathlib import PurePath
 from typing import Callable, Iterable
 
+from iqabench.data.splits import parse_name
+from iqabench.errors import IqaError
 from iqabench.runs import Run
 
-SEEDED = re.compile(r"^(?P<protocol>.+)-seed(?P<seed>\d+)$")
 # the order parts are preferred in when telling labels apart (options come first, alphabetically)
 _PART_ORDER = ("rescored", "train", "train seed", "checkpoint", "weights", "batch")
 
 
 def protocol_of(split: str) -> tuple[str, int | None]:
     """`byref-ratio80-0-20-seed3` -> ("byref-ratio80-0-20", 3); `official` -> ("official", None)."""
-    match = SEEDED.match(split or "")
-    if match:
-        return match["protocol"], int(match["seed"])
-    return split, None
+    if not split:
+        return split, None
+    try:
+        name = parse_name(split)
+    except IqaError:  # a family name is no run's split; kept whole
+        return split, None
+    return name.protocol, name.seed
 
 
 def _canon(value) -> str:
