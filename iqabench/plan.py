@@ -22,6 +22,7 @@ from iqabench.errors import IqaError, NotAvailable
 from iqabench.io import sha256_file
 from iqabench.layout import ResultsLayout
 from iqabench.runs import inputs_hash
+from iqabench.validation import option_problems  # re-exported: plan.option_problems
 
 SCHEMA_VERSION = 2
 
@@ -60,28 +61,6 @@ def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:
     except pydantic.ValidationError as exc:
         raise IqaError(option_problems(cls, exc)) from None
     return MethodChoice(cls, options)
-
-
-def option_problems(cls: type[Method], exc: pydantic.ValidationError) -> str:
-    """One line: what is wrong with each option, the closest valid name of a misspelt one, and
-    every option the method accepts."""
-    import difflib
-
-    valid = list(cls.Options.model_fields)
-    problems = []
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ())]
-        if error.get("type") == "extra_forbidden" and len(loc) == 1:
-            close = difflib.get_close_matches(loc[0], valid, n=1, cutoff=0.5)
-            problems.append(f"unknown option {loc[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        elif error.get("type") == "extra_forbidden":
-            problems.append(f"option {loc[0]}: unknown key {'.'.join(loc[1:])!r}")
-        else:
-            given = repr(error.get("input"))
-            given = given if len(given) <= 60 else given[:57] + "..."
-            problems.append(f"option {'.'.join(loc) or '?'}: {error.get('msg')} (got {given})")
-    return (f"method {cls.name}: {'; '.join(problems)}; valid options: {', '.join(valid) or 'none'} "
-            f"(types and defaults: `iqabench options {cls.name}`)")
 
 
 def method_label(cls: type[Method], options: Options) -> str:

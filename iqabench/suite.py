@@ -35,28 +35,25 @@ import pydantic
 from iqabench.data import splits
 from iqabench.errors import IqaError
 from iqabench.metrics import CORRELATIONS, METRIC_KEYS
+from iqabench.validation import Strict, one_line
 
 KIND = "paper-table"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 # -- the file's structure (validated by pydantic; cross-checks and names below) -------------------
-class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-
-Number = pydantic.StrictFloat | pydantic.StrictInt
+Number = pydantic.StrictFloat  # an int is a number too; text ("0.5") is not
 MetricKey = Literal[METRIC_KEYS]  # type: ignore[valid-type]  # the keys of the metric table
 
 
-class Source(_Strict):
+class Source(Strict):
     paper: str
     table: str
     where: str | None = None  # page or section
     url: str | None = None
 
 
-class Protocol(_Strict):
+class Protocol(Strict):
     split: str | None = None  # None: each dataset's default split
     part: Literal["train", "val", "test"] = "test"
     aggregate: Literal["median"] | None = None  # how a seeded split family becomes one number
@@ -64,7 +61,7 @@ class Protocol(_Strict):
     seed: int = pydantic.Field(42, ge=0)  # training seed (part of a checkpoint's identity)
 
 
-class Column(_Strict):
+class Column(Strict):
     key: str | None = None  # defaults to the dataset name
     label: str
     dataset: str | None = None
@@ -73,12 +70,12 @@ class Column(_Strict):
     note: str | None = None
 
 
-class TrainSource(_Strict):
+class TrainSource(Strict):
     dataset: str
     split: str | None = None  # None: the training dataset's default split
 
 
-class Row(_Strict):
+class Row(Strict):
     label: str
     method: str | None = None
     options: dict[str, Any] = {}
@@ -91,7 +88,7 @@ class Row(_Strict):
     note: str | None = None
 
 
-class SuiteFile(_Strict):
+class SuiteFile(Strict):
     kind: Literal["paper-table"]
     title: str
     source: Source
@@ -269,9 +266,7 @@ def validate(data: dict, path: Path) -> SuiteFile:
     try:
         spec = SuiteFile(**data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise IqaError(f"{path}: {_loc(first['loc'], data)}: {first['msg']}{more}") from None
+        raise IqaError(one_line(str(path), exc, SuiteFile, lambda loc: _loc(loc, data))) from None
     spec = _check_layout(spec, path)
     return _resolve_names(spec, path)
 
@@ -287,7 +282,7 @@ def _loc(loc: tuple, data: dict) -> str:
                 out += f" ({label})" if label else ""
         else:
             out += ("." if out else "") + str(part)
-    return out or "(top level)"
+    return out
 
 
 def _get(data: dict, key: str, index: int) -> Any:
