@@ -46,6 +46,10 @@ def toml_place(loc: tuple) -> str:
     return f"[{loc[0]}]" + (rest if rest.startswith("[") else f".{rest}")
 
 
+# the place of a table (where an unknown or missing key is): ('reader',) -> '[reader]'
+toml_place.table = lambda loc: f"[{loc[0]}]" if len(loc) == 1 and isinstance(loc[0], str) else toml_place(loc)
+
+
 def known_keys(model: type[pydantic.BaseModel], loc: Sequence) -> list[str]:
     """The field names of the (nested) model at `loc`, for a "did you mean"; [] when not a model."""
     annotation: Any = model
@@ -82,50 +86,83 @@ def _unwrap(annotation: Any, part: Any) -> Any:
     return None
 
 
+def _clean(model: type[pydantic.BaseModel], loc: tuple) -> tuple[tuple, bool]:
+    """`loc` without what is no key of the file: a union member's tag (('sheet', 'int') -> ('sheet',))
+    and a dict key's marker; and whether a union tag was dropped."""
+    out, annotation, tagged = [], model, False
+    for part in loc:
+        if part == "[key]":
+            continue
+        union = annotation is not None and typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(
+            [a for a in typing.get_args(annotation) if a is not type(None)]) > 1
+        if union and isinstance(part, str):
+            tagged, annotation = True, None  # the member's tag: the member is not followed further
+            continue
+        out.append(part)
+        annotation = _unwrap(annotation, part) if annotation is not None else None
+    return tuple(out), tagged
+
+
 def problems(exc: pydantic.ValidationError, model: type[pydantic.BaseModel], place: Place = dotted,
-             noun: str = "key") -> list[str]:
-    """Each problem as `<place>: <what>`; an unknown top-level name is `unknown <noun> 'x'`."""
-    out: list[str] = []
+             noun: str = "key", at: tuple = ()) -> list[str]:
+    """Each problem as `<place>: <what>`; an unknown top-level name is `unknown <noun> 'x'`. `at`:
+    where `model` sits in the file (('reader',) for a card's [reader] table)."""
+    out: dict[tuple, list[str]] = {}  # place -> what is wrong there (several: the members of a union)
+    given_at: dict[tuple, str] = {}
     for error in exc.errors():
-        loc = tuple(part for part in error.get("loc", ()) if part != "[key]")  # a dict key's own error
+        loc, tagged = _clean(model, tuple(error.get("loc", ())))
         kind = error.get("type")
-        if kind in ("extra_forbidden", "missing") and loc:
-            parent, name = loc[:-1], loc[-1]
+        if kind in ("extra_forbidden", "missing") and loc and not tagged:
+            inner, name = loc[:-1], loc[-1]
+            parent = at + inner
             word = noun if not parent else "key"
             if kind == "extra_forbidden":
-                close = difflib.get_close_matches(str(name), known_keys(model, parent), n=1, cutoff=0.5)
+                close = difflib.get_close_matches(str(name), known_keys(model, inner), n=1, cutoff=0.5)
                 text = f"unknown {word} {str(name)!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             else:
                 text = f"missing {word} {str(name)!r}"
-            out.append(f"{place(parent)}: {text}" if parent else text)
+            table = getattr(place, "table", place)  # a place that writes tables its own way (TOML)
+            out.setdefault(("whole", at + loc), []).append(f"{table(parent)}: {text}" if parent else text)
             continue
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        loc = at + loc
+        messages = out.setdefault(("at", loc), [])
+        if messages and message.startswith("Input should be "):
+            message = message.removeprefix("Input should be ")  # "a valid string or a valid integer"
+        if message not in messages:
+            messages.append(message)
         given = error.get("input")
         if not isinstance(given, (dict, list, pydantic.BaseModel)):
             text = repr(given)
-            message += f" (got {text if len(text) <= 60 else text[:57] + '...'})"
-        out.append(f"{place(loc)}: {message}" if loc else message)  # a whole-model check has no place
-    return list(dict.fromkeys(out))
+            given_at[loc] = f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+    lines = []
+    for (kind, loc), messages in out.items():
+        if kind == "whole":
+            lines += messages
+            continue
+        text = " or ".join(messages) + given_at.get(loc, "")
+        lines.append(f"{place(loc)}: {text}" if loc else text)  # a whole-model check has no place
+    return list(dict.fromkeys(lines))
 
 
 def one_line(where: str, exc: pydantic.ValidationError, model: type[pydantic.BaseModel], place: Place = dotted,
-             noun: str = "key", tail: str = "") -> str:
+             noun: str = "key", tail: str = "", at: tuple = ()) -> str:
     """`<where>: <problem>; <problem>; ...<tail>`, at most MAX_PROBLEMS spelt out."""
-    found = problems(exc, model, place, noun)
+    found = problems(exc, model, place, noun, at)
     shown = "; ".join(found[:MAX_PROBLEMS])
     more = f" (and {len(found) - MAX_PROBLEMS} more problem(s))" if len(found) > MAX_PROBLEMS else ""
     return f"{where}: {shown}{more}{tail}"
 
 
 def validate(model: type[pydantic.BaseModel], data: Any, where: str, place: Place = dotted, noun: str = "key",
-             tail: str = "") -> Any:
+             tail: str = "", at: tuple = ()) -> Any:
     """`model(**data)`, or one IqaError line naming `where` and each problem."""
     from iqabench.errors import IqaError
 
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise IqaError(one_line(where, exc, model, place, noun, tail)) from None
+        raise IqaError(one_line(where, exc, model, place, noun, tail, at)) from None
 
 
 def option_problems(cls: Any, exc: pydantic.ValidationError) -> str:

@@ -651,7 +651,7 @@ def kadid_toml(tmp_path: Path, old: str = "", new: str = "") -> Path:
     ('label_name = "dmos"', 'label_name = "dmos"\nlabel_scale = 5.0', r"card.toml: unknown key 'label_scale'"),
     ('default_split = "byref-ratio80-10-10-seed42"\n', "", r"card.toml: missing field\(s\) default_split"),
     ('format = "csv"', 'format = "parquet"', r"card.toml: \[reader\] unknown format 'parquet' \(known: csv, xlsx"),
-    ('id = "{dist_img}"', 'id = "{dist_img}"\ncolumn = "x"', r"card.toml: \[reader\] unknown key 'column'"),
+    ('id = "{dist_img}"', 'id = "{dist_img}"\ncolumn = "x"', r"card.toml: \[reader\]: unknown key 'column' \(did you mean 'columns'\?\)"),
     ('format = "csv"', 'format = "csv"\nsheet = "x"', r"key 'sheet' does not apply to format 'csv'"),
     ('lookup = "case-insensitive" }\nrefs', 'lookup = "fuzzy" }\nrefs',
      r"\[reader\].images.lookup: unknown value 'fuzzy'"),

@@ -1,8 +1,9 @@
 """The `[reader]` table of a dataset card, checked once when the card is loaded.
 
-Every mistake (unknown key, wrong type, unknown format, bad regex, a template that names a field
-that cannot exist) is one IqaError line naming the card file, so a typo fails at registration,
-not halfway through a run.
+The table's structure is a pydantic model (`ReaderTable`: unknown keys refused, types strict);
+what its keys mean (format, regexes, templates that name a field that cannot exist) is checked by
+`parse_reader`. Every mistake is one IqaError line naming the card file and the key, so a typo
+fails at registration, not halfway through a run.
 """
 from __future__ import annotations
 
@@ -10,25 +11,71 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
+import pydantic
+
+from iqabench import validation
 from iqabench.data.readers.templates import Template, ValueMap
 from iqabench.errors import IqaError
+from iqabench.validation import Strict
 
 FORMATS = ("csv", "xlsx", "mat", "text")
 LOOKUPS = ("exact", "case-insensitive", "recursive")
 GROUP_FIELDS = ("group", "group_index")
 RESERVED = ("id", "path", "label", "ref", "ref_path", "official_set")
 
-# key -> formats it applies to (None: all)
-_READER_KEYS: dict[str, tuple[str, ...] | None] = {
-    "format": None, "file": ("csv", "xlsx", "text"), "sheet": ("xlsx",), "columns": ("text",),
-    "variables": ("mat",), "text": ("mat",), "groups": None, "keep": None, "exclude": None,
-    "match": None, "maps": None, "id": None, "label": None, "ref": None, "official_set": None,
-    "images": None, "refs": None, "extras": None, "numbers": None,
+# keys that apply to some formats only; every other key applies to all
+_APPLIES: dict[str, tuple[str, ...]] = {
+    "file": ("csv", "xlsx", "text"), "sheet": ("xlsx",), "columns": ("text",), "variables": ("mat",),
+    "text": ("mat",),
 }
-_FILES_KEYS = ("folders", "lookup", "name", "fallback")
-_MATCH_KEYS = ("source", "pattern", "required", "form")
-_MAP_KEYS = ("values", "aliases", "ignore_case")
-_GROUP_KEYS = ("name", "count")
+
+
+# -- the table as written (structure and types; what the keys mean is checked in parse_reader) ------
+class FilesTable(Strict):
+    folders: list[str] = [""]
+    lookup: str = "exact"  # checked below: its message lists the lookups
+    name: str | None = None
+    fallback: str | None = None
+
+
+class MatchTable(Strict):
+    source: str
+    pattern: str
+    required: bool = True
+    form: str | None = None
+
+
+class MapTable(Strict):
+    values: dict[str, str | dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
+    ignore_case: bool = False
+
+
+class GroupTable(Strict):
+    name: str
+    count: int = pydantic.Field(ge=1)
+
+
+class ReaderTable(Strict):
+    format: str
+    file: str | None = None
+    sheet: str | int = 0
+    columns: list[str] = []
+    variables: dict[str, str] = {}
+    text: list[str] = []
+    groups: list[GroupTable] = []
+    keep: dict[str, str | int | float] = {}
+    exclude: dict[str, str] = {}
+    match: list[MatchTable] = []
+    maps: dict[str, MapTable] = {}
+    id: str | None = None
+    label: str | None = None
+    ref: str | None = None
+    official_set: str | None = None
+    images: FilesTable = FilesTable()
+    refs: FilesTable | None = None
+    extras: dict[str, str] = {}
+    numbers: list[str] = []
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -112,120 +159,79 @@ def parse_reader(table: Any, source: str, default_file: str, label_name: str) ->
         raise IqaError(f"{where} has no `format` (one of {', '.join(FORMATS)})")
     if fmt not in FORMATS:
         raise IqaError(f"{where} unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    for key in table:
-        if key not in _READER_KEYS:
-            raise IqaError(f"{where} unknown key {key!r} (known: {', '.join(_READER_KEYS)})")
-        allowed = _READER_KEYS[key]
-        if allowed is not None and fmt not in allowed:
-            raise IqaError(f"{where} key {key!r} does not apply to format {fmt!r} (only {', '.join(allowed)})")
-
-    variables = _mapping(table.get("variables", {}), f"{where}.variables", str)
-    if fmt == "mat" and not variables:
+    t = validation.validate(ReaderTable, dict(table), source, validation.toml_place, at=("reader",))
+    for key in t.model_fields_set:
+        if key in _APPLIES and fmt not in _APPLIES[key]:
+            raise IqaError(f"{where} key {key!r} does not apply to format {fmt!r} (only {', '.join(_APPLIES[key])})")
+    if fmt == "mat" and not t.variables:
         raise IqaError(f"{where} format 'mat' needs `variables` (variable = \"file.mat\")")
-    columns = _strings(table.get("columns", ()), f"{where}.columns")
-    if fmt == "text" and not columns:
+    if fmt == "text" and not t.columns:
         raise IqaError(f"{where} format 'text' needs `columns` (the field names of each line, in order)")
-    text_vars = _strings(table.get("text", ()), f"{where}.text")
-    for v in text_vars:
-        if v not in variables:
+    for v in t.text:
+        if v not in t.variables:
             raise IqaError(f"{where}.text names {v!r}, which is not in `variables`")
-    label = table.get("label", label_name)
-    if not isinstance(label, str) or not label:
+    label = label_name if t.label is None else t.label
+    if not label:
         raise IqaError(f"{where}.label must be a column name")
-    if fmt == "mat":
-        if label not in variables:
-            raise IqaError(f"{where} the label {label!r} is not in `variables`")
-        file = variables[label]
-    else:
-        file = table.get("file", default_file)
-        if not isinstance(file, str) or not file:
-            raise IqaError(f"{where}.file must be a file name")
-    sheet = table.get("sheet", 0)
-    if not isinstance(sheet, (str, int)) or isinstance(sheet, bool):
-        raise IqaError(f"{where}.sheet must be a sheet name or a 0-based index")
-
-    groups = []
-    for i, g in enumerate(_list(table.get("groups", ()), f"{where}.groups")):
-        gw = f"{where}.groups[{i}]"
-        _check_keys(g, _GROUP_KEYS, gw)
-        if not isinstance(g.get("name"), str) or not isinstance(g.get("count"), int) or g["count"] < 1:
-            raise IqaError(f"{gw} needs name (text) and count (a positive integer)")
-        groups.append((g["name"], g["count"]))
-
-    keep = _mapping(table.get("keep", {}), f"{where}.keep", (str, int, float))
-    exclude = {k: _regex(v, f"{where}.exclude.{k}") for k, v in
-               _mapping(table.get("exclude", {}), f"{where}.exclude", str).items()}
-
-    matches = []
-    for i, m in enumerate(_list(table.get("match", ()), f"{where}.match")):
-        mw = f"{where}.match[{i}]"
-        _check_keys(m, _MATCH_KEYS, mw)
-        if "source" not in m or "pattern" not in m:
-            raise IqaError(f"{mw} needs source (a template) and pattern (a regex with named groups)")
-        pattern = _regex(m["pattern"], f"{mw}.pattern")
-        if not pattern.groupindex:
-            raise IqaError(f"{mw}.pattern has no named group (?P<name>...): it would derive nothing")
-        for g in pattern.groupindex:
-            if g in RESERVED or g in GROUP_FIELDS:
-                raise IqaError(f"{mw}.pattern group {g!r} shadows a field of the same name; rename it")
-        required = m.get("required", True)
-        form = m.get("form")
-        if not isinstance(required, bool) or (form is not None and not isinstance(form, str)):
-            raise IqaError(f"{mw}: required must be true/false and form text")
-        matches.append(MatchSpec(Template.parse(m["source"], f"{mw}.source"), pattern, required, form))
-
-    maps = {}
-    for name, m in _mapping(table.get("maps", {}), f"{where}.maps", Mapping).items():
-        mw = f"{where}.maps.{name}"
-        _check_keys(m, _MAP_KEYS, mw)
-        values = _mapping(m.get("values", {}), f"{mw}.values", (str, Mapping))
-        if not values:
-            raise IqaError(f"{mw} needs `values`")
-        tables = {isinstance(v, Mapping) for v in values.values()}
-        if len(tables) > 1:
-            raise IqaError(f"{mw}.values mixes text and tables; use one kind")
-        if True in tables:
-            shapes = {tuple(sorted(v)) for v in values.values()}
-            if len(shapes) > 1:
-                raise IqaError(f"{mw}.values: every entry needs the same keys ({', '.join(sorted(shapes.pop()))})")
-        aliases = _mapping(m.get("aliases", {}), f"{mw}.aliases", str)
-        ignore_case = m.get("ignore_case", False)
-        if not isinstance(ignore_case, bool):
-            raise IqaError(f"{mw}.ignore_case must be true or false")
-        vmap = ValueMap(dict(values), dict(aliases), ignore_case)
-        for alias, target in aliases.items():
-            if vmap.lookup(target) is None:
-                raise IqaError(f"{mw}.aliases: {alias!r} points to {target!r}, which is not in values")
-        maps[name] = vmap
-
-    id_text = table.get("id")
-    if id_text is None:
+    if fmt == "mat" and label not in t.variables:
+        raise IqaError(f"{where} the label {label!r} is not in `variables`")
+    file = t.variables[label] if fmt == "mat" else default_file if t.file is None else t.file
+    if not file:
+        raise IqaError(f"{where}.file must be a file name")
+    exclude = {k: _regex(v, f"{where}.exclude.{k}") for k, v in t.exclude.items()}
+    matches = tuple(_match(m, f"{where}.match[{i}]") for i, m in enumerate(t.match))
+    maps = {name: _map(m, f"{where}.maps.{name}") for name, m in t.maps.items()}
+    if t.id is None:
         raise IqaError(f"{where} has no `id` (the template naming each image, e.g. \"{{image_name}}\")")
-    tid = Template.parse(id_text, f"{where}.id")
-    ref = Template.parse(table["ref"], f"{where}.ref") if "ref" in table else None
-    official = Template.parse(table["official_set"], f"{where}.official_set") if "official_set" in table else None
-    images = _files(table.get("images", {}), f"{where}.images", "{id}")
+    ref = Template.parse(t.ref, f"{where}.ref") if t.ref is not None else None
     refs = None
-    if "refs" in table:
+    if t.refs is not None:
         if ref is None:
             raise IqaError(f"{where}.refs needs `ref` (which reference each image has)")
-        refs = _files(table["refs"], f"{where}.refs", "{ref}")
-    extras = {}
-    for name, text in _mapping(table.get("extras", {}), f"{where}.extras", str).items():
+        refs = _files(t.refs, f"{where}.refs", "{ref}")
+    for name in t.extras:
         if name in RESERVED:
             raise IqaError(f"{where}.extras: {name!r} is a column every table has; pick another name")
-        extras[name] = Template.parse(text, f"{where}.extras.{name}")
-    numbers = _strings(table.get("numbers", ()), f"{where}.numbers")
-    for n in numbers:
-        if n not in extras:
+    for n in t.numbers:
+        if n not in t.extras:
             raise IqaError(f"{where}.numbers names {n!r}, which is not in `extras`")
-
-    spec = ReaderSpec(format=fmt, file=file, sheet=sheet, columns=columns, variables=dict(variables),
-                      text=text_vars, groups=tuple(groups), keep=dict(keep), exclude=exclude, match=tuple(matches),
-                      maps=maps, id=tid, label=label, ref=ref, official_set=official, images=images, refs=refs,
-                      extras=extras, numbers=numbers, source=source)
+    spec = ReaderSpec(
+        format=fmt, file=file, sheet=t.sheet, columns=tuple(t.columns), variables=dict(t.variables),
+        text=tuple(t.text), groups=tuple((g.name, g.count) for g in t.groups), keep=dict(t.keep), exclude=exclude,
+        match=matches, maps=maps, id=Template.parse(t.id, f"{where}.id"), label=label, ref=ref,
+        official_set=None if t.official_set is None else Template.parse(t.official_set, f"{where}.official_set"),
+        images=_files(t.images, f"{where}.images", "{id}"), refs=refs,
+        extras={name: Template.parse(text, f"{where}.extras.{name}") for name, text in t.extras.items()},
+        numbers=tuple(t.numbers), source=source)
     _check_templates(spec, where)
     return spec
+
+
+def _match(m: MatchTable, where: str) -> MatchSpec:
+    pattern = _regex(m.pattern, f"{where}.pattern")
+    if not pattern.groupindex:
+        raise IqaError(f"{where}.pattern has no named group (?P<name>...): it would derive nothing")
+    for g in pattern.groupindex:
+        if g in RESERVED or g in GROUP_FIELDS:
+            raise IqaError(f"{where}.pattern group {g!r} shadows a field of the same name; rename it")
+    return MatchSpec(Template.parse(m.source, f"{where}.source"), pattern, m.required, m.form)
+
+
+def _map(m: MapTable, where: str) -> ValueMap:
+    if not m.values:
+        raise IqaError(f"{where} needs `values`")
+    tables = {isinstance(v, Mapping) for v in m.values.values()}
+    if len(tables) > 1:
+        raise IqaError(f"{where}.values mixes text and tables; use one kind")
+    if True in tables:
+        shapes = {tuple(sorted(v)) for v in m.values.values()}
+        if len(shapes) > 1:
+            raise IqaError(f"{where}.values: every entry needs the same keys ({', '.join(sorted(shapes.pop()))})")
+    vmap = ValueMap(dict(m.values), dict(m.aliases), m.ignore_case)
+    for alias, target in m.aliases.items():
+        if vmap.lookup(target) is None:
+            raise IqaError(f"{where}.aliases: {alias!r} points to {target!r}, which is not in values")
+    return vmap
 
 
 def _check_templates(spec: ReaderSpec, where: str) -> None:
@@ -250,49 +256,16 @@ def _check_templates(spec: ReaderSpec, where: str) -> None:
                                    f"maps.{name} have no key {key!r}")
 
 
-def _files(value: Any, where: str, default_name: str) -> FilesSpec:
-    if not isinstance(value, Mapping):
-        raise IqaError(f"{where} must be a table")
-    _check_keys(value, _FILES_KEYS, where)
-    folders = _strings(value.get("folders", ("",)), f"{where}.folders") or ("",)
+def _files(value: FilesTable, where: str, default_name: str) -> FilesSpec:
+    folders = tuple(value.folders) or ("",)
     for f in folders:
         if f.startswith("/") or ".." in f.replace("\\", "/").split("/"):
             raise IqaError(f"{where}.folders: {f!r} must stay inside the dataset folder")
-    lookup = value.get("lookup", "exact")
-    if lookup not in LOOKUPS:
-        raise IqaError(f"{where}.lookup: unknown value {lookup!r} (known: {', '.join(LOOKUPS)})")
-    name = Template.parse(value.get("name", default_name), f"{where}.name")
-    fallback = Template.parse(value["fallback"], f"{where}.fallback") if "fallback" in value else None
-    return FilesSpec(tuple(folders), lookup, name, fallback)
-
-
-def _check_keys(table: Any, known: tuple[str, ...], where: str) -> None:
-    if not isinstance(table, Mapping):
-        raise IqaError(f"{where} must be a table")
-    for key in table:
-        if key not in known:
-            raise IqaError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
-
-
-def _mapping(value: Any, where: str, kind: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise IqaError(f"{where} must be a table")
-    for k, v in value.items():
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise IqaError(f"{where}: bad value for {k!r}: {v!r}")
-    return dict(value)
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not all(isinstance(v, str) for v in _list(value, where)):
-        raise IqaError(f"{where} must be a list of text values")
-    return tuple(value)
-
-
-def _list(value: Any, where: str) -> list:
-    if not isinstance(value, (list, tuple)):
-        raise IqaError(f"{where} must be a list")
-    return list(value)
+    if value.lookup not in LOOKUPS:
+        raise IqaError(f"{where}.lookup: unknown value {value.lookup!r} (known: {', '.join(LOOKUPS)})")
+    name = Template.parse(value.name if value.name is not None else default_name, f"{where}.name")
+    fallback = Template.parse(value.fallback, f"{where}.fallback") if value.fallback is not None else None
+    return FilesSpec(folders, value.lookup, name, fallback)
 
 
 def _regex(text: Any, where: str) -> re.Pattern:
