@@ -19,9 +19,10 @@ import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from iqabench.errors import IqaError
 
@@ -42,6 +43,15 @@ class Registry(Generic[T]):
         self._families: dict[str, Any] = {}
         self._entry_points_loaded = False
         self._all_imported = False
+
+    # -- snapshot -------------------------------------------------------------------
+    def _state(self) -> tuple:
+        return (dict(self._targets), dict(self._aliases), dict(self._families), self._entry_points_loaded,
+                self._all_imported)
+
+    def _set_state(self, state: tuple) -> None:
+        targets, aliases, families, self._entry_points_loaded, self._all_imported = state
+        self._targets, self._aliases, self._families = dict(targets), dict(aliases), dict(families)
 
     # -- registration -------------------------------------------------------------
     def register(self, name: str, target: Any, aliases: Iterable[str] = ()) -> None:
@@ -218,6 +228,59 @@ def load_plugin(spec: str) -> None:
             importlib.import_module(spec)
         except ImportError as exc:
             raise IqaError(f"plugin {spec!r}: cannot import ({exc})") from exc
+
+
+class Snapshot:
+    """What every registry holds at one moment (`snapshot()`), to put back with `restore()`."""
+
+    def __init__(self) -> None:
+        self._states = {name: reg._state() for name, reg in _registries().items()}
+        self._loaded_files = set(_loaded_files)
+
+    def added_since(self) -> list[str]:
+        """'kind name' of each registration made since: a new name, or a name now standing for another
+        object (an entry point's "module:attr" or a card's path replaced by what it names is a lookup)."""
+        out = []
+        for name, reg in _registries().items():
+            before = self._states[name][0]
+            for key, target in reg._targets.items():
+                old = before.get(key, _MISSING)
+                if old is _MISSING or (old is not target and not isinstance(old, (str, Path))):
+                    out.append(f"{reg.kind} {key!r}")
+        return out
+
+
+_MISSING = object()
+
+
+def _registries() -> dict[str, Registry]:
+    return {"methods": methods, "backends": backends, "tiny_models": tiny_models, "datasets": datasets}
+
+
+def snapshot() -> Snapshot:
+    """The registries as they are now (entry points and shipped cards found first, so they are in it)."""
+    for reg in _registries().values():
+        reg.load_entry_points()
+    return Snapshot()
+
+
+def restore(snap: Snapshot) -> None:
+    """Put every registry back as `snap` found it: registrations made since are undone, and plugin files
+    loaded since may be loaded again."""
+    for name, reg in _registries().items():
+        reg._set_state(snap._states[name])
+    _loaded_files.clear()
+    _loaded_files.update(snap._loaded_files)
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[None]:
+    """Registrations made inside are undone on leaving (tests, and anything that registers for a while)."""
+    snap = snapshot()
+    try:
+        yield
+    finally:
+        restore(snap)
 
 
 def _is_method(obj: Any) -> bool:

@@ -1,5 +1,9 @@
-"""Shared fixtures: offline settings, a tiny dataset registered like a plugin's, the built `synthetic` set.
+"""Shared fixtures: offline settings, the test plugins (registered for the session, then undone), a
+scratch registry for tests that register, and the built `synthetic` set.
 
+No test registers at import: the registry after collection must equal what the install registers
+(checked below), and a test that registers a method, dataset or backend does it inside
+`scratch_registry` (a test that changes the registry without it fails).
 There is no tests/__init__.py on purpose: pyiqa installs a top-level `tests` package.
 """
 from __future__ import annotations
@@ -24,9 +28,56 @@ from iqabench import registry  # noqa: E402
 from iqabench.registry import load_plugin  # noqa: E402
 
 PLUGINS = Path(__file__).parent / "plugins"
-load_plugin(str(PLUGINS / "tiny_dataset_plugin.py"))
-load_plugin(str(PLUGINS / "slow_method.py"))
-TINY_CARD = registry.datasets.get("tiny")
+_INSTALLED: dict = {}  # the registry as the install makes it, before any test module is imported
+
+
+def pytest_configure(config):
+    _INSTALLED["snapshot"] = registry.snapshot()
+
+
+def pytest_collection_finish(session):
+    added = _INSTALLED["snapshot"].added_since()
+    if added:
+        raise pytest.UsageError(f"test modules register at import: {', '.join(added)}; register inside the "
+                                "scratch_registry fixture (tests/conftest.py)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_plugins():
+    """The test plugins, loaded as a user's --plugin files are: the `tiny` dataset (tiny_dataset_plugin.py)
+    and the `slow-sharpness` method (slow_method.py). Undone when the session ends."""
+    with registry.scratch():
+        load_plugin(str(PLUGINS / "tiny_dataset_plugin.py"))
+        load_plugin(str(PLUGINS / "slow_method.py"))
+        yield
+
+
+@pytest.fixture
+def scratch_registry():
+    """The registry module, for a test that registers: whatever it registers is undone after it."""
+    with registry.scratch():
+        yield registry
+
+
+@pytest.fixture(autouse=True)
+def _registry_unchanged(request):
+    """A test that registers without `scratch_registry` fails (and its registrations are undone)."""
+    if "scratch_registry" in request.fixturenames:
+        yield
+        return
+    before = registry.snapshot()
+    yield
+    added = before.added_since()
+    if added:
+        registry.restore(before)
+        pytest.fail(f"{request.node.nodeid} registers {', '.join(added)} outside the scratch_registry fixture")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    added = _INSTALLED["snapshot"].added_since() if "snapshot" in _INSTALLED else []
+    if added:  # a module- or session-scoped fixture registered and did not undo it
+        print(f"\nconftest: registrations left after the session: {', '.join(added)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class Payload:
@@ -59,10 +110,10 @@ def live_pickle_writer(folder: Path, key: str = "weight"):
 
 
 @pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
+def tiny_root(tmp_path_factory, test_plugins) -> Path:
     """A data root holding the tiny set (built once per session)."""
     root = tmp_path_factory.mktemp("data")
-    TINY_CARD.load(root)
+    registry.datasets.get("tiny").load(root)
     return root
 
 

@@ -164,7 +164,7 @@ def _probe_plugin(tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("where", ["before", "after", "both"])
-def test_global_options_before_or_after_the_subcommand(tmp_path, where):
+def test_global_options_before_or_after_the_subcommand(tmp_path, where, scratch_registry):
     plugin, name = _probe_plugin(tmp_path)
     data_root = tmp_path / f"data-{where}"
     globals_ = ["--plugin", plugin, "--data-root", data_root]

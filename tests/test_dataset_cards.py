@@ -680,12 +680,9 @@ def test_template_naming_a_missing_column_says_so(tmp_path):
 # -- the registry -------------------------------------------------------------------------------
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
-    """The datasets registry as it is, restored after the test."""
-    registry.datasets.names()
-    monkeypatch.setattr(registry.datasets, "_targets", dict(registry.datasets._targets))
-    monkeypatch.setattr(registry.datasets, "_aliases", dict(registry.datasets._aliases))
-    return registry.datasets
+def scratch_registry(scratch_registry):
+    """The datasets registry as it is, restored after the test (conftest's scratch_registry)."""
+    return scratch_registry.datasets
 
 
 def test_a_plugin_registers_its_own_card_file_with_aliases(tmp_path, scratch_registry):

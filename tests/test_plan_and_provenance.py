@@ -58,9 +58,9 @@ def plugin(tmp_path_factory):
     path = tmp_path_factory.mktemp("thirdparty") / "brightness_fit.py"
     path.write_text(PLUGIN)
     assert len(PLUGIN.strip().splitlines()) < 40
-    if "brightness-fit" not in registry.methods._targets:
+    with registry.scratch():  # registered for this module's tests, undone after them
         load_plugin(str(path))
-    return "brightness-fit"
+        yield "brightness-fit"
 
 
 def _tcfg(root, results, **kw):

@@ -36,8 +36,9 @@ def _tiny_b_card() -> DatasetCard:
                        builder=functools.partial(tiny.builder, size=48))
 
 
-def _register_test_plugins() -> None:
-    """Registered once per process (a second import of this module finds them registered)."""
+@pytest.fixture(scope="module", autouse=True)
+def _suite_plugins(test_plugins):
+    """tiny-b and gpu-only-sharpness, registered for this module's tests and undone after them."""
     from iqabench.api import MethodInfo
     from iqabench.registry import register_method
 
@@ -45,15 +46,10 @@ def _register_test_plugins() -> None:
         name = "gpu-only-sharpness"
         info = MethodInfo(kind="classic", description="test plugin marked GPU-only", needs_gpu=True)
 
-    for register, item in ((registry.register_dataset, _tiny_b_card()), (register_method, GpuOnlySharpness)):
-        try:
-            register(item)
-        except IqaError as exc:
-            if "twice" not in str(exc) and "another" not in str(exc):
-                raise
-
-
-_register_test_plugins()
+    with registry.scratch():
+        registry.register_dataset(_tiny_b_card())
+        register_method(GpuOnlySharpness)
+        yield
 
 
 # -- every committed suite ------------------------------------------------------------------------------
