@@ -167,8 +167,8 @@ def test_odd_formats_decode_to_the_right_8bit_rgb(tmp_path):
 def test_an_image_smaller_than_the_visual_prompt_is_scored_after_the_model_resize(tmp_path):
     """vp methods resize every image to the model's size first, so a 1x1 or 5x3 image meets a
     prompt larger than itself only on the resized canvas: it is scored like any other image."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    import torch
+    import transformers  # noqa: F401
     torch.set_num_threads(1)
     from iqabench.api import Sample
     from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, save_prompt_file

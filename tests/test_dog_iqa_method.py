@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
+import transformers  # noqa: F401
 
 from iqabench.api import Sample, SampleSource
 from iqabench.errors import IqaError, NotAvailable

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
+import transformers  # noqa: F401
 
 from iqabench.methods.mllm_prompt import (
     MllmPrompt,

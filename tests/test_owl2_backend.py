@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.models.backend import BackendSpec, load_backend

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("pyiqa")
+import torch
+import pyiqa  # noqa: F401
 
 WORKER = Path(__file__).with_name("owl2_reference_worker.py")
 PROMPTS = (

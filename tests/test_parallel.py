@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("torch")
+import torch  # noqa: F401
 
 from iqabench.run import RunConfig, run  # noqa: E402
 from iqabench.store import RunStore  # noqa: E402
@@ -80,7 +80,7 @@ def run_args(root: Path, results: Path, *options: str) -> list[str]:
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a launcher and its workers (torchrun starts each worker in its own session)."""
-    psutil = pytest.importorskip("psutil")
+    import psutil
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:

@@ -87,7 +87,7 @@ def test_remote_code_needs_the_flag_and_a_pinned_revision(tmp_path):
     with pytest.raises(IqaError, match="trust_remote_code=true and judge.revision"):
         load_owl3(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", trust_remote_code=True),
                   python=sys.executable)
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401
     from iqabench.models.owl3_worker.worker import Owl3Host
 
     with pytest.raises(PermissionError, match="trust_remote_code=true explicitly"):
@@ -133,7 +133,7 @@ def test_trained_checkpoints_are_safetensors():
 @pytest.fixture
 def malicious(tmp_path):
     """(write(path), marker): write(path) saves a state dict whose value runs code when unpickled."""
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     from conftest import live_pickle_writer
 
     return live_pickle_writer(tmp_path, key="pad_up")
@@ -168,7 +168,7 @@ def test_pyiqa_weight_guard_refuses_a_malicious_pickle(malicious, tmp_path):
 
 def test_owl2_weights_loader_refuses_a_malicious_pickle(malicious, tmp_path):
     write, marker = malicious
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401
     from iqabench.models.owl2.weights import load_owl2
     from iqabench.models.tiny_owl2 import build_tiny_owl2
 
@@ -184,7 +184,7 @@ def test_owl2_weights_loader_refuses_a_malicious_pickle(malicious, tmp_path):
 
 def test_transformers_backend_refuses_a_malicious_pickle(malicious, tmp_path):
     write, marker = malicious
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401
     from iqabench.models.backend import BackendSpec, load_backend
     from iqabench.models.tiny_llava import build_tiny_llava
 
@@ -280,8 +280,8 @@ def test_a_second_process_on_the_same_run_fails_at_once(tiny_root, tmp_path):
 # -- determinism --------------------------------------------------------------------------------------
 
 def test_one_config_run_twice_gives_bit_identical_predictions(tiny_root, tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
     from iqabench.models.tiny_llava import build_tiny_llava
 
     model = build_tiny_llava(tmp_path / "llava", seed=4)
@@ -364,8 +364,8 @@ def test_every_file_option_is_classified():
 @pytest.fixture(scope="module")
 def evil(tmp_path_factory):
     """Tiny real models, good and poisoned copies, and live malicious pickles (proved live first)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
     from iqabench.models.tiny import tiny_model_path
 
     from conftest import live_pickle_writer

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
+import transformers  # noqa: F401
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
