@@ -89,12 +89,16 @@ def main() -> None:
         per_image_views = views / (len(samples) * (args.repeats) + 2) if views else 0
 
         print(f"images: {len(images)} ({args.side}px), repeats: {args.repeats}, torch threads: 1")
-        print(f"segmentation, fresh : {statistics.median(fresh):.3f} s for the part  ({statistics.median(fresh) / len(images) * 1000:.1f} ms/image)")
-        print(f"segmentation, cached: {statistics.median(cached):.3f} s for the part  ({statistics.median(cached) / len(images) * 1000:.1f} ms/image)")
+        print(f"segmentation, fresh : {statistics.median(fresh):.3f} s for the part  "
+              f"({statistics.median(fresh) / len(images) * 1000:.1f} ms/image)")
+        print(f"segmentation, cached: {statistics.median(cached):.3f} s for the part  "
+              f"({statistics.median(cached) / len(images) * 1000:.1f} ms/image)")
         print(f"  fresh / cached = {statistics.median(fresh) / statistics.median(cached):.1f}x")
         print(f"judging, batch 1      : {med[1]:.3f} s per pass ({calls[1]} calls in all runs)")
-        print(f"judging, batch {args.batch:<6d}: {med[args.batch]:.3f} s per pass ({calls[args.batch]} calls in all runs)")
-        print(f"  one-at-a-time / batched = {med[1] / med[args.batch]:.2f}x   (about {per_image_views:.1f} views per image)")
+        print(f"judging, batch {args.batch:<6d}: {med[args.batch]:.3f} s per pass "
+              f"({calls[args.batch]} calls in all runs)")
+        print(f"  one-at-a-time / batched = {med[1] / med[args.batch]:.2f}x   "
+              f"(about {per_image_views:.1f} views per image)")
 
 
 if __name__ == "__main__":

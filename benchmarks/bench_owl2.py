@@ -101,14 +101,16 @@ def main() -> None:
             ours_out, ref_out = tmp / f"ours_{mode}.json", tmp / f"ref_{mode}.json"
             ours = measure([sys.executable, __file__, "--worker", str(folder), str(inputs), str(ours_out), mode],
                            ours_out, env)
-            ref = measure([sys.executable, str(REFERENCE_WORKER), "bench", str(folder), str(inputs), str(ref_out), mode],
+            ref = measure([sys.executable, str(REFERENCE_WORKER), "bench", str(folder), str(inputs), str(ref_out),
+                           mode],
                           ref_out, env)
             rows.append((mode, ours, ref))
     print(f"{'task':<12} {'ours s':>8} {'pyiqa s':>8} {'ratio':>6} | {'ours +MiB':>9} {'pyiqa +MiB':>10} "
           f"{'ratio':>6} | {'ours RSS':>8} {'pyiqa RSS':>9} {'ratio':>6}")
     for mode, ours, ref in rows:
         print(f"{mode:<12} {ours['seconds']:8.3f} {ref['seconds']:8.3f} {ours['seconds'] / ref['seconds']:6.2f} | "
-              f"{ours['extra_mib']:9.0f} {ref['extra_mib']:10.0f} {ours['extra_mib'] / max(ref['extra_mib'], 1):6.2f} | "
+              f"{ours['extra_mib']:9.0f} {ref['extra_mib']:10.0f} "
+              f"{ours['extra_mib'] / max(ref['extra_mib'], 1):6.2f} | "
               f"{ours['task_peak_mib']:8.0f} {ref['task_peak_mib']:9.0f} "
               f"{ours['task_peak_mib'] / ref['task_peak_mib']:6.2f}")
     print("ratio = ours / pyiqa (below 1 is better). +MiB: peak RSS during the task minus RSS before it "

@@ -33,7 +33,8 @@ def write_png(path: Path, width: int, height: int, bit_depth: int, color_type: i
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
 
 
 def textured(seed: int, size: int = 48, blur: int = 0) -> np.ndarray:
@@ -74,7 +75,8 @@ def build_corpus(images: Path) -> dict[str, str | None]:
     expected["rgb16.png"] = None
     Image.fromarray(textured(103)).convert("P", palette=Image.Palette.ADAPTIVE).save(images / "palette.png")
     expected["palette.png"] = None
-    Image.fromarray(textured(104)).convert("P", palette=Image.Palette.ADAPTIVE).save(images / "palette_transparent.png", transparency=0)
+    Image.fromarray(textured(104)).convert("P", palette=Image.Palette.ADAPTIVE).save(images / "palette_transparent.png",
+                                                                                       transparency=0)
     expected["palette_transparent.png"] = None
     rgba = np.dstack([textured(105), np.full((48, 48), 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(images / "alpha.png")
@@ -117,7 +119,8 @@ def koniq_root(tmp: Path, rows: list[dict] | str | bytes, images: bool = False) 
 def test_bad_images_are_recorded_failures_and_the_run_goes_on(tmp_path, capsys):
     root = tmp_path / "data"
     expected = build_corpus(root / "koniq10k" / "1024x768")
-    rows = [{"image_name": name, "MOS": 10.0 + 80.0 * i / len(expected), "set": "test"} for i, name in enumerate(expected)]
+    rows = [{"image_name": name, "MOS": 10.0 + 80.0 * i / len(expected), "set": "test"}
+            for i, name in enumerate(expected)]
     koniq_root(root, rows)
     code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all",
                  "--data-root", str(root), "--results", str(tmp_path / "res"), "--no-progress"])
@@ -219,16 +222,20 @@ def _cli_error(root: Path, results: Path, capsys, dataset: str = "koniq10k") -> 
 
 
 DATASET_CASES = {
-    "nan_mos": (GOOD_ROWS[:2] + [{"image_name": "bad.jpg", "MOS": float("nan"), "set": "test"}], "empty MOS in data row 3 (image 'bad.jpg')"),
-    "text_mos": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,good,test\n", "MOS 'good' is not a number (data row 2, image 'bad.jpg')"),
+    "nan_mos": (GOOD_ROWS[:2] + [{"image_name": "bad.jpg", "MOS": float("nan"), "set": "test"}],
+                "empty MOS in data row 3 (image 'bad.jpg')"),
+    "text_mos": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,good,test\n",
+                 "MOS 'good' is not a number (data row 2, image 'bad.jpg')"),
     "empty_mos": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,,test\n", "empty MOS in data row 2 (image 'bad.jpg')"),
     "inf_mos": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,inf,test\n", "bad.jpg"),
-    "mos_out_of_range": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,250,test\n", "label 250 of image 'bad.jpg' is outside the card's score range [0, 100]"),
+    "mos_out_of_range": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,250,test\n",
+                         "label 250 of image 'bad.jpg' is outside the card's score range [0, 100]"),
     "negative_mos": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,-3,test\n", "outside the card's score range"),
     "excel_trailing_commas": ("image_name,MOS,set\nim0.jpg,20,test\n,,\nbad.jpg,,test\n", "data row"),
     "empty_set_cell": ("image_name,MOS,set\nim0.jpg,20,test\nbad.jpg,30,\n", "empty set in data row 2"),
     "duplicate_ids": (GOOD_ROWS + [GOOD_ROWS[1]], "duplicate image id(s), first 'im1.jpg'"),
-    "path_escapes": (GOOD_ROWS + [{"image_name": "../../../outside.jpg", "MOS": 1.0, "set": "test"}], "escapes the dataset folder"),
+    "path_escapes": (GOOD_ROWS + [{"image_name": "../../../outside.jpg", "MOS": 1.0, "set": "test"}],
+                     "escapes the dataset folder"),
     "missing_column": ("image_name,mos_z,set\nim0.jpg,20,test\n", "MOS"),
     "wrong_columns": ("a,b,c\n1,2,3\n", "image_name"),
     "not_utf8": ("image_name,MOS,set\ncaf\xe9.jpg,20,test\n".encode("latin-1"), "not UTF-8"),
@@ -254,7 +261,8 @@ def test_symlinked_image_folder_is_not_an_escape(tmp_path, capsys):
     (root / "koniq10k").mkdir(parents=True)
     pd.DataFrame(GOOD_ROWS).to_csv(root / "koniq10k" / KONIQ_META, index=False)
     (root / "koniq10k" / "1024x768").symlink_to(elsewhere, target_is_directory=True)
-    code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all", "--data-root", str(root),
+    code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all",
+                 "--data-root", str(root),
                  "--results", str(tmp_path / "res"), "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -335,7 +343,8 @@ def test_accept_out_of_range_is_the_explicit_way_to_take_a_wider_scale(tmp_path,
     line = _cli_error(root, tmp_path / "res", capsys)
     assert "label 140 of image 'im3.jpg' is outside the card's score range [0, 100] (3 such row(s))" in line, line
     assert "accept out-of-range labels explicitly" in line  # the message says it can be accepted
-    code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all", "--data-root", str(root),
+    code = main(["run", "--method", "slow-sharpness", "--dataset", "koniq10k", "--split", "all",
+                 "--data-root", str(root),
                  "--results", str(tmp_path / "res"), "--no-progress", "--accept-out-of-range"])
     out, err = capsys.readouterr()
     assert code == 0, err

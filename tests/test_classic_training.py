@@ -32,7 +32,8 @@ def test_train_saves_safetensors_and_run_uses_it(tiny_root, tmp_path):
     with pytest.raises(IqaError, match="no trained checkpoint"):
         run(RunConfig(**common, progress=False), on_log=lambda m: None)
     workdir, summary = train(TrainConfig(**common), on_log=lambda m: None)
-    assert len(summary["grid"]) == 4 and summary["selected"] in [{"C": c, "gamma": g} for c in (1.0, 8.0) for g in (0.05, 0.5)]
+    assert len(summary["grid"]) == 4
+    assert summary["selected"] in [{"C": c, "gamma": g} for c in (1.0, 8.0) for g in (0.05, 0.5)]
     tensors = load_file(str(workdir / "svr.safetensors"))
     assert tensors["support_vectors"].shape[1] == N_FEATURES
     result = run(RunConfig(**common, progress=False, n_boot=20), on_log=lambda m: None)
@@ -100,7 +101,8 @@ def _blur_source(label_of):
     for i in range(12):
         radius = (i % 6) * 0.6
         target = 1.0 - radius / 3.0
-        samples[f"b{i}"] = Sample(f"b{i}", base.filter(ImageFilter.GaussianBlur(radius)), label=label_of(target), target=target)
+        samples[f"b{i}"] = Sample(f"b{i}", base.filter(ImageFilter.GaussianBlur(radius)), label=label_of(target),
+                                  target=target)
     return SampleSource(list(samples), samples.__getitem__)
 
 

@@ -339,4 +339,5 @@ def test_list_backends_shows_each_family_and_the_methods_it_runs():
     assert {"owl2", "llava", "qwen2_5_vl", "internvl", "paligemma", "gemma3", "idefics3"} <= set(rows)
     assert "vp-owl2" in rows["llava"] and "softmax-owl2" in rows["llava"]
     # a family that tiles images runs the image-level presets, never a pixel-space visual prompt
-    assert "softmax-owl2" in rows["qwen2_5_vl"] and "vp-owl2" not in rows["qwen2_5_vl"] and "tiled" in rows["qwen2_5_vl"]
+    qwen = rows["qwen2_5_vl"]
+    assert "softmax-owl2" in qwen and "vp-owl2" not in qwen and "tiled" in qwen

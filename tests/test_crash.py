@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from iqabench.run import RunConfig, run
 from iqabench.train import TrainConfig, train
@@ -107,7 +106,8 @@ def test_kill_run_at_random_points(tiny_root, tmp_path):
         assert resumed.scored_now == 36 - len(saved_ids)
         for path, lines in saved.items():  # nothing saved is lost or rewritten
             assert _complete_lines(path)[: len(lines)] == lines
-        final_ids = [json.loads(x)["id"] for p in resumed.run_dir.glob("predictions*.jsonl") for x in _complete_lines(p)]
+        final_ids = [json.loads(x)["id"] for p in resumed.run_dir.glob("predictions*.jsonl")
+                     for x in _complete_lines(p)]
         assert sorted(final_ids) == sorted(set(final_ids)) and len(final_ids) == 36
         pd.testing.assert_frame_equal(_frame(resumed.run_dir), ref_frame)
         _assert_same_metrics(resumed.metrics, reference.metrics)
@@ -124,7 +124,8 @@ GRID = {"c_grid": [1.0, 8.0], "gamma_grid": [0.05, 0.5]}
 
 
 def _train_args(root: Path, results: Path) -> list[str]:
-    return ["train", "--method", "brisque-svr", "--dataset", "tiny", "--data-root", str(root), "--results", str(results),
+    return ["train", "--method", "brisque-svr", "--dataset", "tiny", "--data-root", str(root),
+            "--results", str(results),
             "-o", f"c_grid={json.dumps(GRID['c_grid'])}", "-o", f"gamma_grid={json.dumps(GRID['gamma_grid'])}"]
 
 
@@ -135,7 +136,8 @@ def test_kill_train_at_random_points(tiny_root, tmp_path):
     started = time.monotonic()
     ref_dir, _ = train(TrainConfig(**common, results=tmp_path / "reference"), on_log=lambda m: None)
     one_train = time.monotonic() - started + 2.0
-    ref_run = run(RunConfig(**common, results=tmp_path / "reference", progress=False, n_boot=200), on_log=lambda m: None)
+    ref_run = run(RunConfig(**common, results=tmp_path / "reference", progress=False, n_boot=200),
+                  on_log=lambda m: None)
     ref_model = (ref_dir / "svr.safetensors").read_bytes()
     phases = []
     for trial in range(TRAIN_TRIALS):

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 import torch
 import transformers  # noqa: F401
 
@@ -113,7 +112,8 @@ def test_segmenter_on_tiny_sam2(models, images):
 
 def test_segmenter_defaults_and_model_ids():
     o = SegmenterOptions()
-    assert (o.points_per_side, o.pred_iou_thresh, o.stability_score_thresh, o.box_nms_thresh, o.min_mask_region_area) == (32, 0.8, 0.95, 0.7, 0)
+    assert (o.points_per_side, o.pred_iou_thresh, o.stability_score_thresh, o.box_nms_thresh,
+            o.min_mask_region_area) == (32, 0.8, 0.95, 0.7, 0)
     assert resolve_model_id("facebook/sam2-hiera-large") == "facebook/sam2-hiera-large-hf"
     assert resolve_model_id("sam2_hiera_b+") == "facebook/sam2-hiera-base-plus-hf"
     assert resolve_model_id("facebook/sam2.1-hiera-small") == "facebook/sam2.1-hiera-small"
@@ -128,7 +128,8 @@ def test_sam2_package_backend_needs_its_files(tmp_path):
         Segmenter(SegmenterOptions(backend="sam2-package"))
     ckpt = tmp_path / "sam2.pt"
     ckpt.write_bytes(b"not a checkpoint")
-    seg = Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(ckpt), config="configs/sam2.1/sam2.1_hiera_t.yaml"))
+    seg = Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(ckpt),
+                                     config="configs/sam2.1/sam2.1_hiera_t.yaml"))
     try:
         import sam2  # noqa: F401
     except ImportError:
@@ -281,7 +282,8 @@ def test_worker_reports_a_failed_load_as_one_line(tmp_path):
     """The Owl3 host refuses to run without its files; the error crosses the process boundary."""
     from iqabench.models.owl3_worker.client import load as load_worker
 
-    spec = BackendSpec(arch="owl3-worker", path=str(tmp_path / "no-such-owl3"), trust_remote_code=True, revision="0" * 40)
+    spec = BackendSpec(arch="owl3-worker", path=str(tmp_path / "no-such-owl3"), trust_remote_code=True,
+                       revision="0" * 40)
     with pytest.raises(IqaError, match="op load: ") as info:
         load_worker(spec, "cpu", python=sys.executable)
     assert "\n" not in str(info.value)

@@ -111,7 +111,8 @@ def test_killed_build_resumes_and_matches_an_uninterrupted_one(fresh, tmp_path, 
 def test_two_processes_building_one_folder_share_one_build(fresh, tmp_path):
     folder = tmp_path / "data" / "embedded"
     ready = [tmp_path / "ready0", tmp_path / "ready1"]
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(N_REFS), str(ready[i]), *map(str, ready)],
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(N_REFS), str(ready[i]),
+                                  *map(str, ready)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [child.communicate(timeout=300) for child in children]
     for child, (out, err) in zip(children, outs):

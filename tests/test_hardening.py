@@ -221,7 +221,8 @@ def test_a_read_only_results_folder_exits_1_and_changes_nothing(code, seen, tiny
 def test_an_environment_error_keeps_status_1_when_a_command_adds_context(tiny_root, tmp_path, monkeypatch):
     """Several methods in one command: the failing one is named, and the status is still the machine's."""
     fsync_fails(monkeypatch, lambda path, n: path.endswith("predictions.jsonl"))
-    line = one_error(invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "ratio50-0-50-seed{1..2}",
+    line = one_error(invoke("run", "--method", "slow-sharpness", "--dataset", "tiny",
+                            "--split", "ratio50-0-50-seed{1..2}",
                             "--data-root", tiny_root, "--results", tmp_path, "--no-progress"), 1)
     assert line.startswith("iqabench: error: slow-sharpness on tiny split ratio50-0-50-seed1: ") and "disk full" in line
 

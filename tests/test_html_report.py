@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import noisy, write_run  # the run-folder writer the report tests use
 
 from iqabench.report import ReportOptions, build_report
 from iqabench.report.grid import fmt
-from test_report import noisy, write_run  # the run-folder writer the report tests use
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-import torch
 import transformers  # noqa: F401
+from PIL import Image
 
+from iqabench.api import Sample
+from iqabench.errors import IqaError
 from iqabench.methods.mllm_prompt import (
     MllmPrompt,
     MllmPromptFR,
@@ -23,10 +24,6 @@ from iqabench.methods.mllm_prompt import (
     prompts,
 )
 from iqabench.methods.mllm_prompt.parse import parse_comparison, parse_score
-from PIL import Image
-
-from iqabench.api import Sample
-from iqabench.errors import IqaError
 from iqabench.models.backend import IMAGE_PLACEHOLDER
 from iqabench.run import RunConfig, run
 
@@ -37,7 +34,8 @@ from iqabench.run import RunConfig, run
     ("7/10", 70.0), ("Score: 4.5/5", 90.0), ("I would rate it 3 out of 5", 60.0), ("0", 0.0), ("100", 100.0),
     ("The image is blurry, with 2 visible artifacts and low contrast. Score: 40", 40.0),
     ("**Score:** 63", 63.0), ("The rating is 55.", 55.0), ("Quality score = 91", 91.0),
-    ("The quality of the image is good.", 75.0), ("Excellent", 100.0), ("bad", 0.0), ("It looks fair, fair enough.", 50.0),
+    ("The quality of the image is good.", 75.0), ("Excellent", 100.0), ("bad", 0.0),
+    ("It looks fair, fair enough.", 50.0),
     ("Good details; the quality is poor.", 25.0),  # a level after "quality is" wins
     # failures: nothing, out of range, ambiguous, not a number
     ("", None), (None, None), ("   ", None), ("150", None), ("-", None), ("11/10", None), ("85. It has 2 flaws", None),
@@ -221,7 +219,8 @@ def test_refusals(models, examples_csv, tmp_path, monkeypatch):
     for content, message in [("image,mos\nex0.png,3\n", "needs columns image, score"),
                              ("image,score\nex0.png,abc\n", r"bad.csv:2: score 'abc' is not a number"),
                              ("image,score\nnope.png,3\n", r"bad.csv:2: image 'nope.png': no such file"),
-                             ("image,score\n" + str(examples_csv.parent / "ex0.png") + ",300\n", "outside examples_range")]:
+                             ("image,score\n" + str(examples_csv.parent / "ex0.png") + ",300\n",
+                              "outside examples_range")]:
         bad.write_text(content)
         with pytest.raises(IqaError, match=message) as err:
             _method(MllmPrompt, models, system="in-context", examples=str(bad), max_new_tokens=2)
@@ -247,7 +246,8 @@ def test_generated_answers_are_stored_and_failures_recorded(models, tiny_root, t
                     progress=False, n_boot=0, options={"backend": arch, "backend_path": models[arch], "system": system,
                                                        "max_new_tokens": 8})
     result = run(cfg, on_log=lambda m: None)
-    records = [json.loads(line) for f in sorted(result.run_dir.glob("predictions*.jsonl")) for line in f.read_text().splitlines()]
+    records = [json.loads(line) for f in sorted(result.run_dir.glob("predictions*.jsonl"))
+               for line in f.read_text().splitlines()]
     assert len(records) == 6
     failed = [r for r in records if r["error"]]
     for r in records:

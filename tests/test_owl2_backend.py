@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 import torch
 
 from iqabench.errors import IqaError, NotAvailable
@@ -92,7 +91,8 @@ def test_bin_shards_load_like_safetensors(folder, backend, tmp_path):
     other = load_backend(BackendSpec(path=str(copy)), "cpu")
     pixels = backend.normalize(backend.to_pixels(_images(1)))
     with torch.no_grad():
-        torch.testing.assert_close(other.next_token_logits(pixels, QUESTION), backend.next_token_logits(pixels, QUESTION))
+        torch.testing.assert_close(other.next_token_logits(pixels, QUESTION),
+                                   backend.next_token_logits(pixels, QUESTION))
 
 
 def test_stored_position_codes_are_used(folder, backend, tmp_path):

@@ -11,10 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-import torch
 import pyiqa  # noqa: F401
+import pytest
+import torch
 
 WORKER = Path(__file__).with_name("owl2_reference_worker.py")
 PROMPTS = (

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import torch  # noqa: F401
 
 from iqabench.run import RunConfig, run  # noqa: E402
@@ -127,7 +126,8 @@ def reference(root: Path, results: Path, delay: float, log: Path) -> Path:
 
 def assert_same_results(a: Path, b: Path) -> None:
     assert a.name == b.name  # the same configuration has the same key whatever the process count
-    pd.testing.assert_frame_equal(pd.read_csv(a / "predictions.csv")[COLUMNS], pd.read_csv(b / "predictions.csv")[COLUMNS])
+    pd.testing.assert_frame_equal(pd.read_csv(a / "predictions.csv")[COLUMNS],
+                                  pd.read_csv(b / "predictions.csv")[COLUMNS])
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     for key in ("n", "n_failed", "n_missing", "srcc", "krcc", "plcc", "plcc_raw", "rmse", "ci95", "status"):
         assert ma[key] == mb[key], key
@@ -225,4 +225,5 @@ def test_records_merge_the_same_whatever_the_file_order(tmp_path):
         records = store.read_records()
         assert records["a"]["score"] == 0.5 and records["b"]["score"] == 0.7 and "d" not in records
         store.append({"id": "d", "score": 0.2, "label": 1.0, "error": None})  # drops the torn tail first
-    assert [json.loads(x)["id"] for x in (tmp_path / "predictions.rank1-of2.jsonl").read_text().splitlines()] == ["c", "d"]
+    rank1 = (tmp_path / "predictions.rank1-of2.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in rank1] == ["c", "d"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -178,7 +177,8 @@ def test_store_reports_conflicts_outsiders_and_bad_records(tmp_path):
 
 def test_store_refuses_a_resume_on_changed_labels_or_files(tmp_path):
     store = RunStore(tmp_path / "run")
-    inputs = [{"id": "x", "path": "1024x768/x.jpg", "label": 50.0}, {"id": "y", "path": "1024x768/y.jpg", "label": 60.0}]
+    inputs = [{"id": "x", "path": "1024x768/x.jpg", "label": 50.0},
+              {"id": "y", "path": "1024x768/y.jpg", "label": 60.0}]
     store.check_or_write_inputs(inputs, "h1")
     store.check_or_write_inputs(inputs, "h1")
     relabelled = [dict(inputs[0], label=51.0), inputs[1]]

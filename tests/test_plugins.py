@@ -58,7 +58,8 @@ def test_entry_point_plugin_lists_and_runs(tmp_path, tiny_root):
     assert listed.returncode == 0, listed.stderr
     assert "colourfulness" in listed.stdout
     ran = subprocess.run(base + ["run", "--method", "hasler", "--dataset", "tiny", "--split", "all", "--data-root",
-                                 str(tiny_root), "--results", str(tmp_path / "res"), "--no-progress", "-o", "weight=0.5"],
+                                 str(tiny_root), "--results", str(tmp_path / "res"), "--no-progress",
+                                  "-o", "weight=0.5"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr
     metrics = json.loads(next((tmp_path / "res").rglob("metrics.json")).read_text())

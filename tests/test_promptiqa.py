@@ -131,13 +131,15 @@ def tiny_fit(tiny_root, tmp_path_factory):
 def test_training_on_tiny_lowers_the_loss_and_run_scores_with_it(tiny_fit, tiny_root):
     results, options, workdir, summary = tiny_fit
     losses = summary["train_loss"]
-    print(f"\ntiny: train loss {[round(x, 4) for x in losses]}; val SRCC untrained {summary['untrained_val_srcc']:.3f}, "
+    print(f"\ntiny: train loss {[round(x, 4) for x in losses]}; "
+          f"val SRCC untrained {summary['untrained_val_srcc']:.3f}, "
           f"selected epoch {summary['best_epoch']} {summary['best_val']['val_srcc']:.3f}")
     assert np.mean(losses[-3:]) < losses[0]
     assert summary["selection"] == "val SRCC" and summary["n_failed_images"] == 0
     assert [r["epoch"] for r in summary["history"]] == list(range(7))
     meta = json.loads((workdir / "checkpoint.json").read_text())
-    assert meta["selected"]["epoch"] == summary["best_epoch"] and meta["init"] == {"backbone": "vit_tiny", "init": "random"}
+    assert meta["selected"]["epoch"] == summary["best_epoch"]
+    assert meta["init"] == {"backbone": "vit_tiny", "init": "random"}
     assert meta["prompt"]["size"] == 3 and meta["prompt"]["selection"] == "interval"
 
     result = run(RunConfig(method="promptiqa", dataset="tiny", data_root=tiny_root, results=results, options=options,

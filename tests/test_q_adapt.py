@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+
+from iqabench.errors import IqaError
 from iqabench.methods.q_adapt import QAdapt
 from iqabench.methods.q_adapt import state as state_io
 from iqabench.methods.q_adapt.conversation import encoder_for
@@ -24,8 +26,6 @@ from iqabench.methods.q_adapt.prompt_module import (
     count_parameters,
 )
 from iqabench.methods.q_adapt.tiny import tiny_options, write_instruction_file
-
-from iqabench.errors import IqaError
 from iqabench.models.tiny_llava import build_tiny_llava
 from iqabench.models.tiny_owl2 import build_tiny_owl2
 from iqabench.plan import build_train_plan
@@ -117,11 +117,11 @@ def test_prompt_module_follows_equations_3_to_5():
 def test_v_t_generator_starts_from_instructblip_q_former(tmp_path, owl2_dir, tiny_root):
     """-o qformer_path: the Q-Former, its queries and ln_vision come from an InstructBLIP
     checkpoint, the instruction is read with its BERT tokenizer, and scoring needs neither."""
-    from iqabench.methods.q_adapt.qformer_init import install, read_tensors
-    from iqabench.methods.q_adapt.tiny import build_tiny_instructblip
     from PIL import Image
 
     from iqabench.api import Sample, SampleSource
+    from iqabench.methods.q_adapt.qformer_init import install, read_tensors
+    from iqabench.methods.q_adapt.tiny import build_tiny_instructblip
 
     blip = build_tiny_instructblip(tmp_path / "blip", seed=3)
     options = {**tiny_options(), "backend_path": str(owl2_dir), "qformer_path": str(blip), "stage1_epochs": 0,
@@ -160,7 +160,8 @@ def test_instruction_file_is_checked_with_one_line_errors(tmp_path, instructions
     image = json.loads(instructions.read_text())[0]["image"]
     bad = {
         "a JSON list of conversations": {"image": image},
-        "entry 0: 'image' must be": [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}],
+        "entry 0: 'image' must be": [{"conversations": [{"from": "human", "value": "q"},
+                                                         {"from": "gpt", "value": "a"}]}],
         "entry 0 (id 'x'): turn 1 is from 'human'": [{"id": "x", "image": image, "conversations": [
             {"from": "human", "value": "q"}, {"from": "human", "value": "a"}]}],
         "entry 1: the conversation ends with a human turn": [

@@ -196,11 +196,13 @@ def test_distinct_runs_get_distinct_readable_rows(tmp_path, target):
     p = noisy(target, 0.5, 2)
     write_run(results, "vp", "koniq", "official", p, target, options={"prompt": "padding", "size": 30},
               method_label="vp[prompt=padding]")
-    write_run(results, "vp", "koniq", "official", noisy(target, 0.6, 3), target, options={"prompt": "overlay", "size": 30})
+    write_run(results, "vp", "koniq", "official", noisy(target, 0.6, 3), target,
+              options={"prompt": "overlay", "size": 30})
     # the same trainable method trained on two other sets (cross-dataset), and in-dataset on two sets
     write_run(results, "svr", "kadid", "all", p, target, checkpoint=trained("koniq", "official"))
     write_run(results, "svr", "kadid", "all", noisy(target, 0.7, 4), target, checkpoint=trained("spaq", "official"))
-    write_run(results, "svr", "koniq", "official", noisy(target, 0.4, 5), target, checkpoint=trained("koniq", "official"))
+    write_run(results, "svr", "koniq", "official", noisy(target, 0.4, 5), target,
+              checkpoint=trained("koniq", "official"))
     write_run(results, "svr", "spaq", "official", noisy(target, 0.4, 6), target, checkpoint=trained("spaq", "official"))
     write_run(results, "zs", "koniq", "official", p, target, batch_size=1)
     write_run(results, "zs", "koniq", "official", noisy(target, 0.9, 7), target, batch_size=8)

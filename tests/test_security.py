@@ -88,6 +88,7 @@ def test_remote_code_needs_the_flag_and_a_pinned_revision(tmp_path):
         load_owl3(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", trust_remote_code=True),
                   python=sys.executable)
     import transformers  # noqa: F401
+
     from iqabench.models.owl3_worker.worker import Owl3Host
 
     with pytest.raises(PermissionError, match="trust_remote_code=true explicitly"):
@@ -169,6 +170,7 @@ def test_pyiqa_weight_guard_refuses_a_malicious_pickle(malicious, tmp_path):
 def test_owl2_weights_loader_refuses_a_malicious_pickle(malicious, tmp_path):
     write, marker = malicious
     import transformers  # noqa: F401
+
     from iqabench.models.owl2.weights import load_owl2
     from iqabench.models.tiny_owl2 import build_tiny_owl2
 
@@ -185,6 +187,7 @@ def test_owl2_weights_loader_refuses_a_malicious_pickle(malicious, tmp_path):
 def test_transformers_backend_refuses_a_malicious_pickle(malicious, tmp_path):
     write, marker = malicious
     import transformers  # noqa: F401
+
     from iqabench.models.backend import BackendSpec, load_backend
     from iqabench.models.tiny_llava import build_tiny_llava
 
@@ -258,7 +261,8 @@ def test_a_second_process_on_the_same_run_fails_at_once(tiny_root, tmp_path):
         deadline = time.time() + 120
         preds = []
         while time.time() < deadline and not preds:
-            preds = [p for p in tmp_path.glob("runs/tiny/all-test/*/predictions.jsonl") if p.read_text().count("\n") >= 1]
+            preds = [p for p in tmp_path.glob("runs/tiny/all-test/*/predictions.jsonl")
+                     if p.read_text().count("\n") >= 1]
             assert first.poll() is None, first.communicate()
             time.sleep(0.05)
         assert preds, "the first run saved nothing"
@@ -282,6 +286,7 @@ def test_a_second_process_on_the_same_run_fails_at_once(tiny_root, tmp_path):
 def test_one_config_run_twice_gives_bit_identical_predictions(tiny_root, tmp_path):
     import torch  # noqa: F401
     import transformers  # noqa: F401
+
     from iqabench.models.tiny_llava import build_tiny_llava
 
     model = build_tiny_llava(tmp_path / "llava", seed=4)
@@ -366,9 +371,9 @@ def evil(tmp_path_factory):
     """Tiny real models, good and poisoned copies, and live malicious pickles (proved live first)."""
     import torch  # noqa: F401
     import transformers  # noqa: F401
-    from iqabench.models.tiny import tiny_model_path
-
     from conftest import live_pickle_writer
+
+    from iqabench.models.tiny import tiny_model_path
 
     root = tmp_path_factory.mktemp("evil")
     pickle_file, marker = live_pickle_writer(root)  # proved live first
@@ -480,10 +485,12 @@ def test_dog_iqa_judge_and_segmenter_files_are_refused(evil, tiny_root, tmp_path
     base = registry.methods.get("dog-iqa").contract_options(evil["root"] / "tiny")
     judge, segmenter = dict(base["judge"]), dict(base["segmenter"])
     pt = evil["pickle"](tmp_path / "sam2.pt", "model")
-    cases = [({"judge": {**judge, "path": str(evil["poisoned"]("llava", "bin"))}}, str(evil["poisoned"]("llava", "bin"))),
+    poisoned_judge = str(evil["poisoned"]("llava", "bin"))
+    cases = [({"judge": {**judge, "path": poisoned_judge}}, poisoned_judge),
              ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "bin"))}}, "pickled code or objects"),
              ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "renamed"))}}, "sam2-renamed"),
-             ({"segmenter": {"backend": "sam2-package", "checkpoint": str(pt), "config": "configs/sam2.1/sam2.1_hiera_t.yaml"}},
+             ({"segmenter": {"backend": "sam2-package", "checkpoint": str(pt),
+                             "config": "configs/sam2.1/sam2.1_hiera_t.yaml"}},
               f"{pt}: refused, not a plain tensor file")]
     for i, (change, needle) in enumerate(cases):
         options = {**base, **change}
@@ -497,7 +504,8 @@ def test_dog_iqa_judge_and_segmenter_files_are_refused(evil, tiny_root, tmp_path
 
     good = tmp_path / "plain.pt"
     torch.save({"model": {"w": torch.zeros(2)}}, str(good))
-    Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(good), config="configs/sam2.1/sam2.1_hiera_t.yaml"))._load()
+    Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(good),
+                               config="configs/sam2.1/sam2.1_hiera_t.yaml"))._load()
     assert len(reached) == 1  # a plain tensor file does reach it
     # a sam2 config is a name inside the sam2 package (hydra instantiates what a config names)
     for config in ("/tmp/evil.yaml", "../../evil.yaml", "configs/../../evil.yaml"):

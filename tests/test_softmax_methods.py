@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
-
 import torch
 import transformers  # noqa: F401
+
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -101,10 +101,12 @@ def test_presets_carry_the_published_protocols():
     a = softmax.QAlignOwl2.Options()
     assert a.backend_path == "q-future/one-align" and a.weights == (1.0, 0.75, 0.5, 0.25, 0.0)
     assert a.levels == ("excellent", "good", "fair", "poor", "bad")
-    assert a.prompt == "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
+    assert a.prompt == ("USER: How would you rate the quality of this image?\n<|image|>\n"
+                        "ASSISTANT: The quality of the image is")
     assert softmax.SoftmaxLlava.Options().backend_path == "llava-hf/llava-1.5-7b-hf"
     for cls in (softmax.SoftmaxOwl2, softmax.SoftmaxOwl2QBench, softmax.QAlignOwl2, softmax.SoftmaxLlava):
-        assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm" and cls.info.needs_weights
+        assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm"
+        assert cls.info.needs_weights
 
 
 def test_check_available_explains_missing_weights(tmp_path, monkeypatch, llava_dir):
@@ -169,7 +171,8 @@ def test_plain_template_when_the_processor_has_none(tmp_path, llava):
     plain = load_backend(BackendSpec(arch="llava", path=str(folder)))
     assert plain.chat_template is None and plain.conversation(QUESTION) == llava.conversation(QUESTION)
     pixels = llava.normalize(llava.to_pixels(_images(1)))
-    assert torch.allclose(plain.next_token_logits(pixels, QUESTION), llava.next_token_logits(pixels, QUESTION), atol=1e-6)
+    assert torch.allclose(plain.next_token_logits(pixels, QUESTION), llava.next_token_logits(pixels, QUESTION),
+                          atol=1e-6)
     assert plain.fingerprint()["template_sha"] != llava.fingerprint()["template_sha"]
 
 
@@ -272,7 +275,8 @@ def test_seed_pipeline_crops_as_torchvision_does(owl2_dir):
                                     transforms.CenterCrop(size), transforms.ToTensor()])
     rng = np.random.default_rng(2)
     # 28 x 31 and 28 x 59 leave 3 and 31 pixels: floor and round-half-even start the crop apart
-    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(28, 31), (59, 28), (45, 80), (30, 30)]]
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+              for h, w in [(28, 31), (59, 28), (45, 80), (30, 30)]]
     ours = backend.to_pixels(images)
     assert torch.equal(ours, torch.stack([reference(im) for im in images]))
     assert not torch.equal(ours[0], clip.to_pixels(images[:1])[0])  # the processor's floor offset differs
@@ -289,13 +293,15 @@ def test_qalign_pads_to_a_square_in_the_mean_colour_by_default(owl2_dir):
     px = backend.to_pixels([wide])[0]
     mean = torch.tensor([int(c * 255) for c in backend.mean]) / 255.0
     assert torch.allclose(px[:, 0, backend.image_size // 2], mean, atol=1 / 255)  # the padded band
-    assert torch.allclose(px[:, backend.image_size // 2, backend.image_size // 2], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
+    centre = backend.image_size // 2
+    assert torch.allclose(px[:, centre, centre], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
     cropped = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir), resize="crop"))
     assert cropped.score(_samples(2)) != pytest.approx(scores, abs=1e-6)
 
 
 def test_presets_document_their_preprocessing():
-    seed, qbench, qalign = softmax.SoftmaxOwl2.Options(), softmax.SoftmaxOwl2QBench.Options(), softmax.QAlignOwl2.Options()
+    seed, qbench = softmax.SoftmaxOwl2.Options(), softmax.SoftmaxOwl2QBench.Options()
+    qalign = softmax.QAlignOwl2.Options()
     assert (seed.resize, seed.normalization) == ("torchvision", "imagenet")
     assert (qbench.resize, qbench.normalization) == ("model", "model")
     assert (qalign.resize, qalign.normalization) == ("pad", "model")

@@ -6,14 +6,13 @@ import os
 import pickle
 
 import pytest
-
 import torch
+
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from iqabench.errors import IqaError  # noqa: E402
-from iqabench.methods.visual_prompt import (PromptConfig, VisualPrompt, read_prompt_file,  # noqa: E402
-                                            save_prompt_file)
+from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file  # noqa: E402
 
 
 @pytest.mark.parametrize("kind,size,expected", [

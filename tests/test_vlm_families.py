@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 import pytest
-
 import torch
 import transformers  # noqa: F401
+
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -147,7 +147,8 @@ def test_mixed_prompts_in_one_batch_are_left_padded(arch, backends):
 
 
 def test_system_turn_and_answer_prefix_are_family_data(backends):
-    qwen = backends["qwen2_5_vl"].conversation(Query((None,), "Rate it.", system="You rate images.", answer_prefix="The"))
+    qwen = backends["qwen2_5_vl"].conversation(Query((None,), "Rate it.", system="You rate images.",
+                                                     answer_prefix="The"))
     assert qwen.startswith("<|im_start|>system\nYou rate images.<|im_end|>")
     assert qwen.endswith("<|im_start|>assistant\nThe")
     llava = backends["llava"].conversation(Query((None,), "Rate it.", system="You rate images.", answer_prefix="The"))
@@ -179,7 +180,8 @@ def test_tiled_families_refuse_pixel_space_methods_in_one_line(arch, backends, m
     small, wide = Image.new("RGB", (28, 28)), Image.new("RGB", (112, 28))
     n_tokens = lambda im: backend._batches([Query((im,), QUESTION)])[0][1]["input_ids"].shape[1]  # noqa: E731
     assert n_tokens(wide) != n_tokens(small)  # the family's processor tiles / patchifies by size
-    for call in (lambda: backend.to_pixels(_images(1)), lambda: backend.next_token_logits(torch.zeros(1, 3, 28, 28), QUESTION)):
+    for call in (lambda: backend.to_pixels(_images(1)),
+                 lambda: backend.next_token_logits(torch.zeros(1, 3, 28, 28), QUESTION)):
         with pytest.raises(IqaError, match="fixed pixel grid") as info:
             call()
         assert "\n" not in str(info.value)
@@ -196,7 +198,8 @@ def test_tiled_families_refuse_pixel_space_methods_in_one_line(arch, backends, m
 # -- several images in one prompt ------------------------------------------------------------------
 def _two_image_logits(backend, second):
     first = _images(1, seed=5)[0]
-    queries = [Query((first, im), "Image A: <|image|> scored good. Image B: <|image|> How is image B?") for im in second]
+    queries = [Query((first, im), "Image A: <|image|> scored good. Image B: <|image|> How is image B?")
+               for im in second]
     with torch.no_grad():
         return backend.logits(queries)
 
@@ -225,7 +228,8 @@ def test_owl2_queries_match_the_owl2_backend(owl2):
         ref = owl2.next_token_logits(owl2.normalize(owl2.to_pixels(images)), QUESTION)
         got = owl2.logits([Query((im,), QUESTION) for im in images])
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
-    assert owl2.answers([Query((images[0],), QUESTION)], 3) == owl2.generate(owl2.normalize(owl2.to_pixels(images[:1])), QUESTION, 3)
+    generated = owl2.generate(owl2.normalize(owl2.to_pixels(images[:1])), QUESTION, 3)
+    assert owl2.answers([Query((images[0],), QUESTION)], 3) == generated
     with pytest.raises(IqaError, match="placeholders"):
         Query((images[0], images[1]), "only one <|image|> here")
 

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 import pytest
-
 import torch
 import transformers  # noqa: F401
+
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -203,7 +203,8 @@ def test_recipes_follow_the_dataset_name_the_engine_passes():
     o = vp_owl2.VpOwl2.Options()
     assert (o.vp_type, o.vp_size, o.lr, o.patience, o.normalization) == ("padding", 30, 60.0, 6, "imagenet")
     assert o.backend == "owl2" and o.backend_path == "MAGAer13/mplug-owl2-llama2-7b"
-    assert vp_owl2.VpOwl2.info.kind == "trainable" and vp_owl2.VpOwl2.checkpoint_files() == ("prompt.safetensors", "prompt.json")
+    assert vp_owl2.VpOwl2.info.kind == "trainable"
+    assert vp_owl2.VpOwl2.checkpoint_files() == ("prompt.safetensors", "prompt.json")
     with pytest.raises(ValueError):
         vp_owl2.VpOwl2.Options(vp_type="ring")
     with pytest.raises(ValueError, match="label_scale"):
@@ -212,7 +213,8 @@ def test_recipes_follow_the_dataset_name_the_engine_passes():
 
 def test_targets_come_from_the_engine_never_from_labels():
     m = vp_owl2.VpOwl2(dataset="toy")
-    assert m._targets([Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0, target=0.1)]) == [0.8, 0.1]
+    given = [Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0, target=0.1)]
+    assert m._targets(given) == [0.8, 0.1]
     with pytest.raises(IqaError, match="the engine gave no training target for image b"):
         m._targets([Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0)])
 
@@ -222,7 +224,8 @@ def test_training_fits_targets_and_ignores_raw_labels(llava_dir, tmp_path):
     runs = []
     for i, label in enumerate([lambda t: 10.0 * t, lambda t: 100.0 - 37.0 * t]):
         source = _source(4, label=label)
-        runs.append(_method("llava", llava_dir, epochs=1, max_steps=1, flip=False).fit(source, source, tmp_path / str(i), seed=3))
+        method = _method("llava", llava_dir, epochs=1, max_steps=1, flip=False)
+        runs.append(method.fit(source, source, tmp_path / str(i), seed=3))
     assert runs[0]["history"] == runs[1]["history"]
     no_targets = {k: Sample(k, _source(4).load(k).image, label=1.0) for k in _source(4).ids}
     bare = SampleSource(list(no_targets), no_targets.__getitem__)
