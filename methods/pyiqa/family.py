@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,8 +22,7 @@ import pydantic
 
 from iqabench.api import Method, MethodInfo, Options, Sample
 from iqabench.errors import IqaError, one_line
-from iqabench.models.pyiqa_support import (check_metric_options, create_metric, is_path_option, missing,
-                                           refusal)
+from iqabench.models.pyiqa_support import check_metric_options, create_metric, is_path_option, missing, refusal
 
 # Distribution, text-alignment or aesthetic-only scores are not image-quality scorers.
 _NOT_IQA = {"fid", "fid_dinov2", "sfid", "inception_score", "clipscore"}
@@ -90,9 +90,15 @@ def _weights() -> dict[str, tuple]:
 def _parse_range(text: str | None) -> tuple[float, float] | None:
     if not text:
         return None
+    # pyiqa marks a typical end with "~" (PSNR "~0, ~40" passes 40 on mild distortions): only an exact
+    # end bounds the declared range, a typical one leaves that side open
     try:
-        lo, hi = (float(p.strip().lstrip("~")) for p in str(text).split(","))
+        lo, hi = (p.strip() for p in str(text).split(","))
+        lo = -math.inf if lo.startswith("~") else float(lo)
+        hi = math.inf if hi.startswith("~") else float(hi)
     except ValueError:
+        return None
+    if math.isinf(lo) and math.isinf(hi):
         return None
     return (lo, hi)
 
