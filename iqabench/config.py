@@ -60,7 +60,7 @@ class TrainConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     data_root: Path = Path("data")
     results: Path = Path("results")
-    batch_size: int = 1
+    batch_size: int | None = None  # the training batch; None: the method's recipe
     device: str = "auto"
     seed: int = 42
     limit: int | None = None  # cap on train and val sizes, for quick trials (part of the checkpoint's identity)
@@ -75,7 +75,7 @@ def _check_counts(cfg) -> None:
     """Values that would silently do the wrong thing (`--limit -1` scores all but one image)."""
     if cfg.limit is not None and cfg.limit < 1:
         raise IqaError(f"--limit must be at least 1, got {cfg.limit}")
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise IqaError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     if cfg.seed < 0:
         raise IqaError(f"--seed must be 0 or more, got {cfg.seed}")

@@ -78,17 +78,26 @@ def method_label(cls: type[Method], options: Options) -> str:
 
 
 # -- checkpoints --------------------------------------------------------------------------------
-def training_key(choice: MethodChoice, dataset: str, split: splits.Split, seed: int, limit: int | None) -> dict:
-    """Everything that changes a fit: a checkpoint folder holds one fit of exactly this."""
+def training_key(choice: MethodChoice, dataset: str, split: splits.Split, seed: int, limit: int | None,
+                 batch_size: int | None = None) -> dict:
+    """Everything that changes a fit: a checkpoint folder holds one fit of exactly this. The training
+    batch is --batch-size, or (None) the method's recipe for the dataset; a trainer without a batch
+    keys none."""
+    from iqabench.training import resolve_batch_size
+
     schedule = getattr(choice.cls, "schedule_options", ())
     options = {k: v for k, v in choice.options.model_dump(mode="json").items() if k not in schedule}
-    return {"method": choice.name, "options": options, "dataset": dataset, "split": split.name,
-            "split_hash": split.hash, "seed": seed, "limit": limit, "schema_version": SCHEMA_VERSION}
+    key = {"method": choice.name, "options": options, "dataset": dataset, "split": split.name,
+           "split_hash": split.hash, "seed": seed, "limit": limit, "schema_version": SCHEMA_VERSION}
+    batch = resolve_batch_size(choice.cls, choice.options, dataset, batch_size)
+    if batch is not None:
+        key["batch_size"] = batch
+    return key
 
 
 def checkpoint_dir(layout: ResultsLayout, choice: MethodChoice, dataset: str, split: splits.Split,
-                   seed: int, limit: int | None) -> Path:
-    key = stable_hash(training_key(choice, dataset, split, seed, limit))
+                   seed: int, limit: int | None, batch_size: int | None = None) -> Path:
+    key = stable_hash(training_key(choice, dataset, split, seed, limit, batch_size))
     return layout.checkpoint_dir(dataset, split.name, choice.name, key)
 
 
@@ -181,7 +190,7 @@ def build_train_plan(cfg: TrainConfig) -> TrainPlan:
         train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
     if not train_ids:
         raise IqaError(f"{cfg.dataset} split {view.split.name} has no training images")
-    identity = training_key(choice, view.card.name, view.split, cfg.seed, cfg.limit)
+    identity = training_key(choice, view.card.name, view.split, cfg.seed, cfg.limit, cfg.batch_size)
     workdir = layout.checkpoint_dir(view.card.name, view.split.name, choice.name, stable_hash(identity))
     return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir)
 

@@ -3,13 +3,15 @@
 A checkpoint folder holds one fit of exactly one thing (method options except schedule-only
 ones, seed, --limit, training dataset, split name and hash: see plan.training_key), described once
 in train_manifest.json; every attempt (first, resumed, extended) is a line of train_attempts.jsonl.
+--batch-size is the training batch (unset: the method's recipe) and part of that key; the resolved
+number is what the manifest records. Methods that train by epochs run through iqabench.training.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from iqabench import io, provenance
+from iqabench import io, provenance, training
 from iqabench.api import SampleSource
 from iqabench.devices import resolve_device
 from iqabench.errors import IqaError
@@ -41,12 +43,13 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
     try:
         manifest = _manifest(plan)
         _check_or_write_manifest(workdir / "train_manifest.json", manifest)
+        batch = plan.identity.get("batch_size")  # resolved: --batch-size, else the method's recipe
         attempt = {"started": provenance.now(), "command": provenance.command_line(), "seed": cfg.seed,
                    "limit": cfg.limit, "options": plan.method.options.model_dump(mode="json"),
-                   "device": device, "batch_size": cfg.batch_size, "git_commit": manifest.get("git_commit")}
+                   "device": device, "batch_size": batch, "git_commit": manifest.get("git_commit")}
         io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "started"})
         (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
-        method = plan.method.build(device, cfg.batch_size, plan.view.card.name, plan.layout.cache_dir())
+        method = plan.method.build(device, batch, plan.view.card.name, plan.layout.cache_dir())
         method.progress = cfg.progress  # trainers show bars only on a terminal, and never with --no-progress
         on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
                f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
@@ -55,8 +58,13 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         method.setup()
         load = plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
         try:
-            summary = method.fit(SampleSource(plan.train_ids, load, record_failure),
-                                 SampleSource(plan.val_ids, load, record_failure), workdir, cfg.seed)
+            train_source = SampleSource(plan.train_ids, load, record_failure)
+            val_source = SampleSource(plan.val_ids, load, record_failure)
+            if isinstance(method, training.EpochTrainable):
+                summary = training.fit(method, train_source, val_source, workdir, cfg.seed, on_log=on_log,
+                                       progress=cfg.progress)
+            else:
+                summary = method.fit(train_source, val_source, workdir, cfg.seed)
         finally:
             method.teardown()
         # an image that fails is met again every epoch and on every resume: count it once
@@ -74,7 +82,8 @@ def _manifest(plan: TrainPlan) -> dict:
     return {"method": plan.method.name, "method_label": plan.method.label(),
             "options": plan.method.options.model_dump(mode="json"), "dataset": plan.view.card.name,
             "split": plan.view.split.name, "split_hash": plan.view.split.hash, "n_train": len(plan.train_ids),
-            "n_val": len(plan.val_ids), "seed": cfg.seed, "limit": cfg.limit, "identity": plan.identity,
+            "n_val": len(plan.val_ids), "seed": cfg.seed, "limit": cfg.limit,
+            "batch_size": plan.identity.get("batch_size"), "identity": plan.identity,
             "created": provenance.now(), **provenance.environment()}
 
 

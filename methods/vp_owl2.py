@@ -23,20 +23,20 @@ Files in the training workdir:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import os
-import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
 import pydantic
 
-from iqabench.api import MethodInfo, Sample, SampleSource, TrainableMethod
+from iqabench.api import MethodInfo, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.methods.softmax import ResizePolicy, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
+from iqabench.training import EpochTrainable, refuse_batch_option
 
 log = logging.getLogger("iqabench.methods.vp")
 
@@ -55,7 +55,6 @@ class VisualPromptOptions(SeedPipelineOptions):
     vp_type: Literal["padding", "patch_center", "patch_topleft", "full"] = "padding"
     vp_size: int = pydantic.Field(30, gt=0)
     epochs: int | None = pydantic.Field(None, ge=1)  # None: the dataset's recipe
-    batch_size: int | None = pydantic.Field(None, ge=1)  # training batch; None: the dataset's recipe
     lr: float = pydantic.Field(60.0, gt=0)
     stage2_epochs: int = pydantic.Field(0, ge=0)  # the paper's KADID padding-30 run: 25 more at lr 20
     stage2_lr: float = pydantic.Field(20.0, gt=0)
@@ -65,6 +64,11 @@ class VisualPromptOptions(SeedPipelineOptions):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # autocast on CUDA only; auto = bf16 if supported
     prompt_path: str | None = None  # a published prompt (.safetensors, or .pt/.pth read as plain tensors)
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_batch_option(cls, values):
+        return refuse_batch_option(values, "vp-owl2/vp-llava")
+
 
 class LlavaVisualPromptOptions(VisualPromptOptions):
     backend: str = "llava"
@@ -73,21 +77,13 @@ class LlavaVisualPromptOptions(VisualPromptOptions):
     normalization: Literal["model", "imagenet"] = "model"
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
-
-
-def _json_float(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-class VisualPromptMethod(TrainableMethod):
+class VisualPromptMethod(EpochTrainable):
     """The shared implementation; subclasses choose the backend defaults."""
 
     Options: ClassVar[type[VisualPromptOptions]] = VisualPromptOptions
     schedule_options = ("epochs", "patience")  # `iqabench train -o epochs=40` continues a 25-epoch run
 
-    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int = 1,
+    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int | None = None,
                  dataset: str | None = None, cache_dir: Path | None = None):
         super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.scorer: SoftmaxScorer | None = None
@@ -101,7 +97,7 @@ class VisualPromptMethod(TrainableMethod):
         from iqabench.models.tiny import tiny_model_path
 
         return {"backend_path": tiny_model_path(cls.Options().backend, workdir), "vp_size": 4, "epochs": 2,
-                "max_steps": 2, "batch_size": 2}
+                "max_steps": 2}
 
     @classmethod
     def check_available(cls, options: VisualPromptOptions | None = None) -> str | None:
@@ -218,174 +214,131 @@ class VisualPromptMethod(TrainableMethod):
         save_prompt_file(workdir / PROMPT_FILE, prompt.state_dict(), meta)
         _write_json(workdir / PROMPT_JSON, info)
 
-    def _write_state(self, workdir: Path, prompt: VisualPrompt, state: dict[str, Any]) -> None:
-        save_prompt_file(workdir / STATE_FILE, prompt.state_dict(), {"state": json.dumps(state)})
-        _write_json(workdir / STATE_JSON, state)
-
-    def _read_state(self, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        path = workdir / STATE_FILE
-        if not path.is_file():
-            return None
-        tensors, meta = read_prompt_file(path)
-        if "state" not in meta:
-            raise IqaError(f"{path}: no training state in its metadata; delete it to start over")
-        return tensors, json.loads(meta["state"])
-
     # -- training ------------------------------------------------------------------------------
+    @classmethod
+    def default_batch_size(cls, options, dataset: str | None) -> int:
+        """The seed's batch for the dataset (RECIPES): the training batch when --batch-size is unset."""
+        return _recipe_for(dataset)[0][0]
+
     def recipe(self) -> tuple[int, int, str]:
-        """(batch size, epochs, where they came from), from the dataset's name."""
-        name = self.dataset or ""
-        base = next((r for key, r in RECIPES.items() if name == key or name.startswith(key + "-")), None)
-        batch, epochs = base if base else DEFAULT_RECIPE
-        origin = f"recipe {name}" if base else "default recipe"
-        return self.options.batch_size or batch, self.options.epochs or epochs, origin
+        """(batch size, epochs, where the epochs came from): the training batch is --batch-size or
+        the recipe's (resolved by the engine), the epochs -o epochs or the recipe's."""
+        (_, epochs), origin = _recipe_for(self.dataset)
+        return self.batch_size, self.options.epochs or epochs, origin
 
-    def _targets(self, samples: Sequence[Sample]) -> list[float]:
-        """The engine's targets (higher is better, in [0, 1]); never derived from raw labels here."""
-        missing = next((s.id for s in samples if s.target is None), None)
-        if missing is not None:
-            raise IqaError(f"{self.name}: the engine gave no training target for image {missing}")
-        return [float(s.target) for s in samples]
-
-    def _bar(self, total: int, desc: str):
-        """A progress bar (rate, ETA), none when not on a terminal or when progress is off."""
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-                    disable=None if getattr(self, "progress", True) else True)
-
-    def _evaluate(self, prompt: VisualPrompt, source: SampleSource, batch: int, desc: str = "val") -> dict[str, float]:
-        import numpy as np
-        import torch
-
-        from iqabench import metrics
-
-        preds, targets = [], []
-        with torch.no_grad(), self._bar(math.ceil(len(source) / batch), f"{self.name} {desc}") as bar:
-            for samples in source.batches(batch):
-                targets += self._targets(samples)
-                pixels = self.scorer.pixels([s.image for s in samples])
-                preds += self._prompted_scores(prompt, pixels).cpu().tolist()
-                bar.update(1)
-        p, y = np.asarray(preds), np.asarray(targets)
-        if len(p) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
-            srcc, plcc = metrics.srcc(p, y), metrics.plcc(p, y)
-        else:
-            srcc = plcc = float("nan")
-        return {"val_srcc": srcc, "val_plcc": plcc, "val_selection": metrics.selection_score(p, y), "val_n": len(p)}
-
-    def _compat(self, prompt_config: PromptConfig, batch: int, seed: int) -> dict[str, Any]:
-        """What a resumed run must share with the run that wrote the state."""
-        o = self.options
-        return {"prompt": prompt_config.to_dict(), "question": o.prompt, "words": self.scorer.words,
-                "normalization": o.normalization, "lr": o.lr, "stage2_lr": o.stage2_lr, "batch_size": batch,
-                "seed": seed, "flip": o.flip, "backend_path": o.backend_path, "dtype": o.dtype, "resize": o.resize}
-
-    def fit(self, train: SampleSource, val: SampleSource, workdir: Path, seed: int) -> dict[str, Any]:
-        import torch
-
+    def training_stages(self, train: SampleSource, workdir: Path, seed: int):
         if self.options.prompt_path:
             raise IqaError(f"{self.name}: prompt_path names a published prompt to score with; "
                            f"drop -o prompt_path to train a prompt of your own")
         self.setup()
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        batch, epochs, origin = self.recipe()
-        total = epochs + self.options.stage2_epochs
-        config = self.prompt_config()
-        compat = self._compat(config, batch, seed)
-
-        prompt = VisualPrompt(config, seed=seed, device=self.device)
-        state: dict[str, Any] = {"epoch": 0, "seed": seed, "history": [], "best_epoch": None,
-                                 "best_selection": None, "epochs_without_gain": 0, "stopped": None, "compat": compat}
-        saved = self._read_state(workdir)
-        resumed_from = None
-        if saved is not None:
-            tensors, old = saved
-            diff = sorted(k for k in compat if old.get("compat", {}).get(k) != compat[k])
-            if diff:
-                raise IqaError(f"{workdir / STATE_FILE}: was written with other settings ({', '.join(diff)}); "
-                               f"use another workdir or delete it to start over")
-            prompt.load_state_dict(tensors, str(workdir / STATE_FILE))
-            state, resumed_from = old, old["epoch"]
-            if state["stopped"] == "epochs" and state["epoch"] < total:
-                state["stopped"] = None  # more epochs were asked for: carry on
-        best = state["best_selection"] if state["best_selection"] is not None else -math.inf
-
-        optimizer = torch.optim.SGD(prompt.parameters(), lr=self.options.lr, momentum=0.0)
-        scaler = None
-        if str(self.device).startswith("cuda") and self.options.amp == "fp16":
-            scaler = torch.amp.GradScaler("cuda")
-        log.info("%s: training a %s prompt (%d params) for %d epochs, batch %d (%s), from epoch %d",
-                 self.name, config.type, config.num_params(), total, batch, origin, state["epoch"] + 1)
-
-        epoch = state["epoch"]
-        while state["stopped"] is None and epoch < total:
-            epoch += 1
-            lr = self.options.lr if epoch <= epochs else self.options.stage2_lr
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            flip_gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            loss_sum, count, steps = 0.0, 0, 0
-            started = time.perf_counter()
-            n_steps = math.ceil(len(train) / batch)
-            if self.options.max_steps is not None:
-                n_steps = min(n_steps, self.options.max_steps)
-            bar = self._bar(n_steps, f"{self.name} epoch {epoch}/{total}")
-            for samples in train.batches(batch, shuffle_seed=seed * 1000 + epoch):
-                if self.options.max_steps is not None and steps >= self.options.max_steps:
-                    break
-                targets = torch.tensor(self._targets(samples), dtype=torch.float32, device=self.device)
-                pixels = self.scorer.pixels([s.image for s in samples])
-                if self.options.flip:
-                    flips = (torch.rand(len(samples), generator=flip_gen) < 0.5).to(pixels.device)
-                    pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
-                loss = torch.nn.functional.mse_loss(self._prompted_scores(prompt, pixels), targets)
-                if not torch.isfinite(loss):
-                    raise IqaError(f"{self.name}: non-finite training loss at epoch {epoch}, step {steps + 1} (lr {lr})")
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                loss_sum += float(loss.detach()) * len(samples)
-                count += len(samples)
-                steps += 1
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", refresh=False)
-                bar.update(1)
-            bar.close()
-            if count == 0:
-                raise IqaError(f"{self.name}: the training split yielded no images")
-            record = {"epoch": epoch, "lr": lr, "steps": steps, "train_loss": loss_sum / count,
-                      **self._evaluate(prompt, val, batch, f"val after epoch {epoch}")}
-            gain = state["best_epoch"] is None or record["val_selection"] > best
-            if gain:
-                best = record["val_selection"]
-                state.update(best_epoch=epoch, best_selection=_json_float(best), epochs_without_gain=0)
-                self._write_best(workdir, prompt, record)
-            else:
-                state["epochs_without_gain"] += 1
-            record = {k: (_json_float(v) if isinstance(v, float) else v) for k, v in record.items()}
-            state["history"].append(record)
-            state["epoch"] = epoch
-            if state["epochs_without_gain"] >= self.options.patience:
-                state["stopped"] = "early_stop"
-            elif epoch >= total:
-                state["stopped"] = "epochs"
-            self._write_state(workdir, prompt, state)
-            log.info("%s: epoch %d/%d loss %.5f val SRCC %s PLCC %s%s [%.1f s]", self.name, epoch, total,
-                     record["train_loss"], _fmt(record["val_srcc"]), _fmt(record["val_plcc"]),
-                     " (best so far)" if gain else "", time.perf_counter() - started)
-
+        steps = _PromptSteps(self, train, seed)
+        log.info("%s: training a %s prompt (%d params) for %d epochs, batch %d (%s)", self.name,
+                 steps.config.type, steps.config.num_params(), steps.epochs, steps.batch, steps.origin)
+        yield steps
         self.load_checkpoint(workdir)
-        best_record = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
-        return {"best_epoch": state["best_epoch"], "best_val": {k: best_record.get(k) for k in ("val_srcc", "val_plcc", "val_selection")},
-                "epochs_run": state["epoch"], "stopped": state["stopped"], "resumed_from_epoch": resumed_from,
-                "batch_size": batch, "recipe": origin, "prompt_params": config.num_params(),
-                "train_loss": [r["train_loss"] for r in state["history"]], "history": state["history"]}
+        return {"batch_size": steps.batch, "recipe": steps.origin, "prompt_params": steps.config.num_params()}
+
+
+def _recipe_for(dataset: str | None) -> tuple[tuple[int, int], str]:
+    name = dataset or ""
+    base = next((r for key, r in RECIPES.items() if name == key or name.startswith(key + "-")), None)
+    return (base or DEFAULT_RECIPE), (f"recipe {name}" if base else "default recipe")
+
+
+class _PromptSteps:
+    """One visual prompt's training, run by iqabench.training: plain SGD at a constant lr (the
+    second lr after `epochs` when stage2_epochs > 0), MSE to the targets, seeded random flips."""
+
+    name = ""
+    state_file = STATE_FILE
+    criterion = "srcc_plcc"
+
+    def __init__(self, method: VisualPromptMethod, train: SampleSource, seed: int):
+        import torch
+
+        o = method.options
+        self.method, self.train, self.seed = method, train, seed
+        self.batch, base_epochs, self.origin = method.recipe()
+        self.base_epochs, self.epochs = base_epochs, base_epochs + o.stage2_epochs
+        self.patience, self.val_batch_size = o.patience, self.batch
+        self.config = method.prompt_config()
+        self.prompt = VisualPrompt(self.config, seed=seed, device=method.device)
+        self.optimizer = torch.optim.SGD(self.prompt.parameters(), lr=o.lr, momentum=0.0)
+        self.scaler = torch.amp.GradScaler("cuda") if str(method.device).startswith("cuda") and o.amp == "fp16" else None
+        self.lr, self.flip_gen = o.lr, None
+
+    def compat(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the state."""
+        o = self.method.options
+        return {"prompt": self.config.to_dict(), "question": o.prompt, "words": self.method.scorer.words,
+                "normalization": o.normalization, "lr": o.lr, "stage2_lr": o.stage2_lr, "batch_size": self.batch,
+                "seed": self.seed, "flip": o.flip, "backend_path": o.backend_path, "dtype": o.dtype, "resize": o.resize}
+
+    def state(self) -> dict[str, Any]:
+        return self.prompt.state_dict()
+
+    def load_state(self, tensors: dict[str, Any], source: str) -> None:
+        self.prompt.load_state_dict(tensors, source)
+
+    @contextlib.contextmanager
+    def epoch(self, epoch: int):
+        import random
+
+        import torch
+
+        o = self.method.options
+        self.lr = o.lr if epoch <= self.base_epochs else o.stage2_lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.flip_gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = list(self.train.ids)
+        random.Random(self.seed * 1000 + epoch).shuffle(order)
+        batches = [order[i:i + self.batch] for i in range(0, len(order), self.batch)]
+        yield batches[: o.max_steps] if o.max_steps is not None else batches
+
+    def epoch_info(self, epoch: int) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def step(self, ids: list[str], at) -> tuple[float, int]:
+        import torch
+
+        from iqabench.training import targets_of
+
+        m = self.method
+        samples = [s for s in (self.train.load(i) for i in ids) if s is not None]
+        if not samples:
+            return 0.0, 0
+        targets = torch.tensor(targets_of(samples, m.name), dtype=torch.float32, device=m.device)
+        pixels = m.scorer.pixels([s.image for s in samples])
+        if m.options.flip:
+            flips = (torch.rand(len(samples), generator=self.flip_gen) < 0.5).to(pixels.device)
+            pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
+        loss = torch.nn.functional.mse_loss(m._prompted_scores(self.prompt, pixels), targets)
+        if not torch.isfinite(loss):
+            raise IqaError(f"{m.name}: non-finite training loss at epoch {at.epoch}, step {at.index + 1} (lr {self.lr})")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return float(loss.detach()) * len(samples), len(samples)
+
+    def predictor(self):
+        import torch
+
+        m = self.method
+
+        def predict(samples):
+            with torch.no_grad():
+                return m._prompted_scores(self.prompt, m.scorer.pixels([s.image for s in samples])).cpu().tolist()
+
+        return predict
+
+    def save_selected(self, workdir: Path, record: dict[str, Any]) -> None:
+        self.method._write_best(workdir, self.prompt, record)
 
 
 def import_prompt(source: str | Path, workdir: str | Path, vp_type: str, vp_size: int, image_size: int = 448,

@@ -58,8 +58,8 @@ def _method(kind, folder, dataset="toy", **options):
         cls, defaults = vp_owl2.VpLlava, {"vp_size": 8}
     else:
         cls, defaults = vp_owl2.VpOwl2, {"vp_size": 4}
-    opts = cls.Options(backend_path=str(folder), batch_size=4, **{**defaults, **options})
-    return cls(opts, dataset=dataset)
+    opts = cls.Options(backend_path=str(folder), **{**defaults, **options})
+    return cls(opts, batch_size=4, dataset=dataset)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -83,7 +83,7 @@ def test_training_lowers_the_loss_and_saves_a_restorable_prompt(model, tmp_path)
     before = _mse(method, VisualPrompt(method.prompt_config(), seed=42), source)
     summary = method.fit(source, source, tmp_path, seed=42)
     assert summary["epochs_run"] == 3 and len(summary["train_loss"]) == 3
-    assert summary["stopped"] == "epochs" and summary["resumed_from_epoch"] is None
+    assert summary["stopped"] == "epochs" and summary["resumed_from"] is None
 
     last = VisualPrompt(method.prompt_config())
     last.load_state_dict(load_file(str(tmp_path / "state.safetensors")))
@@ -116,7 +116,7 @@ def test_a_stopped_training_resumes_to_the_uninterrupted_result(model, tmp_path)
     assert state["epoch"] == 1 and state["seed"] == 7
     rest = _method(kind, folder, epochs=3)
     rest_summary = rest.fit(source, source, tmp_path / "split", seed=7)
-    assert rest_summary["resumed_from_epoch"] == 1 and rest_summary["epochs_run"] == 3
+    assert rest_summary["resumed_from"] == {"epoch": 1, "step_in_epoch": 0} and rest_summary["epochs_run"] == 3
     assert rest_summary["history"] == whole_summary["history"]
     a = load_file(str(tmp_path / "whole" / "state.safetensors"))
     b = load_file(str(tmp_path / "split" / "state.safetensors"))
@@ -198,8 +198,11 @@ def test_recipes_follow_the_dataset_name_the_engine_passes():
     for name, expected in [("kadid10k", (32, 25)), ("koniq10k", (4, 25)), ("koniq10k-512x384", (4, 25)),
                            ("agiqa3k", (4, 35)), ("spaq", vp_owl2.DEFAULT_RECIPE), (None, vp_owl2.DEFAULT_RECIPE)]:
         assert vp_owl2.VpOwl2(dataset=name).recipe()[:2] == expected
-    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2, batch_size=3), dataset="kadid10k")
+    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2), batch_size=3, dataset="kadid10k")
     assert m.recipe()[:2] == (3, 2)
+    assert vp_owl2.VpOwl2.default_batch_size(vp_owl2.VpOwl2.Options(), "kadid10k") == 32
+    with pytest.raises(IqaError, match="-o batch_size is not an option; the training batch is `iqabench train --batch-size N`"):
+        vp_owl2.VpOwl2.Options(batch_size=4)
     o = vp_owl2.VpOwl2.Options()
     assert (o.vp_type, o.vp_size, o.lr, o.patience, o.normalization) == ("padding", 30, 60.0, 6, "imagenet")
     assert o.backend == "owl2" and o.backend_path == "MAGAer13/mplug-owl2-llama2-7b"
@@ -209,14 +212,6 @@ def test_recipes_follow_the_dataset_name_the_engine_passes():
         vp_owl2.VpOwl2.Options(vp_type="ring")
     with pytest.raises(ValueError, match="label_scale"):
         vp_owl2.VpOwl2.Options(label_scale=5.0)  # the engine scales labels, not the method
-
-
-def test_targets_come_from_the_engine_never_from_labels():
-    m = vp_owl2.VpOwl2(dataset="toy")
-    given = [Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0, target=0.1)]
-    assert m._targets(given) == [0.8, 0.1]
-    with pytest.raises(IqaError, match="the engine gave no training target for image b"):
-        m._targets([Sample("a", None, label=20.0, target=0.8), Sample("b", None, label=3.0)])
 
 
 def test_training_fits_targets_and_ignores_raw_labels(llava_dir, tmp_path):
