@@ -231,7 +231,9 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
     if wanted is not None and not has_val:
         say(f"{who} {steps.name}: no val images: no selection, the last epoch is kept")
     live = {name: s for name, s in sources.items() if len(s)}
-    compat = {**steps.compat(), "criterion": label, "val_sets": sorted(live)}
+    compat = {**steps.compat(), "criterion": label}
+    if wanted is not None:
+        compat["val_sets"] = sorted(live)  # selection over other sources is another training
     loss_name = getattr(steps, "loss_name", "train_loss")
     state = _restore(path, steps, compat)
     resumed = None

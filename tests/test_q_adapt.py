@@ -30,6 +30,7 @@ from iqabench.models.tiny_llava import build_tiny_llava
 from iqabench.models.tiny_owl2 import build_tiny_owl2
 from iqabench.plan import build_train_plan
 from iqabench.train import TrainConfig, train
+from iqabench.training import read_state
 
 PLUGIN = Path(__file__).parent / "plugins" / "tiny_dataset_plugin.py"
 
@@ -253,7 +254,7 @@ def test_a_trained_connector_runs_in_float32_inside_a_bfloat16_model(owl2_dir, i
 
 def _train_cfg(root, results, options, **extra):
     return TrainConfig(method="q-adapt", dataset="tiny", data_root=root, results=results, options=options,
-                       seed=5, progress=False, **extra)
+                       seed=5, progress=False, batch_size=2, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +306,10 @@ def test_train_runs_both_stages_and_freezes_the_adapters(tiny_root, trained):
     assert method.score([Sample("a", image)]) == _loaded(options, workdir).score([Sample("a", image)])
     # a saved state is resumed only by the settings that wrote it
     with pytest.raises(IqaError, match=r"stage1_state.safetensors: was written with other settings \(stage1_lr\)"):
-        QAdapt(QAdapt.Options(**{**options, "stage1_lr": 1e-3})).fit(None, None, workdir, seed=5)
+        QAdapt(QAdapt.Options(**{**options, "stage1_lr": 1e-3}), batch_size=2).fit(None, None, workdir, seed=5)
+    with pytest.raises(IqaError, match="q-adapt: -o batch_size is not an option; the training batch is "
+                                       "`iqabench train --batch-size N`"):
+        QAdapt.Options(**options, batch_size=2)
 
 
 def _loaded(options, workdir):
@@ -318,7 +322,7 @@ def _loaded(options, workdir):
 
 def _cli_train(root, results, options) -> subprocess.Popen:
     args = [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGIN), "train", "--method", "q-adapt",
-            "--dataset", "tiny", "--data-root", str(root), "--results", str(results), "--seed", "5", "--no-progress"]
+            "--dataset", "tiny", "--data-root", str(root), "--results", str(results), "--seed", "5", "--no-progress", "--batch-size", "2"]
     for key, value in options.items():
         args += ["-o", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -354,14 +358,14 @@ def test_sigkill_in_each_stage_then_rerun_equals_an_uninterrupted_run(tiny_root,
     options, whole_dir, whole = trained
     workdir = build_train_plan(_train_cfg(tiny_root, tmp_path, options)).workdir
     _kill_at_first_state(_cli_train(tiny_root, tmp_path, options), workdir / "stage1_state.safetensors")
-    _, meta = state_io.load(workdir / "stage1_state.safetensors")
-    assert (meta["epoch"], meta["global_step"], meta["done"]) == (0, 1, False)  # killed inside stage 1
+    _, meta = read_state(workdir / "stage1_state.safetensors")
+    assert (meta["epoch"], meta["global_step"], meta["stopped"]) == (0, 1, None)  # killed inside stage 1
     assert not (workdir / "adapters.safetensors").exists()
 
     _kill_at_first_state(_cli_train(tiny_root, tmp_path, options), workdir / "stage2_state.safetensors")
-    _, meta1 = state_io.load(workdir / "stage1_state.safetensors")
-    assert meta1["done"] and meta1["history"] == whole["stage1"]["history"]  # stage 1 resumed exactly
-    _, meta2 = state_io.load(workdir / "stage2_state.safetensors")
+    _, meta1 = read_state(workdir / "stage1_state.safetensors")
+    assert meta1["stopped"] == "epochs" and meta1["history"] == whole["stage1"]["history"]  # stage 1 resumed exactly
+    _, meta2 = read_state(workdir / "stage2_state.safetensors")
     assert (meta2["epoch"], meta2["global_step"], meta2["stopped"]) == (0, 1, None)  # killed inside stage 2
     assert not (workdir / "prompt.safetensors").exists()
 

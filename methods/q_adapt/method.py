@@ -43,8 +43,9 @@ from typing import Any, ClassVar
 from iqabench.methods.softmax import SoftmaxScorer, backend_unavailable, mllm_info
 
 from iqabench import io
-from iqabench.api import Sample, SampleSource, TrainableMethod
+from iqabench.api import Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.training import EpochTrainable
 
 from .options import QAdaptOptions
 
@@ -53,7 +54,7 @@ PROMPT, PROMPT_JSON = "prompt.safetensors", "prompt.json"
 MAX_INSTRUCTION_TOKENS = 256  # the public code truncates the Q-Former's instruction (from the left) to 256
 
 
-class QAdapt(TrainableMethod):
+class QAdapt(EpochTrainable):
     name = "q-adapt"
     info = mllm_info("Q-Adapt (seed 002): stage 1 LoRA on the vision encoder and LLM from Q-Instruct-format "
                      "conversations (-o instructions=FILE), stage 2 an instruction-adaptive visual prompt "
@@ -63,7 +64,7 @@ class QAdapt(TrainableMethod):
     Options: ClassVar[type[QAdaptOptions]] = QAdaptOptions
     schedule_options = ("patience",)
 
-    def __init__(self, options: QAdaptOptions | None = None, device: str = "cpu", batch_size: int = 1,
+    def __init__(self, options: QAdaptOptions | None = None, device: str = "cpu", batch_size: int | None = None,
                  dataset: str | None = None, cache_dir: Path | None = None):
         super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.scorer: SoftmaxScorer | None = None
@@ -227,13 +228,14 @@ class QAdapt(TrainableMethod):
         return {"r": o.lora_r, "alpha": o.lora_alpha, "dropout": o.lora_dropout,
                 "targets": len(self.parts.lora_targets()), "connector": o.train_connector}
 
-    def write_adapters(self, workdir: Path, history: list) -> None:
+    def write_adapters(self, workdir: Path, record: dict[str, Any] | None) -> None:
+        """The LoRA tensors (and connector) after stage 1; `record` is its last epoch (None: untrained)."""
         from . import state as state_io
 
         groups = {"lora": self.lora}
         if self.options.train_connector:
             groups["connector"] = self.connector_params()
-        info = {"method": self.name, "lora": self._lora_config(), "stage1": history,
+        info = {"method": self.name, "lora": self._lora_config(), "stage1": record,
                 "backend": self.scorer.backend.fingerprint()}
         state_io.save(Path(workdir) / ADAPTERS, groups, info)
         io.write_json_atomic(Path(workdir) / ADAPTERS_JSON, info)
@@ -289,7 +291,7 @@ class QAdapt(TrainableMethod):
     def _compat(self, seed: int, stage: int, extra: dict[str, Any]) -> dict[str, Any]:
         o = self.options
         common = {"seed": seed, "backend_path": o.backend_path, "dtype": o.dtype, "resize": o.resize,
-                  "batch_size": o.batch_size, "grad_accum": o.grad_accum, "warmup_ratio": o.warmup_ratio,
+                  "batch_size": self.batch_size, "grad_accum": o.grad_accum, "warmup_ratio": o.warmup_ratio,
                   "weight_decay": o.weight_decay, "max_steps": o.max_steps, "train_connector": o.train_connector,
                   "connector_lr": o.connector_lr, "lora": self._lora_config()}
         if stage == 1:
@@ -298,13 +300,16 @@ class QAdapt(TrainableMethod):
                 "instruction": o.instruction_text(), "words": self.scorer.words, "normalization": o.normalization,
                 "sizes": self.prompt.sizes.to_dict(), "qformer_path": o.qformer_path, **extra}
 
-    def fit(self, train: SampleSource, val: SampleSource, workdir: Path, seed: int) -> dict[str, Any]:
+    @classmethod
+    def default_batch_size(cls, options, dataset: str | None) -> int:
+        """8 images per micro-batch, x grad_accum 8 = the appendix's 64 per step."""
+        return 8
+
+    def training_stages(self, train: SampleSource, workdir: Path, seed: int):
         from .instructions import file_digest, load_instructions
-        from .training import run_stage1, run_stage2
+        from .training import stages
 
         o = self.options
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
         conversations, digest = [], None
         if o.stage1_epochs > 0:
             if not o.instructions:
@@ -317,18 +322,19 @@ class QAdapt(TrainableMethod):
             raise IqaError(f"{self.name}: fit() needs a fresh method object (this one already holds adapters)")
         sizes, ids = self.new_prompt_inputs()  # checks qformer_path before any training
         self._ensure_lora(seed)
-        stage1 = run_stage1(self, conversations, self._read_instruction_image, workdir, seed,
-                            self._compat(seed, 1, {"instructions_sha256": digest, "conversations": len(conversations)}))
-        self._build_prompt(sizes, ids, seed)
-        if o.qformer_path:
-            from .qformer_init import install, read_tensors
 
-            install(self.prompt.generator, read_tensors(o.qformer_path, o.qformer_revision), o.qformer_path)
-        stage2 = run_stage2(self, train, val, workdir, seed, self._compat(seed, 2, {}))
+        def build_prompt() -> dict[str, Any]:
+            self._build_prompt(sizes, ids, seed)
+            if o.qformer_path:
+                from .qformer_init import install, read_tensors
+
+                install(self.prompt.generator, read_tensors(o.qformer_path, o.qformer_revision), o.qformer_path)
+            return self._compat(seed, 2, {})
+
+        yield from stages(self, conversations, self._read_instruction_image, train, workdir, seed,
+                          self._compat(seed, 1, {"instructions_sha256": digest, "conversations": len(conversations)}),
+                          build_prompt)
         self.load_checkpoint(workdir)
-        params = sum(p.numel() for p in self.prompt.parameters())
-        best = next((r for r in stage2["history"] if r["epoch"] == stage2["best_epoch"]), {})
-        return {"stage1": stage1, "stage2": stage2, "best_epoch": stage2["best_epoch"],
-                "best_val": {k: best.get(k) for k in ("val_srcc", "val_plcc", "val_selection")},
-                "lora_params": sum(p.numel() for p in self.lora.values()), "prompt_params": params,
+        return {"lora_params": sum(p.numel() for p in self.lora.values()),
+                "prompt_params": sum(p.numel() for p in self.prompt.parameters()),
                 "n_conversations": len(conversations)}

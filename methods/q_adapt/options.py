@@ -6,6 +6,7 @@ from typing import Literal
 
 import pydantic
 from iqabench.methods.softmax import QBENCH_PROMPT, SoftmaxOptions
+from iqabench.training import refuse_batch_option
 
 
 class QAdaptOptions(SoftmaxOptions):
@@ -32,8 +33,8 @@ class QAdaptOptions(SoftmaxOptions):
     train_connector: bool = True  # the paper tunes the connector in both stages (Tables 8 and 10)
     patience: int = pydantic.Field(3, ge=1)
 
-    # both stages: AdamW, no weight decay, cosine decay after a 3 % warm-up; 8 x 8 = the appendix's 64
-    batch_size: int = pydantic.Field(8, ge=1)  # training micro-batch (--batch-size is the scoring batch)
+    # both stages: AdamW, no weight decay, cosine decay after a 3 % warm-up; the micro-batch is
+    # `iqabench train --batch-size` (8 when unset): 8 x 8 = the appendix's 64
     grad_accum: int = pydantic.Field(8, ge=1)
     warmup_ratio: float = pydantic.Field(0.03, ge=0, lt=1)
     weight_decay: float = pydantic.Field(0.0, ge=0)
@@ -53,6 +54,11 @@ class QAdaptOptions(SoftmaxOptions):
     gate_hidden: int = pydantic.Field(2048, ge=1)
     prompt_dropout: float = pydantic.Field(0.1, ge=0, lt=1)
     prompt_scale: float = pydantic.Field(0.1, gt=0)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_batch_option(cls, values):
+        return refuse_batch_option(values, "q-adapt")
 
     @pydantic.model_validator(mode="after")
     def _heads_divide(self):

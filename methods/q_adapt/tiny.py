@@ -11,7 +11,7 @@ from typing import Any
 def tiny_options() -> dict[str, Any]:
     return {"qformer_layers": 2, "qformer_hidden": 16, "qformer_heads": 2, "qformer_intermediate": 32,
             "qformer_width": 16, "queries": 4, "gate_hidden": 16, "lora_r": 2, "lora_alpha": 4.0,
-            "batch_size": 2, "grad_accum": 1, "stage1_epochs": 1, "stage2_epochs": 2, "max_steps": 2,
+            "grad_accum": 1, "stage1_epochs": 1, "stage2_epochs": 2, "max_steps": 2,
             "save_every": 1}
 
 
