@@ -6,6 +6,7 @@ from typing import Literal
 
 import pydantic
 from iqabench.methods.softmax import QBENCH_PROMPT, SoftmaxOptions
+
 from iqabench.training import refuse_batch_option
 
 

@@ -17,10 +17,10 @@ tensors and AdamW moments, here; position and history, the engine's) is rewritte
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ class _AdamSteps:
     def load_state(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         from .lora import load_tensors
 
-        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         load_tensors(self.named, part("params/"), source, "trainable tensors")
         state_io.restore_optimizer(self.optimizer, self.named, part("adam/"),
                                    {n: float(v) for n, v in part("adam_step/").items()}, source)
