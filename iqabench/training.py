@@ -225,11 +225,12 @@ def fit(method: EpochTrainable, train: SampleSource, val, workdir: Path, seed: i
 def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Path, seed: int,
                say: Callable[[str], None], progress: bool, who: str) -> dict[str, Any]:
     path = workdir / steps.state_file
+    who = f"{who} {steps.name}" if steps.name else who
     wanted = getattr(steps, "criterion", "srcc_plcc")
     has_val = wanted is not None and any(len(s) for s in sources.values())
     label = CRITERIA[wanted] if has_val else (LAST_EPOCH if wanted is not None else None)
     if wanted is not None and not has_val:
-        say(f"{who} {steps.name}: no val images: no selection, the last epoch is kept")
+        say(f"{who}: no val images: no selection, the last epoch is kept")
     live = {name: s for name, s in sources.items() if len(s)}
     compat = {**steps.compat(), "criterion": label}
     if wanted is not None:
@@ -244,22 +245,22 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
         if has_val and getattr(steps, "validate_untrained", False):
             before = {"epoch": 0, **_validate(steps, live, wanted, who, progress)}
             state["history"].append(_clean(before))
-            say(f"{who} {steps.name}: untrained: val SRCC {_fmt(before['val_srcc'])}")
+            say(f"{who}: untrained: val SRCC {_fmt(before['val_srcc'])}")
     else:
         resumed = {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"]}
-        say(f"{who} {steps.name}: resuming after epoch {state['epoch']}, step {state['step_in_epoch']}")
+        say(f"{who}: resuming after epoch {state['epoch']}, step {state['step_in_epoch']}")
     selection = Selection(**state["selection"])
     total, patience = steps.epochs, getattr(steps, "patience", None)
     save_every = getattr(steps, "save_every", None)
     if state["stopped"] == "epochs" and state["epoch"] < total:
         state["stopped"] = None  # more epochs were asked for: carry on
-    steps_per_epoch = None
+    steps_per_epoch = getattr(steps, "steps_per_epoch", None)
     while state["stopped"] is None and state["epoch"] < total:
         epoch = state["epoch"] + 1
         started = time.perf_counter()
         with steps.epoch(epoch) as items:
             steps_per_epoch = len(items)
-            with _bar(len(items), f"{who} {steps.name} epoch {epoch}/{total}", progress) as bar:
+            with _bar(len(items), f"{who} epoch {epoch}/{total}", progress) as bar:
                 bar.update(state["step_in_epoch"])
                 for k in range(state["step_in_epoch"], len(items)):
                     loss, weight = steps.step(items[k], Position(epoch, k, state["global_step"]))
@@ -271,15 +272,15 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
                         bar.set_postfix(loss=f"{state['loss_sum'] / state['weight']:.4f}", refresh=False)
                     bar.update(1)
         if not state["weight"]:
-            raise IqaError(f"{who} {steps.name}: epoch {epoch} had nothing to train on (no usable images)")
+            raise IqaError(f"{who}: epoch {epoch} had nothing to train on (no usable images)")
         info = steps.epoch_info(epoch) if hasattr(steps, "epoch_info") else {}
         record = {"epoch": epoch, **info, "steps": state["step_in_epoch"], loss_name: state["loss_sum"] / state["weight"]}
         if has_val:
             record.update(_validate(steps, live, wanted, who, progress, f"after epoch {epoch}"))
         gain = selection.offer(record.get("val_selection", math.inf), epoch)
         record = _clean(record)
-        if gain:
-            steps.save_selected(workdir, record)  # before the state says this epoch is done
+        if gain:  # written before the state says this epoch is done
+            steps.save_selected(workdir, {**record, "criterion": label or LAST_EPOCH})
         state["history"].append(record)
         state.update(epoch=epoch, step_in_epoch=0, loss_sum=0.0, weight=0.0, selection=selection.to_dict())
         if patience is not None and selection.without_gain >= patience:
@@ -287,7 +288,7 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
         elif epoch >= total:
             state["stopped"] = "epochs"
         _save(path, steps, state)
-        line = f"{who} {steps.name}: epoch {epoch}/{total} {loss_name.replace('_', ' ')} {record[loss_name]:.5f}"
+        line = f"{who}: epoch {epoch}/{total} {loss_name.replace('_', ' ')} {record[loss_name]:.5f}"
         if has_val:
             line += f" val SRCC {_fmt(record.get('val_srcc'))} PLCC {_fmt(record.get('val_plcc'))}"
         say(line + (" (best so far)" if gain and has_val else "") + f" [{time.perf_counter() - started:.1f} s]")

@@ -7,23 +7,32 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFilter
-
-from iqabench.api import Sample, SampleSource
-from iqabench.errors import IqaError
 from iqabench.methods.promptiqa import PromptIQA, weights
 from iqabench.methods.promptiqa import prompt as prompts
 from iqabench.methods.promptiqa import train as recipe
 from iqabench.methods.promptiqa.model import PRESETS, PromptIQANet, parameter_counts
+from PIL import Image, ImageFilter
+
+from iqabench.api import Sample, SampleSource
+from iqabench.errors import IqaError
 from iqabench.metrics import srcc
 from iqabench.run import RunConfig, run
 from iqabench.train import TrainConfig, train
+from iqabench.training import read_state
 
-TINY = {"backbone": "vit_tiny", "groups_per_step": 1}
+PLUGINS = Path(__file__).parent / "plugins"
+
+TINY = {"backbone": "vit_tiny"}
 QUIET = {"on_log": lambda m: None}
 
 
@@ -124,26 +133,26 @@ def tiny_fit(tiny_root, tmp_path_factory):
     options = {**TINY, "prompt_size": 3, "epochs": 6, "lr": 3e-4, "random_scale_p": 0.0, "random_flip_p": 0.0,
                "hflip": False}  # no random relabelling: the loss of one epoch compares with another's
     workdir, summary = train(TrainConfig(method="promptiqa", dataset="tiny", data_root=tiny_root, results=results,
-                                         options=options), **QUIET)
+                                         options=options, batch_size=1), **QUIET)
     return results, options, workdir, summary
 
 
 def test_training_on_tiny_lowers_the_loss_and_run_scores_with_it(tiny_fit, tiny_root):
     results, options, workdir, summary = tiny_fit
     losses = summary["train_loss"]
-    print(f"\ntiny: train loss {[round(x, 4) for x in losses]}; "
-          f"val SRCC untrained {summary['untrained_val_srcc']:.3f}, "
+    print(f"\ntiny: train loss {[round(x, 4) for x in losses]}; val SRCC untrained {summary['history'][0]['val_srcc']:.3f}, "
           f"selected epoch {summary['best_epoch']} {summary['best_val']['val_srcc']:.3f}")
     assert np.mean(losses[-3:]) < losses[0]
-    assert summary["selection"] == "val SRCC" and summary["n_failed_images"] == 0
+    assert summary["criterion"] == "val SRCC" and summary["n_failed_images"] == 0
     assert [r["epoch"] for r in summary["history"]] == list(range(7))
     meta = json.loads((workdir / "checkpoint.json").read_text())
     assert meta["selected"]["epoch"] == summary["best_epoch"]
     assert meta["init"] == {"backbone": "vit_tiny", "init": "random"}
     assert meta["prompt"]["size"] == 3 and meta["prompt"]["selection"] == "interval"
 
+    # trained with --batch-size 1, not the recipe's 6: `run` is given that checkpoint folder
     result = run(RunConfig(method="promptiqa", dataset="tiny", data_root=tiny_root, results=results, options=options,
-                           batch_size=4, progress=False, n_boot=20), **QUIET)
+                           batch_size=4, progress=False, n_boot=20, checkpoint=workdir), **QUIET)
     assert result.metrics["n"] == 12 and result.metrics["n_failed"] == 0
     runtime = [json.loads(x) for x in next(result.run_dir.glob("runtime.rank*.jsonl")).read_text().splitlines()]
     prompt = runtime[-1]["prompt"]
@@ -152,39 +161,52 @@ def test_training_on_tiny_lowers_the_loss_and_run_scores_with_it(tiny_fit, tiny_
     assert runtime[-1]["fingerprint"]["init"]["init"] == "random"
 
 
-def test_a_killed_training_resumes_from_its_last_epoch(tiny_root, tmp_path, monkeypatch):
-    options = {**TINY, "prompt_size": 3, "epochs": 2}
-    config = {"method": "promptiqa", "dataset": "tiny", "data_root": tiny_root, "options": options, "limit": 8}
+def _sigkill_once_state_exists(args: list[str], state: Path, timeout: float = 120.0) -> None:
+    """Start `iqabench train`, SIGKILL it as soon as its first state file is written (mid-training)."""
+    cmd = [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGINS / "tiny_dataset_plugin.py"), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    start = time.monotonic()
+    while not state.is_file() and proc.poll() is None and time.monotonic() - start < timeout:
+        time.sleep(0.002)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"training ended before it was killed: {err[-2000:]}"
+
+
+def test_sigkill_mid_training_resumes_to_the_uninterrupted_checkpoint(tiny_root, tmp_path):
+    options = {**TINY, "prompt_size": 3, "epochs": 3}
+    config = {"method": "promptiqa", "dataset": "tiny", "data_root": tiny_root, "options": options, "limit": 8,
+              "batch_size": 1}
     straight, _ = train(TrainConfig(**config, results=tmp_path / "a"), **QUIET)
-
-    save_state = recipe.Trainer.save_state
-
-    def killed_after_epoch_1(self, workdir, optimizer, state):
-        save_state(self, workdir, optimizer, state)
-        if state["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(recipe.Trainer, "save_state", killed_after_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(**config, results=tmp_path / "b"), **QUIET)
-    monkeypatch.undo()
+    workdir = tmp_path / "b" / straight.relative_to(tmp_path / "a")
+    args = ["train", "--method", "promptiqa", "--dataset", "tiny", "--data-root", str(tiny_root), "--results",
+            str(tmp_path / "b"), "--limit", "8", "--batch-size", "1", "--no-progress"]
+    for key, value in options.items():
+        args += ["-o", f"{key}={value}"]
+    _sigkill_once_state_exists(args, workdir / "state.safetensors")
+    _, killed = read_state(workdir / "state.safetensors")
+    assert killed["epoch"] < 3  # killed inside the training
     resumed, summary = train(TrainConfig(**config, results=tmp_path / "b"), **QUIET)
-    assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 2
-    assert [r["epoch"] for r in summary["history"]] == [0, 1, 2]
-    a, _ = weights.read_tensors_with_meta(straight / "state.safetensors")
-    b, _ = weights.read_tensors_with_meta(resumed / "state.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # as if never killed
+    assert resumed == workdir and summary["resumed_from"] == {"epoch": killed["epoch"], "step_in_epoch": 0}
+    assert [r["epoch"] for r in summary["history"]] == [0, 1, 2, 3] and summary["epochs_run"] == 3
+    for read, file in ((read_state, "state.safetensors"), (weights.read_tensors_with_meta, "checkpoint.safetensors")):
+        a, b = read(straight / file)[0], read(resumed / file)[0]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file  # as if never killed
 
-    longer, summary = train(TrainConfig(**{**config, "options": {**options, "epochs": 3}}, results=tmp_path / "b"),
+    longer, summary = train(TrainConfig(**{**config, "options": {**options, "epochs": 4}}, results=tmp_path / "b"),
                             **QUIET)  # epochs is a schedule option: more of them continue the same fit
-    assert longer == resumed and summary["resumed_from_epoch"] == 2 and summary["epochs_run"] == 3
+    assert longer == resumed and summary["resumed_from"] == {"epoch": 3, "step_in_epoch": 0} and summary["epochs_run"] == 4
+    with pytest.raises(IqaError, match="-o groups_per_step is not an option; the groups per step are the training "
+                                       "batch, `iqabench train --batch-size N`"):
+        PromptIQA.Options(groups_per_step=2)
 
 
 def test_a_split_without_val_keeps_the_last_epoch(tiny_root, tmp_path):
     workdir, summary = train(TrainConfig(method="promptiqa", dataset="tiny", split="ratio67-0-33-seed0",
-                                         data_root=tiny_root, results=tmp_path, limit=8,
+                                         data_root=tiny_root, results=tmp_path, limit=8, batch_size=1,
                                          options={**TINY, "prompt_size": 3, "epochs": 2}), **QUIET)
-    assert summary["selection"] == "last epoch (no val part)" and summary["best_epoch"] == 2
+    assert summary["criterion"] == "last epoch (no val part)" and summary["best_epoch"] == 2
     assert json.loads((workdir / "checkpoint.json").read_text())["selected"]["epoch"] == 2
 
 
@@ -207,7 +229,7 @@ def blur_fit(tmp_path_factory):
     """The paper's recipe (scaling, flipping, h-flips) for 3 epochs on 24 images; the same code
     `iqabench train` calls."""
     options = PromptIQA.Options(**TINY, prompt_size=5, epochs=3, lr=1e-4)
-    method = PromptIQA(options)
+    method = PromptIQA(options, batch_size=1)
     train_part, val_part = blur_source(range(4), "t"), blur_source(range(10, 12), "v")
     summary = method.fit(train_part, val_part, tmp_path_factory.mktemp("blur"), seed=0)
     return method, summary
@@ -227,9 +249,9 @@ def test_training_beats_the_untrained_network_on_held_out_images(blur_fit):
     trained_srcc = srcc(np.array(method.score(samples)), np.array(targets))
     untrained_srcc = srcc(np.array(untrained.score(samples)), np.array(targets))
     print(f"\nblur: train loss {[round(x, 4) for x in summary['train_loss']]}; val SRCC untrained "
-          f"{summary['untrained_val_srcc']:.3f} -> selected {summary['best_val']['val_srcc']:.3f}; "
+          f"{summary['history'][0]['val_srcc']:.3f} -> selected {summary['best_val']['val_srcc']:.3f}; "
           f"held-out SRCC untrained {untrained_srcc:.3f} -> trained {trained_srcc:.3f}")
-    assert summary["best_val"]["val_srcc"] > summary["untrained_val_srcc"]
+    assert summary["best_val"]["val_srcc"] > summary["history"][0]["val_srcc"]
     assert trained_srcc > untrained_srcc
 
 
@@ -280,10 +302,8 @@ def _checkpoint_of(method, tmp_path):
     folder = tmp_path / "ckpt"
     if not (folder / recipe.CHECKPOINT).is_file():
         folder.mkdir(exist_ok=True)
-        trainer = recipe.Trainer(method.options, "cpu", None, {})
-        trainer.net = method.net
-        trainer.save_checkpoint(folder, method.stored_prompt, {"epoch": None},
-                                {"net": PRESETS["vit_tiny"].to_dict(), "backbone": "vit_tiny", "init": {}})
+        recipe.save_checkpoint(folder, method.net, method.stored_prompt, {"epoch": None},
+                               {"net": PRESETS["vit_tiny"].to_dict(), "backbone": "vit_tiny", "init": {}})
     return folder
 
 

@@ -20,8 +20,9 @@ from typing import Any, ClassVar, Literal
 
 import pydantic
 
-from iqabench.api import MethodInfo, Options, Sample, SampleSource, TrainableMethod
+from iqabench.api import MethodInfo, Options, Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.training import EpochTrainable, refuse_batch_option
 
 log = logging.getLogger("iqabench.methods.promptiqa")
 
@@ -44,10 +45,17 @@ class PromptIQAOptions(Options):
     lr: float = pydantic.Field(1e-5, gt=0)
     weight_decay: float = pydantic.Field(1e-5, ge=0)
     cosine_period: int = pydantic.Field(50, ge=1)
-    groups_per_step: int = pydantic.Field(6, ge=1)
     random_scale_p: float = pydantic.Field(0.5, ge=0, le=1)
     random_flip_p: float = pydantic.Field(0.1, ge=0, le=1)
     hflip: bool = True
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_batch_option(cls, values):
+        if isinstance(values, dict) and "groups_per_step" in values:
+            raise IqaError("method promptiqa: -o groups_per_step is not an option; the groups per step are the "
+                           "training batch, `iqabench train --batch-size N`")
+        return refuse_batch_option(values, "promptiqa")
 
     @pydantic.model_validator(mode="after")
     def _prompt_ids_fit(self):
@@ -56,7 +64,7 @@ class PromptIQAOptions(Options):
         return self
 
 
-class PromptIQA(TrainableMethod):
+class PromptIQA(EpochTrainable):
     name = "promptiqa"
     info = MethodInfo(kind="trainable", description="PromptIQA (seed 003): MoNet ViT-B/8 encoder + image-score-pair "
                       "prompt; adapts to a dataset through k labelled images", higher_better=True,
@@ -67,7 +75,7 @@ class PromptIQA(TrainableMethod):
     wants_prompt_source: ClassVar[bool] = True
     prompt_source: SampleSource | None = None  # set by the runner (PROMPT_HOOK)
 
-    def __init__(self, options: PromptIQAOptions | None = None, device: str = "cpu", batch_size: int = 1,
+    def __init__(self, options: PromptIQAOptions | None = None, device: str = "cpu", batch_size: int | None = None,
                  dataset: str | None = None, cache_dir: Path | None = None):
         super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
         self.net = None
@@ -99,7 +107,7 @@ class PromptIQA(TrainableMethod):
     @classmethod
     def contract_options(cls, workdir: Path) -> dict[str, Any]:
         """The paper's architecture on a tiny ViT; 1 epoch of groups of 4."""
-        return {"backbone": "vit_tiny", "prompt_size": 3, "epochs": 1, "groups_per_step": 1}
+        return {"backbone": "vit_tiny", "prompt_size": 3, "epochs": 1}
 
     @classmethod
     def external_weights(cls, options: PromptIQAOptions) -> Path | None:
@@ -146,21 +154,26 @@ class PromptIQA(TrainableMethod):
         self._tokens = None
 
     # -- training ------------------------------------------------------------------------------------
-    def fit(self, train: SampleSource, val: SampleSource, workdir: Path, seed: int) -> dict[str, Any]:
-        from iqabench.methods.promptiqa.train import Trainer, draw_prompt
+    @classmethod
+    def default_batch_size(cls, options, dataset: str | None) -> int:
+        """Groups of prompt_size + 1 images per optimiser step: the paper's 6 (66 images on 6 GPUs)."""
+        return 6
+
+    def training_stages(self, train: SampleSource, workdir: Path, seed: int):
+        from iqabench.methods.promptiqa.train import PromptIQASteps, draw_prompt
 
         o = self.options
         if o.weights:
             raise IqaError("promptiqa: weights names a trained model to score with; drop -o weights to train")
         workdir = Path(workdir)
         init = self._init_plan()
-        trainer = Trainer(o, self.device, self._initial_net, init)
         net_meta = {"net": self._config().to_dict(), "backbone": o.backbone, "init": init, "dataset": self.dataset}
-        summary = trainer.run(train, val, workdir, seed,
-                              lambda: draw_prompt(train, o, self._size(), "checkpoint", workdir / "targets.train.jsonl"),
-                              net_meta)
+        steps = PromptIQASteps(o, self.device, self._initial_net, init, train, seed, self.batch_size,
+                               lambda: draw_prompt(train, o, self._size(), "checkpoint", workdir / "targets.train.jsonl"),
+                               net_meta)
+        yield steps
         self._load(workdir, warn=False)
-        return summary
+        return {"prompt": steps.prompt.describe()}
 
     def _init_plan(self) -> dict[str, Any]:
         """How training starts (part of what a resumed fit must match)."""

@@ -2,8 +2,9 @@
 
 - Each epoch the train part is shuffled (seeded by seed and epoch) and cut into groups of
   k + 1 = prompt_size + 1 images (an incomplete last group is dropped); in a group every image is
-  a target once, with the other k image-score pairs as its prompt. `groups_per_step` groups make
-  one optimiser step (the paper: 66 images on 6 GPUs = 6 groups of 11).
+  a target once, with the other k image-score pairs as its prompt. The training batch
+  (`iqabench train --batch-size`, 6 when unset) is the number of groups in one optimiser step
+  (the paper: 66 images on 6 GPUs = 6 groups of 11).
 - Scores are the engine's targets ([0, 1], higher is better); per group, random scaling
   (p = 0.5, S / max(S), Eq. 4) then random flipping (p = 0.1, alpha - S with alpha = 1). The
   authors' code divides by a uniform draw in [max(S), 1] instead of max(S); we follow the paper.
@@ -16,8 +17,9 @@
   part (as at test time); the epoch with the best val SRCC is kept. The untrained network is
   scored once first (epoch 0 of the history), for reference; it is never selected. A split
   without a val part (the PromptIQA protocol's ratio80-0-20 splits) gets no selection: the last
-  epoch is kept, as the paper's fixed schedule (recorded as `selection`). The authors' code
-  selected on the test part, which this project never does.
+  epoch is kept, as the paper's fixed schedule (recorded as `criterion`). The authors' code
+  selected on the test part, which this project never does. The loop, resume and selection are
+  iqabench.training's; `PromptIQASteps` supplies the steps.
 
 Files in the workdir: `checkpoint.safetensors` (the selected network, the prompt's pixels and
 scores; JSON metadata) and `checkpoint.json` (a readable copy of that metadata);
@@ -27,9 +29,9 @@ best and the settings a resume must share) rewritten atomically after every epoc
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,19 +123,56 @@ def draw_prompt(source, options, size: int, origin: str, cache: Path | None) -> 
     return Prompt(list(ids), scores, resize_pixels(images, size), origin, how)
 
 
-class Trainer:
-    """One fit: the network, its optimiser and the loop; `run` resumes from the workdir's state."""
+class PromptIQASteps:
+    """One fit of the network, run by iqabench.training: groups of k + 1 images, `groups_per_step`
+    (the training batch) groups a step; Adam with the cosine lr set at each epoch's start."""
 
-    def __init__(self, options, device: str, new_net: Callable[[], Any], init_info: dict):
-        self.o, self.device, self.new_net, self.init_info = options, device, new_net, init_info
+    name, state_file, criterion, validate_untrained = "", STATE, "srcc", True
 
-    def compat(self, seed: int, n_train: int) -> dict:
+    def __init__(self, options, device: str, new_net: Callable[[], Any], init_info: dict, train, seed: int,
+                 groups_per_step: int, prompt_of: Callable[[], Prompt], net_meta: dict):
+        import torch
+
+        o = self.o = options
+        if len(train) < o.prompt_size + 1:
+            raise IqaError(f"promptiqa: {len(train)} train images, a training group needs prompt_size + 1 = "
+                           f"{o.prompt_size + 1}")
+        self.device, self.init_info, self.train, self.seed = device, init_info, train, seed
+        self.groups_per_step, self.net_meta, self.epochs = groups_per_step, net_meta, o.epochs
+        self.val_batch_size = max(o.prompt_size + 1, 8)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = new_net().to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.prompt = prompt_of()
+        self.lr, self.rng = o.lr, None
+
+    def compat(self) -> dict:
         """What a resumed fit must share with the fit that wrote the state (epochs may grow)."""
-        o = self.o
-        return {"options": {k: v for k, v in o.model_dump(mode="json").items() if k != "epochs"},
-                "seed": seed, "n_train": n_train, "init": self.init_info}
+        return {"options": {k: v for k, v in self.o.model_dump(mode="json").items() if k != "epochs"},
+                "batch_size": self.groups_per_step, "seed": self.seed, "n_train": len(self.train),
+                "init": self.init_info}
 
-    # -- one pass ----------------------------------------------------------------------------------
+    # -- state: the network and Adam's moments ---------------------------------------------------------
+    def state(self) -> dict:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        for index, values in self.optimizer.state_dict()["state"].items():
+            for name, value in values.items():
+                tensors[f"opt.{index}.{name}"] = value
+        return tensors
+
+    def load_state(self, tensors: dict, source: str) -> None:
+        weights.load_into(self.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, source,
+                          "a training state of this network (delete it to start over)")
+        opt_state: dict = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, index, name = key.split(".", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        groups = self.optimizer.state_dict()["param_groups"]  # the lr is set again at each epoch's start
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+
+    # -- one epoch ------------------------------------------------------------------------------------
     def _pixels(self, samples, rng=None):
         import torch
 
@@ -143,171 +182,72 @@ class Trainer:
             pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
         return normalise(pixels).to(self.device)
 
-    def evaluate(self, val, tokens) -> dict:
+    @contextlib.contextmanager
+    def epoch(self, epoch: int):
         import numpy as np
         import torch
 
-        from iqabench import metrics
-
-        preds, targets = [], []
-        self.net.eval()
-        with torch.no_grad():
-            for samples in val.batches(max(self.o.prompt_size + 1, 8)):
-                preds += self.net.predict(self._pixels(samples), tokens).cpu().tolist()
-                targets += [target_of(s) for s in samples]
+        self.rng = np.random.default_rng([self.seed, epoch])  # groups, then each group's augmentations
+        groups = make_groups(self.train.ids, self.o.prompt_size + 1, self.rng)
+        n = self.groups_per_step
+        self.lr = learning_rate(self.o.lr, epoch, self.o.cosine_period)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
         self.net.train()
-        p, y = np.asarray(preds), np.asarray(targets)
-        ok = len(p) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0
-        srcc = metrics.srcc(p, y) if ok else None
-        plcc = metrics.plcc(p, y) if ok else None
-        return {"val_srcc": srcc, "val_plcc": plcc, "val_n": len(p)}
-
-    def prompt_tokens(self, prompt: Prompt):
-        import torch
-
-        self.net.eval()
-        with torch.no_grad():
-            tokens = self.net.prompt_tokens(normalise(prompt.pixels).to(self.device),
-                                            torch.tensor(prompt.scores, device=self.device))
-        self.net.train()
-        return tokens
-
-    def train_epoch(self, train, epoch: int, seed: int, optimizer) -> dict:
-        import numpy as np
-        import torch
-        from tqdm import tqdm
-
-        o = self.o
-        rng = np.random.default_rng([seed, epoch])
-        groups = make_groups(train.ids, o.prompt_size + 1, rng)
-        steps = [groups[i:i + o.groups_per_step] for i in range(0, len(groups), o.groups_per_step)]
-        lr = learning_rate(o.lr, epoch, o.cosine_period)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = []
-        self.net.train()
-        bar = tqdm(steps, desc=f"promptiqa epoch {epoch}", unit="step", disable=not sys.stderr.isatty(), leave=False)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: the same draws on a resumed epoch
-            for step in bar:
-                optimizer.zero_grad(set_to_none=True)
-                # an image that fails to decode is recorded by the source and left out of its group
-                loaded = [[s for s in (train.load(i) for i in ids) if s is not None] for ids in step]
-                used = [g for g in loaded if len(g) >= 2]
-                for samples in used:
-                    scores, _ = augment_scores([target_of(s) for s in samples], rng, o.random_scale_p, o.random_flip_p)
-                    target = torch.tensor(scores, dtype=torch.float32, device=self.device)
-                    loss = torch.nn.functional.l1_loss(self.net.forward_group(self._pixels(samples, rng), target), target)
-                    if not torch.isfinite(loss):
-                        raise IqaError(f"promptiqa: non-finite training loss at epoch {epoch} (lr {lr:g})")
-                    (loss / len(used)).backward()  # the mean over groups, as data-parallel training averages
-                    losses.append(float(loss.detach()))
-                if used:
-                    optimizer.step()
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}" if losses else "-")
-        bar.close()
-        if not losses:
-            raise IqaError("promptiqa: no training group could be formed this epoch (images failed to decode?)")
-        return {"epoch": epoch, "lr": lr, "steps": len(steps), "groups": len(losses), "train_loss": float(np.mean(losses))}
+            torch.manual_seed(self.seed * 1_000_003 + epoch)  # dropout: the same draws on a resumed epoch
+            yield [groups[i:i + n] for i in range(0, len(groups), n)]
 
-    # -- files -------------------------------------------------------------------------------------
-    def save_checkpoint(self, workdir: Path, prompt: Prompt, record: dict, net_meta: dict) -> None:
-        import torch
+    def epoch_info(self, epoch: int) -> dict:
+        return {"lr": self.lr}
 
-        tensors = dict(self.net.state_dict())
-        tensors[PROMPT_PIXELS] = prompt.pixels
-        tensors[PROMPT_SCORES] = torch.tensor(prompt.scores, dtype=torch.float32)
-        meta = {"method": "promptiqa", **net_meta, "prompt": prompt.describe(), "selected": record}
-        weights.save_tensors(workdir / CHECKPOINT, tensors, meta)
-        io.write_json_atomic(workdir / CHECKPOINT_JSON, meta)
-
-    def save_state(self, workdir: Path, optimizer, state: dict) -> None:
-        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        opt = optimizer.state_dict()
-        for index, values in opt["state"].items():
-            for name, value in values.items():
-                tensors[f"opt.{index}.{name}"] = value
-        state = {**state, "param_groups": [{k: v for k, v in g.items()} for g in opt["param_groups"]]}
-        weights.save_tensors(workdir / STATE, tensors, state)
-        io.write_json_atomic(workdir / STATE_JSON, state)
-
-    def load_state(self, workdir: Path, optimizer) -> dict | None:
-        path = workdir / STATE
-        if not path.is_file():
-            return None
-        tensors, state = weights.read_tensors_with_meta(path)
-        if not {"epoch", "history", "compat", "param_groups"} <= state.keys():
-            raise IqaError(f"{path}: not a PromptIQA training state; delete it to start over")
-        weights.load_into(self.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, path,
-                          "a training state of this network (delete it to start over)")
-        opt_state: dict = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, index, name = key.split(".", 2)
-                opt_state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-        return state
-
-    # -- the loop ------------------------------------------------------------------------------------
-    def run(self, train, val, workdir: Path, seed: int, prompt_of: Callable[[], Prompt], net_meta: dict) -> dict:
+    def step(self, step: list[list[str]], at) -> tuple[float, int]:
         import torch
 
         o = self.o
-        workdir.mkdir(parents=True, exist_ok=True)
-        if len(train) < o.prompt_size + 1:
-            raise IqaError(f"promptiqa: {len(train)} train images, a training group needs prompt_size + 1 = "
-                           f"{o.prompt_size + 1}")
-        selection = "val SRCC" if len(val) else "last epoch (no val part)"
-        if not len(val):
-            log.warning("promptiqa: the split has no val part: no selection, the last epoch is kept "
-                        "(the paper's fixed schedule)")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = self.new_net().to(self.device)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        compat = self.compat(seed, len(train))
-        state = self.load_state(workdir, optimizer)
-        resumed_from = None
-        if state is not None:
-            diff = sorted(k for k in compat if state.get("compat", {}).get(k) != compat[k])
-            if diff:
-                raise IqaError(f"{workdir / STATE}: written by a fit with other settings ({', '.join(diff)}); "
-                               "use another --results folder or delete it to start over")
-            resumed_from = state["epoch"]
-            log.info("promptiqa: resuming after epoch %d of %d", state["epoch"], o.epochs)
-        prompt = prompt_of()
-        if state is None:
-            before = {"epoch": 0, **(self.evaluate(val, self.prompt_tokens(prompt)) if len(val) else {})}
-            log.info("promptiqa: untrained network: val SRCC %s", _fmt(before.get("val_srcc")))
-            state = {"epoch": 0, "history": [before], "best_epoch": None, "best_srcc": None, "compat": compat,
-                     "selection": selection}
-        best = state["best_srcc"] if state["best_srcc"] is not None else -math.inf
-        for epoch in range(state["epoch"] + 1, o.epochs + 1):
-            record = self.train_epoch(train, epoch, seed, optimizer)
-            if len(val):
-                record.update(self.evaluate(val, self.prompt_tokens(prompt)))
-                srcc = record["val_srcc"] if record["val_srcc"] is not None else -math.inf
-                gain = state["best_epoch"] is None or srcc > best
-            else:
-                srcc, gain = -math.inf, True
-            if gain:
-                best = srcc
-                state.update(best_epoch=epoch, best_srcc=record.get("val_srcc"))
-                self.save_checkpoint(workdir, prompt, {**record, "selection": selection}, net_meta)
-            state["history"].append(record)
-            state["epoch"] = epoch
-            self.save_state(workdir, optimizer, state)
-            log.info("promptiqa: epoch %d/%d lr %.3g loss %.5f val SRCC %s PLCC %s%s", epoch, o.epochs, record["lr"],
-                     record["train_loss"], _fmt(record.get("val_srcc")), _fmt(record.get("val_plcc")),
-                     " (kept)" if gain else "")
-        history = state["history"]
-        best_record = next((r for r in history if r["epoch"] == state["best_epoch"]), {})
-        return {"best_epoch": state["best_epoch"], "selection": selection,
-                "best_val": {k: best_record.get(k) for k in ("val_srcc", "val_plcc")},
-                "untrained_val_srcc": history[0].get("val_srcc"), "epochs_run": state["epoch"],
-                "resumed_from_epoch": resumed_from, "train_loss": [r["train_loss"] for r in history[1:]],
-                "prompt": prompt.describe(), "history": history}
+        self.optimizer.zero_grad(set_to_none=True)
+        # an image that fails to decode is recorded by the source and left out of its group
+        loaded = [[s for s in (self.train.load(i) for i in ids) if s is not None] for ids in step]
+        used = [g for g in loaded if len(g) >= 2]
+        total = 0.0
+        for samples in used:
+            scores, _ = augment_scores([target_of(s) for s in samples], self.rng, o.random_scale_p, o.random_flip_p)
+            target = torch.tensor(scores, dtype=torch.float32, device=self.device)
+            loss = torch.nn.functional.l1_loss(self.net.forward_group(self._pixels(samples, self.rng), target), target)
+            if not torch.isfinite(loss):
+                raise IqaError(f"promptiqa: non-finite training loss at epoch {at.epoch} (lr {self.lr:g})")
+            (loss / len(used)).backward()  # the mean over groups, as data-parallel training averages
+            total += float(loss.detach())
+        if used:
+            self.optimizer.step()
+        return total, len(used)
+
+    # -- validation and the selected checkpoint --------------------------------------------------------
+    def predictor(self):
+        import torch
+
+        self.net.eval()
+        with torch.no_grad():
+            tokens = self.net.prompt_tokens(normalise(self.prompt.pixels).to(self.device),
+                                            torch.tensor(self.prompt.scores, device=self.device))
+
+        def predict(samples):
+            with torch.no_grad():
+                return self.net.predict(self._pixels(samples), tokens).cpu().tolist()
+
+        return predict
+
+    def save_selected(self, workdir: Path, record: dict) -> None:
+        save_checkpoint(workdir, self.net, self.prompt, record, self.net_meta)
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def save_checkpoint(workdir: Path, net, prompt: Prompt, record: dict, net_meta: dict) -> None:
+    """The selected network with its prompt's pixels and scores, and its metadata (json: a copy)."""
+    import torch
+
+    tensors = dict(net.state_dict())
+    tensors[PROMPT_PIXELS] = prompt.pixels
+    tensors[PROMPT_SCORES] = torch.tensor(prompt.scores, dtype=torch.float32)
+    meta = {"method": "promptiqa", **net_meta, "prompt": prompt.describe(), "selected": record}
+    weights.save_tensors(Path(workdir) / CHECKPOINT, tensors, meta)
+    io.write_json_atomic(Path(workdir) / CHECKPOINT_JSON, meta)
