@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from iqabench.api import MethodInfo, Options, Sample, TrainableMethod
 from iqabench.errors import IqaError
+from iqabench.training import CRITERIA, Selection, val_scores
 
 log = logging.getLogger("iqabench.methods.brisque_svr")
 
@@ -60,32 +61,35 @@ class BrisqueSVR(TrainableMethod):
         if len(x_tr) < 3:
             raise IqaError(f"{workdir}: fewer than 3 usable training images")
         lo, hi = x_tr.min(axis=0), x_tr.max(axis=0)
-        scale = lambda x: 2.0 * (x - lo) / np.where(hi > lo, hi - lo, 1.0) - 1.0  # noqa: E731
-        # Selection on val; a split without val images falls back to the train fit, and says so.
-        criterion = "val (SRCC + PLCC) / 2" if len(x_va) else "train -MSE (no val images)"
+        scale = lambda x: 2.0 * (x - lo) / np.where(hi > lo, hi - lo, 1.0) - 1.0
+        # Selection on val, by the engine's criterion; a split without val images falls back to the
+        # train fit, and says so.
+        selection = Selection(CRITERIA["srcc_plcc"] if len(x_va) else "train -MSE (no val images)")
         grid = list(itertools.product(self.options.c_grid, self.options.gamma_grid))
-        history, best = [], None
+        history, best_fit = [], None
         for step, (c, g) in enumerate(grid, 1):
             svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
             loss = float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
-            val = _val_scores(svr.predict(scale(x_va)), y_va) if len(x_va) else {}
+            val = val_scores(svr.predict(scale(x_va)), y_va) if len(x_va) else {}
+            val.pop("val_n", None)
             crit = val["val_selection"] if len(x_va) else -loss
             history.append({"C": c, "gamma": g, "criterion": _finite(crit), "train_loss": loss,
                             **{k: _finite(v) for k, v in val.items()}})
-            gain = best is None or crit > best[0]
+            gain = selection.offer(crit, step)
             if gain:
-                best = (crit, c, g, svr, val)
+                best_fit = (c, g, svr, val)
             log.info("%s: grid %d/%d C=%g gamma=%g: loss %.5f (train MSE), val SRCC %s PLCC %s%s", self.name, step,
                      len(grid), c, g, loss, _fmt(val.get("val_srcc")), _fmt(val.get("val_plcc")),
                      " (best so far)" if gain else "")
-        crit, c, g, svr, val = best
+        c, g, svr, val = best_fit
+        crit, criterion = history[selection.best - 1]["criterion"], selection.criterion
         log.info("%s: selected C=%g gamma=%g by %s = %s", self.name, c, g, criterion, _fmt(crit))
         self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon, "criterion": criterion,
-                                                 "selection": _finite(crit), "n_train": len(x_tr), "n_val": len(x_va)})
+                                                 "selection": crit, "n_train": len(x_tr), "n_val": len(x_va)})
         self._model = self._load(Path(workdir))
-        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": _finite(crit),
+        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": crit,
                 "best_val": {k: _finite(val.get(k, float("nan"))) for k in ("val_srcc", "val_plcc", "val_selection")},
-                "grid": history, "n_train": int(len(x_tr)), "n_val": int(len(x_va))}
+                "grid": history, "n_train": len(x_tr), "n_val": len(x_va)}
 
     def _features(self, source, cache: Path, part: str):
         """Features and targets of every image, appended to a JSONL log as computed so a killed fit
@@ -183,19 +187,6 @@ class BrisqueSVR(TrainableMethod):
 
         feats = np.stack([brisque_features(s.image) for s in samples])
         return [float(v) for v in self.predict_features(feats)]
-
-
-def _val_scores(pred, target) -> dict[str, float]:
-    """Val SRCC, PLCC (raw) and the selection criterion; NaN where undefined (constant predictions)."""
-    import numpy as np
-
-    from iqabench import metrics
-
-    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    defined = len(pred) >= 3 and np.ptp(pred) > 0 and np.ptp(target) > 0
-    return {"val_srcc": metrics.srcc(pred, target) if defined else float("nan"),
-            "val_plcc": metrics.plcc(pred, target) if defined else float("nan"),
-            "val_selection": metrics.selection_score(pred, target)}
 
 
 def _fmt(value) -> str:
