@@ -204,7 +204,7 @@ def _ensure_trained(cell: Cell, unit: Unit, trainings: dict, *, data_root, resul
     from iqabench.train import TrainConfig, train
 
     cfg = TrainConfig(method=cell.method, dataset=unit.train_dataset, split=unit.train_split, options=cell.options,
-                      data_root=data_root, results=results, batch_size=batch_size, device=device, seed=cell.seed,
+                      data_root=data_root, results=results, device=device, seed=cell.seed,  # recipe batch
                       limit=limit, progress=progress)
     workdir = build_train_plan(cfg).workdir
     if workdir in trainings:

@@ -10,9 +10,11 @@ from typing import Any, Callable, Iterable
 import click
 
 
-def method_options(limit_help: str, dataset_required: bool = True) -> Callable[[Callable], Callable]:
+def method_options(limit_help: str, dataset_required: bool = True,
+                   batch_help: str | None = None) -> Callable[[Callable], Callable]:
     """The options `run` and `train` both take, validated here rather than deep in the engine.
-    `run` also scores a folder of images instead of a dataset, so there --dataset is optional."""
+    `run` also scores a folder of images instead of a dataset, so there --dataset is optional.
+    `batch_help` given (train): --batch-size has no default, unset meaning the method's recipe."""
     opts = [
         click.option("--method", "methods", multiple=True, required=True, metavar="NAME[,NAME...]",
                      help="Registered method name, e.g. piqe, pyiqa:niqe, brisque-svr. Comma-separated or "
@@ -25,8 +27,8 @@ def method_options(limit_help: str, dataset_required: bool = True) -> Callable[[
         click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
                      help="Method option (repeatable); values are JSON when they parse as JSON. "
                           "See `iqabench options METHOD`."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Images per method call."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None if batch_help else 1,
+                     show_default=not batch_help, help=batch_help or "Images per method call."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA when available, else CPU), cpu, cuda, cuda:1, mps."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help=limit_help),
