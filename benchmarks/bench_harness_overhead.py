@@ -46,7 +46,8 @@ def bare_loop(model_path: str, folder: Path) -> float:
     import torch
     from PIL import Image
 
-    from iqabench.methods.softmax import SoftmaxOwl2, SoftmaxScorer
+    from iqabench.methods.softmax import SoftmaxOwl2
+    from iqabench.models.scoring import SoftmaxScorer
     from iqabench.models.backend import load_backend
 
     options = SoftmaxOwl2.Options(backend_path=model_path)

@@ -65,8 +65,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-batching-") as tmp:
         path = build(args.arch, Path(tmp) / args.arch)
-        options = softmax.Owl2QBenchOptions(backend=args.arch, backend_path=path, dtype="float32")
-        method = softmax.SoftmaxOwl2QBench(options)
+        method = softmax.SoftmaxOwl2QBench(softmax.SoftmaxOwl2QBench.Options(backend=args.arch, backend_path=path, dtype="float32"))
         method.setup()
         params = sum(p.numel() for p in method.scorer.backend.model.parameters())
         samples = [Sample(id=str(i), image=im, label=0.0) for i, im in enumerate(images(args.images))]

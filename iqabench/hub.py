@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import shlex
 from collections.abc import Iterator
 
 _NO_DOWNLOADS: contextvars.ContextVar[bool] = contextvars.ContextVar("iqabench_no_downloads", default=False)
@@ -37,3 +38,16 @@ def no_downloads(active: bool = True) -> Iterator[None]:
 def child_environment(env: dict[str, str]) -> dict[str, str]:
     """`env` for a child process (a worker in its own venv), offline there when it is here."""
     return {**env, "HF_HUB_OFFLINE": "1"} if offline() else dict(env)
+
+
+def download_command(repo_id: str, revision: str | None = None) -> list[str]:
+    """The command that puts a model's files into the Hugging Face cache (the installed
+    huggingface_hub ships `hf`, not the older `huggingface-cli`)."""
+    return ["hf", "download", repo_id, *(["--revision", revision] if revision else [])]
+
+
+def download_hint(repo_id: str, revision: str | None = None) -> str:
+    """How to get missing weights: a local copy, or a download with offline mode unset first
+    (under HF_HUB_OFFLINE=1 no download can work)."""
+    return (f"set -o backend_path=DIR to a local copy, or download them: unset HF_HUB_OFFLINE, then "
+            f"`{shlex.join(download_command(repo_id, revision))}`")

@@ -19,23 +19,29 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
+from iqabench.methods import dog_iqa_aggregate as agg
 
 from iqabench.api import Method, MethodInfo, Options, Sample, SampleSource
 from iqabench.errors import IqaError
-from iqabench.methods import dog_iqa_aggregate as agg
-from iqabench.models.backend import BackendSpec
+from iqabench.models.scoring import BackendOptions, backend_unavailable
 from iqabench.models.segmenter import SegmenterOptions
 
-OWL3 = BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", dtype="auto")
+# spellings of the options before the judge took the backend options' shape
+RENAMED = {"judge_worker_python": "judge.worker_python", "judge_worker_host": "judge.worker_host"}
+
+
+class JudgeOptions(BackendOptions):
+    """The MLLM judge, with every MLLM method's backend options: mPLUG-Owl3 in its own venv by default
+    (-o 'judge={"worker_python": "/venv/bin/python", "revision": "<commit>", "trust_remote_code": true}';
+    see iqabench/models/owl3_worker/README.md), or any backend, e.g. {"backend": "llava", "backend_path": DIR}."""
+
+    backend: str = "owl3-worker"
+    backend_path: str = "mPLUG/mPLUG-Owl3-7B-240728"
 
 
 class DogIqaOptions(Options):
-    judge: BackendSpec = OWL3
-    """The MLLM judge: mPLUG-Owl3 in its own venv by default (see iqabench/models/owl3_worker/README.md)."""
-    judge_worker_python: str | None = None
-    """Interpreter of the Owl3 worker venv (judge arch owl3-worker)."""
-    judge_worker_host: str = "owl3"
-    """What the worker hosts: owl3, or iqabench:<arch> (tests)."""
+    judge: JudgeOptions = JudgeOptions()
+    """The MLLM judge's backend options (backend, backend_path, dtype, revision, trust_remote_code, resize, worker_python, worker_host)."""
     judge_mode: Literal["generate", "logits"] = "generate"
     """generate: the paper's parsed answer; logits: the expected level (NOT in the paper)."""
     judge_batch_size: int | None = pydantic.Field(None, ge=1)
@@ -64,6 +70,14 @@ class DogIqaOptions(Options):
     """Which masks count as c."""
     c_max: int | None = pydantic.Field(None, ge=1)
     """c_max of s_seg; none: the maximum over the part being scored."""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        for old, new in RENAMED.items():
+            if isinstance(data, dict) and old in data:
+                raise ValueError(f"option {old} is now {new}: -o 'judge={{\"{new.split('.')[1]}\": ...}}'")
+        return data
 
     def aggregation(self) -> agg.AggregationOptions:
         return agg.AggregationOptions(min_area_fraction=self.min_area_fraction, crop=self.crop, weights=self.weights,
@@ -98,18 +112,8 @@ class DogIqa(Method):
 
     @classmethod
     def check_available(cls, options: DogIqaOptions | None = None) -> str | None:
-        import importlib.util
-
-        options = options or DogIqaOptions()
-        for module in ("torch", "transformers"):
-            if importlib.util.find_spec(module) is None:
-                return f"needs {module} (pip install 'iqabench[mllm]')"
-        if options.judge.arch == "owl3-worker" and not options.judge_worker_python:
-            from iqabench.models.owl3_worker.client import WORKER
-
-            return ("the mPLUG-Owl3 judge runs in its own venv: set -o judge_worker_python=/path/to/venv/bin/python "
-                    f"(see {WORKER.parent / 'README.md'})")
-        return None
+        why = backend_unavailable((options or DogIqaOptions()).judge)
+        return f"judge: {why}" if why else None
 
     # -- what is needed -------------------------------------------------------------
     def _needs_masks(self) -> bool:
@@ -123,15 +127,10 @@ class DogIqa(Method):
         if self._judge is None:
             from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
 
+            from iqabench.models.backend import load_backend
+
             o = self.options
-            if o.judge.arch == "owl3-worker":
-                from iqabench.models.owl3_worker.client import load as load_worker
-
-                backend = load_worker(o.judge, self.device, python=o.judge_worker_python, host=o.judge_worker_host)
-            else:
-                from iqabench.models.backend import load_backend
-
-                backend = load_backend(o.judge, self.device)
+            backend = load_backend(o.judge.backend_spec(), self.device)
             self._judge = StandardJudge(backend, JudgeSettings(levels=o.levels, standard=o.standard, mode=o.judge_mode,
                                                                batch_size=o.judge_batch_size or self.batch_size,
                                                                max_new_tokens=o.max_new_tokens))
@@ -247,7 +246,7 @@ class DogIqa(Method):
         """Tiny random SAM2 and a tiny Llava judge; a sparse point grid so tiny images get masks."""
         from iqabench.models.tiny import tiny_model_path
 
-        return {"judge": {"arch": "llava", "path": tiny_model_path("llava", workdir)},
+        return {"judge": {"backend": "llava", "backend_path": tiny_model_path("llava", workdir)},
                 "segmenter": {"model": tiny_model_path("sam2", workdir), "points_per_side": 4,
                               "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}}
 

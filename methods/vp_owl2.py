@@ -34,7 +34,8 @@ import pydantic
 
 from iqabench.api import MethodInfo, Sample, SampleSource
 from iqabench.errors import IqaError
-from iqabench.methods.softmax import ResizePolicy, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
+from iqabench.models.backend import ResizePolicy
+from iqabench.models.scoring import Normalization, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 from iqabench.training import EpochTrainable, refuse_batch_option
 
@@ -74,7 +75,7 @@ class LlavaVisualPromptOptions(VisualPromptOptions):
     backend: str = "llava"
     backend_path: str = "llava-hf/llava-1.5-7b-hf"
     resize: ResizePolicy = "model"  # the hf-vlm backend crops as the model's processor
-    normalization: Literal["model", "imagenet"] = "model"
+    normalization: Normalization = "model"
 
 
 class VisualPromptMethod(EpochTrainable):

@@ -10,8 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-import transformers  # noqa: F401
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 from iqabench.api import Sample, SampleSource
 from iqabench.errors import IqaError, NotAvailable
@@ -77,7 +78,7 @@ def _source(images):
 def _method(models, cache_dir, judge="digits", **overrides):
     seg = {"model": models["sam2"], "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     seg.update(overrides.pop("segmenter", {}))
-    options = DogIqaOptions(judge=BackendSpec(arch="llava", path=models[judge]), segmenter=seg,
+    options = DogIqaOptions(judge={"backend": "llava", "backend_path": models[judge]}, segmenter=seg,
                             min_area_fraction=0.02, judge_batch_size=overrides.pop("judge_batch_size", 5), **overrides)
     method = DogIqa(options, dataset="synthetic", cache_dir=cache_dir)
     method.setup()
@@ -112,8 +113,7 @@ def test_segmenter_on_tiny_sam2(models, images):
 
 def test_segmenter_defaults_and_model_ids():
     o = SegmenterOptions()
-    assert (o.points_per_side, o.pred_iou_thresh, o.stability_score_thresh, o.box_nms_thresh,
-            o.min_mask_region_area) == (32, 0.8, 0.95, 0.7, 0)
+    assert (o.points_per_side, o.pred_iou_thresh, o.stability_score_thresh, o.box_nms_thresh, o.min_mask_region_area) == (32, 0.8, 0.95, 0.7, 0)
     assert resolve_model_id("facebook/sam2-hiera-large") == "facebook/sam2-hiera-large-hf"
     assert resolve_model_id("sam2_hiera_b+") == "facebook/sam2-hiera-base-plus-hf"
     assert resolve_model_id("facebook/sam2.1-hiera-small") == "facebook/sam2.1-hiera-small"
@@ -128,8 +128,7 @@ def test_sam2_package_backend_needs_its_files(tmp_path):
         Segmenter(SegmenterOptions(backend="sam2-package"))
     ckpt = tmp_path / "sam2.pt"
     ckpt.write_bytes(b"not a checkpoint")
-    seg = Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(ckpt),
-                                     config="configs/sam2.1/sam2.1_hiera_t.yaml"))
+    seg = Segmenter(SegmenterOptions(backend="sam2-package", checkpoint=str(ckpt), config="configs/sam2.1/sam2.1_hiera_t.yaml"))
     try:
         import sam2  # noqa: F401
     except ImportError:
@@ -256,10 +255,10 @@ def test_logit_variant_is_the_expected_level(models, images, tmp_path):
 def test_owl3_worker_transport_with_a_hosted_llava(models, images):
     from iqabench.models.owl3_worker.client import load as load_worker
 
-    spec = BackendSpec(arch="llava", path=models["digits"])
-    worker = load_worker(spec, "cpu", python=sys.executable, host="iqabench:llava")
+    spec = BackendSpec(arch="owl3-worker", path=models["digits"], worker_python=sys.executable, worker_host="iqabench:llava")
+    worker = load_worker(spec, "cpu")
     try:
-        local = load_backend(spec)
+        local = load_backend(BackendSpec(arch="llava", path=models["digits"]))
         views = list(images.values())
         prompt = "Please evaluate the quality of the image and score in [1, 2, 3, 4, 5, 6, 7]."
         with torch.no_grad():
@@ -271,19 +270,19 @@ def test_owl3_worker_transport_with_a_hosted_llava(models, images):
     finally:
         worker.close()
     assert worker._proc.returncode == 0
-    with pytest.raises(NotAvailable, match="judge_worker_python"):
+    with pytest.raises(NotAvailable, match="worker_python"):
         load_worker(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728"), "cpu")
     with pytest.raises(IqaError, match="trust_remote_code"):
-        load_worker(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728"), "cpu", python=sys.executable)
-    assert DogIqa.check_available(DogIqaOptions()) is not None  # Owl3 needs its venv
+        load_worker(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", worker_python=sys.executable), "cpu")
+    assert "worker_python" in DogIqa.check_available(DogIqaOptions())  # Owl3 needs its venv
 
 
 def test_worker_reports_a_failed_load_as_one_line(tmp_path):
     """The Owl3 host refuses to run without its files; the error crosses the process boundary."""
     from iqabench.models.owl3_worker.client import load as load_worker
 
-    spec = BackendSpec(arch="owl3-worker", path=str(tmp_path / "no-such-owl3"), trust_remote_code=True,
-                       revision="0" * 40)
+    spec = BackendSpec(arch="owl3-worker", path=str(tmp_path / "no-such-owl3"), trust_remote_code=True, revision="0" * 40,
+                       worker_python=sys.executable)
     with pytest.raises(IqaError, match="op load: ") as info:
-        load_worker(spec, "cpu", python=sys.executable)
+        load_worker(spec, "cpu")
     assert "\n" not in str(info.value)

@@ -55,11 +55,11 @@ def test_dog_iqa_records_masks_calls_and_reuses_masks_with_another_judge(synthet
     seg = json.dumps({"model": sam, "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0})
     results = tmp_path / "r"
     for seed in (0, 1):  # two different judges
-        judge = json.dumps({"arch": "llava", "path": tiny_model_path("llava", tmp_path / "models", seed=seed)})
+        judge = json.dumps({"backend": "llava", "backend_path": tiny_model_path("llava", tmp_path / "models", seed=seed)})
         assert main(["run", "--method", "dog-iqa", "--dataset", "synthetic", "--data-root", str(synthetic_root),
                      "--results", str(results), "-o", f"segmenter={seg}", "-o", f"judge={judge}", "--limit", "4",
                      "--batch-size", "2", "--no-progress"]) == 0
-    by_judge = {json.loads((Path(m["run_dir"]) / "manifest.json").read_text())["options"]["judge"]["path"]: m
+    by_judge = {json.loads((Path(m["run_dir"]) / "manifest.json").read_text())["options"]["judge"]["backend_path"]: m
                 for m in _metrics(results)}
     first, second = (by_judge[tiny_model_path("llava", tmp_path / "models", seed=s)] for s in (0, 1))
     assert first["run_dir"] != second["run_dir"]

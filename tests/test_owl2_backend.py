@@ -237,10 +237,10 @@ def test_bfloat16_runs_close_to_float32(folder, backend):
 
 
 def test_bad_options_are_one_line_errors(folder, tmp_path):
-    with pytest.raises(IqaError, match="dtype"):
-        load_backend(BackendSpec(path=str(folder), dtype="int8"), "cpu")
-    with pytest.raises(IqaError, match="resize"):
-        load_backend(BackendSpec(path=str(folder), resize="stretch"), "cpu")
+    with pytest.raises(ValueError, match="dtype"):  # refused when the spec is made, before any loading
+        BackendSpec(path=str(folder), dtype="int8")
+    with pytest.raises(ValueError, match="backend owl2 does not support resize=squash; allowed: model, crop, pad, torchvision"):
+        BackendSpec(path=str(folder), resize="squash")
     copy = _copy(folder, tmp_path)
     raw = json.loads((copy / "config.json").read_text())
     del raw["visual_config"]

@@ -84,9 +84,9 @@ def test_remote_code_needs_the_flag_and_a_pinned_revision(tmp_path):
             resolve_method(method, {"trust_remote_code": True})
     from iqabench.models.owl3_worker.client import load as load_owl3
 
-    with pytest.raises(IqaError, match="trust_remote_code=true and judge.revision"):
-        load_owl3(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", trust_remote_code=True),
-                  python=sys.executable)
+    with pytest.raises(IqaError, match="trust_remote_code=true and revision"):
+        load_owl3(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", trust_remote_code=True,
+                              worker_python=sys.executable))
     import transformers  # noqa: F401
 
     from iqabench.models.owl3_worker.worker import Owl3Host
@@ -321,7 +321,7 @@ FILE_OPTIONS = {
     "qalign-owl2:backend_path": "backend", "softmax-llava:backend_path": "backend",
     "vp-owl2:backend_path": "backend", "vp-llava:backend_path": "backend", "q-adapt:backend_path": "backend",
     "mllm-prompt:backend_path": "backend", "mllm-prompt-fr:backend_path": "backend",
-    "dog-iqa:judge.path": "dog-iqa", "dog-iqa:segmenter.model": "dog-iqa", "dog-iqa:segmenter.checkpoint": "dog-iqa",
+    "dog-iqa:judge.backend_path": "dog-iqa", "dog-iqa:segmenter.model": "dog-iqa", "dog-iqa:segmenter.checkpoint": "dog-iqa",
     "dog-iqa:segmenter.config": "dog-iqa", "q-adapt:qformer_path": "q-adapt",
     "promptiqa:weights": "promptiqa", "promptiqa:backbone_weights": "promptiqa",
     "pyiqa:<name>:metric_options": "tests/test_pyiqa_family.py",
@@ -330,7 +330,10 @@ FILE_OPTIONS = {
     "q-adapt:instructions": "JSON text (json.loads); its images are decoded by PIL",
     "q-adapt:image_folder": "a folder of images decoded by PIL",
     # code by design, like --plugin: the user names the interpreter that runs the Owl3 worker
-    "dog-iqa:judge_worker_python": "an interpreter the user chooses to run (README: Security)",
+    **{f"{m}:{field}": "an interpreter the user chooses to run (README: Security)"
+       for m, field in [("dog-iqa", "judge.worker_python"), *((m, "worker_python") for m in (
+           "softmax-owl2", "softmax-owl2-qbench", "qalign-owl2", "softmax-llava", "vp-owl2", "vp-llava", "q-adapt",
+           "mllm-prompt", "mllm-prompt-fr"))]},
 }
 _FILE_FIELD = re.compile(r"(^|_)(path|file|files|weights|checkpoint|model|folder|dir|python|instructions|config)$")
 
@@ -486,7 +489,7 @@ def test_dog_iqa_judge_and_segmenter_files_are_refused(evil, tiny_root, tmp_path
     judge, segmenter = dict(base["judge"]), dict(base["segmenter"])
     pt = evil["pickle"](tmp_path / "sam2.pt", "model")
     poisoned_judge = str(evil["poisoned"]("llava", "bin"))
-    cases = [({"judge": {**judge, "path": poisoned_judge}}, poisoned_judge),
+    cases = [({"judge": {**judge, "backend_path": poisoned_judge}}, poisoned_judge),
              ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "bin"))}}, "pickled code or objects"),
              ({"segmenter": {**segmenter, "model": str(evil["poisoned"]("sam2", "renamed"))}}, "sam2-renamed"),
              ({"segmenter": {"backend": "sam2-package", "checkpoint": str(pt),

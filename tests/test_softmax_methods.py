@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
-import torch
-import transformers  # noqa: F401
 
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -18,10 +18,11 @@ from PIL import Image  # noqa: E402
 from iqabench.api import Sample  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax  # noqa: E402
+from iqabench.models import scoring  # noqa: E402
 from iqabench.models.backend import BackendSpec, load_backend  # noqa: E402
 from iqabench.models.tiny_llava import build_tiny_llava  # noqa: E402
 
-QUESTION = softmax.SEED_PROMPT
+QUESTION = scoring.SEED_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -53,44 +54,44 @@ def _samples(n=3, seed=0):
 # -- scores from logits -----------------------------------------------------------------
 def test_word_set_score_is_the_seed_formula_and_stable():
     logits = torch.randn(4, 50, dtype=torch.float64) * 3
-    got = softmax.word_set_score(logits.to(torch.bfloat16), [3, 7], [11, 20]).double()
+    got = scoring.word_set_score(logits.to(torch.bfloat16), [3, 7], [11, 20]).double()
     ref_logits = logits.to(torch.bfloat16).double()
     e = ref_logits.exp()
     ref = (e[:, 3] + e[:, 7]) / (e[:, 3] + e[:, 7] + e[:, 11] + e[:, 20])
     assert torch.allclose(got, ref, atol=1e-6)
     huge = torch.full((1, 50), -1e4)
     huge[0, 3] = 1e4  # e^10000 overflows any float; log-sum-exp does not
-    assert float(softmax.word_set_score(huge.to(torch.bfloat16), [3], [11])) == 1.0
-    assert float(softmax.word_set_score(-huge, [3], [11])) == 0.0
+    assert float(scoring.word_set_score(huge.to(torch.bfloat16), [3], [11])) == 1.0
+    assert float(scoring.word_set_score(-huge, [3], [11])) == 0.0
 
 
 def test_level_score_is_the_expected_weight():
     logits = torch.randn(3, 30)
     ids, weights = [1, 2, 3, 4, 5], [1.0, 0.75, 0.5, 0.25, 0.0]
-    got = softmax.level_score(logits, ids, weights)
+    got = scoring.level_score(logits, ids, weights)
     probs = torch.softmax(logits[:, ids].double(), dim=-1)
     assert torch.allclose(got.double(), probs @ torch.tensor(weights, dtype=torch.float64), atol=1e-6)
 
 
 # -- options ------------------------------------------------------------------------------
 def test_option_validation():
-    opts = softmax.SoftmaxOptions(positive="good, high", negative="bad,low")
+    opts = scoring.SoftmaxOptions(positive="good, high", negative="bad,low")
     assert opts.positive == ("good", "high") and opts.negative == ("bad", "low")
     with pytest.raises(ValueError, match="extra|not permitted"):
-        softmax.SoftmaxOptions(promt="typo")
+        scoring.SoftmaxOptions(promt="typo")
     with pytest.raises(ValueError, match="twice"):
-        softmax.SoftmaxOptions(positive=("good",), negative=("good",))
+        scoring.SoftmaxOptions(positive=("good",), negative=("good",))
     with pytest.raises(ValueError, match="go together"):
-        softmax.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"))
+        scoring.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"))
     with pytest.raises(ValueError, match="same length"):
-        softmax.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"), weights=(1.0,))
+        scoring.SoftmaxOptions(positive=None, negative=None, levels=("good", "bad"), weights=(1.0,))
     with pytest.raises(ValueError, match="not both"):
-        softmax.SoftmaxOptions(levels=("good", "bad"), weights=(1.0, 0.0))
+        scoring.SoftmaxOptions(levels=("good", "bad"), weights=(1.0, 0.0))
     with pytest.raises(ValueError, match="revision"):
-        softmax.SoftmaxOptions(trust_remote_code=True)
+        scoring.SoftmaxOptions(trust_remote_code=True)
     with pytest.raises(ValueError, match="unknown backend"):
-        softmax.SoftmaxOptions(backend="gpt")
-    assert softmax.SoftmaxOptions().trust_remote_code is False
+        scoring.SoftmaxOptions(backend="gpt")
+    assert scoring.SoftmaxOptions().trust_remote_code is False
 
 
 def test_presets_carry_the_published_protocols():
@@ -101,12 +102,10 @@ def test_presets_carry_the_published_protocols():
     a = softmax.QAlignOwl2.Options()
     assert a.backend_path == "q-future/one-align" and a.weights == (1.0, 0.75, 0.5, 0.25, 0.0)
     assert a.levels == ("excellent", "good", "fair", "poor", "bad")
-    assert a.prompt == ("USER: How would you rate the quality of this image?\n<|image|>\n"
-                        "ASSISTANT: The quality of the image is")
+    assert a.prompt == "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
     assert softmax.SoftmaxLlava.Options().backend_path == "llava-hf/llava-1.5-7b-hf"
     for cls in (softmax.SoftmaxOwl2, softmax.SoftmaxOwl2QBench, softmax.QAlignOwl2, softmax.SoftmaxLlava):
-        assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm"
-        assert cls.info.needs_weights
+        assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm" and cls.info.needs_weights
 
 
 def test_check_available_explains_missing_weights(tmp_path, monkeypatch, llava_dir):
@@ -171,8 +170,7 @@ def test_plain_template_when_the_processor_has_none(tmp_path, llava):
     plain = load_backend(BackendSpec(arch="llava", path=str(folder)))
     assert plain.chat_template is None and plain.conversation(QUESTION) == llava.conversation(QUESTION)
     pixels = llava.normalize(llava.to_pixels(_images(1)))
-    assert torch.allclose(plain.next_token_logits(pixels, QUESTION), llava.next_token_logits(pixels, QUESTION),
-                          atol=1e-6)
+    assert torch.allclose(plain.next_token_logits(pixels, QUESTION), llava.next_token_logits(pixels, QUESTION), atol=1e-6)
     assert plain.fingerprint()["template_sha"] != llava.fingerprint()["template_sha"]
 
 
@@ -187,8 +185,8 @@ def test_whole_template_prompt_and_resize_policies(llava_dir, llava):
     assert torch.allclose(px[:, 0, 28], torch.tensor([123, 117, 104]) / 255.0, atol=1 / 255)  # mean-colour band
     assert torch.allclose(px[:, 28, 28], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
     assert padded.fingerprint()["resize"] == "pad" != llava.fingerprint()["resize"]
-    with pytest.raises(IqaError, match="resize"):
-        load_backend(BackendSpec(arch="llava", path=str(llava_dir), resize="stretch"))
+    with pytest.raises(ValueError, match="resize"):
+        BackendSpec(arch="llava", path=str(llava_dir), resize="stretch")  # not a policy at all
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
@@ -220,7 +218,7 @@ def test_softmax_llava_scores_are_the_seed_formula(llava_dir, llava):
 
 
 def test_levels_scheme_on_llava(llava_dir, llava):
-    opts = softmax.QAlignOptions(backend="llava", backend_path=str(llava_dir), resize="model")  # as the fixture
+    opts = softmax.QAlignOwl2.Options(backend="llava", backend_path=str(llava_dir), resize="model")  # as the fixture
     method = softmax.QAlignOwl2(opts)
     samples = _samples(2)
     scores = method.score(samples)
@@ -233,15 +231,15 @@ def test_levels_scheme_on_llava(llava_dir, llava):
 
 def test_words_sharing_a_token_are_refused(llava_dir):
     # "quality" and "qualityx" would both start with the piece "▁quality"
-    opts = softmax.LlavaSoftmaxOptions(backend_path=str(llava_dir), positive=("quality",), negative=("qualityx",))
+    opts = softmax.SoftmaxLlava.Options(backend_path=str(llava_dir), positive=("quality",), negative=("qualityx",))
     with pytest.raises(IqaError, match="share a first token"):
         softmax.SoftmaxLlava(opts).setup()
 
 
 # -- mPLUG-Owl2 presets: each with its protocol's preprocessing ---------------------------------
 def _imagenet(pixels):
-    mean = torch.tensor(softmax.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(softmax.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(scoring.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(scoring.IMAGENET_STD).view(1, 3, 1, 1)
     return (pixels - mean) / std
 
 
@@ -258,9 +256,9 @@ def test_softmax_owl2_on_tiny_owl2(owl2_dir):
     ids = [backend.token_id(w) for w in ("good", "fine", "poor", "bad")]
     e = logits.exp()[:, ids]
     assert scores == pytest.approx((e[:, :2].sum(-1) / e.sum(-1)).tolist(), abs=1e-6)
-    qbench = softmax.SoftmaxOwl2QBench(softmax.Owl2QBenchOptions(backend_path=str(owl2_dir)))
+    qbench = softmax.SoftmaxOwl2QBench(softmax.SoftmaxOwl2QBench.Options(backend_path=str(owl2_dir)))
     own = load_backend(BackendSpec(arch="owl2", path=str(owl2_dir)))  # the model's processor and statistics
-    expected = _manual_score(own, [s.image for s in samples], softmax.QBENCH_PROMPT, ["good"], ["poor"])
+    expected = _manual_score(own, [s.image for s in samples], scoring.QBENCH_PROMPT, ["good"], ["poor"])
     assert qbench.score(samples) == pytest.approx(expected, abs=1e-6)
 
 
@@ -275,8 +273,7 @@ def test_seed_pipeline_crops_as_torchvision_does(owl2_dir):
                                     transforms.CenterCrop(size), transforms.ToTensor()])
     rng = np.random.default_rng(2)
     # 28 x 31 and 28 x 59 leave 3 and 31 pixels: floor and round-half-even start the crop apart
-    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-              for h, w in [(28, 31), (59, 28), (45, 80), (30, 30)]]
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(28, 31), (59, 28), (45, 80), (30, 30)]]
     ours = backend.to_pixels(images)
     assert torch.equal(ours, torch.stack([reference(im) for im in images]))
     assert not torch.equal(ours[0], clip.to_pixels(images[:1])[0])  # the processor's floor offset differs
@@ -284,7 +281,7 @@ def test_seed_pipeline_crops_as_torchvision_does(owl2_dir):
 
 
 def test_qalign_pads_to_a_square_in_the_mean_colour_by_default(owl2_dir):
-    method = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir)))
+    method = softmax.QAlignOwl2(softmax.QAlignOwl2.Options(backend_path=str(owl2_dir)))
     assert method.options.resize == "pad" and method.options.normalization == "model"
     scores = method.score(_samples(2))
     assert all(0 <= s <= 1 for s in scores) and scores[0] != scores[1]
@@ -293,17 +290,38 @@ def test_qalign_pads_to_a_square_in_the_mean_colour_by_default(owl2_dir):
     px = backend.to_pixels([wide])[0]
     mean = torch.tensor([int(c * 255) for c in backend.mean]) / 255.0
     assert torch.allclose(px[:, 0, backend.image_size // 2], mean, atol=1 / 255)  # the padded band
-    centre = backend.image_size // 2
-    assert torch.allclose(px[:, centre, centre], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
-    cropped = softmax.QAlignOwl2(softmax.QAlignOptions(backend_path=str(owl2_dir), resize="crop"))
+    assert torch.allclose(px[:, backend.image_size // 2, backend.image_size // 2], torch.tensor([1.0, 0.0, 0.0]), atol=1 / 255)
+    cropped = softmax.QAlignOwl2(softmax.QAlignOwl2.Options(backend_path=str(owl2_dir), resize="crop"))
     assert cropped.score(_samples(2)) != pytest.approx(scores, abs=1e-6)
 
 
 def test_presets_document_their_preprocessing():
-    seed, qbench = softmax.SoftmaxOwl2.Options(), softmax.SoftmaxOwl2QBench.Options()
-    qalign = softmax.QAlignOwl2.Options()
+    seed, qbench, qalign = softmax.SoftmaxOwl2.Options(), softmax.SoftmaxOwl2QBench.Options(), softmax.QAlignOwl2.Options()
     assert (seed.resize, seed.normalization) == ("torchvision", "imagenet")
     assert (qbench.resize, qbench.normalization) == ("model", "model")
     assert (qalign.resize, qalign.normalization) == ("pad", "model")
     assert "ImageNet" in softmax.SoftmaxOwl2.info.description and "CLIP" in softmax.SoftmaxOwl2QBench.info.description
     assert "pad" in softmax.QAlignOwl2.info.description
+
+
+def test_rescoring_stored_word_logits_equals_a_fresh_run_with_those_words(tiny_root, tmp_path):
+    """Every softmax run keeps the answer-word logits per image: another word pair needs no model."""
+    from iqabench.methods.softmax import rescore_run
+    from iqabench.models.tiny import tiny_model_path
+    from iqabench.run import RunConfig, run
+
+    model = tiny_model_path("owl2", tmp_path / "models")
+    base = dict(method="softmax-owl2", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", device="cpu",
+                limit=6, progress=False, n_boot=0)
+    first = run(RunConfig(**base, options={"backend_path": model}), on_log=lambda m: None)
+    rescored = rescore_run(first.run_dir, positive=("high",), negative=("low",))
+    fresh = run(RunConfig(**base, options={"backend_path": model, "positive": ["high"], "negative": ["low"]}),
+                on_log=lambda m: None)
+    import pandas as pd
+
+    fresh_scores = pd.read_csv(fresh.run_dir / "predictions.csv").set_index("id")["score"]
+    first_scores = pd.read_csv(first.run_dir / "predictions.csv").set_index("id")["score"]
+    assert len(rescored) == 6 and set(rescored) == set(fresh_scores.index)
+    for sid, value in rescored.items():
+        assert abs(value - fresh_scores[sid]) < 1e-5
+    assert max(abs(rescored[s] - first_scores[s]) for s in rescored) > 1e-4  # another pair, other scores

@@ -21,6 +21,7 @@ from iqabench import registry  # noqa: E402
 from iqabench.api import Sample  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax  # noqa: E402
+from iqabench.models import scoring  # noqa: E402
 from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge  # noqa: E402
 from iqabench.models.backend import BackendSpec, Query, load_backend  # noqa: E402
 from iqabench.models.vlm_families import FAMILIES  # noqa: E402
@@ -28,7 +29,7 @@ from iqabench.models.vlm_families import FAMILIES  # noqa: E402
 ARCHS = sorted(FAMILIES)
 TILED = [a for a in ARCHS if FAMILIES[a].grid == "tiled"]
 FIXED = [a for a in ARCHS if FAMILIES[a].grid == "fixed"]
-QUESTION = softmax.SEED_PROMPT
+QUESTION = scoring.SEED_PROMPT
 # sizes that give the tiling families different tile / patch counts, so batches need padding
 SHAPES = [(40, 70), (90, 50), (28, 28), (64, 64), (33, 47), (100, 30), (56, 56), (45, 80)]
 
@@ -99,14 +100,16 @@ def test_a_checkpoint_of_another_family_is_one_clear_error(model_dirs):
     with pytest.raises(IqaError, match="not one of backend gemma3") as info:
         load_backend(BackendSpec(arch="gemma3", path=model_dirs["qwen2_5_vl"]))
     assert "\n" not in str(info.value)
-    with pytest.raises(IqaError, match="only resize=model"):
-        load_backend(BackendSpec(arch="internvl", path=model_dirs["internvl"], resize="crop"))
+    with pytest.raises(ValueError, match="backend internvl does not support resize=crop; allowed: model \\["):
+        BackendSpec(arch="internvl", path=model_dirs["internvl"], resize="crop")  # the family row declares it
+    with pytest.raises(IqaError, match="only resize=model"):  # the generic arch learns the family when loading
+        load_backend(BackendSpec(arch="hf-vlm", path=model_dirs["internvl"], resize="crop"))
 
 
 # -- scoring with the softmax method, against a plain transformers forward ------------------------
 @pytest.mark.parametrize("arch", ARCHS)
 def test_softmax_scores_are_the_formula_on_the_processors_output(arch, backends, model_dirs):
-    opts = softmax.Owl2QBenchOptions(backend=arch, backend_path=model_dirs[arch])
+    opts = softmax.SoftmaxOwl2QBench.Options(backend=arch, backend_path=model_dirs[arch])
     assert (opts.resize, opts.normalization) == ("model", "model")  # the family's own processor
     method = softmax.SoftmaxOwl2QBench(opts)
     images = _images(3)
@@ -114,14 +117,14 @@ def test_softmax_scores_are_the_formula_on_the_processors_output(arch, backends,
     backend = method.scorer.backend
     good, poor = backend.token_id("good"), backend.token_id("poor")
     for image, score in zip(images, scores):
-        logits = _reference_logits(backend, image, softmax.QBENCH_PROMPT)[0].double()
+        logits = _reference_logits(backend, image, scoring.QBENCH_PROMPT)[0].double()
         assert score == pytest.approx(float(torch.sigmoid(logits[good] - logits[poor])), abs=1e-5)
     assert all(0 < s < 1 for s in scores) and max(scores) - min(scores) > 1e-4  # the image matters
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_batch_of_eight_scores_as_eight_batches_of_one(arch, model_dirs):
-    method = softmax.QAlignOwl2(softmax.QAlignOptions(backend=arch, backend_path=model_dirs[arch]))
+    method = softmax.QAlignOwl2(softmax.QAlignOwl2.Options(backend=arch, backend_path=model_dirs[arch]))
     samples = [Sample(id=f"i{i}", image=im, label=0.0) for i, im in enumerate(_images(8))]
     together = method.score(samples)
     alone = [method.score([s])[0] for s in samples]
@@ -191,7 +194,7 @@ def test_tiled_families_refuse_pixel_space_methods_in_one_line(arch, backends, m
     with pytest.raises(IqaError, match="tiles images in its processor; a pixel-space visual prompt needs a fixed"):
         vp.setup()  # refused before any training or scoring starts
     with pytest.raises(IqaError, match="normalization"):
-        softmax.SoftmaxOwl2(softmax.SeedPipelineOptions(backend=arch, backend_path=model_dirs[arch],
+        softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend=arch, backend_path=model_dirs[arch],
                                                         normalization="imagenet")).setup()
 
 
@@ -261,10 +264,9 @@ def test_dog_iqa_judge_batches_views_of_any_size(arch, backends):
 def test_each_family_passes_the_runner_contract_with_every_preset(arch, model_dirs, tiny_root, tmp_path):
     """Every zero-shot preset runs through the whole engine on each family's tiny model: scored,
     saved, resumed with nothing scored twice (the contract test's procedure, per backend family)."""
-    from iqabench.methods.softmax import PRESETS
     from iqabench.run import RunConfig, run
 
-    for preset in PRESETS:
+    for preset in softmax.PRESETS:
         cfg = RunConfig(method=preset, dataset="tiny", data_root=tiny_root, results=tmp_path, device="cpu",
                         options={"backend": arch, "backend_path": model_dirs[arch]}, limit=3, batch_size=2,
                         progress=False, n_boot=0)

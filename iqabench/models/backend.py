@@ -47,11 +47,33 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Sequence
+import importlib
+from collections.abc import Sequence
+from typing import Any, Literal, get_args
 
 import pydantic
 
 IMAGE_PLACEHOLDER = "<|image|>"
+
+# The one vocabulary of model precision and image geometry, for every option class and backend.
+# auto = bfloat16 on CUDA, float32 elsewhere (half precision is slow or missing on CPU).
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+# model: the checkpoint's own processor; crop: shorter side then centre crop (the CLIP processor's
+# offset); torchvision: the same with torchvision's centre-crop offset; pad: a mean-colour square
+# first; squash: both sides resized, ignoring the aspect ratio.
+ResizePolicy = Literal["model", "crop", "pad", "squash", "torchvision"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
+RESIZE_POLICIES: tuple[str, ...] = get_args(ResizePolicy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """What a backend arch accepts, declared by its module's `supports(arch)` and checked once, when
+    options (or a BackendSpec) are validated; a module that declares nothing accepts everything."""
+
+    resize: tuple[str, ...] = RESIZE_POLICIES
+    dtypes: tuple[str, ...] = DTYPES
+    worker: bool = False  # runs in a worker process: worker_python / worker_host apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +100,7 @@ class Query:
             raise IqaError("a whole-template prompt carries its own system text: system must be empty")
 
     @classmethod
-    def single(cls, image: Any, prompt: str) -> "Query":
+    def single(cls, image: Any, prompt: str) -> Query:
         """One image and a pixel-call prompt: a whole template when it holds `<|image|>`."""
         return cls((image,), prompt, template=IMAGE_PLACEHOLDER in prompt)
 
@@ -115,10 +137,18 @@ class BackendSpec(pydantic.BaseModel):
 
     arch: str = "owl2"  # a registered backend (registry.backends): owl2, llava, hf-vlm, ...
     path: str = "MAGAer13/mplug-owl2-llama2-7b"
-    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
+    dtype: Dtype = "auto"
     revision: str | None = None
     trust_remote_code: bool = False  # only ever True when the user asks for it
-    resize: str = "model"  # the model's own resize policy, recorded in every result
+    resize: ResizePolicy = "model"  # the model's own resize policy, recorded in every result
+    worker_python: str | None = None  # the interpreter of a worker backend's own virtualenv
+    worker_host: str = "owl3"  # what a worker backend hosts: owl3, or iqabench:<arch> (tests)
+
+    @pydantic.model_validator(mode="after")
+    def _supported(self):
+        check_support(self.arch, resize=self.resize, dtype=self.dtype, worker_python=self.worker_python,
+                      worker_host=self.worker_host)
+        return self
 
 
 class MLLMBackend(abc.ABC):
@@ -129,10 +159,10 @@ class MLLMBackend(abc.ABC):
     multi_image: bool = False  # a query may hold several images
 
     @abc.abstractmethod
-    def to_pixels(self, images: Sequence[Any]) -> "torch.Tensor":  # noqa: F821
+    def to_pixels(self, images: Sequence[Any]) -> torch.Tensor:  # noqa: F821
         """PIL RGB images -> float tensor [B, 3, S, S] in [0, 1], the model's resize policy."""
 
-    def normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:  # noqa: F821
         import torch
 
         mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
@@ -140,14 +170,14 @@ class MLLMBackend(abc.ABC):
         return (pixels - mean) / std
 
     @abc.abstractmethod
-    def next_token_logits(self, pixel_values: "torch.Tensor", prompt: str) -> "torch.Tensor":  # noqa: F821
+    def next_token_logits(self, pixel_values: torch.Tensor, prompt: str) -> torch.Tensor:  # noqa: F821
         """Normalised pixels [B, 3, S, S] and a question -> logits [B, vocab] at the answer position.
 
         Differentiable with respect to `pixel_values`. `prompt` is the user's question; the
         backend wraps it in its model's conversation template with the image placeholder."""
 
     @abc.abstractmethod
-    def generate(self, pixel_values: "torch.Tensor", prompt: str, max_new_tokens: int = 8) -> list[str]:  # noqa: F821
+    def generate(self, pixel_values: torch.Tensor, prompt: str, max_new_tokens: int = 8) -> list[str]:  # noqa: F821
         """Greedy answers, one per image."""
 
     @abc.abstractmethod
@@ -159,7 +189,7 @@ class MLLMBackend(abc.ABC):
         """Model identity and settings that change scores (path, revision, dtype, resize)."""
 
     # -- queries ----------------------------------------------------------------------
-    def logits(self, queries: Sequence[Query]) -> "torch.Tensor":  # noqa: F821
+    def logits(self, queries: Sequence[Query]) -> torch.Tensor:  # noqa: F821
         """Float32 logits [len(queries), vocab] at each query's answer position. This default
         serves pixel-space backends with one image per query: one `next_token_logits` call per
         distinct prompt, rows put back in query order."""
@@ -214,6 +244,40 @@ def backend_module(arch: str) -> str:
     registry.backends.load_entry_points()
     target = registry.backends._targets.get(registry.backends._aliases.get(arch, arch))
     return target.partition(":")[0] if isinstance(target, str) else getattr(target, "__module__", "")
+
+
+def backend_support(arch: str) -> Support:
+    """The arch's declared support, from its module (imported: backend modules import no torch at
+    import time), without building a model."""
+    module = backend_module(arch)
+    declare = getattr(importlib.import_module(module), "supports", None) if module else None
+    return declare(arch) if callable(declare) else Support()
+
+
+def check_support(arch: str, resize: str | None = None, dtype: str | None = None, worker_python: str | None = None,
+                  worker_host: str = "owl3") -> None:
+    """ValueError (one line naming the allowed values) when the arch does not take these settings;
+    None skips a check."""
+    from iqabench import registry
+
+    if arch not in registry.backends.names():
+        return  # unknown names are refused where the backend is chosen
+    support = backend_support(arch)
+    if resize is not None and resize not in support.resize:
+        raise ValueError(f"backend {arch} does not support resize={resize}; allowed: {', '.join(support.resize)}")
+    if dtype is not None and dtype not in support.dtypes:
+        raise ValueError(f"backend {arch} does not support dtype={dtype}; allowed: {', '.join(support.dtypes)}")
+    if not support.worker and (worker_python is not None or worker_host != "owl3"):
+        raise ValueError(f"backend {arch} runs in this process: worker_python and worker_host apply to worker backends only")
+
+
+def resolve_dtype(name: str, device: str):
+    """A Dtype name -> the torch dtype ("auto": bfloat16 on CUDA, float32 elsewhere)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, name)
 
 
 def load_backend(spec: BackendSpec, device: str = "cpu") -> MLLMBackend:

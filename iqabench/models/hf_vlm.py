@@ -22,30 +22,32 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from iqabench import hub
 from iqabench.errors import IqaError, one_line
-from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, MLLMBackend, Query
-from iqabench.models.vlm_families import Family, family, family_of_model_type
+from iqabench.models.backend import (
+    IMAGE_PLACEHOLDER,
+    BackendSpec,
+    BackendTraits,
+    MLLMBackend,
+    Query,
+    Support,
+    resolve_dtype,
+)
+from iqabench.models.vlm_families import FAMILIES, Family, family, family_of_model_type
 
-RESIZE_POLICIES = ("model", "crop", "pad", "squash", "torchvision")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 TEMPLATE_IMAGE = IMAGE_PLACEHOLDER  # marks a prompt that is a whole template (as the owl2 backend)
 PLAIN_TEMPLATE = "USER: {image}\n{question} ASSISTANT:"  # LLaVA-1.5's, for processors without a chat template
 GENERIC_ARCH = "hf-vlm"
 
 
-def resolve_dtype(name: str, device: str):
-    """"auto" = bfloat16 on CUDA, float32 elsewhere (half precision is slow or missing on CPU)."""
-    import torch
-
-    if name not in DTYPES:
-        raise IqaError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
-    if name == "auto":
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    return getattr(torch, name)
+def supports(arch: str) -> Support:
+    """A family's row decides; the generic arch takes what a fixed grid takes (a tiled checkpoint
+    named through it is held to resize=model when loaded, once its family is known)."""
+    return FAMILIES[arch].support if arch in FAMILIES else Support()
 
 
 def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] = (0, 0, 0)):
@@ -65,7 +67,7 @@ def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] 
         return pad_to_square(image, fill).resize((size, size), Image.BICUBIC)
     if policy in ("crop", "torchvision"):
         return resize_center_crop(image, size, "round" if policy == "torchvision" else "floor")
-    raise IqaError(f"resize {policy!r}: expected one of {', '.join(RESIZE_POLICIES)}")
+    raise IqaError(f"resize {policy!r}: not a square-image policy (crop, torchvision, pad, squash)")
 
 
 def pil_to_unit_tensor(images: Sequence[Any]):
@@ -119,14 +121,10 @@ class HfVlmBackend(MLLMBackend):
         self.image_token = fam.image_text
         self.chat_template = getattr(processor, "chat_template", None) or None
         self.resize = spec.resize
-        if self.resize not in RESIZE_POLICIES:
-            raise IqaError(f"resize {spec.resize!r}: expected one of {', '.join(RESIZE_POLICIES)}")
-        self.image_size: int | None = None
-        if self.pixel_space:
-            self.image_size = self._grid_side()
-        elif self.resize != "model":
+        if self.resize not in fam.support.resize:  # reached through the generic arch only: the family was unknown
             raise IqaError(f"backend {fam.arch}: its processor tiles each image by its size, so only resize=model "
                            f"applies (got resize={self.resize})")
+        self.image_size: int | None = self._grid_side() if self.pixel_space else None
         self._cache: dict[tuple[str, int], dict[str, Any]] = {}
 
     # -- images ----------------------------------------------------------------------
@@ -154,7 +152,7 @@ class HfVlmBackend(MLLMBackend):
         self._need_grid("to_pixels")
         if self.resize == "model":
             return self._processor_pixels(images).to(self.device)
-        fill = tuple(int(round(m * 255)) for m in self.mean)
+        fill = tuple(round(m * 255) for m in self.mean)
         squares = [square_image(img, self.image_size, self.resize, fill) for img in images]
         return pil_to_unit_tensor(squares).to(self.device)
 
@@ -388,8 +386,6 @@ def load(spec: BackendSpec, device: str = "cpu") -> HfVlmBackend:
         from iqabench.models.safe_load import why_refused
     except ImportError as exc:
         raise IqaError(f"backend {spec.arch}: needs torch and transformers (pip install 'iqabench[mllm]'): {exc}") from exc
-    if spec.resize not in RESIZE_POLICIES:
-        raise IqaError(f"resize {spec.resize!r}: expected one of {', '.join(RESIZE_POLICIES)}")
     dtype = resolve_dtype(spec.dtype, device)
     local = Path(spec.path).expanduser()
     source = str(local) if local.is_dir() else spec.path

@@ -13,11 +13,11 @@ loader (the `owl2` backend arch points here once registered so).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from iqabench.errors import IqaError
 from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, Query
-from iqabench.models.owl2.backend import Owl2Backend
+from iqabench.models.owl2.backend import Owl2Backend, supports  # noqa: F401 - the owl2 arch's declared support
 
 
 def owl2_text(query: Query) -> str:

@@ -24,6 +24,7 @@ import dataclasses
 from typing import Literal
 
 from iqabench.errors import IqaError
+from iqabench.models.backend import Support
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Family:
     positions: Literal["mask", "model"] = "mask"
     plain: str = "{content}"
     image_sep: str = "\n"  # between an image and the text after it, in the plain format
+
+    @property
+    def support(self) -> Support:
+        """Every resize policy on a fixed grid; a tiled processor sizes images itself (model only)."""
+        return Support() if self.grid == "fixed" else Support(resize=("model",))
 
 
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pydantic
-from iqabench.methods.softmax import BackendOptions, _split_list, backend_unavailable
 
 from iqabench.api import Method, MethodInfo, Sample, SampleSource, stable_hash
 from iqabench.errors import IqaError
+from iqabench.models.scoring import BackendOptions, backend_unavailable, split_list
 
 from . import bradley_terry, prompts
 from .examples import Example, file_hash, read_examples
@@ -72,7 +72,7 @@ class MllmPromptOptions(BackendOptions):
     @pydantic.field_validator("examples_range", mode="before")
     @classmethod
     def _range(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @pydantic.model_validator(mode="after")
     def _consistent(self):

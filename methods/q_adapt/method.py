@@ -40,11 +40,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from iqabench.methods.softmax import SoftmaxScorer, backend_unavailable, mllm_info
-
 from iqabench import io
 from iqabench.api import Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.models.scoring import SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.training import EpochTrainable
 
 from .options import QAdaptOptions

@@ -2,10 +2,9 @@
 and stage-1 data, the stage-2 schedule and the prompt module's sizes (the paper's by default)."""
 from __future__ import annotations
 
-from typing import Literal
-
 import pydantic
-from iqabench.methods.softmax import QBENCH_PROMPT, SoftmaxOptions
+
+from iqabench.models.scoring import QBENCH_PROMPT, Normalization, SoftmaxOptions
 
 from iqabench.training import refuse_batch_option
 
@@ -15,7 +14,7 @@ class QAdaptOptions(SoftmaxOptions):
     prompt: str = QBENCH_PROMPT
     positive: tuple[str, ...] | None = ("good",)
     negative: tuple[str, ...] | None = ("poor",)
-    normalization: Literal["model", "imagenet"] = "model"
+    normalization: Normalization = "model"
     instruction: str | None = None  # the text the Q-Former reads; default: the prompt without <|image|>
 
     # stage 1: LoRA (public scripts: r 128, alpha 256, dropout 0.05) trained with the LM loss

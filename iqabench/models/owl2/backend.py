@@ -16,27 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import BackendSpec, MLLMBackend
+from iqabench.models.backend import BackendSpec, MLLMBackend, Support, resolve_dtype
 
 IMAGE_PLACEHOLDER = "<|image|>"
 TEMPLATE = "USER: " + IMAGE_PLACEHOLDER + "{question} ASSISTANT:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # model = crop, the official processor's policy; torchvision = the same resize, torchvision's
-# centre-crop offset (the public visual-prompt code's pipeline)
-RESIZE_POLICIES = ("model", "crop", "pad", "torchvision")
+# centre-crop offset (the public visual-prompt code's pipeline); no squash
+SUPPORT = Support(resize=("model", "crop", "pad", "torchvision"))
 
 
-def resolve_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if name not in table:
-        raise IqaError(f"owl2 backend: dtype {name!r} is not one of auto, {', '.join(table)}")
-    return table[name]
+def supports(arch: str) -> Support:
+    return SUPPORT
 
 
 def full_prompt(prompt: str) -> str:
@@ -53,8 +45,6 @@ class Owl2Backend(MLLMBackend):
 
         from .weights import load_owl2
 
-        if spec.resize not in RESIZE_POLICIES:
-            raise IqaError(f"owl2 backend: resize {spec.resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
         self.spec, self.device = spec, str(device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self.model, self.tokenizer, self.folder = load_owl2(spec.path, spec.revision, self.dtype, self.device)
@@ -72,7 +62,11 @@ class Owl2Backend(MLLMBackend):
 
     # ---- pixels -------------------------------------------------------------------------
     def to_pixels(self, images: Sequence[Any]):
-        from iqabench.models.preprocess import pad_to_square, resize_center_crop, unit_tensor
+        from iqabench.models.preprocess import (
+            pad_to_square,
+            resize_center_crop,
+            unit_tensor,
+        )
 
         out = []
         for image in images:

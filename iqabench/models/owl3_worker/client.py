@@ -16,17 +16,24 @@ from typing import Any
 
 from iqabench import hub
 from iqabench.errors import IqaError, NotAvailable
-from iqabench.models.backend import BackendSpec, MLLMBackend
+from iqabench.models.backend import BackendSpec, MLLMBackend, Support
 from iqabench.models.owl3_worker import protocol
 
 WORKER = Path(__file__).with_name("worker.py")
+# The hosted model preprocesses the images itself; the worker settings are backend options
+SUPPORT = Support(resize=("model",), worker=True)
+
+
+def supports(arch: str) -> Support:
+    return SUPPORT
 
 
 class Owl3WorkerBackend(MLLMBackend):
-    def __init__(self, spec: BackendSpec, device: str, python: str, host: str = "owl3"):
+    def __init__(self, spec: BackendSpec, device: str):
+        python, host = spec.worker_python or "", spec.worker_host
         exe = Path(python).expanduser()
         if not exe.is_file():
-            raise NotAvailable(f"judge_worker_python {python}: no such interpreter (create the worker venv: see {WORKER.parent / 'README.md'})")
+            raise NotAvailable(f"worker_python {python}: no such interpreter (create the worker venv: see {WORKER.parent / 'README.md'})")
         self.spec = spec
         self.device = device
         self.host = host
@@ -140,11 +147,19 @@ class Owl3WorkerBackend(MLLMBackend):
         return dict(self._fingerprint)
 
 
-def load(spec: BackendSpec, device: str = "cpu", python: str | None = None, host: str = "owl3") -> Owl3WorkerBackend:
-    """Start the worker. `python` is the interpreter of the worker's virtualenv (required)."""
-    if not python:
-        raise NotAvailable("backend owl3-worker needs the interpreter of its own virtualenv "
-                           f"(dog-iqa option judge_worker_python; see {WORKER.parent / 'README.md'})")
-    if host == "owl3" and not (spec.trust_remote_code and spec.revision):
-        raise IqaError("mPLUG-Owl3 runs remote code: set judge.trust_remote_code=true and judge.revision=<commit hash>")
-    return Owl3WorkerBackend(spec, device, python, host)
+def unavailable(spec: BackendSpec) -> str | None:
+    """Why the worker cannot start, checked without starting it."""
+    if not spec.worker_python:
+        return ("backend owl3-worker runs in its own virtualenv: set the backend option "
+                f"worker_python=/path/to/venv/bin/python (see {WORKER.parent / 'README.md'})")
+    return None
+
+
+def load(spec: BackendSpec, device: str = "cpu") -> Owl3WorkerBackend:
+    """Start the worker with `spec.worker_python`, the interpreter of the worker's virtualenv."""
+    why = unavailable(spec)
+    if why:
+        raise NotAvailable(why)
+    if spec.worker_host == "owl3" and not (spec.trust_remote_code and spec.revision):
+        raise IqaError("mPLUG-Owl3 runs remote code: set trust_remote_code=true and revision=<commit hash>")
+    return Owl3WorkerBackend(spec, device)

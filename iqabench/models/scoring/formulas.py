@@ -6,7 +6,7 @@ torch is imported only when a score is computed.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from iqabench.errors import IqaError
 

@@ -1,0 +1,41 @@
+"""Whether an MLLM backend can be loaded here, checked without importing torch or building a model."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from iqabench.models.backend import backend_module
+from iqabench import hub
+from iqabench.models.scoring.options import BackendOptions
+
+
+def backend_unavailable(options: BackendOptions) -> str | None:
+    """Why the backend the options name cannot be loaded here, or None."""
+    for package in ("torch", "transformers"):
+        if importlib.util.find_spec(package) is None:
+            return f"needs {package} (pip install 'iqabench[mllm]')"
+    module = backend_module(options.backend)
+    try:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except (ModuleNotFoundError, ValueError):
+        found = False
+    if not found:
+        return f"backend {options.backend!r}: module {module} is not installed"
+    own_check = getattr(importlib.import_module(module), "unavailable", None)
+    if callable(own_check):  # a backend that loads elsewhere (a worker process) knows best what it needs
+        return own_check(options.backend_spec())
+    local = Path(options.backend_path).expanduser()
+    if local.is_dir():
+        return None if (local / "config.json").is_file() else f"{local}: no config.json (not a model folder)"
+    if options.backend_path.startswith((".", "/", "~")) or options.backend_path.count("/") != 1:
+        return f"backend_path {options.backend_path}: no such folder (and not a hub id owner/name)"
+    if hub.offline():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return "needs huggingface_hub to find cached weights"
+        cached = try_to_load_from_cache(options.backend_path, "config.json", revision=options.revision)
+        if not isinstance(cached, str):
+            return (f"weights {options.backend_path} are not in the Hugging Face cache and {hub.OFFLINE_NOTE} "
+                    f"({hub.download_hint(options.backend_path, options.revision)})")
+    return None
