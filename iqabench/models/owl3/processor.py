@@ -13,6 +13,12 @@ one marker per crop. The grids are the official processor's default set (2x2, 1x
 compares the grid with the image's aspect ratio at the grid's width (that height truncated to
 an integer, as the official integer boxes do).
 
+Several images in one prompt: each gets its own grid here. The official processor of the
+240728 release reads the grid of the k-th image from a list that also holds one (1, 1) entry per
+global view, so from the second image on it announces the wrong grid and passes fewer markers
+than crops (measured on a tiny random model: single-image prompts agree to 2e-6, two-image
+prompts with crops differ; with crops off they agree again). This module does not copy that.
+
 `resize="squash"` turns the crops off (the official `cut_enable=False`): one S x S view per
 image and the marker stays a single `<|image|>`.
 """
