@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query
+from iqabench.models.backend import (
+    IMAGE_PLACEHOLDER,
+    BackendSpec,
+    BackendTraits,
+    MLLMBackend,
+    Query,
+)
 
 from . import processor
 
@@ -191,3 +197,8 @@ class Owl3Backend(MLLMBackend):
 
 def load(spec: BackendSpec, device: str = "cpu") -> Owl3Backend:
     return Owl3Backend(spec, device)
+
+
+def traits(arch: str) -> BackendTraits:
+    """Owl3 crops each image by its shape (no fixed grid) and takes several images per prompt."""
+    return BackendTraits(grid="tiled", multi_image=True)

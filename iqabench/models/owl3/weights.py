@@ -9,12 +9,12 @@ parameter the checkpoint does not provide, is an error naming the keys.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from iqabench.errors import IqaError, NotAvailable
+from iqabench import hub
+from iqabench.errors import IqaError, NotAvailable, one_line
 
 # official prefix -> Owl3Model prefix; below each prefix the names are the official ones
 PREFIXES: tuple[tuple[str, str], ...] = (
@@ -68,7 +68,7 @@ def unused_vision_shapes(config) -> dict[str, tuple[int, ...]]:
 
 
 def resolve_folder(path: str, revision: str | None = None) -> Path:
-    """A local folder as is; otherwise a hub snapshot (local cache only when HF_HUB_OFFLINE is set)."""
+    """A local folder as is; otherwise a hub snapshot (local cache only when `iqabench.hub.offline()`)."""
     local = Path(path).expanduser()
     if local.is_dir():
         return local
@@ -76,13 +76,12 @@ def resolve_folder(path: str, revision: str | None = None) -> Path:
         raise IqaError(f"owl3 weights: {path} is not a folder")
     from huggingface_hub import snapshot_download
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = hub.offline()
     try:
         return Path(snapshot_download(path, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline))
     except Exception as err:  # the hub raises many types (offline, missing repo, network)
-        first = " ".join(str(err).split())[:120]
-        where = "not in the Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "not on disk and not downloadable"
-        raise NotAvailable(f"owl3 weights {path}: {where} ({type(err).__name__}: {first}); set -o backend_path=DIR "
+        where = f"not in the Hugging Face cache and {hub.OFFLINE_NOTE}" if offline else "not on disk and not downloadable"
+        raise NotAvailable(f"owl3 weights {path}: {where} ({one_line(err, 160, typed=True)}); set -o backend_path=DIR "
                            f"to a local copy, or download them first (huggingface-cli download {path})") from err
 
 
@@ -147,7 +146,7 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:  # transformers raises OSError/ValueError/ImportError here
-        raise IqaError(f"owl3 weights: cannot load the tokenizer in {folder}: {type(err).__name__}: {err}") from err
+        raise IqaError(f"owl3 weights: cannot load the tokenizer in {folder}: {one_line(err, typed=True)}") from err
     finally:
         hf_logging.set_verbosity(level)
 
