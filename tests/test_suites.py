@@ -7,10 +7,10 @@ import csv
 import functools
 import json
 import statistics
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from iqabench import registry
 from iqabench.cli.suite_cmd import suite_group
