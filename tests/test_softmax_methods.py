@@ -95,14 +95,7 @@ def test_option_validation():
 
 
 def test_presets_carry_the_published_protocols():
-    assert softmax.SoftmaxOwl2.Options().prompt == "Rate the technical quality of the image."
-    assert softmax.SoftmaxOwl2.Options().backend_path == "MAGAer13/mplug-owl2-llama2-7b"
-    q = softmax.SoftmaxOwl2QBench.Options()
-    assert (q.prompt, q.positive, q.negative) == ("Rate the quality of the image.", ("good",), ("poor",))
-    a = softmax.QAlignOwl2.Options()
-    assert a.backend_path == "q-future/one-align" and a.weights == (1.0, 0.75, 0.5, 0.25, 0.0)
-    assert a.levels == ("excellent", "good", "fair", "poor", "bad")
-    assert a.prompt == "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
+    """Prompts, words, levels and checkpoints: tests/test_presets.py checks them against tests/reference/."""
     assert softmax.SoftmaxLlava.Options().backend_path == "llava-hf/llava-1.5-7b-hf"
     for cls in (softmax.SoftmaxOwl2, softmax.SoftmaxOwl2QBench, softmax.QAlignOwl2, softmax.SoftmaxLlava):
         assert cls.info.kind == "zero-shot" and cls.info.needs_gpu and cls.info.extra == "mllm" and cls.info.needs_weights
