@@ -38,7 +38,8 @@ def test_the_process_group_waits_as_configured(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("IQABENCH_DIST_TIMEOUT_MINUTES", "9")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: seen.update(backend=backend, timeout=timeout))
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, timeout: seen.update(backend=backend, timeout=timeout))
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     monkeypatch.setattr(parallel, "_WORLD", None)

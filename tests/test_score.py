@@ -79,7 +79,8 @@ def test_a_rescored_run_is_its_own_report_row(softmax_runs):
             if r.run_dir == first.run_dir or (r.rescored_from or {}).get("positive") == ["high", "fine"]]
     assert len(runs) == 2
     labels = labels_for(identity_of(r) for r in runs)
-    assert sorted(labels.values()) == ["softmax-owl2 (not re-scored)", "softmax-owl2 (re-scored with words high,fine/low)"]
+    assert sorted(labels.values()) == ["softmax-owl2 (not re-scored)",
+                                       "softmax-owl2 (re-scored with words high,fine/low)"]
 
 
 def test_rescoring_errors_are_one_line(softmax_runs, tiny_root, tmp_path):
