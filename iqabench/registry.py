@@ -15,11 +15,11 @@ Users may also name plugin modules or files themselves (`--plugin`); nothing els
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
 import importlib.util
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
@@ -59,7 +59,8 @@ class Registry(Generic[T]):
             existing = self._targets[name]
             # an entry point's "module:attr" may be replaced by the object it names, nothing else
             if not (isinstance(existing, str) and not isinstance(target, (str, Path))):
-                raise IqaError(f"{self.kind} {name!r} is registered twice ({_describe(existing)} and {_describe(target)})")
+                raise IqaError(f"{self.kind} {name!r} is registered twice "
+                               f"({_describe(existing)} and {_describe(target)})")
         self._targets[name] = target
         for alias in aliases:
             self._aliases[alias] = name
