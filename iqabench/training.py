@@ -225,7 +225,7 @@ def fit(method: EpochTrainable, train: SampleSource, val, workdir: Path, seed: i
 def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Path, seed: int,
                say: Callable[[str], None], progress: bool, who: str) -> dict[str, Any]:
     path = workdir / steps.state_file
-    who = f"{who} {steps.name}" if steps.name else who
+    who = f"{who} {steps.name}" if steps.name and steps.name != who else who
     wanted = getattr(steps, "criterion", "srcc_plcc")
     has_val = wanted is not None and any(len(s) for s in sources.values())
     label = CRITERIA[wanted] if has_val else (LAST_EPOCH if wanted is not None else None)
@@ -288,7 +288,7 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
         elif epoch >= total:
             state["stopped"] = "epochs"
         _save(path, steps, state)
-        line = f"{who}: epoch {epoch}/{total} {loss_name.replace('_', ' ')} {record[loss_name]:.5f}"
+        line = f"{who}: epoch {epoch}/{total} {loss_name.removeprefix('train_').replace('_', ' ')} {record[loss_name]:.5f}"
         if has_val:
             line += f" val SRCC {_fmt(record.get('val_srcc'))} PLCC {_fmt(record.get('val_plcc'))}"
         say(line + (" (best so far)" if gain and has_val else "") + f" [{time.perf_counter() - started:.1f} s]")

@@ -24,7 +24,7 @@ def _metrics(results):
 def test_train_then_run_visual_prompt(method, arch, synthetic_root, tmp_path):
     model = tiny_model_path(arch, tmp_path / "models")
     opts = ["-o", f"backend_path={model}", "-o", "vp_size=4", "-o", "epochs=3", "-o", "max_steps=3",
-            "-o", "batch_size=4", "-o", "flip=false", "-o", "lr=20"]
+            "--batch-size", "4", "-o", "flip=false", "-o", "lr=20"]
     common = ["--dataset", "synthetic", "--data-root", str(synthetic_root), "--results", str(tmp_path / "r")]
     assert main(["train", "--method", method, *common, *opts, "--limit", "12"]) == 0
     workdir = next((tmp_path / "r" / "checkpoints").rglob("prompt.safetensors")).parent
@@ -75,8 +75,8 @@ def test_more_epochs_continue_the_same_checkpoint(tiny_root, tmp_path):
     from iqabench.train import TrainConfig, train
 
     model = tiny_model_path("llava", tmp_path / "models")
-    base = {"backend_path": model, "vp_size": 4, "max_steps": 1, "batch_size": 2, "flip": False}
-    common = dict(method="vp-llava", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", limit=6)
+    base = {"backend_path": model, "vp_size": 4, "max_steps": 1, "flip": False}
+    common = dict(method="vp-llava", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", limit=6, batch_size=2)
     first, s1 = train(TrainConfig(**common, options={**base, "epochs": 1}), on_log=lambda m: None)
     second, s2 = train(TrainConfig(**common, options={**base, "epochs": 3}), on_log=lambda m: None)
     assert first == second
