@@ -302,3 +302,40 @@ def test_a_published_prompt_scores_without_training(owl2_dir, tmp_path):
     assert cls.external_weights(cls.Options()) is None
     with pytest.raises(IqaError, match="not found"):
         cls.external_weights(cls.Options(prompt_path=str(tmp_path / "missing.pth")))
+
+
+def test_sigkill_mid_training_resumes_to_the_uninterrupted_checkpoint(llava_dir, tiny_root, tmp_path):
+    """`iqabench train` is SIGKILLed as soon as the first epoch's state is written (inside epoch 2);
+    the rerun resumes and ends with the same prompt and state, bit for bit, as a run never killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from iqabench.train import TrainConfig, train
+    from iqabench.training import read_state
+
+    options = {"backend_path": str(llava_dir), "vp_size": 8, "epochs": 3, "max_steps": 2, "lr": 20.0}
+    cfg = dict(method="vp-llava", dataset="tiny", data_root=tiny_root, options=options, limit=8, batch_size=2,
+               progress=False)
+    straight, _ = train(TrainConfig(**cfg, results=tmp_path / "a"), on_log=lambda m: None)
+    workdir = tmp_path / "b" / straight.relative_to(tmp_path / "a")
+    args = [sys.executable, "-m", "iqabench.cli.main", "--plugin",
+            str(Path(__file__).parent / "plugins" / "tiny_dataset_plugin.py"), "train", "--method", "vp-llava",
+            "--dataset", "tiny", "--data-root", str(tiny_root), "--results", str(tmp_path / "b"), "--limit", "8",
+            "--batch-size", "2", "--no-progress"] + [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    start = time.monotonic()
+    while not (workdir / "state.safetensors").is_file() and proc.poll() is None and time.monotonic() - start < 120:
+        time.sleep(0.002)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"training ended before it was killed: {err[-2000:]}"
+    assert read_state(workdir / "state.safetensors")[1]["epoch"] < 3
+    resumed, summary = train(TrainConfig(**cfg, results=tmp_path / "b"), on_log=lambda m: None)
+    assert resumed == workdir and summary["resumed_from"] is not None and summary["epochs_run"] == 3
+    for file in ("prompt.safetensors", "state.safetensors"):
+        a, b = load_file(str(straight / file)), load_file(str(workdir / file))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
