@@ -8,8 +8,9 @@ Training: MSE between score and the sample's `target` (the engine's label, orien
 better and scaled to [0, 1] from the card's range: KADID dmos/5, KonIQ MOS/100, AGIQA MOS/5 as
 the seed), plain SGD without momentum at a constant lr of 60, random horizontal flips
 (p = 0.5), one val pass per epoch, the best epoch kept by (SRCC + PLCC) / 2 on the val targets,
-early stop after `patience` epochs without gain. Per-dataset batch size / epochs default to the
-paper's recipe (RECIPES, keyed by the dataset name the engine passes).
+early stop after `patience` epochs without gain (the loop, resume and selection are
+iqabench.training's). The training batch is `iqabench train --batch-size`; unset, it and the
+epochs are the paper's recipe (RECIPES, keyed by the dataset name the engine passes).
 
 A published prompt (the authors' visual_prompt.pth, or a .safetensors) is scored without
 training through `-o prompt_path=FILE`; `external_weights` names that file to the engine.
@@ -17,9 +18,9 @@ training through `-o prompt_path=FILE`; `external_weights` names that file to th
 Files in the training workdir:
 - prompt.safetensors / prompt.json: the selected prompt (tensor names of the public code),
   its configuration, epoch and val scores (the json is a readable copy of the metadata);
-- state.safetensors / state.json: the last epoch's prompt, epoch, seed and history, rewritten
-  atomically after every epoch; `fit` resumes from it. The safetensors metadata is the
-  authority (it is written in the same rename as the tensors).
+- state.safetensors / state.json: the last epoch's prompt and the engine's training state
+  (epoch, seed, history, selection), rewritten atomically after every epoch by
+  iqabench.training, which resumes from it. The safetensors metadata is the authority.
 """
 from __future__ import annotations
 

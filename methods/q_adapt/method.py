@@ -15,7 +15,8 @@ Files in the training workdir:
 - prompt.safetensors / prompt.json: the selected stage-2 prompt module and connector, its sizes,
   epoch and val scores;
 - stage1_state.safetensors, stage2_state.safetensors: the last saved training state of each
-  stage (tensors, AdamW moments, position, history), rewritten atomically; `fit` resumes from them.
+  stage (tensors, AdamW moments; position and history are iqabench.training's), rewritten
+  atomically; the engine's epoch trainer resumes from them.
 
 Where this differs from the paper, and why:
 - the LMM is mPLUG-Owl2 (default) or LLaVA through the project's backends, not Bunny-3B (the
