@@ -14,8 +14,8 @@ Examples:
   iqabench train --method vp-owl2 --dataset agiqa3k --device cuda
   iqabench train --method vp-owl2 --dataset kadid10k --device cuda --batch-size 8 -o epochs=30""")
 @shared.method_options(limit_help="Use only the first N train and N val images (a quick trial).",
-                       batch_help="Training batch (part of the checkpoint's key; default: the method's recipe "
-                                  "for the dataset, e.g. vp-owl2's 32 on kadid10k, 4 on agiqa3k).")
+                       batch_help="Training batch, part of the checkpoint's key (default: the method's recipe "
+                                  "for the dataset; the resolved number is in train_manifest.json).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @with_settings
 def train_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
