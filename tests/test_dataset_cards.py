@@ -649,7 +649,7 @@ def kadid_toml(tmp_path: Path, old: str = "", new: str = "") -> Path:
 
 @pytest.mark.parametrize("old, new, message", [
     ('label_name = "dmos"', 'label_name = "dmos"\nlabel_scale = 5.0', r"card.toml: unknown key 'label_scale'"),
-    ('default_split = "byref-ratio80-10-10-seed42"\n', "", r"card.toml: missing field\(s\) default_split"),
+    ('default_split = "byref-ratio80-10-10-seed42"\n', "", r"card.toml: missing key 'default_split'"),
     ('format = "csv"', 'format = "parquet"', r"card.toml: \[reader\] unknown format 'parquet' \(known: csv, xlsx"),
     ('id = "{dist_img}"', 'id = "{dist_img}"\ncolumn = "x"', r"card.toml: \[reader\]: unknown key 'column' \(did you mean 'columns'\?\)"),
     ('format = "csv"', 'format = "csv"\nsheet = "x"', r"key 'sheet' does not apply to format 'csv'"),
@@ -659,7 +659,7 @@ def kadid_toml(tmp_path: Path, old: str = "", new: str = "") -> Path:
      r"reads kind.label, but the entries"),
     ('score_range = [1.0, 5.0]', 'score_range = [5.0, 1.0]', r"card.toml: score_range must be \[low, high\]"),
     ("pattern = '(?i)I", "pattern = '(?i)I(", r"\[reader\].match\[0\].pattern: bad regular expression"),
-    ('higher_better = true', 'higher_better = "yes"', r"card.toml: higher_better must be true or false"),
+    ('higher_better = true', 'higher_better = "yes"', r"card.toml: higher_better: Input should be a valid boolean \(got 'yes'\)"),
     ('name = "kadid10k"', 'name = "kadid10k', r"card.toml: not a valid TOML file"),
 ])
 def test_card_file_mistakes_are_one_line_naming_the_file(tmp_path, old, new, message):

@@ -14,10 +14,14 @@ import posixpath
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping
 
+import pydantic
+
+from iqabench import validation
 from iqabench.data.readers import ReaderSpec, parse_reader, read_table
 from iqabench.errors import IqaError
+from iqabench.validation import Strict
 
 if TYPE_CHECKING:  # pandas is imported only when a table is read: listing cards stays cheap
     import pandas as pd
@@ -25,11 +29,33 @@ if TYPE_CHECKING:  # pandas is imported only when a table is read: listing cards
 # The columns every reader returns; `ref`, `ref_path` and `official_set` may be absent.
 TABLE_COLUMNS = ("id", "path", "label")
 
-_REQUIRED = ("name", "title", "url", "folder_names", "layout", "label_name", "score_range", "higher_better",
-             "default_split", "reader")
-_OPTIONAL = ("aliases", "synthetic_distortions", "notes", "target_range", "build")
-_BUILD_KEYS = ("builder",)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_Text = Annotated[str, pydantic.StringConstraints(min_length=1)]
+
+
+class BuildTable(Strict):
+    builder: str  # "module:function"
+
+
+class CardFile(Strict):
+    """A card.toml as written: structure and types. What the values mean (the name, the ranges,
+    the [reader] table) is checked when the DatasetCard is made, for cards built in Python too."""
+
+    name: str
+    title: str
+    url: str
+    folder_names: list[_Text]
+    layout: list[_Text]
+    label_name: str
+    score_range: list[float]
+    higher_better: bool
+    default_split: str
+    reader: dict[str, Any]
+    aliases: list[_Text] = []
+    synthetic_distortions: bool = False
+    notes: str = ""
+    target_range: list[float] | None = None
+    build: BuildTable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,30 +108,9 @@ class DatasetCard:
             raise IqaError(f"{path}: dataset card not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise IqaError(f"{path}: not a valid TOML file ({exc})") from None
-        for key in data:
-            if key not in _REQUIRED and key not in _OPTIONAL:
-                raise IqaError(f"{path}: unknown key {key!r} (known: {', '.join(_REQUIRED + _OPTIONAL)})")
-        missing = [k for k in _REQUIRED if k not in data]
-        if missing:
-            raise IqaError(f"{path}: missing field(s) {', '.join(missing)}")
-        kinds = {"name": str, "title": str, "url": str, "label_name": str, "default_split": str, "notes": str,
-                 "higher_better": bool, "synthetic_distortions": bool, "folder_names": list, "layout": list,
-                 "aliases": list, "score_range": list, "target_range": list, "reader": dict, "build": dict}
-        for key, kind in kinds.items():
-            if key in data and not isinstance(data[key], kind):
-                raise IqaError(f"{path}: {key} must be {_KIND_NAMES[kind]}, got {data[key]!r}")
-        for key in ("folder_names", "layout", "aliases"):
-            if not all(isinstance(v, str) and v for v in data.get(key, ())):
-                raise IqaError(f"{path}: {key} must be a list of non-empty text values")
-        build = data.pop("build", None)
-        if build is not None:
-            for key in build:
-                if key not in _BUILD_KEYS:
-                    raise IqaError(f"{path}: [build] unknown key {key!r} (known: {', '.join(_BUILD_KEYS)})")
-            if not isinstance(build.get("builder"), str):
-                raise IqaError(f"{path}: [build] needs builder = \"module:function\"")
-            data["builder"] = build["builder"]
-        return cls(**data, source=path)
+        spec = validation.validate(CardFile, data, str(path), validation.toml_place)
+        fields = spec.model_dump(exclude={"build", "reader"})
+        return cls(**fields, reader=data["reader"], builder=spec.build.builder if spec.build else None, source=path)
 
     # -- finding and reading ------------------------------------------------------------------------
     def locate(self, data_root: Path) -> Path | None:
@@ -170,9 +175,6 @@ class DatasetCard:
             raise IqaError(f"{source}: cannot read ({type(exc).__name__}: {exc})") from exc
         return folder, validate_table(table, folder, source, score_range=self.score_range,
                                       accept_out_of_range=accept_out_of_range)
-
-
-_KIND_NAMES = {str: "text", bool: "true or false", list: "a list", dict: "a table"}
 
 
 def _range(value: Any, where: str, key: str) -> tuple[float, float]:
