@@ -109,7 +109,8 @@ def problems(exc: pydantic.ValidationError, model: type[pydantic.BaseModel], pla
     where `model` sits in the file (('reader',) for a card's [reader] table)."""
     out: dict[tuple, list[str]] = {}  # place -> what is wrong there (several: the members of a union)
     given_at: dict[tuple, str] = {}
-    for error in exc.errors():
+    # an unknown key first: its "did you mean" usually explains the missing key that follows
+    for error in sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden"):
         loc, tagged = _clean(model, tuple(error.get("loc", ())))
         kind = error.get("type")
         if kind in ("extra_forbidden", "missing") and loc and not tagged:
