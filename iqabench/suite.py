@@ -35,7 +35,7 @@ import pydantic
 from iqabench.data import splits
 from iqabench.errors import IqaError
 from iqabench.metrics import CORRELATIONS, METRIC_KEYS
-from iqabench.validation import Strict, one_line
+from iqabench.validation import Strict, validation_line
 
 KIND = "paper-table"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -266,7 +266,7 @@ def validate(data: dict, path: Path) -> SuiteFile:
     try:
         spec = SuiteFile(**data)
     except pydantic.ValidationError as exc:
-        raise IqaError(one_line(str(path), exc, SuiteFile, lambda loc: _loc(loc, data))) from None
+        raise IqaError(validation_line(str(path), exc, SuiteFile, lambda loc: _loc(loc, data))) from None
     spec = _check_layout(spec, path)
     return _resolve_names(spec, path)
 

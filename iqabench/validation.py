@@ -1,7 +1,7 @@
 """One validation style for what users write: method options, dataset cards, reader specs, suites.
 
 Each is a pydantic model that refuses unknown keys (`Strict`), and every ValidationError becomes
-one line through `one_line`: where (a file, or a method), then each problem at its place, a
+one line through `validation_line`: where (a file, or a method), then each problem at its place, a
 misspelt key with the closest valid name:
 
     datasets/x/card.toml: [reader]: unknown key 'colum' (did you mean 'column'?)
@@ -146,8 +146,8 @@ def problems(exc: pydantic.ValidationError, model: type[pydantic.BaseModel], pla
     return list(dict.fromkeys(lines))
 
 
-def one_line(where: str, exc: pydantic.ValidationError, model: type[pydantic.BaseModel], place: Place = dotted,
-             noun: str = "key", tail: str = "", at: tuple = ()) -> str:
+def validation_line(where: str, exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
+                    place: Place = dotted, noun: str = "key", tail: str = "", at: tuple = ()) -> str:
     """`<where>: <problem>; <problem>; ...<tail>`, at most MAX_PROBLEMS spelt out."""
     found = problems(exc, model, place, noun, at)
     shown = "; ".join(found[:MAX_PROBLEMS])
@@ -163,12 +163,12 @@ def validate(model: type[pydantic.BaseModel], data: Any, where: str, place: Plac
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise IqaError(one_line(where, exc, model, place, noun, tail, at)) from None
+        raise IqaError(validation_line(where, exc, model, place, noun, tail, at)) from None
 
 
 def option_problems(cls: Any, exc: pydantic.ValidationError) -> str:
     """The line for a method's options (`cls.Options`): each problem, then every option it accepts."""
     valid = list(cls.Options.model_fields)
-    return one_line(f"method {cls.name}", exc, cls.Options, lambda loc: "option " + dotted(loc), noun="option",
-                    tail=f"; valid options: {', '.join(valid) or 'none'} (types and defaults: `iqabench options "
-                         f"{cls.name}`)")
+    tail = f"; valid options: {', '.join(valid) or 'none'} (types and defaults: `iqabench options {cls.name}`)"
+    return validation_line(f"method {cls.name}", exc, cls.Options, lambda loc: "option " + dotted(loc),
+                           noun="option", tail=tail)
