@@ -1,4 +1,6 @@
 """Dog-IQA's pure logic: Algorithm 1, the aggregation formulas, the prompt and answer parsing."""
+import re
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,26 @@ def test_prompt_holds_the_paper_standard():
 ])
 def test_parse_answer(answer, expected):
     assert parse_answer(answer, 7) == expected
+
+
+def test_the_judge_takes_the_backend_options_shape_and_old_spellings_are_refused():
+    from iqabench.errors import IqaError
+    from iqabench.models.scoring import BackendOptions
+    from iqabench.plan import resolve_method
+
+    judge = resolve_method("dog-iqa", {"judge": {"backend": "llava", "backend_path": "x/y", "resize": "pad"}}).options.judge
+    assert isinstance(judge, BackendOptions) and set(type(judge).model_fields) == set(BackendOptions.model_fields)
+    assert judge.backend_spec().arch == "llava" and judge.backend_spec().resize == "pad"
+    owl3 = resolve_method("dog-iqa", {"judge": {"worker_python": "/venv/bin/python"}}).options.judge
+    assert (owl3.backend, owl3.backend_spec().worker_python) == ("owl3-worker", "/venv/bin/python")
+    refused = [({"judge_worker_python": "/v/bin/python"}, "judge_worker_python is now judge.worker_python"),
+               ({"judge_worker_host": "owl3"}, "judge_worker_host is now judge.worker_host"),
+               ({"judge": {"arch": "llava"}}, "'arch' is now 'backend'"),
+               ({"judge": {"path": "x/y"}}, "'path' is now 'backend_path'"),
+               # validated as every backend's options are: the family row says a tiled processor takes resize=model only
+               ({"judge": {"backend": "qwen2_5_vl", "resize": "crop"}}, "does not support resize=crop; allowed: model"),
+               ({"judge": {"backend": "llava", "worker_python": "/v/bin/python"}}, "worker backends only")]
+    for options, needle in refused:
+        with pytest.raises(IqaError, match=re.escape(needle)) as info:
+            resolve_method("dog-iqa", options)
+        assert "\n" not in str(info.value)

@@ -297,24 +297,129 @@ def test_presets_document_their_preprocessing():
     assert "pad" in softmax.QAlignOwl2.info.description
 
 
-def test_rescoring_stored_word_logits_equals_a_fresh_run_with_those_words(tiny_root, tmp_path):
-    """Every softmax run keeps the answer-word logits per image: another word pair needs no model."""
-    from iqabench.methods.softmax import rescore_run
-    from iqabench.models.tiny import tiny_model_path
-    from iqabench.run import RunConfig, run
+# -- backend settings: declared by each backend, checked once, one vocabulary -----------------------
+def test_resize_and_dtype_are_checked_at_option_validation_against_the_backends_declaration():
+    from iqabench.models.backend import backend_support
+    from iqabench.plan import resolve_method
 
-    model = tiny_model_path("owl2", tmp_path / "models")
-    base = dict(method="softmax-owl2", dataset="tiny", data_root=tiny_root, results=tmp_path / "r", device="cpu",
-                limit=6, progress=False, n_boot=0)
-    first = run(RunConfig(**base, options={"backend_path": model}), on_log=lambda m: None)
-    rescored = rescore_run(first.run_dir, positive=("high",), negative=("low",))
-    fresh = run(RunConfig(**base, options={"backend_path": model, "positive": ["high"], "negative": ["low"]}),
-                on_log=lambda m: None)
-    import pandas as pd
+    owl2 = backend_support("owl2").resize
+    assert "squash" not in owl2 and "model" in owl2
+    with pytest.raises(IqaError) as info:  # before: accepted here, refused by the owl2 backend when loading
+        resolve_method("softmax-owl2", {"resize": "squash"})
+    line = str(info.value)
+    assert "\n" not in line and f"backend owl2 does not support resize=squash; allowed: {', '.join(owl2)}" in line
+    assert resolve_method("softmax-llava", {"resize": "squash"}).options.resize == "squash"  # a fixed-grid family
+    with pytest.raises(IqaError, match="backend qwen2_5_vl does not support resize=crop; allowed: model "):
+        resolve_method("softmax-owl2-qbench", {"backend": "qwen2_5_vl", "resize": "crop"})
+    with pytest.raises(IqaError, match="option dtype"):
+        resolve_method("qalign-owl2", {"dtype": "bf16"})
+    with pytest.raises(IqaError, match="worker backends only"):
+        resolve_method("softmax-owl2", {"worker_python": "/usr/bin/python3"})
 
-    fresh_scores = pd.read_csv(fresh.run_dir / "predictions.csv").set_index("id")["score"]
-    first_scores = pd.read_csv(first.run_dir / "predictions.csv").set_index("id")["score"]
-    assert len(rescored) == 6 and set(rescored) == set(fresh_scores.index)
-    for sid, value in rescored.items():
-        assert abs(value - fresh_scores[sid]) < 1e-5
-    assert max(abs(rescored[s] - first_scores[s]) for s in rescored) > 1e-4  # another pair, other scores
+
+def test_every_declared_resize_policy_loads_and_is_recorded(llava_dir, owl2_dir):
+    """What a backend declares is what it does: each declared policy loads and gives its own pixels."""
+    from iqabench.models.backend import backend_support
+
+    for arch, folder in (("llava", llava_dir), ("owl2", owl2_dir)):
+        pixels = {}
+        for policy in backend_support(arch).resize:
+            backend = load_backend(BackendSpec(arch=arch, path=str(folder), resize=policy))
+            assert backend.fingerprint()["resize"] == policy
+            pixels[policy] = backend.to_pixels([Image.new("RGB", (80, 40), (255, 0, 0))])
+        assert not torch.equal(pixels["pad"], pixels["crop"]), arch
+
+
+def _vocabulary_definitions(tree):
+    """Lines of Literal[...] types naming a dtype or resize policy, and of tuples or sets spelling out
+    the dtypes (a backend's declared subset of resize policies is a declaration, not a vocabulary)."""
+    import ast
+
+    dtypes, policies = {"float32", "bfloat16", "float16"}, {"crop", "pad", "squash", "torchvision"}
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "Literal":
+            strings = {e.value for e in ast.walk(node.slice) if isinstance(e, ast.Constant)}
+            inside.update(id(e) for e in ast.walk(node.slice))
+            if strings & (dtypes | policies):
+                yield node.lineno
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.Set, ast.List)) and id(node) not in inside:
+            strings = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+            if len(strings & dtypes) >= 2:
+                yield node.lineno
+
+
+def test_one_dtype_and_one_resize_vocabulary():
+    """Written once (iqabench/models/backend.py: Dtype, ResizePolicy); every option class and backend
+    uses those names (the Owl3 worker, in its own venv, reads the name it is sent)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = [f"{path.relative_to(root).as_posix()}:{line}"
+             for path in sorted([*(root / "iqabench").rglob("*.py"), *(root / "methods").rglob("*.py")])
+             for line in _vocabulary_definitions(ast.parse(path.read_text(encoding="utf-8")))]
+    assert [f.rsplit(":", 1)[0] for f in found] == ["iqabench/models/backend.py"] * 2, found
+    assert _vocabulary_definitions(ast.parse('D = Literal["auto", "fp32", "float16"]\nT = ("float32", "bfloat16")'))
+
+
+def test_no_method_imports_another_method():
+    """The MLLM scoring library is iqabench.models.scoring; a method module imports no registered method's module."""
+    import ast
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    targets = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["iqabench.methods"]
+    method_modules = {t.split(":")[0] for t in targets.values()}
+    assert "iqabench.methods.softmax" in method_modules
+    hits = []
+    for path in sorted((root / "methods").rglob("*.py")):
+        rel = path.relative_to(root / "methods").with_suffix("")
+        # a package, or files sharing a name prefix (dog_iqa*, pyiqa_*), is one method's own code
+        own = rel.parts[0].split("_")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "iqabench.methods":
+                names = [f"iqabench.methods.{a.name}" for a in node.names]
+            hits += [f"{rel}: {n}" for n in names if n in method_modules and n.split(".")[2].split("_")[0] != own]
+    assert not hits, hits
+
+
+# -- the missing-weights hint names a command that exists -------------------------------------------
+def _hinted_command(message: str) -> list[str]:
+    import re
+    import shlex
+
+    (command,) = re.findall(r"`([^`]+)`", message)
+    return shlex.split(command)
+
+
+def test_the_download_hint_is_a_command_the_installed_hf_cli_accepts(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from iqabench.models.owl2.weights import missing_weights_message
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    hub_id = "iqabench-test/never-downloaded-model"
+    messages = [softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=hub_id)),
+                softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=hub_id, revision="abc123")),
+                missing_weights_message(hub_id, "abc123", True, OSError("offline"))]
+    hf = shutil.which("hf", path=str(Path(sys.executable).parent)) or shutil.which("hf")
+    assert hf, "huggingface_hub's `hf` command is not installed"
+    for message in messages:
+        assert "unset HF_HUB_OFFLINE" in message and "huggingface-cli" not in message
+        argv = _hinted_command(message)
+        assert argv[:3] == ["hf", "download", hub_id], argv
+        shown = subprocess.run([hf, *argv[1:2], "--help"], capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert "REPO_ID" in shown.stdout  # the id goes where the command takes it
+        for flag in (a for a in argv if a.startswith("--")):
+            assert flag in shown.stdout, (flag, shown.stdout[:300])
+    assert "--revision" in _hinted_command(messages[1]) and "abc123" in _hinted_command(messages[1])

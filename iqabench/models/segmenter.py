@@ -21,6 +21,7 @@ from iqabench import hub
 from iqabench.api import stable_hash
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.io import sha256_file
+from iqabench.models.backend import Dtype, resolve_dtype
 
 # Plain ids users know -> repos holding transformers-format weights. SAM 2.1 repos carry
 # transformers weights themselves; SAM 2.0 ones hold only .pt files, their -hf twins the rest.
@@ -56,7 +57,7 @@ class SegmenterOptions(pydantic.BaseModel):
     revision: str | None = None
     checkpoint: str | None = None  # .pt file (sam2-package backend)
     config: str | None = None  # sam2 config name, e.g. configs/sam2.1/sam2.1_hiera_l.yaml (sam2-package)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Dtype = "float32"
     max_side: int | None = pydantic.Field(None, gt=0)  # segment a copy whose longer side is at most this; masks are upscaled back
 
     points_per_side: int = pydantic.Field(32, ge=1)
@@ -124,9 +125,7 @@ class Segmenter:
             self._load_sam2_package()
 
     def _torch_dtype(self):
-        import torch
-
-        return getattr(torch, self.options.dtype)
+        return resolve_dtype(self.options.dtype, self.device)
 
     def _load_transformers(self) -> None:
         from transformers import Sam2Model, Sam2Processor

@@ -74,8 +74,7 @@ def missing_weights_message(path: str, revision: str | None, offline: bool, err:
     first = " ".join(str(err).split())
     cause = f"{type(err).__name__}: {first[:120]}{'...' if len(first) > 120 else ''}"
     at = f" at revision {revision}" if revision else ""
-    return (f"owl2 weights {path}{at}: {where} ({cause}); set -o backend_path=DIR to a local copy of the "
-            f"weights, or download them first (huggingface-cli download {path})")
+    return f"owl2 weights {path}{at}: {where} ({cause}); {hub.download_hint(path, revision)}"
 
 
 def read_config(folder: Path):
