@@ -192,4 +192,4 @@ SeedPipelineOptions = protocol_options(
     "seed000", "SeedPipelineOptions",
     """Seed 000's inference pipeline (its public code): on owl2 shorter side to 448 bicubic, torchvision's
     centre crop, pixels in [0, 1] (where a visual prompt is added), then ImageNet mean/std rather than the
-    model's CLIP statistics. softmax-owl2 is it with no prompt; vp-owl2's options extend it.""")
+    model's CLIP statistics. The zero-shot baseline uses it as it is; the visual-prompt methods extend it.""")
