@@ -33,7 +33,6 @@ def main() -> None:
 
     from iqabench.api import Sample, SampleSource
     from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions
-    from iqabench.models.backend import BackendSpec
     from iqabench.models.tiny_llava import build_tiny_llava
     from iqabench.models.tiny_sam2 import build_tiny_sam2
 
@@ -48,7 +47,7 @@ def main() -> None:
         llava = build_tiny_llava(root / "llava")
 
         def method(cache: Path, batch: int) -> DogIqa:
-            options = DogIqaOptions(judge=BackendSpec(arch="llava", path=str(llava)), judge_batch_size=batch,
+            options = DogIqaOptions(judge={"backend": "llava", "backend_path": str(llava)}, judge_batch_size=batch,
                                     segmenter={"model": str(sam2), "points_per_side": 8, "pred_iou_thresh": 0.0,
                                                "stability_score_thresh": 0.0}, min_area_fraction=0.02)
             m = DogIqa(options, dataset="bench", cache_dir=cache)
