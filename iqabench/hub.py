@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import shlex
 from collections.abc import Iterator
 
 _NO_DOWNLOADS: contextvars.ContextVar[bool] = contextvars.ContextVar("iqabench_no_downloads", default=False)
@@ -42,12 +41,14 @@ def child_environment(env: dict[str, str]) -> dict[str, str]:
 
 def download_command(repo_id: str, revision: str | None = None) -> list[str]:
     """The command that puts a model's files into the Hugging Face cache (the installed
-    huggingface_hub ships `hf`, not the older `huggingface-cli`)."""
+    huggingface_hub ships `hf`; `huggingface-cli` is gone)."""
     return ["hf", "download", repo_id, *(["--revision", revision] if revision else [])]
 
 
 def download_hint(repo_id: str, revision: str | None = None) -> str:
-    """How to get missing weights: a local copy, or a download with offline mode unset first
-    (under HF_HUB_OFFLINE=1 no download can work)."""
+    """How to get missing weights: a local copy, or a download with offline mode unset first (under
+    HF_HUB_OFFLINE=1 no download can work)."""
+    import shlex
+
     return (f"set -o backend_path=DIR to a local copy, or download them: unset HF_HUB_OFFLINE, then "
             f"`{shlex.join(download_command(repo_id, revision))}`")

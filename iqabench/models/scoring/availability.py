@@ -4,8 +4,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from iqabench.models.backend import backend_module
 from iqabench import hub
+from iqabench.models.backend import backend_module
 from iqabench.models.scoring.options import BackendOptions
 
 
