@@ -188,7 +188,7 @@ def test_train_tiny_owl2_visual_prompt_logs_each_epoch(tiny_root, tmp_path, caps
                  "-o", "epochs=2", "-o", "max_steps=2", "--batch-size", "4", "-o", "flip=false", "-o", "lr=20",
                  "--limit", "8", "--no-progress"]) == 0
     captured = capsys.readouterr()
-    epochs = re.findall(r"vp-owl2: epoch (\d+)/2 loss [0-9.]+ val SRCC (\S+) PLCC (\S+)", captured.out)
+    epochs = re.findall(r"vp-owl2: epoch (\d+)/2 loss [0-9.]+ val SRCC (\S+) PLCC raw (\S+)", captured.out)
     assert [int(e) for e, _, _ in epochs] == [1, 2]
     assert "best epoch" in captured.out and "val SRCC" in captured.out and "checkpoint: " in captured.out
 
