@@ -126,6 +126,10 @@ class RunStore:
     def append(self, record: dict) -> None:
         self._log.append(record)
 
+    def append_many(self, records: list[dict]) -> None:
+        """Several records at once, one fsync (records that exist already, e.g. imported ones)."""
+        self._log.append_many(records)
+
     # -- failure flags: how a failing rank tells the others to stop ---------------------
     def flag_failure(self, message: str) -> None:
         io.write_json_atomic(self.dir / f".failed.rank{self.rank}", {"rank": self.rank, "error": message})
