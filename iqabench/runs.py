@@ -19,6 +19,10 @@ manifest.json   what was run, written once by the first attempt (a JSON object):
     checkpoint                          null, or {"kind": trained|given|external, "dir", "files",
                                         "trained_on": {dataset, split, split_hash, seed, limit}}
     seed, batch_size, device, world_size, started, versions and git commit of the attempt that made it
+    imported                            only in a folder made by `iqabench import`: {"file", "sha256", "format",
+                                        "formula", "formula_text", "labels": card|file, "label_field",
+                                        "label_agreement", "entries", "matched", "unmatched", "outside_part",
+                                        "not_in_file"} (iqabench/imports)
     rescored_from                       only in a folder made by `score --rescore`: {"run_dir", "key",
                                         "words": [positive, negative] | "levels": [levels, weights]}
 inputs.json     {"hash": inputs_hash, "images": [{"id", "path", "label"[, "ref", "distortion", "level"]}]}
@@ -68,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "identity": None, "key": None, "split_hash": None, "inputs_hash": None, "labels": True, "label_name": "label",
     "label_range": None, "label_higher_better": True, "method_higher_better": True, "n_images": None,
     "limit": None, "checkpoint": None, "seed": 0, "batch_size": None, "started": None, "rescored_from": None,
+    "imported": None,
 }
 
 
@@ -290,6 +295,12 @@ class Run:
     @property
     def rescored_from(self) -> dict | None:
         value = self.manifest["rescored_from"]
+        return value if isinstance(value, dict) else None
+
+    @property
+    def imported(self) -> dict | None:
+        """What `iqabench import` read (source file, hash, formula, label agreement), or None."""
+        value = self.manifest["imported"]
         return value if isinstance(value, dict) else None
 
     @property

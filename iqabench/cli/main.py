@@ -16,6 +16,7 @@ COMMANDS = {
     "run": ("iqabench.cli.run_cmd:run_command", "Score dataset splits with methods (resumable)."),
     "train": ("iqabench.cli.train_cmd:train_command", "Train a trainable method (fit on train, select on val)."),
     "score": ("iqabench.cli.score_cmd:score_command", "Recompute metrics of runs from their saved predictions."),
+    "import": ("iqabench.cli.import_cmd:import_command", "Published per-image outputs become runs (Q-Bench, CSV)."),
     "report": ("iqabench.cli.report_cmd:report_command", "Turn saved results into tables (md, tex, csv) and plots."),
     "list": ("iqabench.cli.list_cmd:list_group", "List methods, datasets, MLLM backends or a dataset's splits."),
     "options": ("iqabench.cli.options_cmd:options_command", "Show a method's options, defaults and aliases."),
