@@ -1,0 +1,1 @@
+"""Tasks beside correlation scoring: multiple-choice perception questions (mcq)."""
