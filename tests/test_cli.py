@@ -254,17 +254,25 @@ def test_missing_dataset_explains_the_layout(tmp_path):
 def test_comma_and_repeated_method_give_one_run_each_and_one_table(tiny_root, tmp_path):
     results = tmp_path / "r"
     result = invoke("run", "--method", "slow-sharpness", "--method", "pyiqa:entropy", "--dataset", "tiny",
-                    "--split", "all", "--limit", "8", "--no-progress", "--data-root", tiny_root, "--results", results)
+                    "--split", "all", "--no-progress", "--data-root", tiny_root, "--results", results)
     assert result.exit_code == 0, result.stderr
     metrics = {m["method"]: m for m in (json.loads(p.read_text()) for p in results.rglob("metrics.json"))}
     assert set(metrics) == {"slow-sharpness", "pyiqa:entropy"}
-    assert all(m["n"] == 8 for m in metrics.values())
+    assert all(m["n"] == 36 for m in metrics.values())
     table = result.stdout[result.stdout.index("method  "):].splitlines()
-    assert table[0].split() == ["method", "dataset", "split/part", "n", "failed", "SRCC", "PLCC", "RMSE"]
+    assert table[0].split() == ["method", "dataset", "split/part", "n", "scored", "missing", "failed", "status",
+                                "SRCC", "PLCC", "RMSE"]
     rows = {line.split()[0]: line.split() for line in table[2:]}
     assert set(rows) == set(metrics)
     for name, m in metrics.items():
-        assert rows[name][5] == f"{m['srcc']:.4f}"
+        assert rows[name][3:8] == ["36", "36", "0", "0", "complete"] and rows[name][8] == f"{m['srcc']:.4f}"
+    # a smoke test (--limit) is listed with its status, and no numbers in the table
+    smoke = invoke("run", "--method", "slow-sharpness,pyiqa:entropy", "--dataset", "tiny", "--split", "all",
+                   "--limit", "8", "--no-progress", "--data-root", tiny_root, "--results", tmp_path / "smoke")
+    assert smoke.exit_code == 0, smoke.stderr
+    table = smoke.stdout[smoke.stdout.index("method  "):].splitlines()
+    assert all(line.split()[3:] == ["8", "8", "0", "0", "smoke-test", "-", "-", "-"] for line in table[2:4])
+    assert "smoke test (--limit 8): not a result" in smoke.stdout
 
 
 def test_n_split_protocol_runs_each_seed_and_reports_the_median(tiny_root, tmp_path):
@@ -288,13 +296,41 @@ def test_score_recomputes_metrics_from_saved_predictions(tiny_root, tmp_path):
                   "--data-root", tiny_root, "--results", results).exit_code == 0
     [metrics_file] = list(results.rglob("metrics.json"))
     before = json.loads(metrics_file.read_text())
+    label = "slow-sharpness | tiny all/test | n=36 scored=36 missing=0 failed=0"
     metrics_file.unlink()
     result = invoke("score", metrics_file.parent)
     assert result.exit_code == 0, result.stderr
     after = json.loads(metrics_file.read_text())
     assert after["srcc"] == before["srcc"] and after["n"] == before["n"] == 36
-    assert f"SRCC {before['srcc']:.4f}" in result.stdout
+    assert f"{label} | complete | SRCC {before['srcc']:.4f}" in result.stdout
     assert "not a run folder" in one_line_error(invoke("score", tmp_path))
+
+
+def test_score_prints_a_partial_run_as_partial_never_as_a_result(tiny_root, tmp_path):
+    results = tmp_path / "r"
+    for split in ("all", "byref-ratio34-33-33-seed0"):
+        assert invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", split, "--no-progress",
+                      "--data-root", tiny_root, "--results", results).exit_code == 0
+    full, cut = sorted((p.parent for p in results.rglob("metrics.json")), key=lambda d: "all-" not in str(d))
+    records = (cut / "predictions.jsonl").read_text().splitlines()
+    (cut / "predictions.jsonl").write_text("\n".join(records[:5]) + "\n")  # as if stopped after 5 images
+    result = invoke("score", full, cut)
+    assert result.exit_code == 0, result.stderr
+    partial = json.loads((cut / "metrics.json").read_text())
+    assert partial["status"] == "partial" and partial["n_scored"] == 5
+    n, missing = partial["n"], partial["n"] - 5
+    head = next(line for line in result.stdout.splitlines() if line.startswith("slow-sharpness | tiny byref"))
+    assert head.endswith(f"| n={n} scored=5 missing={missing} failed=0 | partial: not a result, rerun the same "
+                         f"command to score the {missing} missing image(s)")
+    assert "SRCC" not in head  # its numbers only on the next line, which says they cover the scored images
+    assert f"over the 5 scored image(s) only: SRCC {partial['srcc']:.4f}" in result.stdout
+    table = result.stdout[result.stdout.index("method  "):].splitlines()
+    assert table[0].split() == ["method", "dataset", "split/part", "n", "scored", "missing", "failed", "status",
+                                "SRCC", "PLCC", "RMSE"]
+    rows = {line.split()[2].split("-")[0]: line.split() for line in table[2:] if line.startswith("slow-")}
+    assert rows["all/test"][3:8] == ["36", "36", "0", "0", "complete"] and rows["all/test"][8] != "-"
+    assert rows["byref"][3:] == [str(n), "5", str(missing), "0", "partial", "-", "-", "-"]
+    assert "1 run(s) not complete: shown with their status, left out of every median" in result.stdout
 
 
 # -- describing methods and splits ------------------------------------------------------------------

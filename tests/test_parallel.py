@@ -144,7 +144,8 @@ def test_two_ranks_merge_to_the_single_process_result(tiny_root, tmp_path):
     per_rank = [[json.loads(x)["id"] for x in (ddp / f).read_text().splitlines()] for f in files]
     assert len(per_rank[0]) == len(per_rank[1]) == 18 and not set(per_rank[0]) & set(per_rank[1])
     assert sorted(log.read_text().split()) == sorted(per_rank[0] + per_rank[1])  # each image scored once
-    assert "n=36 failed=0" in out and out.count("SRCC") == 1  # metrics computed once, by rank 0
+    # metrics computed once, by rank 0
+    assert "n=36 scored=36 missing=0 failed=0 | complete" in out and out.count("SRCC") == 1
     assert_same_results(ddp, reference(tiny_root, tmp_path / "single", 0.05, log))
 
 

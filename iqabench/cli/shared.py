@@ -94,6 +94,36 @@ def fmt(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def run_state(m: dict) -> str:
+    """The run's state as `iqabench.runs.Run.state` reads it from its folder (complete, partial,
+    smoke test, inconsistent, unfinished); from the metrics alone when they name no folder."""
+    from pathlib import Path
+
+    from iqabench import runs
+
+    if m.get("run_dir") and (Path(m["run_dir"]) / "manifest.json").is_file():
+        return runs.read_run(Path(m["run_dir"])).state
+    if m.get("limit") is not None:
+        return "smoke test"
+    return str(m.get("status") or "unfinished")
+
+
+def counts(m: dict) -> str:
+    """n, and how many of them were scored, are missing and failed: what the numbers stand on."""
+    return f"n={m.get('n')} scored={m.get('n_scored')} missing={m.get('n_missing')} failed={m.get('n_failed')}"
+
+
+def _not_a_result(state: str, m: dict) -> str:
+    """Why a run that is not complete is not a result, and what to do about it."""
+    if state == "partial":
+        return f"partial: not a result, rerun the same command to score the {m.get('n_missing')} missing image(s)"
+    if state == "smoke test":
+        return f"smoke test (--limit {m.get('limit')}): not a result"
+    if state == "inconsistent":
+        return "inconsistent: not a result, conflicting records (see record_problems in metrics.json)"
+    return f"{state}: not a result"
+
+
 def print_metrics(m: dict) -> None:
     if m.get("labels") is False:
         print_scores(m)
@@ -104,8 +134,13 @@ def print_metrics(m: dict) -> None:
     from iqabench.metrics import METRICS
 
     values = "  ".join(f"{x.label} {fmt(m.get(k))}" + (ci_text if k == "srcc" else "") for k, x in METRICS.items())
-    click.echo(f"{label} | {m.get('dataset')} {m.get('split')}/{m.get('part')} | n={m.get('n')} "
-               f"failed={m.get('n_failed')} | {values}")
+    state = run_state(m)
+    head = f"{label} | {m.get('dataset')} {m.get('split')}/{m.get('part')} | {counts(m)}"
+    if state == "complete":
+        click.echo(f"{head} | complete | {values}")
+    else:  # the numbers of the images scored so far, never on the line that reads as the run's result
+        click.echo(f"{head} | {_not_a_result(state, m)}")
+        click.echo(f"  over the {m.get('n_scored')} scored image(s) only: {values}")
     if m.get("undefined_reason"):
         click.echo(f"  metrics undefined: {m['undefined_reason']}")
     if m.get("model_identity_changed"):
@@ -123,8 +158,8 @@ def print_scores(m: dict) -> None:
     summary = m.get("score_summary") or {}
     spread = (f" | scores {summary['min']:.4g} .. {summary['max']:.4g} (median {summary['median']:.4g})"
               if summary else "")
-    click.echo(f"{label} | {m.get('dataset')} | n={m.get('n')} scored={m.get('n_scored')} "
-               f"failed={m.get('n_failed')}{spread} | no labels: scores only, no correlations")
+    click.echo(f"{label} | {m.get('dataset')} | {counts(m)} | {run_state(m)}{spread} | "
+               "no labels: scores only, no correlations")
     if m.get("n_failed"):
         click.echo(f"  failures by kind: {m.get('failures_by_kind')} (see predictions.csv, column error)")
     if m.get("run_dir"):
@@ -132,17 +167,26 @@ def print_scores(m: dict) -> None:
 
 
 def print_summary(done: list[dict]) -> None:
-    """One table for several runs, then the median over runs that differ only by split."""
+    """One table for several runs (a run that is not complete shows its status, no numbers), then
+    the median over the complete runs that differ only by split."""
     if len(done) < 2:
         return
     from iqabench.metrics import label as metric_label
 
-    headers = ("method", "dataset", "split/part", "n", "failed", metric_label("srcc"), metric_label("plcc"), metric_label("rmse"))
-    rows = [(m.get("method_label") or m.get("method", "?"), str(m.get("dataset")), f"{m.get('split')}/{m.get('part')}",
-             str(m.get("n")), str(m.get("n_failed")),
-             *(("no labels", "-", "-") if m.get("labels") is False  # scores only: there is nothing to correlate
-               else (fmt(m.get("srcc")), fmt(m.get("plcc")), fmt(m.get("rmse")))))
-            for m in done]
+    headers = ("method", "dataset", "split/part", "n", "scored", "missing", "failed", "status",
+               metric_label("srcc"), metric_label("plcc"), metric_label("rmse"))
+    states = [run_state(m) for m in done]
+    rows = []
+    for m, state in zip(done, states, strict=True):
+        if m.get("labels") is False:  # scores only: there is nothing to correlate
+            values = ("no labels", "-", "-")
+        elif state != "complete":  # never shown as a result
+            values = ("-", "-", "-")
+        else:
+            values = (fmt(m.get("srcc")), fmt(m.get("plcc")), fmt(m.get("rmse")))
+        rows.append((m.get("method_label") or m.get("method", "?"), str(m.get("dataset")),
+                     f"{m.get('split')}/{m.get('part')}", str(m.get("n")), str(m.get("n_scored")),
+                     str(m.get("n_missing")), str(m.get("n_failed")), state.replace(" ", "-"), *values))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     click.echo()
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
@@ -150,8 +194,13 @@ def print_summary(done: list[dict]) -> None:
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     groups: dict[tuple, list[dict]] = {}
-    for m in done:
-        groups.setdefault((m.get("method_label") or m.get("method"), m.get("dataset"), m.get("part")), []).append(m)
+    for m, state in zip(done, states, strict=True):
+        if state == "complete" and m.get("labels") is not False:
+            groups.setdefault((m.get("method_label") or m.get("method"), m.get("dataset"), m.get("part")),
+                              []).append(m)
+    left_out = sum(state != "complete" for state in states)
+    if left_out:
+        click.echo(f"{left_out} run(s) not complete: shown with their status, left out of every median")
     import statistics
 
     several = len(groups) > 1
