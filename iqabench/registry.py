@@ -32,12 +32,14 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     def __init__(self, kind: str, group: str, check: Callable[[Any], bool],
                  load_file: Callable[[Path], Any] | None = None,
-                 shipped: Callable[[], Iterable[tuple[str, Path]]] | None = None):
+                 shipped: Callable[[], Iterable[tuple[str, Path]]] | None = None,
+                 spellings: Callable[[Any], Iterable[str]] | None = None):
         self.kind = kind
         self.group = group
         self._check = check
         self._load_file = load_file  # a Path target -> object (datasets: a card file)
         self._shipped = shipped  # (name, Path) pairs registered before the entry points
+        self._spellings = spellings  # object -> other names it answers to (datasets: their folder names)
         self._targets: dict[str, Any] = {}  # name -> object, "module:attr" or Path
         self._aliases: dict[str, str] = {}
         self._families: dict[str, Any] = {}
@@ -96,11 +98,36 @@ class Registry(Generic[T]):
         if sep and prefix in self._targets:
             self._resolve(prefix)  # importing a family registers it
         if sep and prefix in self._families:
-            return self._families[prefix].resolve(suffix)
+            try:
+                return self._families[prefix].resolve(suffix)
+            except IqaError:  # the family's own "unknown": unless it is a member in another case
+                spelt = self._any_case(name)
+                if spelt is None or spelt == name:
+                    raise
+                return self.get(spelt)
         self._import_all()  # aliases are declared by the targets themselves
         if name in self._aliases:
             return self.get(self._aliases[name])
+        spelt = self._any_case(name)
+        if spelt is not None:
+            return self.get(spelt)
         raise IqaError(self._unknown(name))
+
+    def _any_case(self, name: str) -> str | None:
+        """The one registered name `name` spells in another case (`PIQE`, `KADID-10k`): a name, an alias
+        or a family member first, then a spelling the object declares (a card's folder names, which
+        two cards may share); None when there is none, or when two different names match."""
+        wanted = name.casefold()
+        found = {n for n in self._targets if n not in self._families and n.casefold() == wanted}
+        found |= {target for alias, target in self._aliases.items() if alias.casefold() == wanted}
+        prefix, sep, suffix = name.partition(":")
+        for own_prefix, family in self._families.items() if sep else ():
+            if own_prefix.casefold() == prefix.casefold():
+                found |= {f"{own_prefix}:{m}" for m in family.names() if m.casefold() == suffix.casefold()}
+        if not found and self._spellings is not None:
+            found = {n for n, obj in self._targets.items() if not isinstance(obj, (str, Path))
+                     and any(s.casefold() == wanted for s in self._spellings(obj))}
+        return next(iter(found)) if len(found) == 1 else None
 
     def _unknown(self, name: str) -> str:
         """One line: the closest names and aliases, then every name with its aliases."""
@@ -320,7 +347,7 @@ backends: Registry = Registry("backend", "iqabench.backends", _is_callable)
 # Builders of tiny random models of a backend's real architecture: arch -> build(folder, seed) -> folder
 tiny_models: Registry = Registry("tiny model builder", "iqabench.tiny_models", _is_callable)
 datasets: Registry = Registry("dataset", "iqabench.datasets", _is_dataset, load_file=_load_card,
-                              shipped=_shipped_cards)
+                              shipped=_shipped_cards, spellings=lambda card: card.folder_names)
 
 
 def register_dataset(card: Any) -> Any:

@@ -358,6 +358,26 @@ def test_list_splits_names_the_default_and_the_computed_forms():
     assert "did you mean" in one_line_error(invoke("list", "splits", "tinny"))
 
 
+@pytest.mark.parametrize("dataset, makes, cannot", [
+    ("synthetic", ["all", "byref-ratio{TR}-{VA}-{TE}-seed{S}"], ["official"]),  # references, no official parts
+    ("koniq10k", ["official", "all"], ["byref-ratio{TR}-{VA}-{TE}-seed{S}"]),  # official parts, no references
+    ("tiny", ["all", "byref-ratio{TR}-{VA}-{TE}-seed{S}"], ["official"])])  # a card built in code
+def test_list_splits_offers_only_splits_the_dataset_can_make(tiny_root, dataset, makes, cannot):
+    result = invoke("list", "splits", dataset, "--data-root", tiny_root)
+    assert result.exit_code == 0, result.stderr
+    offered = result.stdout.splitlines()[1:]
+    assert set(makes) <= set(offered) and not set(cannot) & set(offered)
+    from iqabench import registry
+    from iqabench.data import splits
+
+    card = registry.datasets.get(dataset)
+    folder = card.locate(tiny_root)
+    if folder is not None:  # the data are here: every concrete split offered is one it makes
+        table = card.read(folder)
+        for name in [n for n in offered if "{" not in n]:
+            assert splits.make_split(card.name, table, name).parts["test"], name
+
+
 def test_list_methods_shows_kind_needs_and_availability():
     result = invoke("list", "methods")
     assert result.exit_code == 0, result.stderr

@@ -79,3 +79,52 @@ def test_bad_option_names_the_option():
 
     with pytest.raises(IqaError, match="delya"):
         resolve_method("slow-sharpness", {"delya": 1})
+
+
+# -- names in any case, and every spelling a card declares ------------------------------------------
+
+def test_every_spelling_of_a_card_in_any_case_names_the_dataset():
+    cards = [registry.datasets.get(name) for name in registry.datasets.names()]
+
+    def owners(spelling: str) -> list:
+        """Who a spelling names: the card with that name or alias, else every card with that folder name."""
+        named = [c for c in cards if spelling.casefold() in {n.casefold() for n in (c.name, *c.aliases)}]
+        return named or [c for c in cards if spelling.casefold() in {f.casefold() for f in c.folder_names}]
+
+    for card in cards:
+        for spelling in (card.name, *card.aliases, *card.folder_names):
+            for variant in (spelling, spelling.upper(), spelling.lower(), spelling.swapcase()):
+                expected = owners(variant)
+                if len(expected) == 1:
+                    assert registry.datasets.get(variant) is expected[0], variant
+                else:  # a folder name two cards share names neither: refused, never a guess
+                    with pytest.raises(IqaError, match="unknown dataset"):
+                        registry.datasets.get(variant)
+    assert registry.datasets.get("KADID-10k").name == "kadid10k"  # the issue's own examples
+    assert registry.datasets.get("KonIQ-10k").name == "koniq10k"  # an alias wins over a shared folder name
+
+
+def test_methods_match_in_any_case_and_unknown_names_still_fail():
+    piqe = registry.methods.get("pyiqa:piqe")
+    for variant in ("PIQE", "Piqe", "pyiqa:PIQE", "PyIQA:piqe"):
+        assert registry.methods.get(variant) is piqe, variant
+    assert registry.methods.get("SLOW-Sharpness").name == "slow-sharpness"
+    with pytest.raises(IqaError, match="unknown method 'PIQEE'"):
+        registry.methods.get("PIQEE")
+    with pytest.raises(IqaError, match="unknown pyiqa metric 'PIQEE'"):
+        registry.methods.get("pyiqa:PIQEE")
+
+
+def test_a_run_named_in_another_case_is_filed_under_the_registered_names(tiny_root, tmp_path):
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+    from iqabench.runs import find_runs
+
+    result = CliRunner().invoke(cli, ["run", "--method", "SLOW-Sharpness", "--dataset", "TINY", "--split", "all",
+                                      "--limit", "2", "--no-progress", "--data-root", str(tiny_root),
+                                      "--results", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    [run] = find_runs(tmp_path / "r")
+    assert (run.method, run.dataset) == ("slow-sharpness", "tiny")
+    assert run.run_dir.relative_to(tmp_path / "r").parts[:2] == ("runs", "tiny")

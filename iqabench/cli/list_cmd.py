@@ -92,14 +92,29 @@ def list_splits(settings: Settings, dataset: str) -> None:
     if not hasattr(splits, "available_splits"):
         raise IqaError("this iqabench cannot list splits (iqabench.data.splits.available_splits is missing)")
     click.echo(f"default: {card.default_split}")
-    for name in splits.available_splits(card.name):
+    for name in splits.available_splits(card.name, _columns_of(card, settings.data_root)):
         click.echo(name)
+
+
+def _columns_of(card, data_root):
+    """A table with the columns the card's reader yields (whether a split can use `ref` or
+    `official_set`), from its [reader] spec, else from its files when present; None: unknown."""
+    import pandas as pd
+
+    from iqabench.data.readers import ReaderSpec
+
+    if isinstance(card.reader, ReaderSpec):
+        made = [column for column in ("ref", "official_set") if getattr(card.reader, column) is not None]
+        return pd.DataFrame(columns=["id", *made])
+    folder = card.locate(data_root)
+    return None if folder is None else card.read(folder).head(0)
 
 
 @list_group.command("backends", short_help="MLLM backend families and the methods each runs.", epilog="""\b
 Examples:
   iqabench list backends
-  iqabench run --method softmax-owl2 --dataset koniq10k -o backend=qwen2_5_vl -o backend_path=Qwen/Qwen2.5-VL-7B-Instruct""")
+  iqabench run --method softmax-owl2 --dataset koniq10k -o backend=qwen2_5_vl \\
+      -o backend_path=Qwen/Qwen2.5-VL-7B-Instruct""")
 @with_settings
 def list_backends(settings: Settings) -> None:
     """Every registered MLLM backend: its image grid, whether it takes several images per prompt, and
