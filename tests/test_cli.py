@@ -100,11 +100,11 @@ def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
     log = tmp_path / "scored.log"
     proc = subprocess.Popen(base + ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all",
                                     "--data-root", str(tiny_root), "--results", str(tmp_path / "r"), "--no-progress",
-                                    "-o", "delay=0.2", "-o", f"log={log}"],
+                                    "-o", "delay=2", "-o", f"log={log}"],  # 70 s left after the first image
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -114,6 +114,37 @@ def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted; everything saved so far is kept" in err and "Traceback" not in err
+
+
+def _records(results):
+    return [line for path in results.rglob("predictions*.jsonl") for line in path.read_text().splitlines()]
+
+
+def test_sigterm_is_handled_like_ctrl_c_with_its_own_exit_status(tiny_root, tmp_path):
+    base = [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGINS / "tiny_dataset_plugin.py"),
+            "--plugin", str(PLUGINS / "slow_method.py")]
+    results = tmp_path / "r"
+    args = ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--data-root", str(tiny_root),
+            "--results", str(results), "--no-progress"]
+    # 2 s per image: after the first record is saved the run has 70 s to go, whatever the machine's load
+    proc = subprocess.Popen(base + args + ["-o", "delay=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _records(results):  # the known point: a record saved
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["iqabench: terminated (SIGTERM); everything saved so far is kept, rerun the "
+                                        "same command to resume"], err
+    kept = [json.loads(line) for line in _records(results)]  # every saved record whole
+    assert 1 <= len(kept) < 36 and not list(results.rglob("metrics.json"))  # stopped mid-run, records kept
+    assert all(r["error"] is None and r["score"] is not None for r in kept)
 
 
 # -- the root command ----------------------------------------------------------------------------

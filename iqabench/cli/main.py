@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -26,12 +28,27 @@ COMMANDS = {
 }
 
 INTERRUPTED = "iqabench: interrupted; everything saved so far is kept, rerun the same command to resume"
+TERMINATED = ("iqabench: terminated (SIGTERM); everything saved so far is kept, rerun the same command to resume")
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what shells and schedulers read as "ended by SIGTERM"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, schedulers and `kill` send), unwound like Ctrl-C: whatever catches an
+    interrupt to keep its work (a build, a suite) does the same for it."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while unwinding ends the process
+    raise Terminated()
 
 
 class RootGroup(LazyGroup):
     """Turns the errors a user can fix into one line on stderr and an exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context):
+        # only the main thread may set a handler (an embedding program's worker thread keeps its own)
+        own = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if own else None
         try:
             return super().invoke(ctx)
         except IqaError as exc:
@@ -48,10 +65,15 @@ class RootGroup(LazyGroup):
             click.echo(f"iqabench: error{_rank_tag()}: out of memory; everything saved before is kept: free memory "
                        "or use a smaller --batch-size, then rerun the same command to resume", err=True)
             raise click.exceptions.Exit(1) from None
+        except Terminated:
+            click.echo(TERMINATED, err=True)
+            raise click.exceptions.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             click.echo(INTERRUPTED, err=True)
             raise click.exceptions.Exit(130) from None
         finally:
+            if own:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
             parallel = sys.modules.get("iqabench.parallel")
             if parallel is not None:  # only a command that ran the engine can have started a process group
                 parallel.shutdown()
@@ -108,7 +130,7 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 environment: disk full, read-only
-    or permission, 2 bad input, 130 interrupted)."""
+    or permission, 2 bad input, 130 interrupted, 143 terminated by SIGTERM)."""
     return cli.main(args=argv, prog_name="iqabench", standalone_mode=False)
 
 
