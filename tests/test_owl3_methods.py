@@ -44,7 +44,7 @@ def images():
 
 def _dog_iqa(models, cache_dir, **options):
     seg = {"model": models["sam2"], "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
-    method = DogIqa(DogIqaOptions(judge=BackendSpec(arch="owl3", path=models["owl3"]), segmenter=seg,
+    method = DogIqa(DogIqaOptions(judge={"backend": "owl3", "backend_path": models["owl3"]}, segmenter=seg,
                                   min_area_fraction=0.02, judge_batch_size=4, **options),
                     dataset="synthetic", cache_dir=cache_dir)
     assert DogIqa.check_available(method.options) is None  # in-process: no worker interpreter asked for
