@@ -64,6 +64,8 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 ResizePolicy = Literal["model", "crop", "pad", "squash", "torchvision"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
 RESIZE_POLICIES: tuple[str, ...] = get_args(ResizePolicy)
+DEFAULT_WORKER_HOST = "owl3"
+DEFAULT_SERVED_LOGPROBS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Support:
     resize: tuple[str, ...] = RESIZE_POLICIES
     dtypes: tuple[str, ...] = DTYPES
     worker: bool = False  # runs in a worker process: worker_python / worker_host apply
+    served: bool = False  # asks a model server: served_model / served_logprobs apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,12 +145,17 @@ class BackendSpec(pydantic.BaseModel):
     trust_remote_code: bool = False  # only ever True when the user asks for it
     resize: ResizePolicy = "model"  # the model's own resize policy, recorded in every result
     worker_python: str | None = None  # the interpreter of a worker backend's own virtualenv
-    worker_host: str = "owl3"  # what a worker backend hosts: owl3, or iqabench:<arch> (tests)
+    worker_host: str = DEFAULT_WORKER_HOST  # what a worker backend hosts: owl3, or iqabench:<arch> (tests)
+    # a served backend (path = the server's URL): the model's name there (None: the one it serves)
+    # and how many top log-probabilities of the next token each request asks for
+    served_model: str | None = None
+    served_logprobs: int = pydantic.Field(DEFAULT_SERVED_LOGPROBS, ge=1)
 
     @pydantic.model_validator(mode="after")
     def _supported(self):
         check_support(self.arch, resize=self.resize, dtype=self.dtype, worker_python=self.worker_python,
-                      worker_host=self.worker_host)
+                      worker_host=self.worker_host, served_model=self.served_model,
+                      served_logprobs=self.served_logprobs)
         return self
 
 
@@ -220,7 +228,8 @@ class MLLMBackend(abc.ABC):
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             if len(q.images) != 1:
-                raise IqaError(f"backend {type(self).__name__}: takes exactly one image per prompt, got {len(q.images)}")
+                raise IqaError(f"backend {type(self).__name__}: takes exactly one image per prompt, "
+                               f"got {len(q.images)}")
             if q.answer_prefix and not q.template:
                 raise IqaError(f"backend {type(self).__name__}: answer_prefix needs a whole-template prompt here")
             prompt = f"{q.text} {q.answer_prefix}" if q.answer_prefix else q.text if q.template else q.folded_text()
@@ -255,7 +264,8 @@ def backend_support(arch: str) -> Support:
 
 
 def check_support(arch: str, resize: str | None = None, dtype: str | None = None, worker_python: str | None = None,
-                  worker_host: str = "owl3") -> None:
+                  worker_host: str = DEFAULT_WORKER_HOST, served_model: str | None = None,
+                  served_logprobs: int = DEFAULT_SERVED_LOGPROBS) -> None:
     """ValueError (one line naming the allowed values) when the arch does not take these settings;
     None skips a check."""
     from iqabench import registry
@@ -267,8 +277,11 @@ def check_support(arch: str, resize: str | None = None, dtype: str | None = None
         raise ValueError(f"backend {arch} does not support resize={resize}; allowed: {', '.join(support.resize)}")
     if dtype is not None and dtype not in support.dtypes:
         raise ValueError(f"backend {arch} does not support dtype={dtype}; allowed: {', '.join(support.dtypes)}")
-    if not support.worker and (worker_python is not None or worker_host != "owl3"):
-        raise ValueError(f"backend {arch} runs in this process: worker_python and worker_host apply to worker backends only")
+    if not support.worker and (worker_python is not None or worker_host != DEFAULT_WORKER_HOST):
+        raise ValueError(f"backend {arch} runs in this process: worker_python and worker_host apply to worker "
+                         f"backends only")
+    if not support.served and (served_model is not None or served_logprobs != DEFAULT_SERVED_LOGPROBS):
+        raise ValueError(f"backend {arch} is not a served backend: served_model and served_logprobs apply to it only")
 
 
 def resolve_dtype(name: str, device: str):

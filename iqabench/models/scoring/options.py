@@ -2,7 +2,7 @@
 method and every nested judge uses) and how its answer becomes a score (SoftmaxOptions).
 
 Backend settings are validated here, once: the backend name against the registry, and resize,
-dtype and worker settings against what that backend declares (`iqabench.models.backend.Support`).
+dtype, worker and served settings against what that backend declares (`iqabench.models.backend.Support`).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pydantic
 
 from iqabench.api import Options
 from iqabench.models.backend import (
+    DEFAULT_SERVED_LOGPROBS,
+    DEFAULT_WORKER_HOST,
     BackendSpec,
     Dtype,
     ResizePolicy,
@@ -24,7 +26,6 @@ from iqabench.models.scoring.normalize import Normalization
 from iqabench.models.scoring.protocols import PROTOCOLS, SEED_PROMPT, Protocol
 
 WORD_FIELDS, LEVEL_FIELDS = ("positive", "negative"), ("levels", "weights")
-DEFAULT_WORKER_HOST = "owl3"
 
 
 def split_list(value: Any) -> Any:
@@ -54,6 +55,12 @@ class BackendOptions(Options):
     """worker backends: the interpreter of the worker's own virtualenv"""
     worker_host: str = pydantic.Field(DEFAULT_WORKER_HOST, exclude_if=lambda v: v == DEFAULT_WORKER_HOST)
     """worker backends: what the worker hosts (owl3, or iqabench:<arch> for tests)"""
+    # The served backend only; left out of the run key at their defaults, as the worker settings.
+    served_model: str | None = pydantic.Field(None, exclude_if=lambda v: v is None)
+    """backend=served: the model's name on the server (default: the one model it serves)"""
+    served_logprobs: int = pydantic.Field(DEFAULT_SERVED_LOGPROBS, ge=1,
+                                          exclude_if=lambda v: v == DEFAULT_SERVED_LOGPROBS)
+    """backend=served: top log-probabilities asked per answer; a word outside them fails that image"""
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -72,7 +79,7 @@ class BackendOptions(Options):
             raise ValueError(f"unknown backend {value!r}; known: {', '.join(known)}")
         return value
 
-    @pydantic.field_validator("dtype", "resize", "worker_python", "worker_host")
+    @pydantic.field_validator("dtype", "resize", "worker_python", "worker_host", "served_model", "served_logprobs")
     @classmethod
     def _supported(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
         """Checked against what the chosen backend declares (fields after `backend` see its value)."""
@@ -92,7 +99,8 @@ class BackendOptions(Options):
         return BackendSpec.model_construct(arch=self.backend, path=self.backend_path, dtype=self.dtype,
                                            revision=self.revision, trust_remote_code=self.trust_remote_code,
                                            resize=self.resize, worker_python=self.worker_python,
-                                           worker_host=self.worker_host)
+                                           worker_host=self.worker_host, served_model=self.served_model,
+                                           served_logprobs=self.served_logprobs)
 
 
 class SoftmaxOptions(BackendOptions):
@@ -148,7 +156,8 @@ class SoftmaxOptions(BackendOptions):
             if self.levels is None or self.weights is None:
                 raise ValueError("levels and weights go together")
             if len(self.levels) != len(self.weights) or len(self.levels) < 2:
-                raise ValueError(f"levels ({len(self.levels)}) and weights ({len(self.weights)}) need the same length, at least 2")
+                raise ValueError(f"levels ({len(self.levels)}) and weights ({len(self.weights)}) need the same "
+                                 f"length, at least 2")
             if self.positive is not None or self.negative is not None:
                 raise ValueError("give either positive/negative words or levels/weights, not both")
             check_words(self.levels, "levels")

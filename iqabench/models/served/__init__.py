@@ -1,0 +1,1 @@
+"""The served-model backend: OpenAI-compatible servers (vLLM, SGLang, API models), see backend.py."""
