@@ -2,7 +2,8 @@
 - options: BackendOptions (the one backend option shape) and SoftmaxOptions (question, words or
   levels), protocol_options (a class whose defaults are a protocol);
 - protocols: the zero-shot protocols as data (PROTOCOLS);
-- scorer: SoftmaxScorer, the word and level scorer; normalize: the pixel normalisers;
+- scorer: SoftmaxScorer, the word and level scorer (AnswerWordMissing: an answer word a served
+  model did not return); normalize: the pixel normalisers;
 - formulas: answer-token logits -> scores, and re-scoring of stored logits;
 - availability: backend_unavailable, the cheap check that the backend can be loaded here.
 No module here imports torch at import time."""
@@ -36,7 +37,7 @@ from iqabench.models.scoring.protocols import (
                                              SEED_PROMPT,
                                              Protocol,
 )
-from iqabench.models.scoring.scorer import SoftmaxScorer, mllm_info
+from iqabench.models.scoring.scorer import AnswerWordMissing, SoftmaxScorer, mllm_info
 
 __all__ = [
                                              "IMAGENET_MEAN",
@@ -48,6 +49,7 @@ __all__ = [
                                              "QBENCH_PROMPT",
                                              "SEED_PROMPT",
                                              "WORD_BANK",
+                                             "AnswerWordMissing",
                                              "BackendOptions",
                                              "Normalization",
                                              "Protocol",

@@ -35,6 +35,14 @@ def split_list(value: Any) -> Any:
     return value
 
 
+def known_backend(value: str) -> str:
+    """`value` when it is a registered backend arch, else ValueError naming the known ones."""
+    known = backend_names()
+    if value not in known:
+        raise ValueError(f"unknown backend {value!r}; known: {', '.join(known)}")
+    return value
+
+
 class BackendOptions(Options):
     """Which MLLM to load; every field is in the run's key."""
 
@@ -74,10 +82,7 @@ class BackendOptions(Options):
     @pydantic.field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        known = backend_names()
-        if value not in known:
-            raise ValueError(f"unknown backend {value!r}; known: {', '.join(known)}")
-        return value
+        return known_backend(value)
 
     @pydantic.field_validator("dtype", "resize", "worker_python", "worker_host", "served_model", "served_logprobs")
     @classmethod
@@ -179,10 +184,10 @@ def check_words(words: Sequence[str], what: str) -> None:
 
 
 def protocol_options(protocol: str, name: str, doc: str, module: str | None = None,
-                     **backend_defaults: str) -> type[SoftmaxOptions]:
-    """The SoftmaxOptions class whose defaults are PROTOCOLS[protocol] (prompt, words or levels and
-    weights; resize and normalization follow the protocol's pipeline for whichever backend is
-    chosen) and, where given, other `backend` / `backend_path` defaults."""
+                     base: type[SoftmaxOptions] = SoftmaxOptions, **backend_defaults: str) -> type[SoftmaxOptions]:
+    """The `base` (a SoftmaxOptions) class whose defaults are PROTOCOLS[protocol] (prompt, words or
+    levels and weights; resize and normalization follow the protocol's pipeline for whichever
+    backend is chosen) and, where given, other `backend` / `backend_path` defaults."""
     proto = PROTOCOLS[protocol]
     words = tuple[str, ...] | None
     fields: dict[str, Any] = {
@@ -192,7 +197,7 @@ def protocol_options(protocol: str, name: str, doc: str, module: str | None = No
         **{key: (str, value) for key, value in backend_defaults.items()},
     }
     module = module or sys._getframe(1).f_globals.get("__name__", __name__)
-    cls = pydantic.create_model(name, __base__=SoftmaxOptions, __module__=module, __doc__=doc, **fields)
+    cls = pydantic.create_model(name, __base__=base, __module__=module, __doc__=doc, **fields)
     cls.protocol = proto
     return cls
 

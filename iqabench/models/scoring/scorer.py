@@ -13,6 +13,10 @@ from iqabench.models.scoring.normalize import pixel_normalizer
 from iqabench.models.scoring.options import SoftmaxOptions
 
 
+class AnswerWordMissing(ValueError):
+    """Not an IqaError: the engine records it against the one image it happened to."""
+
+
 class SoftmaxScorer:
     """`pixels` (the backend's geometry), an optional pixel edit by the caller (a prompt), then
     `score_pixels` (normalisation, logits, softmax); or `score_images` on any backend."""
@@ -42,9 +46,25 @@ class SoftmaxScorer:
         return self.backend.next_token_logits(normalized_pixels, self.options.prompt)
 
     def from_logits(self, logits):
+        self._check_present(logits)
         if "levels" in self.token_ids:
             return level_score(logits, self.token_ids["levels"], self.options.weights)
         return word_set_score(logits, self.token_ids["positive"], self.token_ids["negative"])
+
+    def _check_present(self, logits) -> None:
+        """A served model returns only its top log-probabilities (NaN elsewhere): an answer word it
+        did not return fails that image with its name, instead of counting as probability 0."""
+        import torch
+
+        ids = [t for v in self.token_ids.values() for t in v]
+        present = torch.isfinite(logits.detach()[:, ids])
+        if bool(present.all()):
+            return
+        row = int((~present.all(dim=1)).nonzero()[0])
+        words = [w for ws in self.words.values() for w in ws]
+        missing = [w for w, ok in zip(words, present[row].tolist()) if not ok]
+        raise AnswerWordMissing(f"no log-probability for answer word(s) {', '.join(missing)} (not among what the "
+                                f"model returned; a served model returns its top served_logprobs tokens only)")
 
     def score_pixels(self, pixels):
         """[B, 3, S, S] in [0, 1] -> [B] float32 scores (differentiable)."""
@@ -78,5 +98,5 @@ class SoftmaxScorer:
 
 def mllm_info(description: str, weights: str, kind: str = "zero-shot", fixed_grid: bool = False) -> MethodInfo:
     """The MethodInfo of a method scoring with a softmax over an MLLM's answer tokens."""
-    return MethodInfo(kind=kind, description=description, higher_better=True, score_range=(0.0, 1.0), fixed_grid=fixed_grid,
-                      needs_weights=weights, needs_gpu=True, extra="mllm")
+    return MethodInfo(kind=kind, description=description, higher_better=True, score_range=(0.0, 1.0),
+                      fixed_grid=fixed_grid, needs_weights=weights, needs_gpu=True, extra="mllm")
