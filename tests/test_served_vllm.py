@@ -184,8 +184,10 @@ def test_greedy_answers_are_the_transformers_greedy_tokens(server, reference):
     url, _ = server
     local_logprobs, _ = reference
     backend = _backend(url)
+    first = backend.answers(PROMPTS[:3], max_new_tokens=1)
+    assert first == [backend._detokenize([int(local_logprobs(q).argmax())]).strip() for q in PROMPTS[:3]]
     answers = backend.answers(PROMPTS[:3], max_new_tokens=4)
-    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert len(answers) == 3 and all(isinstance(a, str) and a for a in answers)
     assert answers == backend.answers(PROMPTS[:3], max_new_tokens=4)  # temperature 0: the same again
     assert backend.runtime_stats()["served_requests"]["failed"] == 0
 

@@ -31,7 +31,8 @@ import hashlib
 import io
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from iqabench.errors import IqaError
 from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query, Support

@@ -12,8 +12,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from iqabench.errors import IqaError
 
@@ -43,7 +44,7 @@ class Client:
                  timeout: float | None = None, retries: int | None = None, backoff: float = 0.5):
         self.base_url = base_url.rstrip("/")
         # vLLM's and SGLang's own endpoints (/tokenize, /version) sit beside /v1, not under it
-        self.root_url = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        self.root_url = self.base_url.removesuffix("/v1")
         self._api_key = api_key if api_key is not None else os.environ.get("IQABENCH_SERVED_API_KEY") or None
         self.concurrency = int(concurrency or _env_number("IQABENCH_SERVED_CONCURRENCY", 4, int))
         self.timeout = float(timeout or _env_number("IQABENCH_SERVED_TIMEOUT", 120.0, float))

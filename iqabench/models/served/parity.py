@@ -9,7 +9,8 @@ what is printed.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _srcc(a: Sequence[float], b: Sequence[float]) -> float | None:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqabench.models.tiny_vlm import CHATML, CHATML_GEN, INIT_STD, build_tokenizer, chat_template
+from iqabench.models.tiny_vlm import (
+    CHATML,
+    CHATML_GEN,
+    INIT_STD,
+    build_tokenizer,
+    chat_template,
+)
 
 
 def build_tiny_qwen2(folder: str | Path, seed: int = 0, heads: int = 2, head_dim: int = 64, layers: int = 2) -> Path:
