@@ -35,7 +35,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, MLLMBackend, Query, Support
+from iqabench.models.backend import (
+    IMAGE_PLACEHOLDER,
+    BackendSpec,
+    BackendTraits,
+    MLLMBackend,
+    Query,
+    Support,
+)
 from iqabench.models.served.client import Client, RequestFailed
 
 ARCH = "served"
@@ -248,8 +255,7 @@ class ServedBackend(MLLMBackend):
     # -- pixel space: not reachable through a server -----------------------------------
     def _no_pixels(self, what: str):
         raise IqaError(f"backend served: {what} needs the model in this process (gradients or edited pixels); a "
-                       f"served model takes images and prompts only; image-level methods (softmax presets, Q-Align "
-                       f"levels, mllm-prompt, Dog-IQA) work")
+                       f"served model takes images and prompts only, so only image-level methods work")
 
     def to_pixels(self, images):
         self._no_pixels("to_pixels")
@@ -265,6 +271,12 @@ class ServedBackend(MLLMBackend):
 
     def runtime_stats(self) -> dict[str, Any]:
         return {"served_requests": dict(self.client.stats)}
+
+
+def traits(arch: str) -> BackendTraits:
+    """No pixel grid in this process (image-level methods only, as a tiling processor); the prompt
+    may hold several images (whether the served model takes them is the server's answer)."""
+    return BackendTraits(grid="tiled", multi_image=True)
 
 
 # The server preprocesses the images itself; served_model / served_logprobs are its options.
