@@ -9,8 +9,9 @@ Datasets are data: every `<name>/card.toml` in the shipped `datasets/` folder is
 under its folder name and parsed only when asked for. Third parties add cards through the
 entry-point group `iqabench.datasets` (a `module:attr` naming a DatasetCard), or from code with
 `register_dataset(card)` / `register_dataset_file(path)`. Aliases work however a card came in.
-MLLM backends (`iqabench.backends`) and the builders of tiny test models of their architectures
-(`iqabench.tiny_models`) are found the same way as methods, built-ins included.
+MLLM backends (`iqabench.backends`), the builders of tiny test models of their architectures
+(`iqabench.tiny_models`) and the dataset builders cards name (`iqabench.builders`) are found the
+same way as methods, built-ins included.
 Users may also name plugin modules or files themselves (`--plugin`); nothing else is loaded.
 """
 from __future__ import annotations
@@ -346,6 +347,9 @@ methods: Registry = Registry("method", "iqabench.methods", _is_method)
 backends: Registry = Registry("backend", "iqabench.backends", _is_callable)
 # Builders of tiny random models of a backend's real architecture: arch -> build(folder, seed) -> folder
 tiny_models: Registry = Registry("tiny model builder", "iqabench.tiny_models", _is_callable)
+# Builders of datasets the project makes itself: name -> build(folder, progress=True); a card's
+# [build] builder names one of these, so a data file can never pick a module to import.
+builders: Registry = Registry("dataset builder", "iqabench.builders", _is_callable)
 datasets: Registry = Registry("dataset", "iqabench.datasets", _is_dataset, load_file=_load_card,
                               shipped=_shipped_cards, spellings=lambda card: card.folder_names)
 

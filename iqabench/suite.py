@@ -261,14 +261,15 @@ def _read_toml(path: Path) -> dict:
 
 
 # -- validation ------------------------------------------------------------------------------------
-def validate(data: dict, path: Path) -> SuiteFile:
-    """Structure (pydantic), then the cross-references, then every name against the registry."""
+def validate(data: dict, path: Path, command_line: bool = False) -> SuiteFile:
+    """Structure (pydantic), then the cross-references, then every name against the registry.
+    `command_line`: the options include what the user passed with -o (code opt-ins allowed)."""
     try:
         spec = SuiteFile(**data)
     except pydantic.ValidationError as exc:
         raise IqaError(validation_line(str(path), exc, SuiteFile, lambda loc: _loc(loc, data))) from None
     spec = _check_layout(spec, path)
-    return _resolve_names(spec, path)
+    return _resolve_names(spec, path, command_line)
 
 
 def _loc(loc: tuple, data: dict) -> str:
@@ -351,7 +352,7 @@ def _check_layout(spec: SuiteFile, path: Path) -> SuiteFile:
     return spec.model_copy(update={"columns": columns})
 
 
-def _resolve_names(spec: SuiteFile, path: Path) -> SuiteFile:
+def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> SuiteFile:
     """Canonical dataset and method names; every computable row's options checked per column."""
     from iqabench import registry
     from iqabench.plan import resolve_method
@@ -387,6 +388,8 @@ def _resolve_names(spec: SuiteFile, path: Path) -> SuiteFile:
                 choice = resolve_method(method, {**row.options, **row.column_options.get(col.key, {})})
             except IqaError as exc:
                 raise IqaError(f"{path}: {key}: {exc}") from None
+            if not command_line:
+                _refuse_code_opt_ins(choice.options.model_dump(mode="json"), f"{path}: {key}")
             trained = trained or _needs_training(choice)
         if trained:
             if spec.protocol.training == "none":
@@ -399,6 +402,22 @@ def _resolve_names(spec: SuiteFile, path: Path) -> SuiteFile:
             raise IqaError(f"{path}: {where}.train: {method} is not trained here, so it has no training source")
         rows.append(row.model_copy(update={"method": method, "train": train}))
     return spec.model_copy(update={"columns": columns, "rows": rows})
+
+
+# Options that start a program or run a model folder's own code: only the person at the keyboard may
+# set them (-o on the command line), never a suite file someone else wrote.
+_CODE_OPT_INS = {"worker_python": "names a program to start", "trust_remote_code": "runs a model folder's own code"}
+
+
+def _refuse_code_opt_ins(options: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Walks the validated options (renamed and nested spellings included) for a code opt-in."""
+    for key, value in options.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _refuse_code_opt_ins(value, where, f"{dotted}.")
+        elif key in _CODE_OPT_INS and value not in (None, False, ""):
+            raise IqaError(f"{where}.{dotted}: a suite file may not set this option (it {_CODE_OPT_INS[key]}); "
+                           f"pass it yourself with -o {dotted.partition('.')[0]}=... on the command line")
 
 
 # -- adapting a suite to the data and models at hand ------------------------------------------------
@@ -465,4 +484,5 @@ def _adapt(suite: Suite, dataset_map: dict[str, str], options: dict[str, Any]) -
                      + ", ".join(f"{k}={v}" for k, v in options.items()))
     spec = suite.spec.model_copy(update={"columns": columns, "rows": rows})
     data = spec.model_dump(mode="python")
-    return Suite(suite.name, suite.path, validate(data, suite.path), tuple(dict.fromkeys(notes)))
+    # the file's own options were checked when it was loaded; what -o adds is the user's own choice
+    return Suite(suite.name, suite.path, validate(data, suite.path, command_line=True), tuple(dict.fromkeys(notes)))

@@ -7,7 +7,6 @@ Python, with `reader` either such a table (a dict) or a function folder -> table
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
 import posixpath
@@ -34,7 +33,7 @@ _Text = Annotated[str, pydantic.StringConstraints(min_length=1)]
 
 
 class BuildTable(Strict):
-    builder: str  # "module:function"
+    builder: str  # a builder registered under the entry-point group iqabench.builders
 
 
 class CardFile(Strict):
@@ -74,7 +73,9 @@ class DatasetCard:
     notes: str = ""
     aliases: tuple[str, ...] = ()
     target_range: tuple[float, float] | None = None  # training targets scale from it; not given: score_range
-    builder: str | Callable[..., None] | None = None  # "module:function" or a function building the dataset
+    # A builder's registered name (entry-point group `iqabench.builders`), or a function building the dataset.
+    # Never an import path: a data file must not choose which code runs.
+    builder: str | Callable[..., None] | None = None
     source: Path | None = dataclasses.field(default=None, compare=False)  # the card file, for messages
 
     def __post_init__(self) -> None:
@@ -95,8 +96,9 @@ class DatasetCard:
         elif not callable(self.reader) and not isinstance(self.reader, ReaderSpec):
             raise IqaError(f"{where}: reader must be a [reader] table or a function folder -> table")
         if self.builder is not None and not callable(self.builder) and not (
-                isinstance(self.builder, str) and ":" in self.builder):
-            raise IqaError(f"{where}: [build] builder must be \"module:function\", got {self.builder!r}")
+                isinstance(self.builder, str) and _NAME.fullmatch(self.builder)):
+            raise IqaError(f"{where}: [build] builder must be the name of a builder registered under the entry-point "
+                           f"group iqabench.builders (such as \"synthetic\"), not an import path: {self.builder!r}")
 
     # -- construction from a file -------------------------------------------------------------------
     @classmethod
@@ -133,14 +135,20 @@ class DatasetCard:
     @property
     def build(self) -> Callable[..., None] | None:
         """`build(folder, progress=True)` for datasets the project makes itself, else None.
-        The builder's module is imported only when called."""
+        The builder is looked up in the registry (and its module imported) only when called."""
         if self.builder is None:
             return None
         if callable(self.builder):
             return self.builder
 
         def build(folder: Path, *args: Any, **kwargs: Any) -> None:
-            return _import(self.builder, self.source or self.name)(folder, *args, **kwargs)
+            from iqabench import registry
+
+            try:
+                builder = registry.builders.get(self.builder)
+            except IqaError as exc:
+                raise IqaError(f"{self.source or self.name}: [build] builder: {exc}") from None
+            return builder(folder, *args, **kwargs)
 
         return build
 
@@ -184,16 +192,6 @@ def _range(value: Any, where: str, key: str) -> tuple[float, float]:
         raise IqaError(f"{where}: {key} must be [low, high] with low < high, got {value!r}")
     return float(value[0]), float(value[1])
 
-
-def _import(spec: str, where: Any) -> Callable[..., Any]:
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise IqaError(f"{where}: cannot import builder {spec!r} ({exc})") from exc
-    return obj
 
 
 # -- validation ---------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""Hardening, round three (issue 20): data files that would run code or read outside the folders
+given, and special files among `--images`. Every refusal is one line naming the file and the problem."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from iqabench import registry
+from iqabench.errors import IqaError
+from iqabench.suite import load_suite
+
+CARD = """name = "{name}"
+title = "a test card"
+url = "made by the test"
+folder_names = {folders}
+layout = {layout}
+label_name = "mos"
+score_range = [0.0, 6.0]
+higher_better = true
+default_split = "all"
+{extra}
+[reader]
+format = "csv"
+id = "{{image}}"
+images = {{ folders = ["images"] }}
+{reader}
+"""
+
+
+def write_card(folder: Path, name: str = "probe", folders: str = '["probe"]', layout: str = '["mos.csv", "images/"]',
+               extra: str = "", reader: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "card.toml"
+    path.write_text(CARD.format(name=name, folders=folders, layout=layout, extra=extra, reader=reader))
+    return path
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text, text
+    return text
+
+
+# -- 1. code runs only where the person at the keyboard asked for it -------------------------------
+
+@pytest.mark.parametrize("builder", ["os:system", "iqabench_probe_module:run", "subprocess:run"])
+def test_a_card_naming_an_import_path_as_builder_is_refused_and_nothing_is_imported(builder, tmp_path, monkeypatch):
+    (tmp_path / "iqabench_probe_module.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('imported').write_text('ran')\ndef run(*a): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = []
+    monkeypatch.setattr("os.system", lambda *a: calls.append(a))
+    path = write_card(tmp_path / "card", extra=f'[build]\nbuilder = "{builder}"\n')
+    with pytest.raises(IqaError) as exc:
+        registry.register_dataset_file(path)
+    text = one_line(exc)
+    assert text.startswith(f"{path}: [build] builder must be the name of a builder registered") and builder in text
+    assert "iqabench.builders" in text
+    assert not (tmp_path / "imported").exists() and "iqabench_probe_module" not in sys.modules and not calls
+
+
+def test_the_embedded_builder_is_registered_by_entry_point_and_its_card_names_it():
+    from iqabench.builders.embedded import build
+
+    assert registry.builders.get("synthetic") is build
+    assert registry.datasets.get("synthetic").builder == "synthetic"
+
+
+def suite_file(tmp_path: Path, options: str, method: str = "dog-iqa") -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(f"""kind = "paper-table"
+title = "t"
+source = {{ paper = "p", table = "1" }}
+metrics = ["srcc"]
+[[columns]]
+label = "Tiny"
+dataset = "tiny"
+split = "all"
+[[rows]]
+label = "Judge"
+method = "{method}"
+options = {options}
+""")
+    return path
+
+
+@pytest.mark.parametrize("method, options, key", [
+    ("dog-iqa", '{ judge = { worker_python = "/tmp/evil/python" } }', "judge.worker_python"),
+    ("dog-iqa", '{ judge = { trust_remote_code = true, revision = "0123456789abcdef" } }', "judge.trust_remote_code"),
+    ("mllm-prompt", '{ backend = "owl3-worker", worker_python = "/bin/sh" }', "worker_python"),
+    ("mllm-prompt", '{ trust_remote_code = true, revision = "0123456789abcdef" }', "trust_remote_code"),
+])
+def test_a_suite_row_may_not_name_an_executable_or_turn_on_remote_code(method, options, key, tmp_path, test_plugins):
+    path = suite_file(tmp_path, options, method)
+    with pytest.raises(IqaError) as exc:
+        load_suite(path)
+    text = one_line(exc)
+    assert text.startswith(f"{path}: rows[0] (Judge).options") and key in text
+    assert "-o" in text and "command line" in text
+
+
+def test_a_suite_row_may_pin_a_revision_without_remote_code(tmp_path, test_plugins):
+    suite = load_suite(suite_file(tmp_path, '{ judge = { revision = "0123456789abcdef" } }'))
+    assert suite.spec.rows[0].options["judge"]["revision"] == "0123456789abcdef"
+
+
+def test_the_same_opt_in_given_with_dash_o_on_the_command_line_is_accepted(tmp_path, test_plugins):
+    suite = load_suite(suite_file(tmp_path, '{ backend = "owl3-worker" }', "mllm-prompt"))
+    adapted = suite.adapted(options={"worker_python": "/venv/bin/python"})
+    assert adapted.spec.rows[0].options["worker_python"] == "/venv/bin/python"
