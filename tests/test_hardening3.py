@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from iqabench import registry
+from iqabench.data.card import DatasetCard
 from iqabench.errors import IqaError
 from iqabench.suite import load_suite
 
@@ -110,3 +111,44 @@ def test_the_same_opt_in_given_with_dash_o_on_the_command_line_is_accepted(tmp_p
     suite = load_suite(suite_file(tmp_path, '{ backend = "owl3-worker" }', "mllm-prompt"))
     adapted = suite.adapted(options={"worker_python": "/venv/bin/python"})
     assert adapted.spec.rows[0].options["worker_python"] == "/venv/bin/python"
+
+
+# -- 2. every path a card names stays inside --data-root and the dataset folder ---------------------
+
+def write_release(folder: Path) -> Path:
+    """A two-image release with mos.csv, enough to load."""
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / "images" / f"{i}.png")
+    (folder / "mos.csv").write_text("image,mos\n0.png,1.0\n1.png,2.0\n")
+    return folder
+
+
+@pytest.mark.parametrize("key, card_args, named", [
+    ("folder_names", dict(folders='["/abs/elsewhere"]'), "/abs/elsewhere"),
+    ("folder_names", dict(folders='["../elsewhere"]'), "../elsewhere"),
+    ("folder_names", dict(folders='["probe/../../elsewhere"]'), "probe/../../elsewhere"),
+    ("layout", dict(layout='["../../mos.csv", "images/"]'), "../../mos.csv"),
+    ("[reader].file", dict(reader='file = "../../x.csv"'), "../../x.csv"),
+    ("[reader].file", dict(reader='file = "/etc/passwd"'), "/etc/passwd"),
+])
+def test_a_card_naming_a_path_outside_the_folders_given_is_refused(key, card_args, named, tmp_path):
+    # the data it points at exists and is readable: only the card's refusal keeps it from being scored
+    write_release(tmp_path / "elsewhere")
+    path = write_card(tmp_path / "cards", **card_args)
+    with pytest.raises(IqaError) as exc:
+        registry.register_dataset_file(path)
+    text = one_line(exc)
+    assert text.startswith(f"{path}: {key}") and repr(named) in text and "must stay inside" in text
+
+
+def test_a_symlinked_dataset_folder_under_the_data_root_is_still_read(tmp_path):
+    release = write_release(tmp_path / "disk2" / "probe-release")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "probe").symlink_to(release, target_is_directory=True)
+    card = DatasetCard.from_toml(write_card(tmp_path / "cards", folders='["probe"]'))
+    folder, table = card.load(root)
+    assert folder == root / "probe" and sorted(table["id"]) == ["0.png", "1.png"]

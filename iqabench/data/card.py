@@ -19,6 +19,7 @@ import pydantic
 
 from iqabench import validation
 from iqabench.data.readers import ReaderSpec, parse_reader, read_table
+from iqabench.data.readers.spec import stays_inside
 from iqabench.errors import IqaError
 from iqabench.validation import Strict
 
@@ -88,6 +89,11 @@ class DatasetCard:
         set_("notes", self.notes.strip())
         if not self.folder_names or not self.layout:
             raise IqaError(f"{where}: folder_names and layout must not be empty")
+        # A card is data: it may not send the harness to read or build outside the folders the user gave.
+        for key, inside in (("folder_names", "--data-root"), ("layout", "the dataset folder")):
+            for rel in getattr(self, key):
+                if not stays_inside(rel):
+                    raise IqaError(f"{where}: {key}: {rel!r} must stay inside {inside} (a path relative to it)")
         set_("score_range", _range(self.score_range, where, "score_range"))
         set_("target_range", _range(self.target_range, where, "target_range") if self.target_range is not None
              else self.score_range)

@@ -8,6 +8,7 @@ fails at registration, not halfway through a run.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from typing import Any, Mapping
 
@@ -178,6 +179,9 @@ def parse_reader(table: Any, source: str, default_file: str, label_name: str) ->
     file = t.variables[label] if fmt == "mat" else default_file if t.file is None else t.file
     if not file:
         raise IqaError(f"{where}.file must be a file name")
+    for key, named in [("file", file)] + [(f"variables.{k}", v) for k, v in t.variables.items()]:
+        if not stays_inside(named):
+            raise IqaError(f"{where}.{key}: {named!r} must stay inside the dataset folder (a path relative to it)")
     exclude = {k: _regex(v, f"{where}.exclude.{k}") for k, v in t.exclude.items()}
     matches = tuple(_match(m, f"{where}.match[{i}]") for i, m in enumerate(t.match))
     maps = {name: _map(m, f"{where}.maps.{name}") for name, m in t.maps.items()}
@@ -256,10 +260,21 @@ def _check_templates(spec: ReaderSpec, where: str) -> None:
                                    f"maps.{name} have no key {key!r}")
 
 
+def stays_inside(rel: str) -> bool:
+    """Whether a path a card names stays inside the folder it is relative to, on its text: not
+    absolute (nor a drive or UNC path), and no `..` leaving it once `a/../` is resolved. A symlink
+    inside the folder is the user's own choice and is followed."""
+    text = rel.replace("\\", "/")
+    if text.startswith("/") or re.match(r"[A-Za-z]:", text):
+        return False
+    normal = posixpath.normpath(text) if text else "."
+    return normal != ".." and not normal.startswith("../")
+
+
 def _files(value: FilesTable, where: str, default_name: str) -> FilesSpec:
     folders = tuple(value.folders) or ("",)
     for f in folders:
-        if f.startswith("/") or ".." in f.replace("\\", "/").split("/"):
+        if not stays_inside(f):
             raise IqaError(f"{where}.folders: {f!r} must stay inside the dataset folder")
     if value.lookup not in LOOKUPS:
         raise IqaError(f"{where}.lookup: unknown value {value.lookup!r} (known: {', '.join(LOOKUPS)})")
