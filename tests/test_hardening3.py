@@ -152,3 +152,43 @@ def test_a_symlinked_dataset_folder_under_the_data_root_is_still_read(tmp_path):
     card = DatasetCard.from_toml(write_card(tmp_path / "cards", folders='["probe"]'))
     folder, table = card.load(root)
     assert folder == root / "probe" and sorted(table["id"]) == ["0.png", "1.png"]
+
+
+# -- 5. --images: only regular files are hashed or read ---------------------------------------------
+
+PLUGIN = Path(__file__).parent / "plugins" / "slow_method.py"
+
+
+def test_special_files_among_images_are_recorded_failures_and_never_opened(tmp_path):
+    import json
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (60 * i, 90, 30)).save(images / f"good{i}.png")
+    os.mkfifo(images / "x.png")  # opening it for reading blocks until a writer comes: never
+    (images / "zero.png").symlink_to("/dev/zero")  # read forever
+    (images / "dangling.png").symlink_to(images / "gone.png")
+    (images / "loop.png").symlink_to(images / "loop.png")
+    results = tmp_path / "r"
+    code = ("import sys; from iqabench.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "--plugin", str(PLUGIN), "run", "--method", "slow-sharpness",
+                           "--images", str(images), "--results", str(results), "--no-progress"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (run_dir,) = [p.parent for p in results.glob("runs/*/*/*/manifest.json")]
+    by_id = {r["id"]: r for r in map(json.loads, (run_dir / "predictions.jsonl").read_text().splitlines())}
+    assert sorted(by_id) == ["dangling.png", "good0.png", "good1.png", "loop.png", "x.png", "zero.png"]
+    assert all(by_id[f"good{i}.png"]["score"] is not None for i in range(2))
+    expected = {"x.png": "not a regular file (a FIFO)", "zero.png": "not a regular file (a device)",
+                "dangling.png": "dangling symbolic link", "loop.png": "symbolic link loop"}
+    for name, problem in expected.items():
+        assert by_id[name]["score"] is None and problem in by_id[name]["error"], by_id[name]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["n"], metrics["n_scored"], metrics["n_failed"]) == (6, 2, 4)
+    inputs = {r["id"]: r for r in json.loads((run_dir / "inputs.json").read_text())["images"]}
+    assert inputs["x.png"]["sha256"] is None and len(inputs["good0.png"]["sha256"]) == 16

@@ -6,7 +6,9 @@ Each view gives the ids to score, a loader (id -> Sample with its decoded image)
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,10 +95,13 @@ IMAGES_DATASET = "images"  # the results layout's dataset slot for folders of on
 class ImageFolderView:
     """The user's own images (`run --images DIR`): every image file below a folder, found
     recursively by suffix, ids = paths relative to it (sorted); no labels, no split, no references.
-    Each file's content hash goes into inputs.json, so a changed folder is another run."""
+    Each file's content hash goes into inputs.json, so a changed folder is another run. A name that
+    is not a regular file (a FIFO, a device, a dangling link or a link loop) is that image's recorded
+    failure: it is never opened, so it cannot block the run or be read forever."""
 
     folder: Path
-    files: dict[str, str]  # id (relative path) -> sha256 prefix of the file
+    files: dict[str, str | None]  # id (relative path) -> sha256 prefix of the file; None: see `problems`
+    problems: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> why it cannot be read
 
     @property
     def name(self) -> str:
@@ -113,6 +118,9 @@ class ImageFolderView:
 
         def load(sample_id: str) -> Sample:
             path = self.folder / sample_id
+            problem = self.problems.get(sample_id) or _not_regular(path)  # the folder may change after the scan
+            if problem:
+                raise ImageDecodeError(f"{path}: {problem}")
             try:
                 image = open_rgb(path)
             except ImageDecodeError as exc:
@@ -130,16 +138,55 @@ def image_folder(folder: Path) -> ImageFolderView:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise IqaError(f"--images {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
-    files = {}
+    files: dict[str, str | None] = {}
+    problems: dict[str, str] = {}
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 path = Path(root) / name
-                files[path.relative_to(folder).as_posix()] = sha256_file(path)
+                key = path.relative_to(folder).as_posix()
+                problem = _not_regular(path)
+                if problem is None:
+                    try:
+                        files[key] = _sha256_regular(path)
+                        continue
+                    except _NotRegular as exc:  # swapped for a special file since the stat
+                        problem = str(exc)
+                files[key], problems[key] = None, problem
     if not files:
         raise IqaError(f"--images {folder}: no image files below it (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return ImageFolderView(folder, files)
+    return ImageFolderView(folder, files, problems)
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why `path` is not a regular file to read (looked at with stat, never opened), or None."""
+    try:
+        mode = os.stat(path).st_mode  # follows links: a link to a regular file is read
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if os.path.islink(path):
+            return f"dangling symbolic link (to {os.readlink(path)})"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+    return f"not a regular file ({kind}); not read"
+
+
+def _sha256_regular(path: Path) -> str:
+    """sha256_file, opened without blocking and checked to be a regular file before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotRegular("not a regular file (it changed while the folder was read); not read")
+    return sha256_file(fd)  # the descriptor just checked (open() takes it, and closes it)
 
 
 def load_dataset(name: str, data_root: Path, split_name: str | None, layout: ResultsLayout,
