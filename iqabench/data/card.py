@@ -104,7 +104,7 @@ class DatasetCard:
         if self.builder is not None and not callable(self.builder) and not (
                 isinstance(self.builder, str) and _NAME.fullmatch(self.builder)):
             raise IqaError(f"{where}: [build] builder must be the name of a builder registered under the entry-point "
-                           f"group iqabench.builders (such as \"synthetic\"), not an import path: {self.builder!r}")
+                           f"group iqabench.builders, not an import path: {self.builder!r}")
 
     # -- construction from a file -------------------------------------------------------------------
     @classmethod
