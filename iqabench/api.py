@@ -60,36 +60,74 @@ class Options(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What the engine tells a method about the run it is set up for; passed to `setup(ctx)`.
+
+    `batch_size` is the scoring batch (`--batch-size`) when scoring and the resolved training batch
+    when training; None (a method built in Python without one) means the method's own default.
+    `dataset` names the dataset scored or trained on (for per-dataset presets and cache keys), None
+    for a folder of images; `cache_dir` is a folder for expensive intermediate results the method
+    keys itself (e.g. segmentation masks). `progress` says whether the method may draw progress bars
+    (never with `--no-progress`). `prompt_source` holds the labelled images a method conditions on,
+    given only to a class whose `wants_prompt_source` is True: the train part of the split, never
+    the part being scored (None when there is none, or for a folder of images).
+    """
+
+    device: str = "cpu"
+    batch_size: int | None = None
+    dataset: str | None = None
+    cache_dir: Path | None = None
+    progress: bool = False
+    prompt_source: "SampleSource | None" = None
+
+
 class Method:
-    """A scorer of images. Subclasses set `name`, `info` and `Options`, and implement `score`."""
+    """A scorer of images. Subclasses set `name`, `info` and `Options`, and implement `score`.
+
+    Lifecycle, driven by the engine: `cls(options)`, then `setup(ctx)` once (only when something is
+    left to score), `prepare`/`score` (or `fit`), then `teardown()` once. A subclass overriding
+    `setup` calls `super().setup(ctx)` first; `self.ctx` is the context it was set up with (before
+    that, `RunContext()`'s defaults), and `device`, `batch_size`, `dataset` and `cache_dir` read it.
+    """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     info: ClassVar[MethodInfo]
     Options: ClassVar[type[Options]] = Options
     # A method that conditions on labelled images (PromptIQA's image-score prompt) sets this: the
-    # runner then sets `prompt_source` (a SampleSource over the split's train part) before setup().
+    # engine then gives it `ctx.prompt_source` (a SampleSource over the split's train part).
     wants_prompt_source: ClassVar[bool] = False
-    prompt_source: "SampleSource | None" = None
 
-    def __init__(self, options: Options | None = None, device: str = "cpu", batch_size: int = 1,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        """`dataset` names the dataset being scored or trained on (for per-dataset presets and cache
-        keys); `cache_dir` is a folder for expensive intermediate results the method keys itself
-        (e.g. segmentation masks). Both come from the engine's run plan."""
+    def __init__(self, options: Options | None = None):
         self.options = options if options is not None else self.Options()
-        self.device = device
-        self.batch_size = batch_size
-        self.dataset = dataset
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.ctx = RunContext()
+
+    @property
+    def device(self) -> str:
+        return self.ctx.device
+
+    @property
+    def batch_size(self) -> int:
+        return self.ctx.batch_size or 1
+
+    @property
+    def dataset(self) -> str | None:
+        return self.ctx.dataset
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return Path(self.ctx.cache_dir) if self.ctx.cache_dir is not None else None
 
     @classmethod
     def check_available(cls, options: Options | None = None) -> str | None:
         """Return why the method cannot run here, or None when it can. Must be cheap."""
         return None
 
-    def setup(self) -> None:
-        """Build models. Called once, only when there is something left to score."""
+    def setup(self, ctx: RunContext) -> None:
+        """Build models. Called once, only when there is something left to score (or to train).
+        Overrides call `super().setup(ctx)` first: it keeps `ctx` as `self.ctx`."""
+        self.ctx = ctx
 
     def prepare(self, source: "SampleSource") -> None:
         """Optional pass over every image of the part being scored, before any `score` call

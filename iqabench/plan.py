@@ -50,8 +50,9 @@ class MethodChoice:
         if reason:
             raise NotAvailable(f"method {self.cls.name} cannot run here: {reason}")
 
-    def build(self, device: str, batch_size: int, dataset: str | None, cache_dir: Path) -> Method:
-        return self.cls(self.options, device=device, batch_size=batch_size, dataset=dataset, cache_dir=cache_dir)
+    def build(self) -> Method:
+        """The method object; what it runs on comes with `setup(ctx)` (iqabench.lifecycle)."""
+        return self.cls(self.options)
 
 
 def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:

@@ -15,8 +15,9 @@ from typing import Callable
 
 from iqabench import parallel, provenance
 from iqabench.devices import resolve_device
-from iqabench.api import SampleSource
+from iqabench.api import RunContext, SampleSource
 from iqabench.errors import IqaError, one_line
+from iqabench.lifecycle import Lifecycle
 from iqabench.config import RunConfig
 from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
@@ -75,17 +76,17 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
                 if cfg.limit is not None:
                     print(f"iqabench: WARNING: --limit {cfg.limit}: a smoke test on {len(plan.ids)} images, not a result "
                           "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
-            method = None
+            life = None
             ok, error = True, None
             scored_now = 0
             if todo:
                 # only now: a finished run recomputes its metrics without its method or weights
-                method = ready if ready is not None else _build_method(plan, device)
+                life = ready if ready is not None else _build_method(plan, device)
             try:
-                if todo and world.size > 1 and _has_prepare(method):
-                    _prepare_own_shard(method, plan, store, world)
+                if todo and world.size > 1 and _has_prepare(life.method):
+                    _prepare_own_shard(life, plan, store, world)
                 if mine:
-                    scored_now = _score_all(method, plan, mine, store, world)
+                    scored_now = _score_all(life, plan, mine, store, world)
             except _PeerFailed:
                 pass  # another rank failed: stop here and report its error below
             except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
@@ -93,10 +94,11 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
                 if world.size > 1:
                     store.flag_failure(one_line(exc, 500, typed=True))
             finally:
-                if method is not None:
-                    _teardown(method)
-                if mine and method is not None:  # what this attempt cost (judge calls, ...), kept across resumes
+                if life is not None:
+                    life.teardown()
+                if mine and life is not None:  # what this attempt cost (judge calls, ...), kept across resumes
                     # after setup, the fingerprint also names the loaded model (e.g. its resolved snapshot)
+                    method = life.method
                     try:
                         store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
                                               "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
@@ -112,7 +114,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
         return RunResult(plan.run_dir, result_metrics, scored_now)
     finally:
         if ready is not None:  # set up but never used (nothing left to score, or the store failed)
-            _teardown(ready)
+            ready.teardown()
 
 
 def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
@@ -139,29 +141,39 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
     }
 
 
-def _build_method(plan: RunPlan, device: str):
-    """Check that the method can run here and that its checkpoint exists, then construct it."""
+def _build_method(plan: RunPlan, device: str) -> Lifecycle:
+    """Check that the method can run here and that its checkpoint exists, then construct it (not set up)."""
     plan.method.require_available()
     _check_checkpoint(plan)
-    method = plan.method.build(device, plan.config.batch_size, plan.view.card.name if plan.labelled else None,
-                               plan.layout.cache_dir())
+
+    def load_checkpoint(method) -> None:
+        if plan.checkpoint is not None and plan.checkpoint.kind != "external":
+            method.load_checkpoint(plan.checkpoint.path)
+
+    return Lifecycle(plan.method.build(), _context(plan, device), after_setup=load_checkpoint)
+
+
+def _context(plan: RunPlan, device: str) -> RunContext:
+    prompt_source = None
     if plan.method.cls.wants_prompt_source and plan.labelled:
         # labelled images a method conditions on (PromptIQA's image-score prompt): the split's train
         # part, never the part being scored; an undecodable prompt image stops the run
         train_ids = plan.view.split.ids("train") if "train" in plan.view.split.parts else []
-        method.prompt_source = SampleSource(train_ids, _loader(plan)) if train_ids else None
-    return method
+        prompt_source = SampleSource(train_ids, _loader(plan)) if train_ids else None
+    return RunContext(device=device, batch_size=plan.config.batch_size,
+                      dataset=plan.view.card.name if plan.labelled else None, cache_dir=plan.layout.cache_dir(),
+                      progress=plan.config.progress, prompt_source=prompt_source)
 
 
-def _ready_method(plan: RunPlan, device: str):
+def _ready_method(plan: RunPlan, device: str) -> Lifecycle:
     """The method built and set up (checkpoint loaded), or its one-line error before anything is written."""
-    method = _build_method(plan, device)
+    life = _build_method(plan, device)
     try:
-        _ensure_setup(method, plan)
+        life.setup()
     except BaseException:
-        _teardown(method)
+        life.teardown()
         raise
-    return method
+    return life
 
 
 def _check_checkpoint(plan: RunPlan) -> None:
@@ -222,42 +234,24 @@ def _plugin_flags(cls) -> list[str]:
     return []
 
 
-def _teardown(method) -> None:
-    """teardown() once per method object, whichever path ends its use."""
-    if not getattr(method, "_iqabench_torn_down", False):
-        method._iqabench_torn_down = True
-        method.teardown()
-
-
 def _has_prepare(method) -> bool:
     from iqabench.api import Method
 
     return type(method).prepare is not Method.prepare
 
 
-def _ensure_setup(method, plan: RunPlan) -> None:
-    """setup() and the checkpoint, once per method object."""
-    if getattr(method, "_iqabench_setup_done", False):
-        return
-    method.setup()
-    if plan.checkpoint is not None and plan.checkpoint.kind != "external":
-        method.load_checkpoint(plan.checkpoint.path)
-    method._iqabench_setup_done = True
-
-
 def _loader(plan: RunPlan):
     return plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
 
 
-def _prepare_own_shard(method, plan: RunPlan, store, world) -> None:
+def _prepare_own_shard(life: Lifecycle, plan: RunPlan, store, world) -> None:
     """Data-parallel: each rank first runs the method's dataset-wide pass on its own shard
     (e.g. Dog-IQA's segmentation, cached), so the later pass over all images finds it done.
 
     Every rank reaches the one collective below exactly once, failed or not."""
     error = None
     try:
-        _ensure_setup(method, plan)
-        method.prepare(SampleSource(world.shard(plan.ids), _loader(plan), on_failure=lambda i, r: None))
+        life.setup().prepare(SampleSource(world.shard(plan.ids), _loader(plan), on_failure=lambda i, r: None))
     except BaseException as exc:  # noqa: BLE001 - re-raised below after telling the other ranks
         error = exc
         store.flag_failure(one_line(exc, 500, typed=True))
@@ -275,12 +269,12 @@ def _raise_failures(error, failed_ranks, store, world) -> None:
         raise IqaError(f"{reasons} (rank {world.rank} stopped too; saved predictions are kept, rerun to resume)")
 
 
-def _score_all(method, plan: RunPlan, mine, store, world) -> int:
+def _score_all(life: Lifecycle, plan: RunPlan, mine, store, world) -> int:
     from tqdm import tqdm
 
     cfg = plan.config
     labels = {r["id"]: r["label"] for r in plan.inputs}
-    _ensure_setup(method, plan)
+    method = life.setup()
     load = _loader(plan)
     # an image that fails to decode here is skipped by the pass and recorded with its reason
     # when the scoring loop below reaches it, so nothing is dropped

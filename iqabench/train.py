@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 from iqabench import io, provenance, training
-from iqabench.api import SampleSource
+from iqabench.api import RunContext, SampleSource
 from iqabench.devices import resolve_device
 from iqabench.errors import IqaError
+from iqabench.lifecycle import Lifecycle
 from iqabench.plan import TrainConfig, TrainPlan, build_train_plan
 
 __all__ = ["TrainConfig", "summary_lines", "train"]
@@ -49,15 +50,17 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
                    "device": device, "batch_size": batch, "git_commit": manifest.get("git_commit")}
         io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "started"})
         (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
-        method = plan.method.build(device, batch, plan.view.card.name, plan.layout.cache_dir())
-        method.progress = cfg.progress  # trainers show bars only on a terminal, and never with --no-progress
+        # trainers show bars only on a terminal, and never with --no-progress
+        ctx = RunContext(device=device, batch_size=batch, dataset=plan.view.card.name,
+                         cache_dir=plan.layout.cache_dir(), progress=cfg.progress)
+        life = Lifecycle(plan.method.build(), ctx)
         on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
                f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
         if cfg.limit is not None:
             on_log(f"WARNING: --limit {cfg.limit}: a smoke test, not a result (its checkpoint folder is its own)")
-        method.setup()
         load = plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
         try:
+            method = life.setup()
             train_source = SampleSource(plan.train_ids, load, record_failure)
             val_source = SampleSource(plan.val_ids, load, record_failure)
             if isinstance(method, training.EpochTrainable):
@@ -66,7 +69,7 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
             else:
                 summary = method.fit(train_source, val_source, workdir, cfg.seed)
         finally:
-            method.teardown()
+            life.teardown()
         # an image that fails is met again every epoch and on every resume: count it once
         n_failed = len({r["id"] for r in io.JsonlLog(failures_path).read(on_bad=lambda n, r: None)})
         summary = {**(summary or {}), "n_failed_images": n_failed, "finished": provenance.now()}

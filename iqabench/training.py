@@ -172,10 +172,9 @@ class EpochTrainable(TrainableMethod):
     """A trainable method whose training is one or more `EpochSteps` stages run by this module.
     `batch_size` is the training batch (--batch-size, else `default_batch_size`)."""
 
-    def __init__(self, options=None, device: str = "cpu", batch_size: int | None = None,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, 1, dataset=dataset, cache_dir=cache_dir)
-        self.batch_size = resolve_batch_size(type(self), self.options, dataset, batch_size) or 1
+    @property
+    def batch_size(self) -> int:
+        return resolve_batch_size(type(self), self.options, self.ctx.dataset, self.ctx.batch_size) or 1
 
     @classmethod
     def default_batch_size(cls, options, dataset: str | None) -> int:
@@ -190,7 +189,7 @@ class EpochTrainable(TrainableMethod):
     def fit(self, train: SampleSource, val, workdir: Path, seed: int, *, on_log: Callable[[str], None] | None = None,
             progress: bool | None = None) -> dict[str, Any]:
         if progress is None:
-            progress = getattr(self, "progress", True)
+            progress = self.ctx.progress
         return fit(self, train, val, Path(workdir), seed, on_log=on_log, progress=progress)
 
 

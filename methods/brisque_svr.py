@@ -106,7 +106,7 @@ class BrisqueSVR(TrainableMethod):
             start = time.perf_counter()
             # no bar when not on a terminal or when progress is off (`--no-progress`)
             bar = tqdm(todo, desc=f"{self.name} features ({part})", unit="img", leave=False, dynamic_ncols=True,
-                       disable=None if getattr(self, "progress", True) else True)
+                       disable=None if self.ctx.progress else True)
             for sid in bar:
                 sample = source.load(sid)
                 if sample is None:

@@ -21,7 +21,7 @@ import numpy as np
 import pydantic
 from iqabench.methods import dog_iqa_aggregate as agg
 
-from iqabench.api import Method, MethodInfo, Options, Sample, SampleSource
+from iqabench.api import Method, MethodInfo, Options, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.models.scoring import BackendOptions, backend_unavailable
 from iqabench.models.segmenter import SegmenterOptions
@@ -97,9 +97,8 @@ class DogIqa(Method):
     )
     Options: ClassVar[type[Options]] = DogIqaOptions
 
-    def __init__(self, options: DogIqaOptions | None = None, device: str = "cpu", batch_size: int = 1,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options: DogIqaOptions | None = None):
+        super().__init__(options)
         self._judge = None
         self._segmenter = None
         self._cache = None
@@ -120,7 +119,8 @@ class DogIqa(Method):
         o = self.options
         return o.parts != "global" or o.use_s_seg
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         self._ensure_judge()
 
     def _ensure_judge(self):

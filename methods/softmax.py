@@ -24,12 +24,11 @@ import dataclasses
 import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pydantic
 
-from iqabench.api import Method, Sample
+from iqabench.api import Method, RunContext, Sample
 from iqabench.models.scoring import (
     SoftmaxOptions,
     SoftmaxScorer,
@@ -70,9 +69,8 @@ class SoftmaxMethod(Method):
 
     Options: ClassVar[type[PresetOptions]] = PresetOptions
 
-    def __init__(self, options: PresetOptions | None = None, device: str = "cpu", batch_size: int = 1,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options: PresetOptions | None = None):
+        super().__init__(options)
         self.scorer: SoftmaxScorer | None = None
         self._word_logits: dict[str, dict[str, float]] = {}
         self.parity = None  # a ParityCheck when parity_path and parity_n are set
@@ -87,7 +85,8 @@ class SoftmaxMethod(Method):
 
         return {"backend_path": tiny_model_path(cls.Options().backend, workdir)}
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         from iqabench.models.backend import load_backend
 
         if self.scorer is None:
@@ -106,7 +105,7 @@ class SoftmaxMethod(Method):
         import torch
 
         if self.scorer is None:
-            self.setup()
+            self.setup(self.ctx)
         with torch.no_grad():
             logits = self.scorer.image_logits([s.image for s in samples]).float()
             scores = self.scorer.from_logits(logits)

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import pydantic
 
-from iqabench.api import MethodInfo, Sample, SampleSource
+from iqabench.api import MethodInfo, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.models.backend import ResizePolicy
 from iqabench.models.scoring import Normalization, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
@@ -85,9 +85,8 @@ class VisualPromptMethod(EpochTrainable):
     Options: ClassVar[type[VisualPromptOptions]] = VisualPromptOptions
     schedule_options = ("epochs", "patience")  # `iqabench train -o epochs=40` continues a 25-epoch run
 
-    def __init__(self, options: VisualPromptOptions | None = None, device: str = "cpu", batch_size: int | None = None,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options: VisualPromptOptions | None = None):
+        super().__init__(options)
         self.scorer: SoftmaxScorer | None = None
         self.prompt: VisualPrompt | None = None
         self._pending: tuple[dict[str, Any], str] | None = None  # tensors read before the backend exists
@@ -124,7 +123,8 @@ class VisualPromptMethod(EpochTrainable):
             raise IqaError(f"prompt_path {options.prompt_path}: file not found")
         return path
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         from iqabench.models.backend import load_backend
 
         if self.scorer is None:
@@ -170,7 +170,7 @@ class VisualPromptMethod(EpochTrainable):
     def score(self, samples: Sequence[Sample]) -> list[float]:
         import torch
 
-        self.setup()
+        self.setup(self.ctx)
         if self.prompt is None:
             raise IqaError(f"{self.name}: no visual prompt loaded; train one (iqabench train) or set -o prompt_path=FILE")
         pixels = self.scorer.pixels([s.image for s in samples])
@@ -232,7 +232,7 @@ class VisualPromptMethod(EpochTrainable):
         if self.options.prompt_path:
             raise IqaError(f"{self.name}: prompt_path names a published prompt to score with; "
                            f"drop -o prompt_path to train a prompt of your own")
-        self.setup()
+        self.setup(self.ctx)
         steps = _PromptSteps(self, train, seed)
         log.info("%s: training a %s prompt (%d params) for %d epochs, batch %d (%s)", self.name,
                  steps.config.type, steps.config.num_params(), steps.epochs, steps.batch, steps.origin)

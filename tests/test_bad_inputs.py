@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from iqabench.api import RunContext
 from iqabench.cli.main import main
 from iqabench.data.images import open_rgb
 from iqabench.methods.dog_iqa_judge import parse_answer
@@ -182,7 +183,7 @@ def test_an_image_smaller_than_the_visual_prompt_is_scored_after_the_model_resiz
     prompt_file = tmp_path / "prompt.safetensors"
     save_prompt_file(prompt_file, VisualPrompt(PromptConfig("padding", 20, 56), seed=1).state_dict(), {})
     method = VpLlava(VpLlava.Options(backend_path=str(model), vp_size=20, prompt_path=str(prompt_file)))
-    method.setup()
+    method.setup(RunContext())
     sizes = [(1, 1), (5, 3), (3, 40), (19, 19), (64, 48)]
     samples = [Sample(f"{w}x{h}", Image.fromarray(textured(i, 64)[:h, :w]), 1.0) for i, (w, h) in enumerate(sizes)]
     scores = method.score(samples)
@@ -193,7 +194,7 @@ def test_an_image_smaller_than_the_visual_prompt_is_scored_after_the_model_resiz
 
     too_big = VpLlava(VpLlava.Options(backend_path=str(model), vp_size=30, prompt_path=str(prompt_file)))
     with pytest.raises(IqaError, match="padding of 30 px does not fit a 56 px image"):
-        too_big.setup()
+        too_big.setup(RunContext())
 
 
 def test_a_judge_answer_without_a_number_is_the_papers_fallback():

@@ -8,6 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from iqabench import registry
+from iqabench.api import RunContext
 from iqabench.errors import IqaError
 from iqabench.models.brisque_features import N_FEATURES, brisque_features
 from iqabench.run import RunConfig, run
@@ -113,7 +114,8 @@ def test_fits_engine_targets_and_predicts_in_target_space(tmp_path):
     runs = []
     for i, label_of in enumerate([lambda t: 5.0 * t, lambda t: 100.0 - 80.0 * t]):  # MOS-like, DMOS-like
         source = _blur_source(label_of)
-        method = cls(options, dataset="toy")
+        method = cls(options)
+        method.setup(RunContext(dataset="toy"))
         method.fit(source, source, tmp_path / str(i), seed=0)
         runs.append((tmp_path / str(i) / "svr.safetensors").read_bytes())
         scores = method.score([source.load(sid) for sid in source.ids])

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from iqabench import registry
-from iqabench.api import MethodInfo, Sample, TrainableMethod
+from iqabench.api import MethodInfo, RunContext, Sample, TrainableMethod
 from iqabench.errors import NotAvailable
 from iqabench.run import RunConfig, run
 from iqabench.train import TrainConfig, train
@@ -103,7 +103,7 @@ def test_an_image_against_itself_scores_best_in_the_claimed_direction(name, tiny
     pixels = np.asarray(reference, dtype=np.float64)
     noisy = np.clip(pixels + np.random.default_rng(0).normal(0, 25, pixels.shape), 0, 255).astype(np.uint8)
     blurred = reference.resize((16, 16), Image.BILINEAR).resize(reference.size, Image.BILINEAR)
-    method.setup()
+    method.setup(RunContext())
     try:
         same, *distorted = method.score([Sample("same", reference, reference=reference),
                                          Sample("noisy", Image.fromarray(noisy), reference=reference),

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from iqabench.api import Sample, SampleSource
+from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.methods import dog_iqa_aggregate as agg
 from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions
@@ -80,8 +80,8 @@ def _method(models, cache_dir, judge="digits", **overrides):
     seg.update(overrides.pop("segmenter", {}))
     options = DogIqaOptions(judge={"backend": "llava", "backend_path": models[judge]}, segmenter=seg,
                             min_area_fraction=0.02, judge_batch_size=overrides.pop("judge_batch_size", 5), **overrides)
-    method = DogIqa(options, dataset="synthetic", cache_dir=cache_dir)
-    method.setup()
+    method = DogIqa(options)
+    method.setup(RunContext(dataset="synthetic", cache_dir=cache_dir))
     return method
 
 
@@ -208,11 +208,14 @@ def test_mask_cache_is_keyed_by_the_dataset_name_the_engine_passes(models, image
     same.prepare(_source(images))
     assert same.runtime_stats()["segmentations"] == 0  # same dataset: every mask from the cache
     options = first.options
-    other = DogIqa(options, dataset="another-set", cache_dir=tmp_path)  # same ids, another dataset
+    other = DogIqa(options)
+    other.setup(RunContext(dataset="another-set", cache_dir=tmp_path))  # same ids, another dataset
     other.prepare(_source(images))
     assert other.runtime_stats()["segmentations"] == len(images) and other._cache.folder != first._cache.folder
     with pytest.raises(IqaError, match="dataset"):
-        DogIqa(options, cache_dir=tmp_path).prepare(_source(images))
+        no_dataset = DogIqa(options)
+        no_dataset.setup(RunContext(cache_dir=tmp_path))
+        no_dataset.prepare(_source(images))
 
 
 def test_batch_size_does_not_change_scores(models, images, tmp_path):

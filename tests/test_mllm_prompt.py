@@ -15,7 +15,7 @@ import pytest
 import transformers  # noqa: F401
 from PIL import Image
 
-from iqabench.api import Sample
+from iqabench.api import RunContext, Sample
 from iqabench.errors import IqaError
 from iqabench.methods.mllm_prompt import (
     MllmPrompt,
@@ -142,8 +142,8 @@ def examples_csv(tmp_path_factory):
 
 
 def _method(cls, models, arch="owl2", batch_size=4, **options):
-    m = cls(cls.Options(backend=arch, backend_path=models[arch], **options), batch_size=batch_size)
-    m.setup()
+    m = cls(cls.Options(backend=arch, backend_path=models[arch], **options))
+    m.setup(RunContext(batch_size=batch_size))
     return m
 
 
@@ -296,8 +296,8 @@ def test_double_generate_counts_pair_failures_and_fails_uncompared_images(models
 
     samples = {s.id: s for s in _samples(5)}
     m = MllmPrompt(MllmPrompt.Options(backend="llava", backend_path=models["llava"], stimulus="double",
-                                      pairs_per_image=2, max_new_tokens=6), batch_size=4, cache_dir=tmp_path)
-    m.setup()
+                                      pairs_per_image=2, max_new_tokens=6))
+    m.setup(RunContext(batch_size=4, cache_dir=tmp_path))
     m.prepare(SampleSource(list(samples), samples.__getitem__))
     stats = m.runtime_stats()
     records = [json.loads(line) for line in Path(stats["comparisons_file"]).read_text().splitlines()]

@@ -18,7 +18,7 @@ from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions
 from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
 from PIL import Image
 
-from iqabench.api import Sample, SampleSource
+from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.models.backend import BackendSpec, Query, load_backend
 from iqabench.models.tiny_owl3 import build_tiny_owl3
 
@@ -45,10 +45,9 @@ def images():
 def _dog_iqa(models, cache_dir, **options):
     seg = {"model": models["sam2"], "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     method = DogIqa(DogIqaOptions(judge={"backend": "owl3", "backend_path": models["owl3"]}, segmenter=seg,
-                                  min_area_fraction=0.02, judge_batch_size=4, **options),
-                    dataset="synthetic", cache_dir=cache_dir)
+                                  min_area_fraction=0.02, judge_batch_size=4, **options))
     assert DogIqa.check_available(method.options) is None  # in-process: no worker interpreter asked for
-    method.setup()
+    method.setup(RunContext(dataset="synthetic", cache_dir=cache_dir))
     return method
 
 

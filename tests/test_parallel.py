@@ -40,7 +40,8 @@ class FailsOnRankOne(SlowSharpness):
     name = "fails-on-rank-one"
     prepare = Method.prepare  # no dataset-wide pass: the failure comes in the scoring phase
 
-    def setup(self):
+    def setup(self, ctx):
+        super().setup(ctx)
         if os.environ.get("RANK") == "1":
             raise RuntimeError("rank 1 cannot load its model (on purpose)")
 

@@ -23,7 +23,7 @@ from iqabench.methods.promptiqa import train as recipe
 from iqabench.methods.promptiqa.model import PRESETS, PromptIQANet, parameter_counts
 from PIL import Image, ImageFilter
 
-from iqabench.api import Sample, SampleSource
+from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.metrics import srcc
 from iqabench.run import RunConfig, run
@@ -229,7 +229,8 @@ def blur_fit(tmp_path_factory):
     """The paper's recipe (scaling, flipping, h-flips) for 3 epochs on 24 images; the same code
     `iqabench train` calls."""
     options = PromptIQA.Options(**TINY, prompt_size=5, epochs=3, lr=1e-4)
-    method = PromptIQA(options, batch_size=1)
+    method = PromptIQA(options)
+    method.setup(RunContext(batch_size=1))
     train_part, val_part = blur_source(range(4), "t"), blur_source(range(10, 12), "v")
     summary = method.fit(train_part, val_part, tmp_path_factory.mktemp("blur"), seed=0)
     return method, summary
@@ -261,21 +262,21 @@ def test_prompt_from_the_engine_hook_or_a_file(blur_fit, tmp_path):
     new_set = blur_source(range(30, 32), "n")
     samples = [new_set.load(i) for i in new_set.ids]
 
-    hooked = PromptIQA(method.options.model_copy(update={"prompt_select": "random", "prompt_seed": 5}),
-                       cache_dir=tmp_path / "cache")
+    hooked = PromptIQA(method.options.model_copy(update={"prompt_select": "random", "prompt_seed": 5}))
+    # the train part of the set being scored, as the engine gives it
+    hooked.setup(RunContext(cache_dir=tmp_path / "cache", prompt_source=blur_source(range(40, 42), "p")))
     hooked.load_checkpoint(_checkpoint_of(method, tmp_path))
-    hooked.prompt_source = blur_source(range(40, 42), "p")  # the train part of the set being scored
     hooked.score(samples[:2])
     described = hooked.fingerprint()["prompt"]
     assert described["source"] == "engine" and described["selection"] == "random (seed 5)"
-    assert described["ids"] == prompts.random_ids(hooked.prompt_source.ids, 5, 5)
+    assert described["ids"] == prompts.random_ids(hooked.ctx.prompt_source.ids, 5, 5)
     assert hooked.runtime_stats()["prompt"] == described
 
     folder = tmp_path / "prompt"
     folder.mkdir()
     rows = []
     for sid in ["p40-0", "p40-2", "p41-3", "p41-5", "p40-4"]:
-        sample = hooked.prompt_source.load(sid)
+        sample = hooked.ctx.prompt_source.load(sid)
         sample.image.save(folder / f"{sid}.png")
         rows.append({"image": f"{sid}.png", "score": sample.target})
     with open(folder / "prompt.csv", "w", newline="") as fh:
@@ -322,7 +323,7 @@ def test_published_weights_load_as_tensors_only(blur_fit, tmp_path):
                                                 "prompt_file": str(csv_path)})
     assert PromptIQA.external_weights(options) == tmp_path / "best_model.pth.tar"
     published = PromptIQA(options)
-    published.setup()
+    published.setup(RunContext())
     np.testing.assert_allclose(published.score(samples), method.score(samples), rtol=1e-5, atol=1e-6)
     assert published.fingerprint()["init"]["init"] == "weights"
 

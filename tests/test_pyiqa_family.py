@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from iqabench import registry
-from iqabench.api import Sample
+from iqabench.api import RunContext, Sample
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.methods.pyiqa.family import ALIASES, FAMILY, PyiqaOptions
 from iqabench.methods.pyiqa.weights import WEIGHTS
@@ -144,7 +144,7 @@ def test_weights_on_disk_are_found_and_used(tmp_path, monkeypatch, pair, pyiqa):
     cls = FAMILY.resolve("cnniqa")
     assert root == "pyiqa" and cls.check_available() is None
     method = cls(cls.Options())
-    method.setup()
+    method.setup(RunContext())
     dist, ref, _, _ = pair
     scores = method.score([Sample(id="a", image=dist), Sample(id="b", image=ref)])
     assert all(np.isfinite(scores)) and scores[0] != scores[1]
@@ -195,7 +195,7 @@ def pair(tmp_path_factory):
 def _method(name, **options):
     cls = FAMILY.resolve(ALIASES[name])
     method = cls(cls.Options(**options))
-    method.setup()
+    method.setup(RunContext())
     return method
 
 
@@ -272,7 +272,7 @@ def test_a_malicious_weight_path_option_is_refused_unread(name, malicious, pyiqa
     cls = FAMILY.resolve(name.removeprefix("pyiqa:"))
     options = cls.Options(metric_options={"pretrained_model_path": str(path)})
     with pytest.raises(IqaError) as err:
-        cls(options).setup()
+        cls(options).setup(RunContext())
     text = str(err.value)
     assert text.startswith(f"{path}: refused, not a plain tensor file") and "\n" not in text
     assert not marker.exists()

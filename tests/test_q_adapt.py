@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from iqabench.api import RunContext
 from iqabench.errors import IqaError
 from iqabench.methods.q_adapt import QAdapt
 from iqabench.methods.q_adapt import state as state_io
@@ -128,7 +129,7 @@ def test_v_t_generator_starts_from_instructblip_q_former(tmp_path, owl2_dir, tin
     options = {**tiny_options(), "backend_path": str(owl2_dir), "qformer_path": str(blip), "stage1_epochs": 0,
                "stage2_epochs": 1, "max_steps": 1}
     method = QAdapt(QAdapt.Options(**options))
-    method.setup()
+    method.setup(RunContext())
     sizes, ids = method.new_prompt_inputs()
     assert ids == [2, 5, 6, 7, 8, 6, 9, 13, 3]  # [CLS] rate the quality of the image . [SEP]
     assert sizes.vocab_size == 41 and sizes.feature_dim == 32
@@ -196,7 +197,7 @@ def test_lm_loss_predicts_each_answer_token_from_its_prefix(backend, owl2_dir, l
     position (the backend's plain path), and an answer "good" starts with the scored token."""
     folder = owl2_dir if backend == "owl2" else llava_dir
     method = QAdapt(QAdapt.Options(**_options(folder, instructions, backend)))
-    method.setup()
+    method.setup(RunContext())
     conv = load_instructions(instructions)[1]  # two turns
     backend_obj = method.scorer.backend
     encoder = encoder_for(backend_obj, method.parts.kind)
@@ -233,7 +234,7 @@ def test_lm_loss_predicts_each_answer_token_from_its_prefix(backend, owl2_dir, l
 def test_a_trained_connector_runs_in_float32_inside_a_bfloat16_model(owl2_dir, instructions):
     """AdamW steps of 2e-5 mostly vanish in bfloat16 weights: the connector alone is float32."""
     method = QAdapt(QAdapt.Options(**_options(owl2_dir, instructions, dtype="bfloat16")))
-    method.setup()
+    method.setup(RunContext())
     model = method.parts.model
     assert {p.dtype for p in method.connector_params().values()} == {torch.float32}
     assert {p.dtype for n, p in model.named_parameters() if not n.startswith("abstractor.")} == {torch.bfloat16}
@@ -246,7 +247,7 @@ def test_a_trained_connector_runs_in_float32_inside_a_bfloat16_model(owl2_dir, i
         score = method.scorer.score_pixels(pixels)
     assert tokens.dtype == torch.bfloat16 and torch.isfinite(score).all()
     frozen = QAdapt(QAdapt.Options(**_options(owl2_dir, instructions, dtype="bfloat16", train_connector=False)))
-    frozen.setup()
+    frozen.setup(RunContext())
     assert {p.dtype for p in frozen.connector_params().values()} == {torch.bfloat16}
 
 
@@ -283,7 +284,7 @@ def test_train_runs_both_stages_and_freezes_the_adapters(tiny_root, trained):
     prompt, _ = state_io.load(workdir / "prompt.safetensors")
     assert any(not torch.equal(adapters["connector"][k], prompt["connector"][k]) for k in prompt["connector"])
     fresh = QAdapt(QAdapt.Options(**options))
-    fresh.setup()
+    fresh.setup(RunContext())
     fresh._build_prompt(*fresh.new_prompt_inputs(), 5)  # the initial prompt of seed 5
     assert any(not torch.equal(p.detach(), prompt["prompt"][n]) for n, p in fresh.prompt.named_parameters())
 
@@ -306,7 +307,9 @@ def test_train_runs_both_stages_and_freezes_the_adapters(tiny_root, trained):
     assert method.score([Sample("a", image)]) == _loaded(options, workdir).score([Sample("a", image)])
     # a saved state is resumed only by the settings that wrote it
     with pytest.raises(IqaError, match=r"stage1_state.safetensors: was written with other settings \(stage1_lr\)"):
-        QAdapt(QAdapt.Options(**{**options, "stage1_lr": 1e-3}), batch_size=2).fit(None, None, workdir, seed=5)
+        other = QAdapt(QAdapt.Options(**{**options, "stage1_lr": 1e-3}))
+        other.setup(RunContext(batch_size=2))
+        other.fit(None, None, workdir, seed=5)
     with pytest.raises(IqaError, match="q-adapt: -o batch_size is not an option; the training batch is "
                                        "`iqabench train --batch-size N`"):
         QAdapt.Options(**options, batch_size=2)

@@ -15,7 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from PIL import Image  # noqa: E402
 
-from iqabench.api import Sample  # noqa: E402
+from iqabench.api import RunContext, Sample  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax  # noqa: E402
 from iqabench.models import scoring  # noqa: E402
@@ -226,7 +226,7 @@ def test_words_sharing_a_token_are_refused(llava_dir):
     # "quality" and "qualityx" would both start with the piece "▁quality"
     opts = softmax.SoftmaxLlava.Options(backend_path=str(llava_dir), positive=("quality",), negative=("qualityx",))
     with pytest.raises(IqaError, match="share a first token"):
-        softmax.SoftmaxLlava(opts).setup()
+        softmax.SoftmaxLlava(opts).setup(RunContext())
 
 
 # -- mPLUG-Owl2 presets: each with its protocol's preprocessing ---------------------------------

@@ -18,7 +18,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from PIL import Image  # noqa: E402
 
 from iqabench import registry  # noqa: E402
-from iqabench.api import Sample  # noqa: E402
+from iqabench.api import RunContext, Sample  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax  # noqa: E402
 from iqabench.models import scoring  # noqa: E402
@@ -192,10 +192,10 @@ def test_tiled_families_refuse_pixel_space_methods_in_one_line(arch, backends, m
 
     vp = VpLlava(VpLlava.Options(backend=arch, backend_path=model_dirs[arch]))
     with pytest.raises(IqaError, match="tiles images in its processor; a pixel-space visual prompt needs a fixed"):
-        vp.setup()  # refused before any training or scoring starts
+        vp.setup(RunContext())  # refused before any training or scoring starts
     with pytest.raises(IqaError, match="normalization"):
         softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend=arch, backend_path=model_dirs[arch],
-                                                        normalization="imagenet")).setup()
+                                                        normalization="imagenet")).setup(RunContext())
 
 
 # -- several images in one prompt ------------------------------------------------------------------

@@ -18,7 +18,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from iqabench.api import Sample, SampleSource  # noqa: E402
+from iqabench.api import RunContext, Sample, SampleSource  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax, vp_owl2  # noqa: E402
 from iqabench.models.scoring import IMAGENET_MEAN, IMAGENET_STD, word_set_score  # noqa: E402
@@ -59,7 +59,9 @@ def _method(kind, folder, dataset="toy", **options):
     else:
         cls, defaults = vp_owl2.VpOwl2, {"vp_size": 4}
     opts = cls.Options(backend_path=str(folder), **{**defaults, **options})
-    return cls(opts, batch_size=4, dataset=dataset)
+    method = cls(opts)
+    method.ctx = RunContext(batch_size=4, dataset=dataset)  # what the engine's setup(ctx) gives
+    return method
 
 
 @pytest.fixture(params=BACKENDS)
@@ -79,7 +81,7 @@ def test_training_lowers_the_loss_and_saves_a_restorable_prompt(model, tmp_path)
     kind, folder = model
     source = _source()
     method = _method(kind, folder, epochs=3, flip=False)
-    method.setup()
+    method.setup(method.ctx)
     before = _mse(method, VisualPrompt(method.prompt_config(), seed=42), source)
     summary = method.fit(source, source, tmp_path, seed=42)
     assert summary["epochs_run"] == 3 and len(summary["train_loss"]) == 3
@@ -95,7 +97,7 @@ def test_training_lowers_the_loss_and_saves_a_restorable_prompt(model, tmp_path)
     assert info["epoch"] == summary["best_epoch"] and info["config"]["type"] == "padding"
     fresh = _method(kind, folder, epochs=3, flip=False)
     fresh.load_checkpoint(tmp_path)
-    fresh.setup()
+    fresh.setup(fresh.ctx)
     assert set(fresh.prompt.tensors) == set(saved)
     for name, value in saved.items():
         assert torch.equal(fresh.prompt.tensors[name].detach(), value)
@@ -130,7 +132,7 @@ def test_a_stopped_training_resumes_to_the_uninterrupted_result(model, tmp_path)
 
 def test_scoring_order_prompt_clamp_then_imagenet_normalisation(llava_dir, tmp_path):
     method = _method("llava", llava_dir, epochs=1, normalization="imagenet")
-    method.setup()
+    method.setup(method.ctx)
     prompt = VisualPrompt(method.prompt_config(), seed=3)
     with torch.no_grad():
         for p in prompt.parameters():
@@ -148,14 +150,14 @@ def test_scoring_order_prompt_clamp_then_imagenet_normalisation(llava_dir, tmp_p
     assert method.score(samples) == pytest.approx(expected, abs=1e-6)
     # the model's own normalisation is a different input, hence a different score
     model_norm = _method("llava", llava_dir, normalization="model")
-    model_norm.setup()
+    model_norm.setup(model_norm.ctx)
     model_norm.prompt = prompt
     assert model_norm.score(samples) != pytest.approx(expected, abs=1e-6)
 
 
 def test_training_gradient_reaches_only_the_prompt(llava_dir):
     method = _method("llava", llava_dir)
-    method.setup()
+    method.setup(method.ctx)
     prompt = VisualPrompt(method.prompt_config(), seed=0)
     source = _source(2)
     pixels = method.scorer.pixels([source.load(i).image for i in source.ids])
@@ -166,16 +168,16 @@ def test_training_gradient_reaches_only_the_prompt(llava_dir):
 
 def test_published_prompt_file_is_loaded_and_shape_checked(llava_dir, tmp_path):
     probe = _method("llava", llava_dir)
-    probe.setup()
+    probe.setup(probe.ctx)
     published = VisualPrompt(probe.prompt_config(), seed=11)
     torch.save({k: v.detach() for k, v in published.tensors.items()}, tmp_path / "visual_prompt.pth")
     method = _method("llava", llava_dir, prompt_path=str(tmp_path / "visual_prompt.pth"))
     assert vp_owl2.VpLlava.check_available(method.options) is None
-    method.setup()
+    method.setup(method.ctx)
     assert method.prompt.digest() == published.digest()
     wrong = _method("llava", llava_dir, vp_size=5, prompt_path=str(tmp_path / "visual_prompt.pth"))
     with pytest.raises(IqaError, match="shape"):
-        wrong.setup()
+        wrong.setup(wrong.ctx)
     missing = vp_owl2.VpLlava.Options(backend_path=str(llava_dir), prompt_path=str(tmp_path / "none.pth"))
     assert "not found" in vp_owl2.VpLlava.check_available(missing)
     with pytest.raises(IqaError, match="no visual prompt"):
@@ -188,7 +190,7 @@ def test_published_prompt_file_is_loaded_and_shape_checked(llava_dir, tmp_path):
                                    probe.scorer.backend.image_size, "vp-llava")
     loaded = _method("llava", llava_dir)
     loaded.load_checkpoint(folder)
-    loaded.setup()
+    loaded.setup(loaded.ctx)
     assert loaded.prompt.digest() == published.digest()
     with pytest.raises(IqaError, match="shape"):
         vp_owl2.import_prompt(tmp_path / "visual_prompt.pth", tmp_path / "bad", "padding", 6, 56)
@@ -198,8 +200,11 @@ def test_recipes_follow_the_dataset_name_the_engine_passes():
     # the published recipes: tests/test_presets.py; here, how the dataset name selects one
     for name, expected in [("koniq10k-512x384", vp_owl2.RECIPES["koniq10k"]), ("spaq", vp_owl2.DEFAULT_RECIPE),
                            (None, vp_owl2.DEFAULT_RECIPE)]:
-        assert vp_owl2.VpOwl2(dataset=name).recipe()[:2] == expected
-    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2), batch_size=3, dataset="kadid10k")
+        m = vp_owl2.VpOwl2()
+        m.ctx = RunContext(dataset=name)
+        assert m.recipe()[:2] == expected
+    m = vp_owl2.VpOwl2(vp_owl2.VpOwl2.Options(epochs=2))
+    m.ctx = RunContext(batch_size=3, dataset="kadid10k")
     assert m.recipe()[:2] == (3, 2)
     assert vp_owl2.VpOwl2.default_batch_size(vp_owl2.VpOwl2.Options(), "kadid10k") == 32
     with pytest.raises(IqaError, match="-o batch_size is not an option; the training batch is `iqabench train --batch-size N`"):
@@ -255,7 +260,7 @@ def test_unprompted_vp_owl2_scores_exactly_as_softmax_owl2(owl2_dir):
     """softmax-owl2 is seed 000's "without visual prompt" baseline: the same pipeline, no prompt."""
     samples = _odd_images()
     vp = _method("owl2", owl2_dir)
-    vp.setup()
+    vp.setup(vp.ctx)
     vp._install(_zero_prompt(vp), "zeros")
     baseline = softmax.SoftmaxOwl2(softmax.SoftmaxOwl2.Options(backend_path=str(owl2_dir)))
     assert vp.score(samples) == baseline.score(samples)
@@ -271,7 +276,7 @@ def test_a_published_prompt_scores_without_training(owl2_dir, tmp_path):
     from safetensors.torch import save_file
 
     probe = _method("owl2", owl2_dir)
-    probe.setup()
+    probe.setup(probe.ctx)
     published = VisualPrompt(probe.prompt_config(), seed=5)
     with torch.no_grad():
         for p in published.parameters():
@@ -290,15 +295,15 @@ def test_a_published_prompt_scores_without_training(owl2_dir, tmp_path):
     for path in (pth, sft):
         options = cls.Options(backend_path=str(owl2_dir), vp_size=4, prompt_path=str(path))
         assert cls.external_weights(options) == path  # the engine skips the checkpoint lookup
-        method = cls(options, dataset="toy")
+        method = cls(options)
         scores = method.score(samples)  # no fit, no load_checkpoint
         assert method.prompt.digest() == published.digest()
         assert scores == pytest.approx(by_hand, abs=1e-6)
         assert all(abs(a - b) > 1e-4 for a, b in zip(scores, unprompted))
         with pytest.raises(IqaError, match="drop -o prompt_path"):
-            cls(options, dataset="toy").fit(_source(2), _source(2), tmp_path / "fit", seed=1)
+            cls(options).fit(_source(2), _source(2), tmp_path / "fit", seed=1)
         with pytest.raises(IqaError, match="both a checkpoint"):
-            cls(options, dataset="toy").load_checkpoint(tmp_path)
+            cls(options).load_checkpoint(tmp_path)
     assert cls.external_weights(cls.Options()) is None
     with pytest.raises(IqaError, match="not found"):
         cls.external_weights(cls.Options(prompt_path=str(tmp_path / "missing.pth")))

@@ -1,8 +1,8 @@
 """In-context examples from `-o examples=CSV`: columns `image`, `score` and, for full-reference
 prompts, `reference`; paths absolute or relative to the CSV's folder. Scores are mapped from
 `examples_range` (lo,hi; higher-better) to the prompt's 0..100. Every problem is one line naming
-the file and row. (The engine does not yet hand methods the train part; a `prompt_source` hook
-would let examples come from the dataset's own training images.)"""
+the file and row. (A method class that says `wants_prompt_source` is given the split's train part
+as `ctx.prompt_source`; this one does not ask for it yet.)"""
 from __future__ import annotations
 
 import csv

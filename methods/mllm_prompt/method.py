@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import pydantic
 
-from iqabench.api import Method, MethodInfo, Sample, SampleSource, stable_hash
+from iqabench.api import Method, MethodInfo, RunContext, Sample, SampleSource, stable_hash
 from iqabench.errors import IqaError
 from iqabench.models.scoring import BackendOptions, backend_unavailable, split_list
 
@@ -105,9 +105,8 @@ class MllmPrompt(Method):
                     "level parsed from the text, parse failures counted and recorded. FR: mllm-prompt-fr.")
     Options: ClassVar[type[MllmPromptOptions]] = MllmPromptOptions
 
-    def __init__(self, options=None, device: str = "cpu", batch_size: int = 1, dataset: str | None = None,
-                 cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options=None):
+        super().__init__(options)
         o = self.options
         if o.stimulus == "fr" and not self.info.needs_reference:
             raise IqaError("stimulus=fr needs each image's reference: use method mllm-prompt-fr")
@@ -141,7 +140,8 @@ class MllmPrompt(Method):
 
         return {"backend_path": tiny_model_path("owl2", workdir), "answer": "logits", "scale": "level"}
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         from iqabench.models.backend import load_backend
 
         if self.backend is not None:
@@ -230,7 +230,7 @@ class MllmPrompt(Method):
         if self.options.stimulus == "double":
             return [self._strength(s.id) for s in samples]
         if self.backend is None:
-            self.setup()
+            self.setup(self.ctx)
         todo = [s for s in samples if s.id not in self._memo]
         if todo:
             if len(samples) > 1:
@@ -284,7 +284,7 @@ class MllmPrompt(Method):
         if self.options.stimulus != "double":
             return
         if self.backend is None:
-            self.setup()
+            self.setup(self.ctx)
         ids = list(source.ids)
         pairs = self.sample_pairs(ids)
         file = self._cache_file(ids)

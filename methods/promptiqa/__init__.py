@@ -35,10 +35,10 @@ or with the authors' released model (read as tensors only; it carries no prompt)
     iqabench run --method promptiqa --dataset NEW -o weights=best_model.pth.tar -o prompt_file=prompt/prompt.csv
 
 k is the number of rows (the paper: 10; its Fig. 3 shows fewer pairs cost a little accuracy).
-In Python, `method.prompt_source = SampleSource(...)` of labelled samples (with `target`) does
-the same, choosing the k = prompt_size pairs by `prompt_select` (interval | random, seeded by
-`prompt_seed`) or the fixed `prompt_ids`; the runner is meant to set it to the scored split's
-train part (method.PROMPT_HOOK). Without a prompt file or source, the prompt stored in the
+In Python, `method.setup(RunContext(prompt_source=SampleSource(...)))` of labelled samples (with
+`target`) does the same, choosing the k = prompt_size pairs by `prompt_select` (interval | random,
+seeded by `prompt_seed`) or the fixed `prompt_ids`; the runner gives the scored split's train
+part that way. Without a prompt file or source, the prompt stored in the
 checkpoint (drawn from the training dataset's train part) is used, and a warning says so when the
 scored dataset is another one.
 """

@@ -3,9 +3,10 @@
 Where the scoring prompt comes from, first match wins (recorded in fingerprint() and
 runtime_stats() as `prompt`: source, selection, ids, scores, pixel hash):
 1. `-o prompt_file=CSV` (image,score rows): a new dataset's handful of labelled images;
-2. `prompt_source`, when the runner sets it: the train part of the split being scored, with the
-   engine's targets; k = prompt_size pairs chosen by `prompt_select` (interval | random with
-   `prompt_seed`) or the fixed `prompt_ids`. (The runner does not set it yet: see PROMPT_HOOK.)
+2. `ctx.prompt_source` (the RunContext given to setup): the train part of the split being
+   scored, with the engine's targets; k = prompt_size pairs chosen by `prompt_select` (interval |
+   random with `prompt_seed`) or the fixed `prompt_ids`. The engine gives it because the class
+   says `wants_prompt_source`; None when that split has no train part.
 3. the prompt stored in the checkpoint: drawn the same way from the training dataset's train
    part when the model was trained, the one it was selected with on val.
 """
@@ -20,17 +21,11 @@ from typing import Any, ClassVar, Literal
 
 import pydantic
 
-from iqabench.api import MethodInfo, Options, Sample, SampleSource
+from iqabench.api import MethodInfo, Options, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.training import EpochTrainable, refuse_batch_option
 
 log = logging.getLogger("iqabench.methods.promptiqa")
-
-PROMPT_HOOK = """The engine hook this method reads (proposed, not wired yet): before setup(), for a
-method class whose `wants_prompt_source` is True, the runner sets `method.prompt_source` to a
-SampleSource over the train part of the split being scored (the view's loader: samples carry the
-engine's `target`), or None when that split has no train part."""
-
 
 class PromptIQAOptions(Options):
     backbone: Literal["vit_b8", "vit_tiny"] = "vit_b8"  # vit_b8: the paper's; vit_tiny: tests and CPU trials
@@ -73,11 +68,9 @@ class PromptIQA(EpochTrainable):
     Options: ClassVar[type[PromptIQAOptions]] = PromptIQAOptions
     schedule_options = ("epochs",)  # `-o epochs=150` continues a 100-epoch fit
     wants_prompt_source: ClassVar[bool] = True
-    prompt_source: SampleSource | None = None  # set by the runner (PROMPT_HOOK)
 
-    def __init__(self, options: PromptIQAOptions | None = None, device: str = "cpu", batch_size: int | None = None,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options: PromptIQAOptions | None = None):
+        super().__init__(options)
         self.net = None
         self.init_info: dict[str, Any] | None = None  # how the network's weights came to be
         self.stored_prompt = None  # the checkpoint's prompt
@@ -139,8 +132,9 @@ class PromptIQA(EpochTrainable):
         self.init_info = self._init_plan()
         return net
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
         """Light: the network is built by fit, load_checkpoint or (for `weights`) here."""
+        super().setup(ctx)
         if self.options.weights and self.net is None:
             from iqabench.methods.promptiqa import weights
 
@@ -232,7 +226,7 @@ class PromptIQA(EpochTrainable):
         o = self.options
         if o.prompt_file:
             return read_prompt_file(o.prompt_file, self._size())
-        source = self.prompt_source
+        source = self.ctx.prompt_source
         if source is not None and len(source):
             return draw_prompt(source, o, self._size(), "engine", self._targets_cache(source))
         if self.stored_prompt is not None:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import pydantic
 
-from iqabench.api import Method, MethodInfo, Options, Sample
+from iqabench.api import Method, MethodInfo, Options, RunContext, Sample
 from iqabench.errors import IqaError, one_line
 from iqabench.models.pyiqa_support import check_metric_options, create_metric, is_path_option, missing, refusal
 
@@ -183,14 +183,15 @@ class PyiqaMethod(Method):
 
         image = Image.effect_noise((side, side), 64).convert("RGB")
         method = cls(cls.Options())
-        method.setup()
+        method.setup(RunContext())
         try:
             method.score([Sample(id="probe", image=image, reference=image)])
         except ValueError:
             return False
         return True
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         self.model = create_metric(self.metric, self.device, self.options.metric_options)
 
     def _tensor(self, image):

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from iqabench import io
-from iqabench.api import Sample, SampleSource
+from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.models.scoring import SoftmaxScorer, backend_unavailable, mllm_info
 from iqabench.training import EpochTrainable
@@ -64,9 +64,8 @@ class QAdapt(EpochTrainable):
     Options: ClassVar[type[QAdaptOptions]] = QAdaptOptions
     schedule_options = ("patience",)
 
-    def __init__(self, options: QAdaptOptions | None = None, device: str = "cpu", batch_size: int | None = None,
-                 dataset: str | None = None, cache_dir: Path | None = None):
-        super().__init__(options, device, batch_size, dataset=dataset, cache_dir=cache_dir)
+    def __init__(self, options: QAdaptOptions | None = None):
+        super().__init__(options)
         self.scorer: SoftmaxScorer | None = None
         self.parts = None
         self.lora: dict[str, Any] | None = None  # LoRA parameters by name, once injected
@@ -97,7 +96,8 @@ class QAdapt(EpochTrainable):
         return {"backend_path": tiny_model_path(cls.Options().backend, workdir),
                 "instructions": str(tiny_instruction_file(Path(workdir) / "q-adapt-instructions")), **tiny_options()}
 
-    def setup(self) -> None:
+    def setup(self, ctx: RunContext) -> None:
+        super().setup(ctx)
         from iqabench.models.backend import load_backend
 
         from .anatomy import find_parts
@@ -208,7 +208,7 @@ class QAdapt(EpochTrainable):
     def score(self, samples: Sequence[Sample]) -> list[float]:
         import torch
 
-        self.setup()
+        self.setup(self.ctx)
         if self.prompt is None:
             raise IqaError(f"{self.name}: no trained prompt loaded; train first (iqabench train)")
         pixels = self.scorer.pixels([s.image for s in samples])
@@ -257,7 +257,7 @@ class QAdapt(EpochTrainable):
         from . import state as state_io
         from .lora import load_tensors
 
-        self.setup()
+        self.setup(self.ctx)
         workdir = Path(workdir)
         adapters, a_meta = state_io.load(workdir / ADAPTERS)
         prompt, p_meta = state_io.load(workdir / PROMPT)
@@ -317,7 +317,7 @@ class QAdapt(EpochTrainable):
                                f"JSON), or -o stage1_epochs=0 to skip it")
             conversations = load_instructions(o.instructions, o.image_folder)
             digest = file_digest(Path(o.instructions).expanduser())
-        self.setup()
+        self.setup(self.ctx)
         if self.lora is not None or self.prompt is not None:
             raise IqaError(f"{self.name}: fit() needs a fresh method object (this one already holds adapters)")
         sizes, ids = self.new_prompt_inputs()  # checks qformer_path before any training
