@@ -153,7 +153,12 @@ class Method:
         return {}
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes the scores; stored in the manifest and in the run's key."""
+        """Everything that changes the scores. Asked twice: before setup (on a freshly built object),
+        where whatever it adds to the name and options (e.g. a hash of a file the method reads) is
+        hashed into the run's key, so that file changed makes a new run folder; and after setup, where
+        it also names the loaded model (resolved snapshot, answer token ids) and is recorded with each
+        scoring attempt (metrics.json flags `model_identity_changed` when attempts differ). Keep the
+        name and options under "method" and "options"; anything added before setup must be cheap."""
         return {"method": self.name, "options": self.options.model_dump(mode="json")}
 
     def runtime_stats(self) -> dict[str, Any]:

@@ -55,6 +55,17 @@ class MethodChoice:
         return self.cls(self.options)
 
 
+def method_identity(choice: MethodChoice) -> dict:
+    """The method's part of a run's identity (hashed into its key): `fingerprint` is its name and
+    options (what reports and suite cells match on); when the method's `fingerprint()`, asked before
+    setup, says more (e.g. the hash of a file it reads), that more is `fingerprint_more`. A method
+    whose fingerprint is its name and options keys its runs exactly as before."""
+    base = {"method": choice.name, "options": choice.options.model_dump(mode="json")}
+    told = choice.build().fingerprint()
+    more = {k: v for k, v in told.items() if k not in base or v != base[k]}
+    return {"fingerprint": base, "fingerprint_more": more} if more else {"fingerprint": base}
+
+
 def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:
     cls = registry.methods.get(name)
     try:
@@ -214,8 +225,7 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
         view.loader(with_reference=True)  # refuses a dataset without references, before anything runs
     checkpoint = _checkpoint_for(cfg, choice, view, layout) if choice.trainable else None
     inputs = view.inputs(ids)
-    identity = {"fingerprint": {"method": choice.name, "options": choice.options.model_dump(mode="json")},
-                "dataset": view.card.name, "split": view.split.name, "split_hash": view.split.hash,
+    identity = {**method_identity(choice), "dataset": view.card.name, "split": view.split.name, "split_hash": view.split.hash,
                 "part": cfg.part, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
     files = choice.cls.option_files(choice.options)
@@ -237,8 +247,7 @@ def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayo
     ids = view.ids[: cfg.limit] if cfg.limit is not None else view.ids
     checkpoint = _checkpoint_for(cfg, choice, None, layout) if choice.trainable else None
     inputs = view.inputs(ids)
-    identity = {"fingerprint": {"method": choice.name, "options": choice.options.model_dump(mode="json")},
-                "images": inputs_hash(inputs), "labels": False, "limit": cfg.limit, "batch_size": cfg.batch_size,
+    identity = {**method_identity(choice), "images": inputs_hash(inputs), "labels": False, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
     key = stable_hash(identity)
     run_dir = layout.run_dir(IMAGES_DATASET, view.name, "all", choice.name, key)
