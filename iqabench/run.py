@@ -323,7 +323,8 @@ def _score_batch(method, samples) -> list[tuple[float | None, str | None]]:
         scores = list(method.score(samples))
         if len(scores) != len(samples):
             raise IqaError(f"method {method.name} returned {len(scores)} scores for {len(samples)} images")
-        return [_check(s) for s in scores]
+        declared = getattr(method.info, "score_range", None)
+        return [_check(s, declared) for s in scores]
     except IqaError:
         raise
     except Exception as exc:  # noqa: BLE001 - isolated below
@@ -332,13 +333,22 @@ def _score_batch(method, samples) -> list[tuple[float | None, str | None]]:
         return [_score_batch(method, [s])[0] for s in samples]
 
 
-def _check(score) -> tuple[float | None, str | None]:
+def _check(score, declared: tuple[float, float] | None = None) -> tuple[float | None, str | None]:
+    """A finite float, inside the method's declared `score_range` if it declares one. Outside it is
+    that image's failure (kind "range"), not a warning: a table's correlations use only scores the
+    method stands behind, n_failed shows the broken claim, and the same-error streak stops a run
+    whose every score is out of range. A rounding error of a millionth of the range is let through."""
     try:
         value = float(score)
     except (TypeError, ValueError):
         return None, f"score: not a number ({score!r})"
     if not math.isfinite(value):
         return None, f"score: non-finite ({value})"
+    if declared is not None:
+        lo, hi = declared
+        slack = 1e-6 * (hi - lo) if math.isfinite(hi - lo) else 0.0
+        if not lo - slack <= value <= hi + slack:
+            return None, f"range: {value:.6g} outside the method's declared score_range [{lo:g}, {hi:g}]"
     return value, None
 
 

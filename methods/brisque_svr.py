@@ -32,7 +32,7 @@ class BrisqueSVROptions(Options):
 class BrisqueSVR(TrainableMethod):
     name = "brisque-svr"
     info = MethodInfo(kind="trainable", description="BRISQUE features + RBF SVR fitted on the train split's targets",
-                      higher_better=True, score_range=(0.0, 1.0), needs_weights=None, extra="classic")
+                      higher_better=True, needs_weights=None, extra="classic")
     Options = BrisqueSVROptions
 
     @classmethod
