@@ -124,10 +124,12 @@ class Method:
         """Return why the method cannot run here, or None when it can. Must be cheap."""
         return None
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: RunContext | None = None) -> None:
         """Build models. Called once, only when there is something left to score (or to train).
-        Overrides call `super().setup(ctx)` first: it keeps `ctx` as `self.ctx`."""
-        self.ctx = ctx
+        Overrides call `super().setup(ctx)` first: it keeps `ctx` as `self.ctx`. (None keeps the
+        context held: a plugin's `setup(self)` written before RunContext may call `super().setup()`.)"""
+        if ctx is not None:
+            self.ctx = ctx
 
     def prepare(self, source: "SampleSource") -> None:
         """Optional pass over every image of the part being scored, before any `score` call

@@ -69,6 +69,7 @@ def test_a_setup_without_the_context_argument_still_runs_with_a_warning(scratch_
         name = "lifecycle-old"
 
         def setup(self):  # written before RunContext
+            super().setup()
             self._log("setup", dataset=self.dataset, batch=self.batch_size)
 
     log = tmp_path / "log.jsonl"
