@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iqabench.api import Sample
+from iqabench.api import RunContext, Sample
 from iqabench.errors import IqaError
 from iqabench.models.backend import BackendSpec, load_backend
 
@@ -24,8 +24,8 @@ def test_parity_records_per_image_and_srcc_differences(tmp_path, capsys):
 
     path = tiny_model_path("qwen2_5_vl", tmp_path)
     options = SoftmaxOwl2QBench.Options(backend="qwen2_5_vl", backend_path=path, parity_path=path, parity_n=4)
-    method = SoftmaxOwl2QBench(options, batch_size=3)
-    method.setup()
+    method = SoftmaxOwl2QBench(options)
+    method.setup(RunContext(batch_size=3))
     samples = _samples(5)
     scores = list(method.score(samples[:3])) + list(method.score(samples[3:]))
     extras = [method.sample_extras(s.id) for s in samples]
