@@ -47,8 +47,8 @@ def bare_loop(model_path: str, folder: Path) -> float:
     from PIL import Image
 
     from iqabench.methods.softmax import SoftmaxOwl2
-    from iqabench.models.scoring import SoftmaxScorer
     from iqabench.models.backend import load_backend
+    from iqabench.models.scoring import SoftmaxScorer
 
     options = SoftmaxOwl2.Options(backend_path=model_path)
     t0 = time.perf_counter()

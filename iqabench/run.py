@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 from iqabench import parallel, provenance
-from iqabench.devices import resolve_device
 from iqabench.api import RunContext, SampleSource
+from iqabench.config import RunConfig
+from iqabench.devices import resolve_device
 from iqabench.errors import IqaError, one_line
 from iqabench.lifecycle import Lifecycle
-from iqabench.config import RunConfig
 from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
 from iqabench.score import finish

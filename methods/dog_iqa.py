@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
-from iqabench.methods import dog_iqa_aggregate as agg
 
 from iqabench.api import Method, MethodInfo, Options, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.methods import dog_iqa_aggregate as agg
 from iqabench.models.scoring import BackendOptions, backend_unavailable
 from iqabench.models.segmenter import SegmenterOptions
 
@@ -126,7 +126,6 @@ class DogIqa(Method):
     def _ensure_judge(self):
         if self._judge is None:
             from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
-
             from iqabench.models.backend import load_backend
 
             o = self.options

@@ -35,9 +35,9 @@ import pydantic
 
 from iqabench.api import MethodInfo, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 from iqabench.models.backend import ResizePolicy
 from iqabench.models.scoring import Normalization, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
-from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 from iqabench.training import EpochTrainable, refuse_batch_option
 
 log = logging.getLogger("iqabench.methods.vp")

@@ -14,11 +14,11 @@ pytest.importorskip("transformers")
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions
-from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
 from PIL import Image
 
 from iqabench.api import RunContext, Sample, SampleSource
+from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions
+from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge
 from iqabench.models.backend import BackendSpec, Query, load_backend
 from iqabench.models.tiny_owl3 import build_tiny_owl3
 
@@ -88,7 +88,6 @@ def test_judge_batches_score_as_batches_of_one(models, images):
 
 def test_every_softmax_preset_runs_on_owl3_through_the_engine(models, tiny_root, tmp_path):
     from iqabench.methods.softmax import PRESETS
-
     from iqabench.run import RunConfig, run
 
     for preset in PRESETS:

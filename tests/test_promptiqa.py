@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from iqabench.methods.promptiqa import PromptIQA, weights
-from iqabench.methods.promptiqa import prompt as prompts
-from iqabench.methods.promptiqa import train as recipe
-from iqabench.methods.promptiqa.model import PRESETS, PromptIQANet, parameter_counts
 from PIL import Image, ImageFilter
 
 from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
+from iqabench.methods.promptiqa import PromptIQA, weights
+from iqabench.methods.promptiqa import prompt as prompts
+from iqabench.methods.promptiqa import train as recipe
+from iqabench.methods.promptiqa.model import PRESETS, PromptIQANet, parameter_counts
 from iqabench.metrics import srcc
 from iqabench.run import RunConfig, run
 from iqabench.train import TrainConfig, train

@@ -15,10 +15,10 @@ import pytest
 from iqabench import registry
 from iqabench.cli.suite_cmd import suite_group
 from iqabench.data.card import DatasetCard
+from iqabench.data.splits import expand
 from iqabench.errors import IqaError
 from iqabench.locations import shipped_folder
 from iqabench.report.suite_table import render_suite
-from iqabench.data.splits import expand
 from iqabench.suite import list_suites, load_suite
 from iqabench.suite_runner import RunIndex
 

@@ -21,8 +21,8 @@ from iqabench import registry  # noqa: E402
 from iqabench.api import RunContext, Sample  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax  # noqa: E402
-from iqabench.models import scoring  # noqa: E402
 from iqabench.methods.dog_iqa_judge import JudgeSettings, StandardJudge  # noqa: E402
+from iqabench.models import scoring  # noqa: E402
 from iqabench.models.backend import BackendSpec, Query, load_backend  # noqa: E402
 from iqabench.models.vlm_families import FAMILIES  # noqa: E402
 

@@ -21,8 +21,8 @@ from safetensors.torch import load_file  # noqa: E402
 from iqabench.api import RunContext, Sample, SampleSource  # noqa: E402
 from iqabench.errors import IqaError  # noqa: E402
 from iqabench.methods import softmax, vp_owl2  # noqa: E402
-from iqabench.models.scoring import IMAGENET_MEAN, IMAGENET_STD, word_set_score  # noqa: E402
 from iqabench.methods.visual_prompt import VisualPrompt  # noqa: E402
+from iqabench.models.scoring import IMAGENET_MEAN, IMAGENET_STD, word_set_score  # noqa: E402
 from iqabench.models.tiny_llava import build_tiny_llava  # noqa: E402
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from iqabench.layout import DEFAULT_DATA_ROOT, DEFAULT_RESULTS
+
 _META_KEY = "iqabench.settings"
 
 

@@ -68,8 +68,14 @@ def build_tiny_llava(folder: str | Path, *, image_size: int = 56, patch_size: in
     the backend's plain fallback template. `init_std` is larger than transformers' 0.02 so the
     random model's answer actually depends on the image (a test can see a prompt learn)."""
     import torch
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaImageProcessor, LlavaProcessor)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaImageProcessor,
+        LlavaProcessor,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

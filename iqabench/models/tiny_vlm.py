@@ -127,8 +127,13 @@ def build_qwen2_5_vl(folder, seed: int = 0, hidden: int = 32, layers: int = 2, m
                      intermediate: int | None = None, vocab_size: int | None = None) -> Path:
     """Tiny by default; the keyword sizes make mid-size random models for benchmarks (`vocab_size`
     may exceed the tokenizer's, as real vocabularies do, to give the LM head its real cost)."""
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     tokenizer = _qwen_tokenizer()
     vh, vl = vision_hidden or hidden, vision_layers or layers
@@ -154,8 +159,13 @@ def build_qwen2_5_vl(folder, seed: int = 0, hidden: int = 32, layers: int = 2, m
 
 
 def build_qwen3_vl(folder, seed: int = 0, hidden: int = 32, layers: int = 2, max_pixels: int = 64 * 64) -> Path:
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     tokenizer = _qwen_tokenizer()
     vision = {"depth": layers, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_heads": 2,
@@ -182,8 +192,13 @@ def build_qwen3_vl(folder, seed: int = 0, hidden: int = 32, layers: int = 2, max
 
 # -- InternVL (transformers-native): 28-px tiles cut by the GotOcr2 image processor, pixel shuffle 0.5 ---
 def build_internvl(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tile: int = 28, max_tiles: int = 4) -> Path:
-    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
-                              InternVLProcessor, InternVLVideoProcessor)
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
 
     specials = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
                 "video_token": "<video>"}
@@ -221,8 +236,13 @@ PINPOINTS = [[28, 28], [28, 56], [56, 28], [56, 56]]
 
 
 def build_llava_onevision(folder, seed: int = 0, hidden: int = 32, layers: int = 2, image_size: int = 28) -> Path:
-    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
-                              LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
 
     specials = {"image_token": "<image>", "video_token": "<video>"}
     tokenizer = build_tokenizer(specials, ("<|im_start|>", "<|im_end|>"), bos=None, eos="<|im_end|>", pad="<|endoftext|>")
@@ -251,8 +271,14 @@ MISTRAL_TURN = "[INST] {content} [/INST]"
 
 
 def build_llava_next(folder, seed: int = 0, hidden: int = 32, layers: int = 2, image_size: int = 28) -> Path:
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
-                              LlavaNextImageProcessor, LlavaNextProcessor)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     tokenizer = build_tokenizer({"image_token": "<image>"})
     vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
@@ -315,8 +341,13 @@ def build_idefics3(folder, seed: int = 0, hidden: int = 32, layers: int = 2, til
 
 
 def build_smolvlm(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tile: int = 28) -> Path:
-    from transformers import (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor, SmolVLMProcessor,
-                              SmolVLMVideoProcessor)
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
 
     tokenizer, vision, text, template = _idefics_parts(hidden, layers, tile)
     config = SmolVLMConfig(vision_config=vision, text_config=text, scale_factor=2,
@@ -339,8 +370,12 @@ def _gemma_text(tokenizer, hidden: int, layers: int, **extra) -> dict:
 
 
 def build_paligemma(folder, seed: int = 0, hidden: int = 32, layers: int = 2, image_size: int = 28) -> Path:
-    from transformers import (PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
-                              SiglipImageProcessor)
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+    )
 
     tokenizer = build_tokenizer({"image_token": "<image>"}, bos="<bos>", eos="<eos>", pad="<pad>")
     seq = (image_size // 14) ** 2

@@ -252,6 +252,7 @@ class PromptIQA(EpochTrainable):
 
     def _prompt_tokens(self):
         import torch
+
         from iqabench.methods.promptiqa.prompt import normalise
 
         if self._tokens is None:
@@ -267,6 +268,7 @@ class PromptIQA(EpochTrainable):
 
     def score(self, samples: Sequence[Sample]) -> list[float]:
         import torch
+
         from iqabench.methods.promptiqa.prompt import normalise, resize_pixels
 
         tokens = self._prompt_tokens()

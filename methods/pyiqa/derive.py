@@ -158,7 +158,7 @@ def _clip_stand_ins(last_clip: list[str]) -> None:
         except Exception:  # noqa: BLE001 - an absent optional CLIP package
             continue
         model_module = importlib.import_module("clip.model") if module_name == "clip.clip" else module
-        cls = getattr(model_module, "CLIP", None) or getattr(model_module, "AFINECLIP")
+        cls = getattr(model_module, "CLIP", None) or model_module.AFINECLIP
 
         def build_model(state_dict, _cls=cls):
             return _cls(*_CLIP_SHAPES[last_clip[-1]]).eval()

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 from iqabench.errors import IqaError
-from iqabench.io import sha256_file as file_digest  # one implementation, kept under this module's name
 
 IMAGE_TAG = "<image>"
 HUMAN = ("human", "user")

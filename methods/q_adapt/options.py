@@ -5,7 +5,6 @@ from __future__ import annotations
 import pydantic
 
 from iqabench.models.scoring import QBENCH_PROMPT, Normalization, SoftmaxOptions
-
 from iqabench.training import refuse_batch_option
 
 
