@@ -306,7 +306,9 @@ class QAdapt(EpochTrainable):
         return 8
 
     def training_stages(self, train: SampleSource, workdir: Path, seed: int):
-        from .instructions import file_digest, load_instructions
+        from iqabench.io import sha256_file
+
+        from .instructions import load_instructions
         from .training import stages
 
         o = self.options
@@ -316,7 +318,7 @@ class QAdapt(EpochTrainable):
                 raise IqaError(f"{self.name}: stage 1 needs instruction data: -o instructions=FILE (Q-Instruct-format "
                                f"JSON), or -o stage1_epochs=0 to skip it")
             conversations = load_instructions(o.instructions, o.image_folder)
-            digest = file_digest(Path(o.instructions).expanduser())
+            digest = sha256_file(Path(o.instructions).expanduser())
         self.setup(self.ctx)
         if self.lora is not None or self.prompt is not None:
             raise IqaError(f"{self.name}: fit() needs a fresh method object (this one already holds adapters)")
