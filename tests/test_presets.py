@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from iqabench import registry
+from iqabench.api import RunContext
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt
 
 REFERENCE = tomllib.loads((Path(__file__).parent / "reference" / "presets.toml").read_text())
@@ -41,7 +42,9 @@ def test_visual_prompt_training_defaults_match_the_reference():
 @pytest.mark.parametrize("dataset", sorted(REFERENCE["vp-owl2"]["recipes"]))
 def test_visual_prompt_recipes_match_the_reference(dataset):
     recipe = REFERENCE["vp-owl2"]["recipes"][dataset]
-    assert registry.methods.get("vp-owl2")(dataset=dataset).recipe()[:2] == (recipe["batch_size"], recipe["epochs"])
+    method = registry.methods.get("vp-owl2")()
+    method.ctx = RunContext(dataset=dataset)  # what the engine's setup(ctx) gives
+    assert method.recipe()[:2] == (recipe["batch_size"], recipe["epochs"])
 
 
 def _count_from_shapes(kind: str, size: int, channels: int, side: int) -> int:

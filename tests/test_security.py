@@ -329,6 +329,13 @@ FILE_OPTIONS = {
     "promptiqa:prompt_file": "a CSV read by pandas; its images are decoded by PIL (open_rgb)",
     "q-adapt:instructions": "JSON text (json.loads); its images are decoded by PIL",
     "q-adapt:image_folder": "a folder of images decoded by PIL",
+    # a served model's name on the server: sent in the request, never opened as a file
+    **{f"{m}:served_model": "a model name sent to the server" for m in (
+        "softmax-owl2", "softmax-owl2-qbench", "qalign-owl2", "softmax-llava", "vp-owl2", "vp-llava", "q-adapt",
+        "mllm-prompt", "mllm-prompt-fr")},
+    "dog-iqa:judge.served_model": "a model name sent to the server",
+    # the parity check's local copy: loaded by the backend loaders (tested below with a live pickle)
+    **{f"{m}:parity_path": "parity" for m in ("softmax-owl2", "softmax-owl2-qbench", "qalign-owl2", "softmax-llava")},
     # code by design, like --plugin: the user names the interpreter that runs the Owl3 worker
     **{f"{m}:{field}": "an interpreter the user chooses to run (README: Security)"
        for m, field in [("dog-iqa", "judge.worker_python"), *((m, "worker_python") for m in (
@@ -435,6 +442,17 @@ def test_a_poisoned_backend_folder_is_refused(method, how, evil, tiny_root, tmp_
     options = {**cls.contract_options(evil["root"] / "tiny"), "backend_path": str(folder)}
     command = "train" if issubclass(cls, TrainableMethod) else "run"  # a run of an untrained one stops before loading
     line = _refused(_invoke(command, method, tiny_root, tmp_path, *_opts(options)), str(folder))
+    assert re.search(r"refused|not a safetensors file|cannot load the model", line), line
+    assert not evil["marker"].exists()
+
+
+@pytest.mark.parametrize("method", sorted(k.split(":")[0] for k, v in FILE_OPTIONS.items() if v == "parity"))
+def test_a_poisoned_parity_folder_is_refused(method, evil, tiny_root, tmp_path):
+    cls = registry.methods.get(method)
+    folder = evil["poisoned"]("llava", "bin")
+    options = {**cls.contract_options(evil["root"] / "tiny"), "parity_path": str(folder), "parity_backend": "llava",
+               "parity_n": 2}
+    line = _refused(_invoke("run", method, tiny_root, tmp_path, *_opts(options)), str(folder))
     assert re.search(r"refused|not a safetensors file|cannot load the model", line), line
     assert not evil["marker"].exists()
 

@@ -124,7 +124,9 @@ def test_a_plugin_gets_validation_resume_and_selection_from_the_engine(plugin, t
 
     # a state written with other settings is refused in one line naming the file and the settings
     with pytest.raises(IqaError, match=r"state.st: was written with other settings \(lr\)"):
-        Quadratic(Quadratic.Options(lr=0.1), batch_size=4).fit(None, api.SampleSource(["x"], None), workdir, 42)
+        other = Quadratic(Quadratic.Options(lr=0.1))
+        other.ctx = api.RunContext(batch_size=4)  # what the engine's setup(ctx) gives
+        other.fit(None, api.SampleSource(["x"], None), workdir, 42)
 
 
 def test_batch_size_is_the_training_batch_and_part_of_the_key(plugin, tiny_root, tmp_path):
