@@ -4,7 +4,9 @@ Atomic write: the content goes to a temp file in the same folder, is fsynced, th
 the target, so a reader sees the old file or the new one, never a half-written one. A failed
 write (disk full, read-only folder) removes its temp file and raises.
 
-JSONL log: one JSON object per line, written unbuffered and fsynced as appended. The one rule for a kill in
+JSONL log: one JSON object per line, written unbuffered (so a killed process loses nothing it appended) and
+fsynced as appended, or, with `append(..., sync=False)`, at the next `sync()` (group commit: what a power
+loss can take is only the unsynced tail, which a resume scores again). The one rule for a kill in
 the middle of a write: a final line without its newline is torn. Readers ignore it (even when it
 happens to parse) and the next append cuts it off first, so a record counts only once whole.
 A line in the middle that does not parse is corruption, reported with the file and line number.
@@ -145,12 +147,16 @@ class JsonlLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fh = None
+        self._unsynced = False  # records written with sync=False since the last fsync
+        self._synced_size = 0  # the file's size at the last fsync
 
-    def append(self, record: dict) -> None:
-        self.append_many([record])
+    def append(self, record: dict, sync: bool = True) -> None:
+        """Write one record; fsync now, or (sync=False) leave that to the next `sync()`."""
+        self.append_many([record], sync)
 
-    def append_many(self, records: list[dict]) -> None:
-        """Append records in one write and one fsync; after a kill its whole lines count, a torn one is cut."""
+    def append_many(self, records: list[dict], sync: bool = True) -> None:
+        """Append records in one write (and, unless sync=False, one fsync); after a kill its whole lines
+        count, a torn one is cut."""
         if not records:
             return
         line = "".join(dumps(record) + "\n" for record in records).encode("utf-8")
@@ -160,15 +166,35 @@ class JsonlLog:
                     drop_torn_tail(self.path)
                 # unbuffered: a failed write leaves nothing in a buffer for a later flush to add
                 self._fh = open(self.path, "ab", buffering=0)
+                self._synced_size = os.fstat(self._fh.fileno()).st_size
             start = os.fstat(self._fh.fileno()).st_size
             try:
                 view = memoryview(line)
                 while view:
                     view = view[self._fh.write(view):]
-                os.fsync(self._fh.fileno())
+                if sync:
+                    os.fsync(self._fh.fileno())
+                    self._synced_size = start + len(line)
+                    self._unsynced = False
+                else:
+                    self._unsynced = True
             except BaseException:
                 self._cut_back(start)
                 raise
+
+    def sync(self) -> None:
+        """Make every record written so far durable (one fsync for all of them)."""
+        if self._fh is not None and self._unsynced:
+            with machine_errors(self.path):
+                try:
+                    os.fsync(self._fh.fileno())
+                except BaseException:
+                    # the group may not be on disk: cut it, so what stays is what was synced before
+                    self._unsynced = False
+                    self._cut_back(self._synced_size)
+                    raise
+            self._unsynced = False
+            self._synced_size = os.fstat(self._fh.fileno()).st_size
 
     def _cut_back(self, size: int) -> None:
         """After a failed append: cut what it wrote, so the record is absent, never partial."""
@@ -180,6 +206,12 @@ class JsonlLog:
 
     def close(self) -> None:
         if self._fh is not None:
+            if self._unsynced:
+                try:
+                    os.fsync(self._fh.fileno())  # records appended with sync=False are durable here at the latest
+                except OSError:
+                    pass  # a disk that refuses it: the records are written; the next attempt's reader sees them
+                self._unsynced = False
             self._fh.close()
             self._fh = None
 

@@ -303,6 +303,7 @@ def _score_all(life: Lifecycle, plan: RunPlan, mine, store, world) -> int:
             per_image = (time.perf_counter() - t0) / len(samples)
             for sample, (score, err) in zip(samples, outcome):
                 _save(store, method, sample.id, score, labels[sample.id], err, per_image, streak)
+        store.commit()  # group commit: one fsync per batch at most every COMMIT_SECONDS
         count += len(batch_ids)
         bar.update(len(batch_ids))
         if len(streak) >= MAX_SAME_FAILURES_IN_A_ROW and len(set(streak)) == 1:
@@ -310,6 +311,7 @@ def _score_all(life: Lifecycle, plan: RunPlan, mine, store, world) -> int:
             raise IqaError(f"stopping: the last {len(streak)} images all failed with: {streak[0]} "
                            "(saved predictions are kept; fix the cause and rerun to resume)")
     bar.close()
+    store.commit(force=True)  # every record durable before the run reports them saved
     return count
 
 

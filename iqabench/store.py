@@ -4,7 +4,7 @@
                            every later attempt is a line of attempts.jsonl (command, seed, device, started)
     inputs.json            id, file and label of every image the run scores, and their hash: a resume that
                            would read other files or labels is refused, never mixed
-    predictions.jsonl      one record per image, flushed and fsynced as produced
+    predictions.jsonl      one record per image, written as produced, fsynced per group (see `RunStore.commit`)
     predictions.rank{r}-of{n}.jsonl   the same, one file per rank in data-parallel runs
     runtime.rank{r}.jsonl  per-attempt method statistics
     predictions.csv        merged view; metrics.json: computed from the saved records only
@@ -14,6 +14,7 @@ is `iqabench.runs`; this module is the writer (and reads through runs.py where i
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -22,6 +23,11 @@ import filelock
 from iqabench import io, runs
 from iqabench.errors import IqaError
 from iqabench.runs import RESTART_ADVICE, RecordProblems
+
+# Group commit: records are written (to the OS) as produced, so a killed process loses none of them; they are
+# fsynced at the end of a batch once this long has passed since the last fsync, and when the store closes.
+# A power loss can take only that unsynced tail, which the resume scores again (it was never reported saved).
+COMMIT_SECONDS = 0.5
 
 # Files of a run folder written (atomically) by rank 0 only.
 RANK0_FILES = ("manifest.json", "inputs.json", "predictions.csv", "metrics.json")
@@ -41,6 +47,7 @@ class RunStore:
         self.own_file = self.dir / name
         self._log = io.JsonlLog(self.own_file)
         self._lock = filelock.FileLock(str(self.dir / f".lock.rank{rank}"), timeout=0)
+        self._last_commit = time.monotonic()
 
     # -- locking: two processes never append to one file ----------------------------
     def __enter__(self) -> "RunStore":
@@ -57,7 +64,7 @@ class RunStore:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._log.close()
+        self._log.close()  # fsyncs the unsynced tail
         self._lock.release()
 
     # -- manifest and inputs ------------------------------------------------------------
@@ -124,7 +131,18 @@ class RunStore:
         return runs.read_records(self.dir, run_ids, problems)
 
     def append(self, record: dict) -> None:
-        self._log.append(record)
+        """Write one record; it is durable after the next `commit` that syncs (or when the store closes)."""
+        self._log.append(record, sync=False)
+
+    def commit(self, force: bool = False) -> bool:
+        """End of a batch: fsync the records written since the last fsync, if `force` or at least
+        COMMIT_SECONDS have passed (one fsync per group, not per image). True when it synced."""
+        now = time.monotonic()
+        if not force and now - self._last_commit < COMMIT_SECONDS:
+            return False
+        self._log.sync()
+        self._last_commit = now
+        return True
 
     def append_many(self, records: list[dict]) -> None:
         """Several records at once, one fsync (records that exist already, e.g. imported ones)."""

@@ -112,6 +112,7 @@ def fsync_fails(monkeypatch, when) -> None:
 def test_a_disk_that_fills_mid_run_exits_1_keeps_the_saved_records_and_resumes(tiny_root, tmp_path, monkeypatch,
                                                                               reference):
     results = tmp_path / "results"
+    monkeypatch.setattr("iqabench.store.COMMIT_SECONDS", 0.0)  # a group commit after every batch (of one image)
     fsync_fails(monkeypatch, lambda path, n: path.endswith("predictions.jsonl") and n > 5)
     line = one_error(invoke(*run_args(tiny_root, results)), 1)
     run_dir = run_dir_of(results)

@@ -73,16 +73,14 @@ class DatasetView:
     def inputs(self, ids: list[str]) -> list[dict]:
         """What a run reads for each image: its id, file (relative to the dataset folder) and label,
         plus the groups a report breaks results down by (reference, distortion type and level)."""
-        rows = self.table.set_index("id")
-        groups = [c for c in BREAKDOWN_COLUMNS if c in rows.columns]
-        out = []
-        for i in ids:
-            item = {"id": i, "path": str(rows.at[i, "path"]), "label": float(rows.at[i, "label"])}
-            for col in groups:
-                value = rows.at[i, col]
+        rows = self.table.set_index("id").loc[list(ids)]  # one vectorised lookup, not one per id
+        paths = [str(v) for v in rows["path"].tolist()]
+        labels = rows["label"].astype("float64").tolist()
+        out = [{"id": i, "path": p, "label": y} for i, p, y in zip(ids, paths, labels)]
+        for col in (c for c in BREAKDOWN_COLUMNS if c in rows.columns):
+            for item, value in zip(out, rows[col].tolist()):
                 if value == value and value is not None:  # NaN: this image has no such group
                     item[col] = value.item() if hasattr(value, "item") else value
-            out.append(item)
         return out
 
 
