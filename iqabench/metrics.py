@@ -14,6 +14,14 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+# Bumped whenever a change here changes a number in metrics.json: a stored metrics.json of another
+# version is recomputed, one of this version is read back as it is.
+METRICS_VERSION = 2
+# Values held at once by the bootstrap and the logistic grid (16 MiB of float64): memory O(n), not O(n_boot n).
+CHUNK_ELEMENTS = 1 << 21
+# Fewer test references than this: the reference bootstrap's interval is wide because there are few of them.
+FEW_REFERENCES = 10
+
 
 # -- the metric table: the one place a metric's name, label and meaning are written ----------------
 @dataclasses.dataclass(frozen=True)
@@ -120,15 +128,18 @@ def logistic_starts(pred: np.ndarray, label: np.ndarray, n_grid: int = 4) -> dic
     centres = np.quantile(pred, np.linspace(0.02, 0.98, 49))
     y0 = label - label.mean()
     grid: list[tuple[float, float, float, float, float]] = []  # (sse, b1, b2, b3, b4)
+    block = max(1, CHUNK_ELEMENTS // max(len(pred), 1))  # centres at once: O(n) memory on large sets
     for width in spread * np.logspace(-4.0, 1.0, 11):
-        s = 1.0 / (1.0 + np.exp(np.clip(-(pred[None, :] - centres[:, None]) / width, -500, 500)))
-        s0 = s - s.mean(axis=1, keepdims=True)
-        var = (s0 * s0).sum(axis=1)
-        slope = np.divide((s0 * y0).sum(axis=1), var, out=np.zeros_like(var), where=var > 0)
-        sse = (y0 * y0).sum() - slope * (s0 * y0).sum(axis=1)
-        intercept = label.mean() - slope * s.mean(axis=1)
-        grid += [(float(e), float(m + c), float(c), float(b3), float(width))
-                 for e, m, c, b3, v in zip(sse, slope, intercept, centres, var) if v > 0]
+        for first in range(0, len(centres), block):
+            cs = centres[first:first + block]
+            s = 1.0 / (1.0 + np.exp(np.clip(-(pred[None, :] - cs[:, None]) / width, -500, 500)))
+            s0 = s - s.mean(axis=1, keepdims=True)
+            var = (s0 * s0).sum(axis=1)
+            slope = np.divide((s0 * y0).sum(axis=1), var, out=np.zeros_like(var), where=var > 0)
+            sse = (y0 * y0).sum() - slope * (s0 * y0).sum(axis=1)
+            intercept = label.mean() - slope * s.mean(axis=1)
+            grid += [(float(e), float(m + c), float(c), float(b3), float(width))
+                     for e, m, c, b3, v in zip(sse, slope, intercept, cs, var) if v > 0]
     for i, (_, b1, b2, b3, b4) in enumerate(sorted(grid)[:n_grid]):
         starts[f"grid-{i + 1}"] = [b1, b2, b3, b4]
     step = _best_step(pred, label)
@@ -196,8 +207,12 @@ def fit_logistic(pred: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 
 
 def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool = True,
-            dataset_higher_better: bool = True, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """All metrics for one run. Inputs are raw; orientation is applied here and recorded."""
+            dataset_higher_better: bool = True, n_boot: int = 1000, seed: int = 0,
+            refs=None) -> dict[str, Any]:
+    """All metrics for one run. Inputs are raw; orientation is applied here and recorded.
+
+    `refs` (the reference image of each image, on synthetic-distortion sets): images sharing a reference
+    are not independent, so the bootstrap then resamples references, not images."""
     p = orient(pred, method_higher_better)
     y = orient(label, dataset_higher_better)
     out: dict[str, Any] = {"n_scored": int(len(p)), "orientation": {
@@ -225,38 +240,163 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
         # rmse is in oriented label units; for a DMOS set that is the negated DMOS scale
         out["logistic_params"] = [float(v) for v in params]
         out["logistic_start"] = fit.start  # which of the starts gave the lowest residual
-    out["ci95"] = bootstrap(p, y, n_boot=n_boot, seed=seed)
-    out["bootstrap"] = {"n": n_boot, "seed": seed}
+    unit = resample_unit(refs, len(p))
+    out["ci95"] = bootstrap(p, y, n_boot=n_boot, seed=seed, unit=unit)
+    out["bootstrap"] = {"n": n_boot, "seed": seed, **unit.describe(len(p))}
+    note = interval_note(unit)
+    if note:
+        out["bootstrap"]["note"] = note
     return out
 
 
-def bootstrap(p: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> dict[str, list[float] | None]:
-    """Percentile 95 % intervals of SRCC, KRCC and raw PLCC over image resamples.
+def resample_unit(refs, n: int) -> "ResampleUnit":
+    """References when every image has one (a cluster bootstrap), else images."""
+    if refs is None or len(refs) != n or any(r is None for r in refs):
+        return ResampleUnit.images()
+    return ResampleUnit.by_reference(refs)
 
-    SRCC and PLCC are computed for all resamples at once (ranks with ties averaged, as scipy);
-    resamples with constant predictions or labels are left out."""
+
+def interval_note(unit: "ResampleUnit") -> str | None:
+    """What a reader must know about an interval drawn from few references."""
+    if unit.kind == "reference" and unit.n_clusters < FEW_REFERENCES:
+        return (f"only {unit.n_clusters} reference image(s): the interval resamples references "
+                "(images of one reference are not independent) and is wide for that reason")
+    return None
+
+
+# -- the bootstrap, in O(n) memory --------------------------------------------------------------------------
+# A resample is held as multiplicities (how often each image was drawn), chunk by chunk: never an
+# (n_boot x n) array at once. SRCC and PLCC of a resample are weighted statistics of the original values
+# (equal to the same statistic of the repeated values, ties in ranks averaged as scipy does); Kendall's
+# tau is scipy's O(n log n) tau-b of the repeated values. Resample b with images as the unit draws
+# `default_rng(seed).integers(0, n, (n_boot, n))[b]`; with clusters (images sharing a reference) it draws
+# `integers(0, n_clusters, (n_boot, n_clusters))[b]` and takes every image of each drawn cluster.
+
+
+@dataclasses.dataclass(frozen=True)
+class ResampleUnit:
+    """What the bootstrap draws with replacement: images, or clusters of images (their reference)."""
+
+    kind: str  # "image" | "reference"
+    codes: np.ndarray | None = None  # cluster index of each image (0..n_clusters-1); None for images
+    n_clusters: int | None = None
+
+    @classmethod
+    def images(cls) -> "ResampleUnit":
+        return cls("image")
+
+    @classmethod
+    def by_reference(cls, refs) -> "ResampleUnit":
+        names, codes = np.unique(np.asarray([str(r) for r in refs], dtype=object), return_inverse=True)
+        return cls("reference", codes.astype(np.int64), int(len(names)))
+
+    def describe(self, n: int) -> dict[str, Any]:
+        return {"unit": self.kind, "n_images": int(n),
+                "n_references": self.n_clusters if self.kind == "reference" else None}
+
+
+def resample_chunks(n: int, n_boot: int, seed: int, unit: ResampleUnit | None = None):
+    """Yield (k x n) float64 multiplicities of the next k resamples, k bounded by CHUNK_ELEMENTS."""
+    unit = unit or ResampleUnit.images()
     rng = np.random.default_rng(seed)
-    n = len(p)
-    idx = rng.integers(0, n, (n_boot, n))
-    pp, yy = p[idx], y[idx]
-    ok = (np.ptp(pp, axis=1) > 0) & (np.ptp(yy, axis=1) > 0)
-    pp, yy = pp[ok], yy[ok]
-    draws = {
-        "srcc": _rowwise_pearson(stats.rankdata(pp, axis=1), stats.rankdata(yy, axis=1)),
-        "krcc": np.array([krcc(a, b) for a, b in zip(pp, yy)]),
-        "plcc_raw": _rowwise_pearson(pp, yy),
-    }
+    draws = n if unit.kind == "image" else unit.n_clusters
+    per = max(2, (CHUNK_ELEMENTS // max(n, draws, 1)) // 2 * 2)  # even: chunks continue one random stream
+    for start in range(0, n_boot, per):
+        k = min(per, n_boot - start)
+        idx = rng.integers(0, draws, (k, draws))
+        counts = np.bincount((idx + draws * np.arange(k)[:, None]).ravel(), minlength=k * draws).reshape(k, draws)
+        yield (counts if unit.kind == "image" else counts[:, unit.codes]).astype(np.float64)
+
+
+class WeightedRanks:
+    """Average ranks of one vector's values in any resample given as multiplicities: the sort and the
+    tie groups are computed once, each resample costs O(n)."""
+
+    def __init__(self, values: np.ndarray):
+        values = np.asarray(values, dtype=np.float64)
+        self.order = np.argsort(values, kind="stable")
+        sorted_values = values[self.order]
+        self.starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+        group_of_sorted = np.cumsum(np.r_[False, sorted_values[1:] != sorted_values[:-1]])
+        self.group = np.empty(len(values), dtype=np.int64)
+        self.group[self.order] = group_of_sorted  # tie group of each image
+
+    def of(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ranks, constant): each image's average rank in every resample (rows of w), and whether the
+        resample's values are all equal (every drawn image in one tie group)."""
+        g = np.add.reduceat(w[:, self.order], self.starts, axis=1)  # drawn images per tie group
+        below = np.cumsum(g, axis=1) - g
+        ranks = (below + (g + 1.0) / 2.0)[:, self.group]
+        return ranks, g.max(axis=1) >= w.sum(axis=1)
+
+
+def weighted_pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r of each resample (row of w) of the paired values a, b (rows, or one vector for all)."""
+    total = w.sum(axis=1, keepdims=True)
+    ma = (w * a).sum(axis=1, keepdims=True) / total
+    mb = (w * b).sum(axis=1, keepdims=True) / total
+    da, db = a - ma, b - mb
+    cov = (w * da * db).sum(axis=1)
+    den = np.sqrt((w * da * da).sum(axis=1) * (w * db * db).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, cov / np.where(den > 0, den, 1.0), np.nan)
+
+
+class ResampledStatistics:
+    """SRCC, KRCC and raw PLCC of paired vectors (x, y) over resamples given as multiplicities."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        self.rx, self.ry = WeightedRanks(self.x), WeightedRanks(self.y)
+
+    def rows(self, statistic: str, w: np.ndarray) -> np.ndarray:
+        """The statistic of every resample; NaN where the resample's x or y is constant."""
+        return self.many((statistic,), w)[statistic]
+
+    def many(self, statistics, w: np.ndarray) -> dict[str, np.ndarray]:
+        """Several statistics of every resample (rows of w), the ranks computed once."""
+        unknown = [s for s in statistics if s not in ("srcc", "plcc", "plcc_raw", "krcc")]
+        if unknown:
+            raise ValueError(f"unknown statistic {unknown[0]!r}")
+        ranks_x, flat_x = self.rx.of(w)
+        ranks_y, flat_y = self.ry.of(w)
+        flat = flat_x | flat_y
+        out = {}
+        for statistic in statistics:
+            if statistic == "srcc":
+                values = weighted_pearson(ranks_x, ranks_y, w)
+            elif statistic == "krcc":
+                values = np.array([np.nan if f else self._kendall(row) for row, f in zip(w, flat)])
+            else:
+                values = weighted_pearson(self.x, self.y, w)
+            values[flat] = np.nan
+            out[statistic] = values
+        return out
+
+    def _kendall(self, w: np.ndarray) -> float:
+        take = np.repeat(np.arange(len(w)), w.astype(np.int64))
+        return float(stats.kendalltau(self.x[take], self.y[take]).statistic)
+
+
+BOOTSTRAP_STATISTICS = ("srcc", "krcc", "plcc_raw")
+
+
+def bootstrap(p: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+              unit: ResampleUnit | None = None) -> dict[str, list[float] | None]:
+    """Percentile 95 % intervals of SRCC, KRCC and raw PLCC over resamples of `unit` (images by
+    default, or references: a cluster bootstrap); resamples with constant predictions or labels are
+    left out. Memory O(n): resamples are drawn and reduced chunk by chunk."""
+    stat = ResampledStatistics(p, y)
+    draws: dict[str, list[np.ndarray]] = {k: [] for k in BOOTSTRAP_STATISTICS}
+    for w in resample_chunks(len(p), n_boot, seed, unit):
+        for key, values in stat.many(BOOTSTRAP_STATISTICS, w).items():
+            draws[key].append(values)
     out: dict[str, list[float] | None] = {}
-    for key, vals in draws.items():
+    for key, parts in draws.items():
+        vals = np.concatenate(parts) if parts else np.array([])
         vals = vals[np.isfinite(vals)]
         out[key] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if len(vals) else None
     return out
-
-
-def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
 
 
 def selection_score(pred: np.ndarray, label: np.ndarray) -> float:

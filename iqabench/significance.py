@@ -3,16 +3,18 @@
 Both tests are paired: the two methods scored the same images (the caller joins them by image id
 and keeps only images both scored), so their correlations with the labels are dependent.
 
-- `paired_bootstrap`: resample the images with replacement, recompute both correlations on every
-  resample and read the difference's percentile 95 % interval and a two-sided p-value. Resample b
-  draws its n indices with `numpy.random.default_rng(seed).integers(0, n, (n_boot, n))[b]`, so a
-  result is reproducible from (seed, n_boot) alone; both are returned with it.
+- `paired_bootstrap`: resample the images (or, where images share a reference, the references: a
+  cluster bootstrap) with replacement, recompute both correlations on every resample and read the
+  difference's percentile 95 % interval and a two-sided p-value. Resample b draws its n indices with
+  `numpy.random.default_rng(seed).integers(0, n, (n_boot, n))[b]` (see `metrics.resample_chunks` for
+  references), so a result is reproducible from (seed, n_boot) alone; both are returned with it.
 - `williams_t`: Williams' t for r_12 vs r_13 given r_23 (variable 1 the labels, 2 and 3 the two
   methods), the test Steiger (1980, Psychological Bulletin 87:245) recommends for two dependent
   correlations sharing one variable:
       t = (r12 - r13) * sqrt((n-1)(1+r23) / (2 (n-1)/(n-3) |R| + rbar^2 (1-r23)^3)),  df = n - 3,
   with |R| = 1 - r12^2 - r13^2 - r23^2 + 2 r12 r13 r23 and rbar = (r12 + r13) / 2. For SRCC the
-  same formula is applied to ranks (Pearson on ranks is Spearman), a common approximation.
+  same formula is applied to ranks (Pearson on ranks is Spearman), a common approximation. It assumes
+  independent images: where images share references it is not offered (`williams_valid`).
 
 Inputs are oriented (higher is better) by the caller; no abs() is taken anywhere, so a method that
 ranks images backwards has a negative correlation and loses.
@@ -25,8 +27,9 @@ import math
 import numpy as np
 from scipy import stats
 
+from iqabench import metrics
+
 STATISTICS = ("srcc", "plcc", "krcc")
-_CHUNK = 64  # resamples per block: bounds memory on large sets; even, so blocks share one random stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +91,10 @@ def correlation(statistic: str, x: np.ndarray, y: np.ndarray) -> float | None:
     return None if not np.isfinite(value) else float(value)
 
 
-def paired_bootstrap(x_a, x_b, y, statistic: str = "srcc", *, n_boot: int = 1000, seed: int = 0) -> BootstrapResult:
-    """Bootstrap of corr(x_a, y) - corr(x_b, y) over image resamples (the same resamples for both).
+def paired_bootstrap(x_a, x_b, y, statistic: str = "srcc", *, n_boot: int = 1000, seed: int = 0,
+                     unit: metrics.ResampleUnit | None = None) -> BootstrapResult:
+    """Bootstrap of corr(x_a, y) - corr(x_b, y) over resamples of `unit` (images by default, or the
+    references images share: a cluster bootstrap), the same resamples for both; chunked, O(n) memory.
 
     p-value: 2 * min(P*(d <= 0), P*(d >= 0)) with the add-one correction (count + 1) / (valid + 1),
     capped at 1; so the smallest possible p is about 2 / n_boot."""
@@ -99,16 +104,15 @@ def paired_bootstrap(x_a, x_b, y, statistic: str = "srcc", *, n_boot: int = 1000
         raise ValueError(f"paired bootstrap needs equal lengths, got {len(x_a)}, {len(x_b)}, {n}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; one of {', '.join(STATISTICS)}")
     value_a, value_b = correlation(statistic, x_a, y), correlation(statistic, x_b, y)
     diff = None if value_a is None or value_b is None else value_a - value_b
     if diff is None:
         return BootstrapResult(statistic, n, value_a, value_b, None, None, None, n_boot, 0, seed)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, n_boot, _CHUNK):
-        idx = rng.integers(0, n, (min(_CHUNK, n_boot - start), n))
-        yy = y[idx]
-        diffs.append(_statistic_rows(statistic, x_a[idx], yy) - _statistic_rows(statistic, x_b[idx], yy))
+    stat_a, stat_b = metrics.ResampledStatistics(x_a, y), metrics.ResampledStatistics(x_b, y)
+    diffs = [stat_a.rows(statistic, w) - stat_b.rows(statistic, w)
+             for w in metrics.resample_chunks(n, n_boot, seed, unit)]
     draws = np.concatenate(diffs)
     draws = draws[np.isfinite(draws)]
     if not len(draws):
