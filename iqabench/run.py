@@ -110,7 +110,8 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
             _raise_failures(error, failed_ranks, store, world)
             if not world.is_main:
                 return RunResult(plan.run_dir, None, scored_now)
-            result_metrics = finish(store, n_boot=cfg.n_boot, seed=cfg.seed)
+            # a rerun that scored nothing answers from metrics.json when it still describes the records
+            result_metrics = finish(store, n_boot=cfg.n_boot, seed=cfg.seed, reuse=scored_now == 0)
         return RunResult(plan.run_dir, result_metrics, scored_now)
     finally:
         if ready is not None:  # set up but never used (nothing left to score, or the store failed)

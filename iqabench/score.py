@@ -23,7 +23,8 @@ DEFAULT_N_BOOT = 1000
 
 
 def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None) -> dict:
-    """Recompute and write metrics.json and predictions.csv of a run folder; returns the metrics."""
+    """Recompute and write metrics.json and predictions.csv of a run folder (always: this is how a
+    user asks for fresh numbers); returns the metrics."""
     run_dir = Path(run_dir)
     runs.read_run(run_dir)  # a folder that is not a run, or whose manifest is unreadable: one line
     store = RunStore(run_dir)
@@ -31,11 +32,38 @@ def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = No
         return finish(store, n_boot=n_boot, seed=seed)
 
 
-def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None) -> dict:
+def records_stamp(run_dir: Path) -> dict[str, int]:
+    """The size of every predictions file: the files are append-only, so equal sizes mean the same records."""
+    return {p.name: p.stat().st_size for p in runs.prediction_files(run_dir)}
+
+
+def stored_metrics(run: runs.Run, n_boot: int, seed: int) -> dict | None:
+    """metrics.json as it stands when it still describes the run: written by this metrics version, from
+    exactly the records on disk now, with the same bootstrap; else None (recompute)."""
+    stored = run.metrics
+    if not stored or stored.get("metrics_version") != metrics_mod.METRICS_VERSION:
+        return None
+    if stored.get("records_stamp") != records_stamp(run.run_dir) or stored.get("bootstrap_seed") != seed:
+        return None
+    if run.labelled and (stored.get("bootstrap") or {}).get("n") not in (None, n_boot):
+        return None
+    if not (run.run_dir / "predictions.csv").is_file():
+        return None
+    return {k: v for k, v in stored.items() if k != "schema_version"}  # as `finish` returns them
+
+
+def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None, reuse: bool = False) -> dict:
+    """Metrics of the run in `store`, written to metrics.json. With `reuse` (a rerun of a finished run),
+    a metrics.json that still describes the run (see `stored_metrics`) is returned as it is."""
     import numpy as np
 
     run = runs.read_run(store.dir)
     manifest = run.manifest
+    if reuse:
+        stored = stored_metrics(run, n_boot, manifest["seed"] if seed is None else seed)
+        if stored is not None:
+            return stored
+    stamp = records_stamp(store.dir)  # before reading: a record appended meanwhile makes the stamp stale, not wrong
     inputs = run.inputs()
     ids = [r["id"] for r in inputs]
     labelled = run.labelled
@@ -77,6 +105,7 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
         # two disagreeing scores for one image: the run's numbers cannot be trusted as they stand
         "status": "inconsistent" if problems.conflicts else "complete" if not missing else "partial",
         "run_dir": str(store.dir), "key": manifest["key"], "bootstrap_seed": seed, "created": provenance.now(),
+        "metrics_version": metrics_mod.METRICS_VERSION, "records_stamp": stamp,
     }
     if run.rescored_from:
         result["rescored_from"] = run.rescored_from
