@@ -505,7 +505,7 @@ def test_progress_bar_over_runs(tmp_path, target, capsys, monkeypatch):
 
     class Spy(tqdm.auto.tqdm):
         def __init__(self, *args, **kwargs):
-            seen.append((kwargs.get("unit"), kwargs.get("disable"), len(args[0])))
+            seen.append((kwargs.get("unit"), kwargs.get("disable"), len(args[0]) if args else kwargs.get("total")))
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Spy)

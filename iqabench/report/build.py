@@ -6,19 +6,24 @@ Written under `out`:
     significance.csv                  paired tests behind the table's marks
     breakdown.md breakdown.csv        SRCC per distortion type and level (when the inputs carry them)
     plots/scatter_<method>_<dataset>.{pdf,png}, plots/heatmap_srcc.{pdf,png}
+                                      (a scatter plot is redrawn only when its run's content changed:
+                                      plots/.figures.json keys each by the run's hash; new ones in parallel)
     report.html                       all of the above in one self-contained page
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
 
 from iqabench import io
+from iqabench.api import stable_hash
 from iqabench.errors import IqaError
 from iqabench.report import csvfiles, htmlpage, latex, markdown, plots
 from iqabench.report.breakdown import breakdown
-from iqabench.report.collect import collect
+from iqabench.report.collect import Run, collect
 from iqabench.report.compare import significance
 from iqabench.report.grid import build_grid
 from iqabench.report.options import ReportOptions
@@ -38,8 +43,6 @@ def _plot_run(cell: Cell):
 def build_report(results: Path, out: Path, options: ReportOptions | None = None) -> dict:
     """Write the report files under `out`; returns the paths written, notes and warnings (prints nothing
     but the progress bars)."""
-    from tqdm.auto import tqdm
-
     options = options or ReportOptions()
     results, out = Path(results), Path(out)
     runs = collect(results, progress=options.progress)
@@ -79,23 +82,27 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
         cells = [selection.cell(i, c) for i in selection.rows for c in selection.columns]
         cells = [c for c in cells if c is not None]
         used_names: set[str] = set()
-        for cell in tqdm(cells, desc="plotting", unit="plot", disable=None if options.progress else True):
+        jobs = []
+        for cell in cells:
             run = _plot_run(cell)
             label, title = selection.labels[cell.identity], grid.titles[cell.column]
             name = _unique(f"scatter_{plots.slug(label)}_{plots.slug(title)}", used_names)
             note = "" if cell.single is not None else f", nearest the median of {cell.n_splits} splits"
-            try:
-                paths, screen, drawn = plots.scatter(run, label, title, out / "plots" / name, note)
-            except (IqaError, OSError) as exc:  # one unreadable run costs its figure, said so
-                warnings.append(f"{run.rel}: no scatter plot ({exc})")
-                continue
-            plot_paths += paths
             caption = f"{label} on {title}" + (f" (split {run.split}, nearest the median)" if cell.single is None else "")
-            figures.append((caption, screen))
-            recorded = (run.metrics or {}).get("n_scored")
-            if recorded is not None and recorded != drawn["n_scored"]:
-                warnings.append(f"{run.rel}: the predictions hold {drawn['n_scored']} scored images, "
+            jobs.append(_Figure(run, name, label, title, note, caption))
+        cache = _FigureCache(out / "plots")
+        for job, drawn in zip(jobs, _draw_all(jobs, cache, out / "plots", options.progress)):
+            if isinstance(drawn, Exception):  # one unreadable run costs its figure, said so
+                warnings.append(f"{job.run.rel}: no scatter plot ({drawn})")
+                continue
+            paths, screen, facts = drawn
+            plot_paths += paths
+            figures.append((job.caption, screen))
+            recorded = (job.run.metrics or {}).get("n_scored")
+            if recorded is not None and recorded != facts["n_scored"]:
+                warnings.append(f"{job.run.rel}: the predictions hold {facts['n_scored']} scored images, "
                                 f"metrics.json says {recorded}")
+        cache.save()
         if len(selection.columns) >= 2 and selection.rows:
             values = np.array([[_value(selection.cell(i, c)) for c in selection.columns] for i in selection.rows])
             paths, heat = plots.heatmap([selection.labels[i] for i in selection.rows],
@@ -108,6 +115,92 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
             "table_csv": written["table.csv"], "html": written["report.html"], "plots": plot_paths,
             "rows": len(selection.rows), "columns": len(selection.columns), "cells": len(selection.cells),
             "runs": len(runs), "tests": len(marks.tests), "notes": notes, "warnings": warnings}
+
+
+@dataclasses.dataclass
+class _Figure:
+    run: Run
+    name: str
+    label: str
+    title: str
+    note: str
+    caption: str
+
+    def key(self) -> str:
+        return stable_hash([plots.run_content_key(self.run), self.label, self.title, self.note], length=16)
+
+
+class _FigureCache:
+    """plots/.figures.json: the key each scatter plot was drawn from, and its screen PNG under plots/.screen/.
+    A figure whose run (by content hash), label and title are unchanged is not drawn again."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.path = folder, folder / ".figures.json"
+        try:
+            self.entries = io.read_json(self.path) if self.path.is_file() else {}
+        except IqaError:
+            self.entries = {}  # an unreadable cache only costs a redraw
+        if not isinstance(self.entries, dict):
+            self.entries = {}
+
+    def get(self, job: _Figure):
+        entry = self.entries.get(job.name)
+        if not isinstance(entry, dict) or entry.get("key") != job.key():
+            return None
+        files = [self.folder / f for f in entry.get("files", [])]
+        screen = self.folder / ".screen" / f"{job.name}.png"
+        if not files or not all(f.is_file() for f in files) or not screen.is_file():
+            return None
+        return files, screen.read_bytes(), entry["drawn"]
+
+    def put(self, job: _Figure, drawn) -> None:
+        paths, screen, facts = drawn
+        io.write_bytes_atomic(self.folder / ".screen" / f"{job.name}.png", screen)
+        self.entries[job.name] = {"key": job.key(), "files": [Path(p).name for p in paths], "drawn": facts}
+
+    def save(self) -> None:
+        if self.entries:
+            io.write_json_atomic(self.path, self.entries)
+
+
+def _draw_all(jobs: list[_Figure], cache: _FigureCache, folder: Path, progress: bool) -> list:
+    """Each job's (files, screen PNG, facts), or the exception that cost it: cached figures read back,
+    the others drawn in a process pool bounded by the cores (in this process when one is left)."""
+    from tqdm.auto import tqdm
+
+    results: list = [cache.get(job) for job in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    (folder / ".screen").mkdir(parents=True, exist_ok=True)
+    workers = min(len(todo), os.cpu_count() or 1)
+    bar = tqdm(total=len(todo), desc="plotting", unit="plot", disable=None if progress else True)
+
+    def args(job: _Figure):
+        return (str(job.run.run_dir), str(job.run.results_dir), job.label, job.title, str(folder / job.name), job.note)
+
+    def done(i: int, value) -> None:
+        results[i] = value
+        if not isinstance(value, Exception):
+            cache.put(jobs[i], value)
+        bar.update(1)
+
+    if workers <= 1:
+        for i in todo:
+            try:
+                done(i, plots.scatter(jobs[i].run, jobs[i].label, jobs[i].title, folder / jobs[i].name, jobs[i].note))
+            except (IqaError, OSError) as exc:
+                done(i, exc)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {i: pool.submit(plots.draw_scatter, *args(jobs[i])) for i in todo}
+            for i, future in futures.items():
+                try:
+                    done(i, future.result())
+                except (IqaError, OSError) as exc:
+                    done(i, exc)
+    bar.close()
+    return results
 
 
 def _value(cell: Cell | None) -> float:

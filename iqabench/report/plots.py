@@ -20,6 +20,8 @@ from iqabench.metrics import format_value, logistic4
 from iqabench.metrics import label as metric_label
 from iqabench.report.collect import Run
 
+# Part of every figure's cache key: bump when a change here changes what a figure looks like.
+FIGURES_VERSION = 1
 RASTER_POINTS_ABOVE = 4000  # more points than this are rasterised inside the PDF (size), axes stay vector
 PNG_DPI, SCREEN_DPI = 300, 90
 
@@ -36,6 +38,25 @@ def label_axis_title(run: Run) -> str:
     kind = "DMOS" if "dmos" in low else "MOS" if "mos" in low else name.upper()
     text = kind if kind == name.upper() else f"{kind} ({name})"
     return text + ("" if run.label_higher_better else ", lower is better")
+
+
+def run_content_key(run: Run) -> str:
+    """What a run's scatter plot is drawn from: its metrics.json and predictions.csv, hashed."""
+    parts = [FIGURES_VERSION]
+    for name in ("metrics.json", "predictions.csv", "manifest.json"):
+        path = run.run_dir / name
+        parts.append(io.sha256_file(path) if path.is_file() else None)
+    from iqabench.api import stable_hash
+
+    return stable_hash(parts, length=16)
+
+
+def draw_scatter(run_dir: str, results: str, method_label: str, dataset_title: str, base: str,
+                 note: str = "") -> tuple[list[Path], bytes, dict]:
+    """`scatter` for a worker process: the run is read again there, through runs.py."""
+    from iqabench.runs import read_run
+
+    return scatter(read_run(Path(run_dir), Path(results)), method_label, dataset_title, Path(base), note)
 
 
 def _figure(size):
