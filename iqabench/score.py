@@ -77,8 +77,10 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
     if labelled:
         labels = {r["id"]: float(r["label"]) for r in inputs}
         lab = np.array([labels[i] for i in scored], dtype=np.float64)
+        ref_of = {r["id"]: r.get("ref") for r in inputs}
         computed = metrics_mod.compute(pred, lab, method_higher_better=manifest["method_higher_better"],
-                                       dataset_higher_better=manifest["label_higher_better"], n_boot=n_boot, seed=seed)
+                                       dataset_higher_better=manifest["label_higher_better"], n_boot=n_boot, seed=seed,
+                                       refs=[ref_of[i] for i in scored])
         computed["plcc_note"] = "plcc is after the VQEG 4-parameter logistic fit; plcc_raw has no fit"
     else:  # the user's own images: scores only; a correlation needs labels, so none is computed
         computed = {"labels": False, "note": "no labels: per-image scores only (predictions.csv), no correlations",

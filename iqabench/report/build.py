@@ -21,6 +21,7 @@ import numpy as np
 from iqabench import io
 from iqabench.api import stable_hash
 from iqabench.errors import IqaError
+from iqabench.metrics import FEW_REFERENCES
 from iqabench.report import csvfiles, htmlpage, latex, markdown, plots
 from iqabench.report.breakdown import breakdown
 from iqabench.report.collect import Run, collect
@@ -49,7 +50,7 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     selection = select(runs, options.part, options.display_names, options.method_order, options.dataset_order)
     marks = significance(selection, options)
     grid = build_grid(selection, marks, options)
-    notes = list(selection.notes) + marks.notes
+    notes = list(selection.notes) + marks.notes + interval_notes(selection, grid.titles)
     warnings: list[str] = []
     if not selection.cells:
         warnings.append("no full complete run to tabulate: the main table is empty (see runs.md)")
@@ -201,6 +202,25 @@ def _draw_all(jobs: list[_Figure], cache: _FigureCache, folder: Path, progress: 
                     done(i, exc)
     bar.close()
     return results
+
+
+def interval_notes(selection, titles) -> list[str]:
+    """Per column: what the bootstrap intervals resampled (images, or the references they share, with
+    the number of references beside n), and a warning where few references make them wide."""
+    out = []
+    for column in selection.columns:
+        boots = [(r.metrics or {}).get("bootstrap") or {} for i in selection.rows
+                 if (c := selection.cell(i, column)) is not None for r in c.runs]
+        refs = sorted({b["n_references"] for b in boots if b.get("unit") == "reference" and b.get("n_references")})
+        if not refs:
+            continue
+        n = sorted({b.get("n_images") for b in boots if b.get("unit") == "reference" and b.get("n_images")})
+        span = lambda v: str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"  # noqa: E731
+        out.append(f"{titles[column]}: intervals and paired tests resample reference images (a cluster bootstrap: "
+                   f"images of one reference are not independent), {span(refs)} references for n = {span(n)} images")
+        if refs[0] < FEW_REFERENCES:
+            out.append(f"{titles[column]}: only {refs[0]} test reference(s); the intervals are wide for that reason")
+    return out
 
 
 def _value(cell: Cell | None) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from iqabench import significance as sig
 from iqabench.errors import IqaError
-from iqabench.metrics import METRICS, logistic4
+from iqabench.metrics import METRICS, interval_note, logistic4, resample_unit
 from iqabench.report.collect import Run
 from iqabench.report.identity import Identity
 from iqabench.report.options import ReportOptions
@@ -44,6 +44,8 @@ class PairTest:
     williams_t: float | None = None
     williams_df: int | None = None
     p_williams: float | None = None
+    unit: str = "image"  # what the bootstrap resampled: images, or the references images share
+    n_references: int | None = None
     note: str = ""
 
     def p(self, test: str) -> float | None:
@@ -109,18 +111,29 @@ def test_pair(column: Column, metric: str, a: Cell, b: Cell, options: ReportOpti
         result.note = "not tested: a run has no recorded logistic fit"
         return result
     statistic = METRICS[metric].statistic
+    ref_of = {str(r["id"]): r.get("ref") for r in ra.inputs()}
+    unit = resample_unit([ref_of.get(i) for i in ids], len(ids))  # images sharing a reference: resample those
     boot = sig.paired_bootstrap(xa, xb, y, statistic, n_boot=options.bootstrap_resamples,
-                                seed=options.bootstrap_seed)
+                                seed=options.bootstrap_seed, unit=unit)
     result.n, result.value_a, result.value_b, result.diff = boot.n, boot.value_a, boot.value_b, boot.diff
     result.n_valid, result.p_bootstrap = boot.n_valid, boot.p_value
+    result.unit, result.n_references = unit.kind, unit.n_clusters
     if boot.ci95:
         result.ci_low, result.ci_high = boot.ci95
-    if statistic in ("srcc", "plcc"):
+    notes = []
+    if unit.kind == "reference":  # Williams' t assumes independent images: not offered here
+        notes.append(f"references resampled ({unit.n_clusters} references, {len(ids)} images); "
+                     "no Williams' test: images share references")
+        few = interval_note(unit)
+        if few:
+            notes.append(few)
+    elif statistic in ("srcc", "plcc"):
         williams = sig.williams_t(xa, xb, y, statistic)
         if williams is not None:
             result.williams_t, result.williams_df, result.p_williams = williams.t, williams.df, williams.p_value
     if len(ids) < min(len(ra.predictions().ids), len(rb.predictions().ids)):
-        result.note = f"on the {len(ids)} image(s) both runs scored"
+        notes.append(f"on the {len(ids)} image(s) both runs scored")
+    result.note = "; ".join(notes)
     return result
 
 
@@ -160,4 +173,7 @@ def significance(selection: Selection, options: ReportOptions) -> Marks:
                     p = test.p(options.significance_test)
                     if p is not None and p >= options.alpha:
                         tied.add((other.identity, column, metric))
+    if options.significance_test == "williams" and any(t.unit == "reference" for t in tests):
+        notes.append("Williams' test assumes independent images; where images share a reference image it is not "
+                     "offered and the paired bootstrap over references decides instead")
     return Marks(best, tied - best, tests, notes)
