@@ -59,13 +59,20 @@ class DatasetView:
             except ImageDecodeError as exc:
                 raise ImageDecodeError(f"{path}: {exc}") from None
 
+        # the columns read once as plain dicts: a pandas row lookup per image costs more than the engine
+        path_of = dict(zip(rows.index, rows["path"].tolist()))
+        label_of = dict(zip(rows.index, rows["label"].astype("float64").tolist()))
+        ref_of = dict(zip(rows.index, rows["ref"].tolist())) if has_ref else {}
+        ref_path_of = dict(zip(rows.index, rows["ref_path"].tolist())) if with_reference else {}
+
         def load(sample_id: str) -> Sample:
-            row = rows.loc[sample_id]
-            label = float(row["label"])
-            sample = Sample(id=sample_id, image=open_image(str(row["path"])), label=label,
-                            ref=str(row["ref"]) if has_ref else None, target=target(label))
+            if sample_id not in label_of:
+                raise KeyError(sample_id)
+            label = label_of[sample_id]
+            sample = Sample(id=sample_id, image=open_image(str(path_of[sample_id])), label=label,
+                            ref=str(ref_of[sample_id]) if has_ref else None, target=target(label))
             if with_reference:
-                sample.reference = open_image(str(row["ref_path"]))
+                sample.reference = open_image(str(ref_path_of[sample_id]))
             return sample
 
         return load
