@@ -172,15 +172,20 @@ class JsonlLog:
                 view = memoryview(line)
                 while view:
                     view = view[self._fh.write(view):]
-                if sync:
-                    os.fsync(self._fh.fileno())
-                    self._synced_size = start + len(line)
-                    self._unsynced = False
-                else:
-                    self._unsynced = True
             except BaseException:
-                self._cut_back(start)
+                self._cut_back(start)  # a partial write: the records are absent, never partial
                 raise
+            # whole lines are on file now; an interrupt (Ctrl-C, SIGTERM) during the fsync keeps them, and
+            # close() makes them durable: only a failing fsync cuts them
+            self._unsynced = True
+            if sync:
+                try:
+                    os.fsync(self._fh.fileno())
+                except OSError:
+                    self._cut_back(start)
+                    raise
+                self._synced_size = start + len(line)
+                self._unsynced = False
 
     def sync(self) -> None:
         """Make every record written so far durable (one fsync for all of them)."""
@@ -188,8 +193,9 @@ class JsonlLog:
             with machine_errors(self.path):
                 try:
                     os.fsync(self._fh.fileno())
-                except BaseException:
+                except OSError:
                     # the group may not be on disk: cut it, so what stays is what was synced before
+                    # (an interrupt during the fsync is not a failure: close() syncs the whole lines)
                     self._unsynced = False
                     self._cut_back(self._synced_size)
                     raise

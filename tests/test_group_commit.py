@@ -128,3 +128,41 @@ def test_kill_between_a_batchs_scores_and_its_commit(tiny_root, tmp_path):
         records = io.JsonlLog(pred).read()
         assert len(records) == len({r["id"] for r in records}) == N
         assert {r["id"]: r["score"] for r in records} == {i: r["score"] for i, r in ref_records.items()}
+
+
+def test_an_interrupt_during_the_fsync_keeps_the_whole_records(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM landing inside the fsync is no disk failure: the whole lines stay and close() syncs
+    them (a reader that saw them saved must not find them gone); a failing fsync still cuts them."""
+    import os
+
+    from iqabench import io as iqa_io
+
+    real = os.fsync
+    calls = []
+
+    def interrupted_once(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(fd)
+
+    log = iqa_io.JsonlLog(tmp_path / "p.jsonl")
+    monkeypatch.setattr(iqa_io.os, "fsync", interrupted_once)
+    try:
+        log.append_many([{"id": "a"}, {"id": "b"}])
+    except KeyboardInterrupt:
+        pass
+    log.close()
+    assert [r["id"] for r in iqa_io.JsonlLog(tmp_path / "p.jsonl").read()] == ["a", "b"] and len(calls) == 2
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    log = iqa_io.JsonlLog(tmp_path / "q.jsonl")
+    monkeypatch.setattr(iqa_io.os, "fsync", failing)
+    try:
+        log.append_many([{"id": "c"}])
+    except Exception:  # noqa: BLE001 - the engine's own error for a failing disk
+        pass
+    monkeypatch.setattr(iqa_io.os, "fsync", real)
+    assert iqa_io.JsonlLog(tmp_path / "q.jsonl").read() == []
