@@ -115,8 +115,8 @@ class ServedBackend(MLLMBackend):
             version = self.client.call("GET", "~/version", retries=0)
             if isinstance(version, dict):
                 server = {"version": version.get("version")}
-        except RequestFailed as exc:  # API servers may have no /version: the identity says it is unknown
-            server = {"version": None, "version_unknown": str(exc)}
+        except RequestFailed:  # API servers may have no /version: the identity says it is unknown (a constant,
+            server = {"version": None}  # so the run key does not change with the error's wording)
         return {k: model[k] for k in keep if k in model}, server
 
     def _has_tokenizer(self) -> bool:
