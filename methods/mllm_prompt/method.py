@@ -15,6 +15,13 @@ Double stimulus: `prepare` samples `pairs_per_image` rounds of random pairings o
 (pair, order, raw answer, outcome) to a JSONL cache under cache_dir keyed by the fingerprint and the
 image ids (a killed run resumes), and fits Bradley–Terry (bradley_terry.py); `score` returns each
 image's centred log-strength. An image with no parsed comparison is a recorded failure.
+Multiple stimulus (generate only): `prepare` draws, as the study's code does, `groups_per_image`
+groups per image (the image first, then `group_size - 1` distinct others drawn at random with
+`group_seed`), asks each group for a ranking (parse_ranking), appends each group's record (its
+image ids together, raw answer, ranks or None) to a JSONL cache as above, and aggregates the
+rankings as the study: pairwise win counts (a tie is a win for both) -> Thurstone Case V MAP ->
+0..100 (thurstone.py). A malformed ranking is a recorded group failure (its images keep only their
+other groups); an image with no parsed group is a recorded failure.
 """
 from __future__ import annotations
 
@@ -29,12 +36,13 @@ from iqabench.api import Method, MethodInfo, RunContext, Sample, SampleSource, s
 from iqabench.errors import IqaError
 from iqabench.models.scoring import BackendOptions, backend_unavailable, split_list
 
-from . import bradley_terry, prompts
+from . import bradley_terry, prompts, thurstone
 from .examples import Example, file_hash, read_examples
-from .parse import parse_comparison, parse_score
+from .parse import parse_comparison, parse_ranking, parse_score
 
 # max_new_tokens when not given: a short answer, or a description then a score
 DEFAULT_TOKENS = {"standard": 16, "in-context": 16, "cot": 256}
+RANK_TOKENS = {"standard": 64, "in-context": 64, "cot": 320}  # a ranking is "Score: [first: 0, second: 3, ...]"
 LOGIT_PREFIX = "The quality of the image is"
 COMPARE_PREFIX = "Result:"
 
@@ -44,8 +52,9 @@ class MllmPromptOptions(BackendOptions):
 
     system: Literal["standard", "cot", "in-context"] = "standard"
     """standard, cot (describe, then score, in one generation) or in-context (k scored examples first)"""
-    stimulus: Literal["single", "fr", "double"] = "single"
-    """single (NR), fr (reference + distorted: method mllm-prompt-fr) or double (paired comparison)"""
+    stimulus: Literal["single", "fr", "double", "multiple"] = "single"
+    """single (NR), fr (reference + distorted: method mllm-prompt-fr), double (paired comparison) or
+    multiple (a ranking of group_size images)"""
     answer: Literal["generate", "logits"] = "generate"
     """generate: parse the greedy text (the paper); logits: read the answer token's distribution"""
     scale: Literal["number", "level"] = "number"
@@ -64,6 +73,12 @@ class MllmPromptOptions(BackendOptions):
     """double: rounds of random pairings, i.e. comparisons per image"""
     pair_seed: int = 0
     """double: the seed of the pairings and of each pair's presentation order"""
+    group_size: int = pydantic.Field(4, ge=2, le=8)
+    """multiple: images ranked per prompt (the study: 4)"""
+    groups_per_image: int = pydantic.Field(2, ge=1, le=64)
+    """multiple: groups drawn for each image, which leads its groups (the study: 2)"""
+    group_seed: int = 20
+    """multiple: the seed of the groups' draw (the study's: 20)"""
     bt_prior: float = pydantic.Field(0.5, ge=0.0)
     """double: virtual comparisons per image with an average phantom (0 = plain MLE)"""
     max_new_tokens: int | None = pydantic.Field(None, ge=1, le=2048)
@@ -78,6 +93,8 @@ class MllmPromptOptions(BackendOptions):
     def _consistent(self):
         if (self.system == "in-context") != (self.examples is not None):
             raise ValueError("system=in-context needs examples=CSV, and examples are only used by system=in-context")
+        if self.answer == "logits" and self.stimulus == "multiple":
+            raise ValueError("stimulus=multiple reads a ranking of several numbers: use answer=generate")
         if self.answer == "logits" and self.stimulus != "double" and self.scale != "level":
             raise ValueError("answer=logits reads one answer token: use scale=level (a 0..100 number spans several tokens)")
         if not self.attribute.strip():
@@ -85,7 +102,7 @@ class MllmPromptOptions(BackendOptions):
         return self
 
     def tokens(self) -> int:
-        return self.max_new_tokens or DEFAULT_TOKENS[self.system]
+        return self.max_new_tokens or (RANK_TOKENS if self.stimulus == "multiple" else DEFAULT_TOKENS)[self.system]
 
 
 class MllmPromptFROptions(MllmPromptOptions):
@@ -101,7 +118,8 @@ class MllmPrompt(Method):
     info: ClassVar[MethodInfo] = MethodInfo(
         kind="zero-shot", higher_better=True, needs_weights=_WEIGHTS, needs_gpu=True, extra="mllm",
         description="Seed 001's prompting systems on any MLLM backend: -o system=standard|cot|in-context, "
-                    "-o stimulus=single|double (paired comparisons -> Bradley-Terry); a generated 0-100 score or "
+                    "-o stimulus=single|double|multiple (paired comparisons -> Bradley-Terry; rankings of "
+                    "group_size images -> the study's Thurstone aggregate); a generated 0-100 score or "
                     "level parsed from the text, parse failures counted and recorded. FR: mllm-prompt-fr.")
     Options: ClassVar[type[MllmPromptOptions]] = MllmPromptOptions
 
@@ -118,7 +136,7 @@ class MllmPrompt(Method):
         self.queries_made = 0
         self.last_queries: list[Any] = []  # the Query objects of the last backend call (inspection, tests)
         self._strengths: dict[str, float] | None = None
-        self._pair_stats: dict[str, Any] = {}
+        self._pair_stats: dict[str, Any] = {}  # double and multiple: what prepare() asked and read
         self._token_ids: list[int] | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -156,7 +174,11 @@ class MllmPrompt(Method):
             self.examples = read_examples(o.examples, o.examples_range, need_reference=o.stimulus == "fr")
             if o.stimulus == "double" and len({e.score for e in self.examples}) < 2:
                 raise IqaError(f"examples={o.examples}: double stimulus needs examples with different scores")
-            if o.stimulus != "double" and len(self.examples) < o.k:
+            distinct = len({e.score for e in self.examples})
+            if o.stimulus == "multiple" and distinct < o.group_size:
+                raise IqaError(f"examples={o.examples}: multiple stimulus ranks {o.group_size} examples with different "
+                               f"scores; found {distinct} different scores")
+            if o.stimulus == "single" and len(self.examples) < o.k:
                 raise IqaError(f"examples={o.examples}: {len(self.examples)} examples for k={o.k}")
         if o.answer == "logits":
             words = ("1", "0", "2") if o.stimulus == "double" else prompts.LEVELS
@@ -173,6 +195,15 @@ class MllmPrompt(Method):
         if o.system != "in-context":
             return []
         rng = random.Random(o.example_seed)
+        if o.stimulus == "multiple":  # k groups of distinct scores, ranked 0 (lowest) .. n-1 by score
+            groups = []
+            while len(groups) < o.k:
+                group = rng.sample(self.examples, o.group_size)
+                if len({e.score for e in group}) == o.group_size:
+                    order = sorted(range(o.group_size), key=lambda i: group[i].score)
+                    ranks = [order.index(i) for i in range(o.group_size)]
+                    groups.append(([e.image for e in group], ranks))
+            return groups
         if o.stimulus == "double":
             pairs = []
             while len(pairs) < o.k:
@@ -197,6 +228,11 @@ class MllmPrompt(Method):
         context = self._context()
         return [prompts.double_query(a, b, self.options.attribute, self.options.system, examples=context)
                 for a, b in pairs]
+
+    def group_queries(self, groups: Sequence[Sequence[Any]]) -> list[Any]:
+        context = self._context()
+        return [prompts.multiple_query(images, self.options.attribute, self.options.system, examples=context)
+                for images in groups]
 
     def _ask(self, queries: list[Any], prefix: str, words_score) -> tuple[list[str | None], list[float | None]]:
         """Raw answers and read-outs (None = unparseable) for a batch of queries."""
@@ -227,7 +263,7 @@ class MllmPrompt(Method):
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, samples: Sequence[Sample]) -> list[float]:
-        if self.options.stimulus == "double":
+        if self.options.stimulus in ("double", "multiple"):
             return [self._strength(s.id) for s in samples]
         if self.backend is None:
             self.setup(self.ctx)
@@ -252,8 +288,10 @@ class MllmPrompt(Method):
 
     def _strength(self, sid: str) -> float:
         if self._strengths is None:
-            raise IqaError("stimulus=double: the comparisons are made in prepare(), which has not run")
+            raise IqaError(f"stimulus={self.options.stimulus}: the comparisons are made in prepare(), which has not run")
         if sid not in self._strengths:
+            if self.options.stimulus == "multiple":
+                raise ValueError("no parsed ranking involves this image, so it has no aggregate score")
             raise ValueError("no parsed comparison involves this image, so it has no Bradley-Terry score")
         return self._strengths[sid]
 
@@ -272,15 +310,17 @@ class MllmPrompt(Method):
             pairs += [(rnd, order[i], order[i + 1]) for i in range(0, len(order), 2) if order[i] != order[i + 1]]
         return pairs
 
-    def _cache_file(self, ids: Sequence[str]) -> Path | None:
+    def _cache_file(self, ids: Sequence[str], kind: str = "comparisons") -> Path | None:
         if self.cache_dir is None:
             return None
         key = stable_hash({"fingerprint": self.fingerprint(), "ids": list(ids)}, 16)
-        return self.cache_dir / "mllm-prompt" / f"comparisons-{key}.jsonl"
+        return self.cache_dir / "mllm-prompt" / f"{kind}-{key}.jsonl"
 
     def prepare(self, source: SampleSource) -> None:
         from iqabench.io import JsonlLog
 
+        if self.options.stimulus == "multiple":
+            return self._prepare_groups(source)
         if self.options.stimulus != "double":
             return
         if self.backend is None:
@@ -339,6 +379,79 @@ class MllmPrompt(Method):
                             "images_without_comparison": len(ids) - len(compared),
                             "comparisons_file": str(file) if file is not None else None}
 
+    # -- multiple stimulus ----------------------------------------------------------------
+    def sample_groups(self, ids: Sequence[str]) -> list[tuple[int, tuple[str, ...]]]:
+        """(group number, ids): for each image in order, groups_per_image groups led by it, each
+        completed by group_size - 1 distinct others drawn uniformly (a repeat is drawn again)."""
+        o = self.options
+        ids = list(ids)
+        if len(ids) < o.group_size:
+            raise IqaError(f"stimulus=multiple: {len(ids)} image(s) to score, fewer than group_size={o.group_size}")
+        rng = random.Random(o.group_seed)
+        groups = []
+        for sid in ids:
+            for _ in range(o.groups_per_image):
+                group = [sid]
+                while len(group) < o.group_size:
+                    other = rng.choice(ids)
+                    if other not in group:
+                        group.append(other)
+                groups.append((len(groups), tuple(group)))
+        return groups
+
+    def _prepare_groups(self, source: SampleSource) -> None:
+        from iqabench.io import JsonlLog
+
+        if self.backend is None:
+            self.setup(self.ctx)
+        ids = list(source.ids)
+        groups = self.sample_groups(ids)
+        file = self._cache_file(ids, "rankings")
+        done: dict[tuple[int, tuple[str, ...]], dict] = {}
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            done = {(r["group"], tuple(r["ids"])): r for r in JsonlLog(file).read()}
+        records = [done[g] for g in groups if g in done]
+        todo = [g for g in groups if g not in done]
+        size = max(1, self.batch_size)
+        n = self.options.group_size
+        for start in range(0, len(todo), size):
+            chunk, images = [], []
+            for number, members in todo[start:start + size]:
+                loaded = [source.load(sid) for sid in members]
+                if all(s is not None for s in loaded):  # an undecodable image is recorded when scored
+                    chunk.append((number, members))
+                    images.append([s.image for s in loaded])
+            if not chunk:
+                continue
+            answers, ranks = self._ask(self.group_queries(images), "", lambda a: parse_ranking(a, n))
+            for (number, members), answer, rank in zip(chunk, answers, ranks):
+                rec = {"group": number, "ids": list(members), "answer": answer, "ranks": rank}
+                records.append(rec)
+                if file is not None:  # one line per group: its images are recorded together
+                    with JsonlLog(file) as log:
+                        log.append(rec)
+        self._aggregate(ids, records, file)
+
+    def _aggregate(self, ids: Sequence[str], records: list[dict], file: Path | None) -> None:
+        index = {sid: i for i, sid in enumerate(ids)}
+        usable = [r for r in records if r["ranks"] is not None]
+        ranked = sorted({sid for r in usable for sid in r["ids"]}, key=index.get)
+        local = {sid: i for i, sid in enumerate(ranked)}
+        counts = thurstone.pair_counts(len(ranked), [([local[sid] for sid in r["ids"]], r["ranks"]) for r in usable])
+        scores = thurstone.scaled(thurstone.fit(counts)) if ranked else []
+        self._strengths = {sid: float(v) for sid, v in zip(ranked, scores)}
+        tally: dict[str, list[int]] = {}
+        for r in records:
+            for sid in r["ids"]:
+                tally.setdefault(sid, [0, 0])[0] += 1
+                tally[sid][1] += r["ranks"] is not None
+        for sid, (asked, parsed) in tally.items():
+            self._extras.setdefault(sid, {}).update({"groups": asked, "parsed_groups": parsed})
+        self._pair_stats = {"groups": len(records), "group_parse_failures": len(records) - len(usable),
+                            "images_without_ranking": len(ids) - len(ranked),
+                            "rankings_file": str(file) if file is not None else None}
+
     # -- records ---------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
@@ -350,7 +463,7 @@ class MllmPrompt(Method):
 
     def runtime_stats(self) -> dict[str, Any]:
         stats = {"queries": self.queries_made, "parse_failures": len(self._failed), **self._pair_stats}
-        if self.options.stimulus == "double":
+        if self.options.stimulus in ("double", "multiple"):
             stats["image_parse_failures"] = stats.pop("parse_failures")
         return stats
 

@@ -11,6 +11,11 @@ one distinct number (or one distinct level word): "85. It has 2 flaws" is ambigu
 
 `parse_comparison(text)` -> 1 (first image better), 0 (second better), 2 (same), or None: the
 paper's double-stimulus answer, by the same keyword-then-unique-number rule.
+
+`parse_ranking(text, n)` -> n ranks (0 = lowest quality ... n-1 = highest; ties allowed), in the order
+the images were shown, or None: the multiple-stimulus answer ("Score: [first: 0, second: 3, ...]").
+The numbers after the last score keyword are read (the whole text when it has none); there must be
+exactly n, each an integer 0..n-1.
 Nothing is ever guessed: None is a parse failure, which the method counts and records.
 """
 from __future__ import annotations
@@ -95,3 +100,19 @@ def parse_comparison(text: str | None) -> int | None:
             return None
         value = distinct.pop()
     return int(value) if value in ("0", "1", "2") else None
+
+
+_RANK_KEYWORD = re.compile(r"(?:score|rank|ranking|result|output|answer)s?\**\s*(?:is|=|:)", re.IGNORECASE)
+
+
+def parse_ranking(text: str | None, n: int) -> list[int] | None:
+    """n ranks in image order, or None (see the module doc)."""
+    if not text or not text.strip():
+        return None
+    keys = list(_RANK_KEYWORD.finditer(text))
+    tail = text[keys[-1].end():] if keys else text
+    found = [m for m in _NUMBER.finditer(tail)]
+    if len(found) != n or any(m.group(2) is not None or "." in m.group(1) for m in found):
+        return None
+    ranks = [int(m.group(1)) for m in found]
+    return ranks if all(0 <= r < n for r in ranks) else None

@@ -48,12 +48,31 @@ DOUBLE = {
             "quality comparison analysis between them, assign a perceptual quality comparison result between the "
             "two images. "),
 }
+# multiple stimulus: the paper's ranking prompts for n images; "four" and "3" follow n
+RANK = ("The image with the lowest perceptual quality is ranked 0, and the image with the highest perceptual "
+        "quality is ranked {top}. If you judge that some distorted images have the same perceptual quality, their "
+        "ranking can be the same.")
+MULTIPLE = {
+    "standard": "Please assign a perceptual quality ranking result among {count} images in terms of {attribute}. ",
+    "cot": ("Please first detail their perceptual quality comparison in terms of {attribute}. Then, based on the "
+            "quality comparison analysis among them, please assign a perceptual quality ranking result among {count} "
+            "images. "),
+}
+# our addition (the study's code asks for the same format): how a ranking answer ends
+ENDING_RANK = {"standard": "Answer in the format: Score: [{slots}].",
+               "cot": "End your answer with the ranking in the format: Score: [{slots}]."}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "thirteen", "fourteen", "fifteen", "sixteen")
 ORDINAL = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
 def ordinal(n: int) -> str:
     """1 -> 'first' ... past ten '11th' (prompts with many examples)."""
     return ORDINAL[n - 1] if n <= len(ORDINAL) else f"{n}th"
+
+
+def number_word(n: int) -> str:
+    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
 
 
 def level_word(score: float) -> str:
@@ -122,3 +141,39 @@ def double_query(first: Any, second: Any, attribute: str, system: str,
             f"{'s' if k > 1 else ''}, please assign a perceptual quality comparison result between the {qa} and the "
             f"{qb} images in terms of {attribute}. {COMPARE.format(a=qa, b=qb)} {ENDING_COMPARE['standard']}")
     return Query(tuple(images), f"{listing}\n{text}")
+
+
+def _ranking(ranks: Sequence[int], start: int = 1) -> str:
+    return ", ".join(f"{ordinal(start + i)}: {r}" for i, r in enumerate(ranks))
+
+
+def multiple_query(images: Sequence[Any], attribute: str, system: str,
+                   examples: Sequence[tuple[Sequence[Any], Sequence[int]]] = ()) -> Query:
+    """A ranking of n images; in-context: after k example groups of n (images, their ranks 0..n-1)."""
+    n = len(images)
+    rank = RANK.format(top=n - 1)
+    slots = ", ".join(f"{ordinal(i)}: " for i in range(1, n + 1))
+    if system != "in-context":
+        listing = " ".join(f"The {ordinal(i)} image: {IMG}" for i in range(1, n + 1))
+        text = MULTIPLE[system].format(count=number_word(n), attribute=attribute) + rank
+        return Query(tuple(images), f"{listing}\n{text} {ENDING_RANK[system].format(slots=slots)}")
+    # in-context: the paper's "For the shown eight images, for the first four images (from the first to the
+    # fourth images), the human perceptual quality ranking result is [first: 0, ...]. Now, based on ..."
+    shown: list[Any] = []
+    known = []
+    for g, (group, ranks) in enumerate(examples):
+        if len(group) != n or len(ranks) != n:
+            raise ValueError(f"example group {g + 1} has {len(group)} images for a ranking of {n}")
+        lo, hi = g * n + 1, g * n + n
+        shown += list(group)
+        known.append(f"for the {ordinal(g + 1)} {number_word(n)} images (from the {ordinal(lo)} to the "
+                     f"{ordinal(hi)} images), the human perceptual quality ranking result is [{_ranking(ranks)}]")
+    k = len(examples)
+    shown += list(images)
+    lo, hi = k * n + 1, k * n + n
+    listing = "\n".join(f"The {ordinal(i)} image: {IMG}" for i in range(1, len(shown) + 1))
+    text = (f"For the shown {number_word(len(shown))} images, {'; '.join(known)}. Now, based on the above example"
+            f"{'s' if k > 1 else ''}, please assign a perceptual quality ranking result among the "
+            f"{ordinal(k + 1)} {number_word(n)} images (from the {ordinal(lo)} to the {ordinal(hi)} images) in terms "
+            f"of {attribute}. {rank} {ENDING_RANK['standard'].format(slots=slots)}")
+    return Query(tuple(shown), f"{listing}\n{text}")
