@@ -389,6 +389,18 @@ def test_list_splits_names_the_default_and_the_computed_forms():
     assert "did you mean" in one_line_error(invoke("list", "splits", "tinny"))
 
 
+def test_list_splits_shows_committed_sizes_and_sources():
+    result = invoke("list", "splits", "agiqa3k")
+    assert result.exit_code == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    source = "https://github.com/TianheWu/MLLMs-for-IQA @ b9036ca9fe3a31b9f9d238b072f2fa41175c07e3 : data/AGIQA3K/"
+    for name, file in (("seed001-difficult", "AGIQA3K_sampled_difficult.txt"),
+                       ("seed001-uniform", "AGIQA3K_sampled_uniform.txt")):
+        assert rows[name].split("  ", 1)[1].split() == ["test", "150", *f"{source}{file}".split()]
+    assert "train 1789, val 596, test 597" in rows["seed000-vp"]
+    assert rows["all"] == "all"  # computed forms stay bare names
+
+
 @pytest.mark.parametrize("dataset, makes, cannot", [
     ("synthetic", ["all", "byref-ratio{TR}-{VA}-{TE}-seed{S}"], ["official"]),  # references, no official parts
     ("koniq10k", ["official", "all"], ["byref-ratio{TR}-{VA}-{TE}-seed{S}"]),  # official parts, no references
@@ -396,7 +408,7 @@ def test_list_splits_names_the_default_and_the_computed_forms():
 def test_list_splits_offers_only_splits_the_dataset_can_make(tiny_root, dataset, makes, cannot):
     result = invoke("list", "splits", dataset, "--data-root", tiny_root)
     assert result.exit_code == 0, result.stderr
-    offered = result.stdout.splitlines()[1:]
+    offered = [line.split()[0] for line in result.stdout.splitlines()[1:]]  # a committed split's line adds sizes
     assert set(makes) <= set(offered) and not set(cannot) & set(offered)
     from iqabench import registry
     from iqabench.data import splits

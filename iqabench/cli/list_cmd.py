@@ -82,8 +82,8 @@ Examples:
 @click.argument("dataset")
 @with_settings
 def list_splits(settings: Settings, dataset: str) -> None:
-    """The split names DATASET accepts, after its default: committed split files first, then the
-    computed forms (braces mark a template: ratio{TR}-{VA}-{TE}-seed{S} is e.g. ratio80-0-20-seed1)."""
+    """The split names DATASET accepts, after its default: committed split files first (each with
+    its train/val/test sizes and its source), then the computed forms (braces mark a template: ratio{TR}-{VA}-{TE}-seed{S} is e.g. ratio80-0-20-seed1)."""
     from iqabench import registry
     from iqabench.data import splits
     from iqabench.errors import IqaError
@@ -92,8 +92,16 @@ def list_splits(settings: Settings, dataset: str) -> None:
     if not hasattr(splits, "available_splits"):
         raise IqaError("this iqabench cannot list splits (iqabench.data.splits.available_splits is missing)")
     click.echo(f"default: {card.default_split}")
-    for name in splits.available_splits(card.name, _columns_of(card, settings.data_root)):
-        click.echo(name)
+    committed = splits.file_splits(card.name)
+    names = splits.available_splits(card.name, _columns_of(card, settings.data_root))
+    width = max((len(n) for n in names if n in committed), default=0)
+    for name in names:
+        if name not in committed:
+            click.echo(name)
+            continue
+        split = splits.read_split_file(committed[name], card.name)
+        sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in splits.PARTS if split.parts[p])
+        click.echo(f"{name:{width}}  {sizes:31}  {split.source}")
 
 
 def _columns_of(card, data_root):
