@@ -80,9 +80,47 @@ def show_command(settings: Settings, name: str) -> None:
         values = "; ".join(f"{col} " + " ".join(f"{m}={v:.{spec.digits}f}" for m, v in metrics.items())
                            for col, metrics in row.published.items())
         click.echo(f"  {row.label}: {values or '(none)'}")
-    click.echo(f"cells computed by the harness: {len(suite.cells())}")
+    cells = suite.cells()
+    click.echo("cells:")
+    for line in _cell_lines(suite, cells, settings.data_root):
+        click.echo(f"  {line}")
+    click.echo(f"cells computed by the harness: {len(cells)}")
     if spec.notes:
         click.echo("notes: " + " ".join(spec.notes.split()))
+
+
+def _cell_lines(suite, cells, data_root) -> list[str]:
+    """Every row x column: what computes it and, when it cannot run here, why (the method's own
+    availability check, answered from what is on disk, and whether the dataset is found); a
+    published-only cell with the note that says why."""
+    from iqabench import hub, registry
+
+    computed = {(c.row.label, c.column.key): c for c in cells}
+    found: dict[str, bool] = {}
+    lines = []
+    with hub.no_downloads():
+        for row in suite.rows:
+            for col in suite.columns:
+                name = f"{row.label} x {col.label}"
+                cell = computed.get((row.label, col.key))
+                if cell is None:
+                    if row.published_only or col.published_only:
+                        why = row.note if row.published_only and row.note else col.note
+                        lines.append(f"{name}: published only" + (f" ({' '.join(why.split())})" if why else ""))
+                    continue  # a row that does not cover this column
+                units = ", ".join(u.describe() for u in cell.units)
+                problems = []
+                reason = registry.methods.get(cell.method).check_available(
+                    registry.methods.get(cell.method).Options(**cell.options))
+                if reason:
+                    problems.append(reason)
+                if col.dataset not in found:
+                    found[col.dataset] = registry.datasets.get(col.dataset).locate(data_root) is not None
+                if not found[col.dataset]:
+                    problems.append(f"dataset {col.dataset} not found under {data_root}")
+                status = "; cannot run here: " + "; ".join(problems) if problems else "; runs here"
+                lines.append(f"{name}: {cell.method} on {units}{status}")
+    return lines
 
 
 @suite_group.command("run", short_help="Train and score every missing cell of a suite, then its table.")
