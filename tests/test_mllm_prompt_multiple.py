@@ -19,7 +19,7 @@ from scipy.stats import norm
 
 from iqabench.api import RunContext
 from iqabench.errors import IqaError
-from iqabench.methods.mllm_prompt import MllmPrompt, thurstone
+from iqabench.methods.mllm_prompt import MllmPrompt, MllmPromptFR, thurstone
 from iqabench.methods.mllm_prompt.parse import parse_ranking
 from iqabench.models.backend import IMAGE_PLACEHOLDER
 from iqabench.run import RunConfig, run
@@ -210,3 +210,55 @@ def test_run_aggregates_controlled_rankings_and_records_a_malformed_one(owl2, ti
     asked.clear()
     again = run(cfg, on_log=lambda m: None)
     assert again.scored_now == 0 and asked == []
+
+
+def test_fr_groups_share_a_reference_shown_first(owl2, tiny_root, tmp_path, monkeypatch):
+    """mllm-prompt-fr -o stimulus=multiple: every group is distorted images of one reference, shown
+    after it; the two images of a reference with too few images in the part are recorded failures."""
+    from iqabench.models import backend as backend_module
+
+    real = backend_module.load_backend
+    asked = []
+
+    def controlled(spec, device="cpu"):
+        loaded = real(spec, device)
+
+        def answers(queries, max_new_tokens):
+            asked.extend(queries)
+            return ["Score: [" + ", ".join(map(str, _brightness_ranking(q.images[1:]))) + "]" for q in queries]
+
+        loaded.answers = answers
+        return loaded
+
+    monkeypatch.setattr(backend_module, "load_backend", controlled)
+    options = {"backend": "owl2", "backend_path": owl2, "stimulus": "multiple", "groups_per_image": 1,
+               "system": "cot"}
+    cfg = RunConfig(method="mllm-prompt-fr", dataset="tiny", data_root=tiny_root, results=tmp_path, split="all",
+                    limit=14, batch_size=4, progress=False, n_boot=0, options=options)
+    result = run(cfg, on_log=lambda m: None)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    runtime = metrics["runtime"]
+    records = [json.loads(line) for line in Path(runtime["rankings_file"]).read_text().splitlines()]
+    preds = pd.read_csv(result.run_dir / "predictions.csv").set_index("id")
+    ref_of = {sid: sid.split("_")[0] for sid in preds.index}
+    assert sorted(ref_of.values()).count("chelsea") == 2 and runtime["images_without_group"] == 2
+    assert len(records) == len(asked) == 12 and runtime["group_parse_failures"] == 0
+    for r, q in zip(records, asked):
+        assert len({ref_of[sid] for sid in r["ids"]}) == 1 and len(q.images) == 5
+        reference = np.asarray(Image.open(tiny_root / "tiny" / "refs" / f"{ref_of[r['ids'][0]]}.png").convert("RGB"))
+        np.testing.assert_array_equal(np.asarray(q.images[0]), reference)
+        assert "The first image is the pristine reference" in q.text and "Please first detail" in q.text
+    lines = {json.loads(line)["id"]: json.loads(line) for f in sorted(result.run_dir.glob("predictions*.jsonl"))
+             for line in f.read_text().splitlines()}
+    for sid, ref in ref_of.items():
+        if ref == "chelsea":
+            assert "share its reference" in lines[sid]["error"] and lines[sid]["score"] is None
+    grouped = [sid for sid in preds.index if ref_of[sid] != "chelsea"]
+    index = {sid: i for i, sid in enumerate(grouped)}
+    counts = _counts_by_hand(len(grouped), [([index[s] for s in r["ids"]], r["ranks"]) for r in records])
+    strengths = _study_objective_solution(counts)
+    expected = 100 * (strengths - strengths.min()) / (strengths.max() - strengths.min())
+    np.testing.assert_allclose(preds.loc[grouped, "score"].to_numpy(), expected, atol=0.05)
+    assert metrics["n_failed"] == 2
+    with pytest.raises(ValueError, match="standard or cot"):  # in-context rankings are NR only
+        MllmPromptFR.Options(stimulus="multiple", system="in-context", examples="x.csv")

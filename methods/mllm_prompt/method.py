@@ -21,7 +21,10 @@ groups per image (the image first, then `group_size - 1` distinct others drawn a
 image ids together, raw answer, ranks or None) to a JSONL cache as above, and aggregates the
 rankings as the study: pairwise win counts (a tie is a win for both) -> Thurstone Case V MAP ->
 0..100 (thurstone.py). A malformed ranking is a recorded group failure (its images keep only their
-other groups); an image with no parsed group is a recorded failure.
+other groups); an image with no parsed group is a recorded failure. mllm-prompt-fr -o stimulus=multiple
+is the study's full-reference form: each group is distorted images of one reference, shown after it
+(standard and cot; an image whose reference has fewer than group_size images in the part is in no
+group, a recorded failure).
 """
 from __future__ import annotations
 
@@ -106,8 +109,16 @@ class MllmPromptOptions(BackendOptions):
 
 
 class MllmPromptFROptions(MllmPromptOptions):
-    stimulus: Literal["fr"] = "fr"
-    """fr only: the reference and the distorted image in one prompt"""
+    stimulus: Literal["fr", "multiple"] = "fr"
+    """fr: the reference and the distorted image in one prompt; multiple: the reference, then a ranking of
+    group_size of its distorted images"""
+
+    @pydantic.model_validator(mode="after")
+    def _fr_multiple(self):
+        if self.stimulus == "multiple" and self.system == "in-context":
+            raise ValueError("mllm-prompt-fr stimulus=multiple takes system=standard or cot (in-context example "
+                             "groups with references are not built)")
+        return self
 
 
 _WEIGHTS = "MAGAer13/mplug-owl2-llama2-7b (~16 GB), or any -o backend=ARCH -o backend_path=DIR"
@@ -138,6 +149,7 @@ class MllmPrompt(Method):
         self._strengths: dict[str, float] | None = None
         self._pair_stats: dict[str, Any] = {}  # double and multiple: what prepare() asked and read
         self._token_ids: list[int] | None = None
+        self._ungrouped: set[str] = set()  # FR multiple: too few images share the reference
 
     # -- life cycle ---------------------------------------------------------------------
     @classmethod
@@ -229,10 +241,11 @@ class MllmPrompt(Method):
         return [prompts.double_query(a, b, self.options.attribute, self.options.system, examples=context)
                 for a, b in pairs]
 
-    def group_queries(self, groups: Sequence[Sequence[Any]]) -> list[Any]:
+    def group_queries(self, groups: Sequence[Sequence[Any]], references: Sequence[Any] | None = None) -> list[Any]:
         context = self._context()
-        return [prompts.multiple_query(images, self.options.attribute, self.options.system, examples=context)
-                for images in groups]
+        references = references if references is not None else [None] * len(groups)
+        return [prompts.multiple_query(images, self.options.attribute, self.options.system, examples=context,
+                                       reference=ref) for images, ref in zip(groups, references)]
 
     def _ask(self, queries: list[Any], prefix: str, words_score) -> tuple[list[str | None], list[float | None]]:
         """Raw answers and read-outs (None = unparseable) for a batch of queries."""
@@ -290,6 +303,9 @@ class MllmPrompt(Method):
         if self._strengths is None:
             raise IqaError(f"stimulus={self.options.stimulus}: the comparisons are made in prepare(), which has not run")
         if sid not in self._strengths:
+            if sid in self._ungrouped:
+                raise ValueError(f"fewer than group_size={self.options.group_size} images of this part share its "
+                                 f"reference, so it is in no ranking group")
             if self.options.stimulus == "multiple":
                 raise ValueError("no parsed ranking involves this image, so it has no aggregate score")
             raise ValueError("no parsed comparison involves this image, so it has no Bradley-Terry score")
@@ -380,20 +396,28 @@ class MllmPrompt(Method):
                             "comparisons_file": str(file) if file is not None else None}
 
     # -- multiple stimulus ----------------------------------------------------------------
-    def sample_groups(self, ids: Sequence[str]) -> list[tuple[int, tuple[str, ...]]]:
+    def sample_groups(self, ids: Sequence[str], refs: dict[str, str] | None = None) -> list[tuple[int, tuple[str, ...]]]:
         """(group number, ids): for each image in order, groups_per_image groups led by it, each
-        completed by group_size - 1 distinct others drawn uniformly (a repeat is drawn again)."""
+        completed by group_size - 1 distinct others drawn uniformly (a repeat is drawn again); with
+        `refs` (full reference), the others share the leader's reference and an image whose reference
+        has fewer than group_size images leads no group."""
         o = self.options
         ids = list(ids)
-        if len(ids) < o.group_size:
+        if refs is None and len(ids) < o.group_size:
             raise IqaError(f"stimulus=multiple: {len(ids)} image(s) to score, fewer than group_size={o.group_size}")
+        pools: dict[str | None, list[str]] = {}
+        for sid in ids:
+            pools.setdefault(refs[sid] if refs is not None else None, []).append(sid)
         rng = random.Random(o.group_seed)
         groups = []
         for sid in ids:
+            pool = pools[refs[sid] if refs is not None else None]
+            if len(pool) < o.group_size:
+                continue
             for _ in range(o.groups_per_image):
                 group = [sid]
                 while len(group) < o.group_size:
-                    other = rng.choice(ids)
+                    other = rng.choice(pool)
                     if other not in group:
                         group.append(other)
                 groups.append((len(groups), tuple(group)))
@@ -405,7 +429,19 @@ class MllmPrompt(Method):
         if self.backend is None:
             self.setup(self.ctx)
         ids = list(source.ids)
-        groups = self.sample_groups(ids)
+        refs = None
+        if self.info.needs_reference:  # group by reference: read each sample's reference name first
+            loaded = {sid: source.load(sid) for sid in ids}
+            refs = {sid: s.ref for sid, s in loaded.items() if s is not None and s.ref is not None}
+            missing = [sid for sid, s in loaded.items() if s is not None and s.ref is None]
+            if missing:
+                raise IqaError(f"{missing[0]}: no reference (stimulus=multiple on mllm-prompt-fr needs a dataset "
+                               f"with references)")
+            ids = [sid for sid in ids if sid in refs]
+            del loaded
+        groups = self.sample_groups(ids, refs)
+        grouped = {sid for _, members in groups for sid in members}
+        self._ungrouped = {sid for sid in ids if sid not in grouped}
         file = self._cache_file(ids, "rankings")
         done: dict[tuple[int, tuple[str, ...]], dict] = {}
         if file is not None:
@@ -416,15 +452,17 @@ class MllmPrompt(Method):
         size = max(1, self.batch_size)
         n = self.options.group_size
         for start in range(0, len(todo), size):
-            chunk, images = [], []
+            chunk, images, references = [], [], []
             for number, members in todo[start:start + size]:
                 loaded = [source.load(sid) for sid in members]
                 if all(s is not None for s in loaded):  # an undecodable image is recorded when scored
                     chunk.append((number, members))
                     images.append([s.image for s in loaded])
+                    references.append(loaded[0].reference if refs is not None else None)
             if not chunk:
                 continue
-            answers, ranks = self._ask(self.group_queries(images), "", lambda a: parse_ranking(a, n))
+            queries = self.group_queries(images, references)
+            answers, ranks = self._ask(queries, "", lambda a: parse_ranking(a, n))
             for (number, members), answer, rank in zip(chunk, answers, ranks):
                 rec = {"group": number, "ids": list(members), "answer": answer, "ranks": rank}
                 records.append(rec)
@@ -450,6 +488,7 @@ class MllmPrompt(Method):
             self._extras.setdefault(sid, {}).update({"groups": asked, "parsed_groups": parsed})
         self._pair_stats = {"groups": len(records), "group_parse_failures": len(records) - len(usable),
                             "images_without_ranking": len(ids) - len(ranked),
+                            "images_without_group": len(self._ungrouped),
                             "rankings_file": str(file) if file is not None else None}
 
     # -- records ---------------------------------------------------------------------------
@@ -477,5 +516,6 @@ class MllmPromptFR(MllmPrompt):
         kind="zero-shot", higher_better=True, needs_weights=_WEIGHTS, needs_gpu=True, extra="mllm",
         needs_reference=True,
         description="Seed 001's full-reference prompting: the reference and the distorted image in one prompt "
-                    "(-o system=standard|cot|in-context), a generated 0-100 score or level parsed from the text.")
+                    "(-o system=standard|cot|in-context), a generated 0-100 score or level parsed from the text; "
+                    "-o stimulus=multiple: the reference, then a ranking of group_size of its distorted images.")
     Options: ClassVar[type[MllmPromptOptions]] = MllmPromptFROptions

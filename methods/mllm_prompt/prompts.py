@@ -59,6 +59,13 @@ MULTIPLE = {
             "images. "),
 }
 # our addition (the study's code asks for the same format): how a ranking answer ends
+MULTIPLE_FR = {
+    "standard": ("Taking the first image as the reference, please assign a perceptual quality ranking result among "
+                 "the {count} distorted images in terms of {attribute}. "),
+    "cot": ("Please first detail the perceptual quality of each distorted image compared with the reference image "
+            "in terms of {attribute}. Then, based on the perceptual analysis, please assign a perceptual quality "
+            "ranking result among the {count} distorted images. "),
+}
 ENDING_RANK = {"standard": "Answer in the format: Score: [{slots}].",
                "cot": "End your answer with the ranking in the format: Score: [{slots}]."}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
@@ -148,11 +155,18 @@ def _ranking(ranks: Sequence[int], start: int = 1) -> str:
 
 
 def multiple_query(images: Sequence[Any], attribute: str, system: str,
-                   examples: Sequence[tuple[Sequence[Any], Sequence[int]]] = ()) -> Query:
-    """A ranking of n images; in-context: after k example groups of n (images, their ranks 0..n-1)."""
+                   examples: Sequence[tuple[Sequence[Any], Sequence[int]]] = (), reference: Any = None) -> Query:
+    """A ranking of n images; in-context: after k example groups of n (images, their ranks 0..n-1);
+    with a reference (full reference, ours in the paper's voice): the reference, then n distorted images."""
     n = len(images)
     rank = RANK.format(top=n - 1)
     slots = ", ".join(f"{ordinal(i)}: " for i in range(1, n + 1))
+    if reference is not None:
+        listing = (f"The first image is the pristine reference: {IMG} "
+                   + " ".join(f"Distorted image {i}: {IMG}" for i in range(1, n + 1)))
+        text = MULTIPLE_FR[system].format(count=number_word(n), attribute=attribute) + rank
+        ending = ENDING_RANK[system].format(slots=slots)[:-1] + ", the distorted images in order."
+        return Query((reference, *images), f"{listing}\n{text} {ending}")
     if system != "in-context":
         listing = " ".join(f"The {ordinal(i)} image: {IMG}" for i in range(1, n + 1))
         text = MULTIPLE[system].format(count=number_word(n), attribute=attribute) + rank
