@@ -262,3 +262,44 @@ def test_fr_groups_share_a_reference_shown_first(owl2, tiny_root, tmp_path, monk
     assert metrics["n_failed"] == 2
     with pytest.raises(ValueError, match="standard or cot"):  # in-context rankings are NR only
         MllmPromptFR.Options(stimulus="multiple", system="in-context", examples="x.csv")
+
+
+def test_double_stimulus_can_aggregate_as_the_study(owl2, tiny_root, tmp_path, monkeypatch):
+    """-o pair_aggregate=thurstone: the pairs' 1/0/2 answers (a tie a win for both) -> the study's
+    Thurstone MAP on 0..100; the default (Bradley-Terry) keeps its run key."""
+    from iqabench.models import backend as backend_module
+
+    assert "pair_aggregate" not in MllmPrompt.Options(stimulus="double").model_dump()
+    real = backend_module.load_backend
+
+    def controlled(spec, device="cpu"):
+        loaded = real(spec, device)
+
+        def answers(queries, max_new_tokens):
+            out = []
+            for q in queries:
+                a, b = (float(np.asarray(im, dtype=float).mean()) for im in q.images)
+                out.append("Result: " + ("1" if a > b else "0" if a < b else "2"))
+            return out
+
+        loaded.answers = answers
+        return loaded
+
+    monkeypatch.setattr(backend_module, "load_backend", controlled)
+    options = {"backend": "owl2", "backend_path": owl2, "stimulus": "double", "pairs_per_image": 3,
+               "pair_aggregate": "thurstone"}
+    cfg = RunConfig(method="mllm-prompt", dataset="tiny", data_root=tiny_root, results=tmp_path, limit=7, batch_size=4,
+                    progress=False, n_boot=0, options=options)
+    result = run(cfg, on_log=lambda m: None)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    pairs = [json.loads(line) for line in Path(metrics["runtime"]["comparisons_file"]).read_text().splitlines()]
+    assert len(pairs) == 12 and metrics["runtime"]["pair_parse_failures"] == 0
+    preds = pd.read_csv(result.run_dir / "predictions.csv").set_index("id")
+    ids = list(preds.index)
+    index = {sid: i for i, sid in enumerate(ids)}
+    # a pair is a ranked group of two: the winner ranked 1, a tie both 0
+    groups = [([index[p["first"]], index[p["second"]]], {1.0: [1, 0], 0.0: [0, 1], 0.5: [0, 0]}[p["outcome"]])
+              for p in pairs]
+    strengths = _study_objective_solution(_counts_by_hand(len(ids), groups))
+    expected = 100 * (strengths - strengths.min()) / (strengths.max() - strengths.min())
+    np.testing.assert_allclose(preds["score"].to_numpy(), expected, atol=0.05)

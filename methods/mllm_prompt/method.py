@@ -82,6 +82,10 @@ class MllmPromptOptions(BackendOptions):
     """multiple: groups drawn for each image, which leads its groups (the study: 2)"""
     group_seed: int = 20
     """multiple: the seed of the groups' draw (the study's: 20)"""
+    pair_aggregate: Literal["bradley-terry", "thurstone"] = pydantic.Field(
+        "bradley-terry", exclude_if=lambda v: v == "bradley-terry")  # out of the run key at its default
+    """double: bradley-terry (with bt_prior) or thurstone (the study's: win counts, a tie a win for both,
+    Thurstone Case V MAP on 0..100, as multiple stimulus)"""
     bt_prior: float = pydantic.Field(0.5, ge=0.0)
     """double: virtual comparisons per image with an average phantom (0 = plain MLE)"""
     max_new_tokens: int | None = pydantic.Field(None, ge=1, le=2048)
@@ -381,8 +385,12 @@ class MllmPrompt(Method):
         usable = [r for r in records if r["outcome"] is not None]
         compared = sorted({r[k] for r in usable for k in ("first", "second")}, key=index.get)
         local = {sid: i for i, sid in enumerate(compared)}
-        logp = bradley_terry.fit(len(compared), [(local[r["first"]], local[r["second"]], r["outcome"]) for r in usable],
-                                 prior=self.options.bt_prior) if compared else []
+        outcomes = [(local[r["first"]], local[r["second"]], r["outcome"]) for r in usable]
+        if self.options.pair_aggregate == "thurstone":
+            logp = thurstone.scaled(thurstone.fit(thurstone.outcome_counts(
+                len(compared), outcomes, ties_win_both=self.options.answer == "generate"))) if compared else []
+        else:
+            logp = bradley_terry.fit(len(compared), outcomes, prior=self.options.bt_prior) if compared else []
         self._strengths = {sid: float(v) for sid, v in zip(compared, logp)}
         counts: dict[str, list[int]] = {}
         for r in records:

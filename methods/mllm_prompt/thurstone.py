@@ -32,6 +32,23 @@ def pair_counts(n_items: int, rankings: Sequence[tuple[Sequence[int], Sequence[i
     return counts
 
 
+def outcome_counts(n_items: int, outcomes: Sequence[tuple[int, int, float]], ties_win_both: bool = True) -> np.ndarray:
+    """C [n, n] from paired outcomes (i, j, w = i's share of the win). With `ties_win_both` (answers
+    1/0/2) a tie, w = 0.5, is a win for both, as the study counts its "2" answers; otherwise (soft
+    outcomes read from answer probabilities) w is added to i's wins and 1 - w to j's."""
+    counts = np.zeros((n_items, n_items))
+    for i, j, w in outcomes:
+        if i == j or not 0.0 <= w <= 1.0:
+            raise ValueError(f"bad comparison ({i}, {j}, {w})")
+        if ties_win_both and w == 0.5:
+            counts[i, j] += 1
+            counts[j, i] += 1
+        else:
+            counts[i, j] += w
+            counts[j, i] += 1.0 - w
+    return counts
+
+
 def neg_log_posterior(s: np.ndarray, counts: np.ndarray) -> tuple[float, np.ndarray]:
     """The objective the study minimises, and its gradient."""
     from scipy.special import log_ndtr
