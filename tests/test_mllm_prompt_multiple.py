@@ -131,6 +131,14 @@ def test_ranking_prompts_hold_the_group_and_in_context_groups(owl2, tmp_path):
     assert "For the shown eight images" in q.text and "from the fifth to the eighth images" in q.text
 
 
+def test_new_options_leave_existing_run_keys_alone():
+    """Fields added for multiple stimulus and the study's pair aggregate stay out of the option dump
+    (the run key) at their defaults; a changed value is in it."""
+    dumped = MllmPrompt.Options(stimulus="double").model_dump()
+    assert not {"group_size", "groups_per_image", "group_seed", "pair_aggregate"} & set(dumped)
+    assert MllmPrompt.Options(stimulus="multiple", group_size=3).model_dump()["group_size"] == 3
+
+
 def test_refusals(owl2):
     with pytest.raises(ValueError, match="answer=generate"):
         MllmPrompt.Options(stimulus="multiple", answer="logits", scale="level")

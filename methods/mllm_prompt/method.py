@@ -76,14 +76,15 @@ class MllmPromptOptions(BackendOptions):
     """double: rounds of random pairings, i.e. comparisons per image"""
     pair_seed: int = 0
     """double: the seed of the pairings and of each pair's presentation order"""
-    group_size: int = pydantic.Field(4, ge=2, le=8)
+    # Multiple stimulus only; left out of the run key at their defaults, so keys made before they existed hold.
+    group_size: int = pydantic.Field(4, ge=2, le=8, exclude_if=lambda v: v == 4)
     """multiple: images ranked per prompt (the study: 4)"""
-    groups_per_image: int = pydantic.Field(2, ge=1, le=64)
+    groups_per_image: int = pydantic.Field(2, ge=1, le=64, exclude_if=lambda v: v == 2)
     """multiple: groups drawn for each image, which leads its groups (the study: 2)"""
-    group_seed: int = 20
+    group_seed: int = pydantic.Field(20, exclude_if=lambda v: v == 20)
     """multiple: the seed of the groups' draw (the study's: 20)"""
     pair_aggregate: Literal["bradley-terry", "thurstone"] = pydantic.Field(
-        "bradley-terry", exclude_if=lambda v: v == "bradley-terry")  # out of the run key at its default
+        "bradley-terry", exclude_if=lambda v: v == "bradley-terry")  # out of the run key at its default, as above
     """double: bradley-terry (with bt_prior) or thurstone (the study's: win counts, a tie a win for both,
     Thurstone Case V MAP on 0..100, as multiple stimulus)"""
     bt_prior: float = pydantic.Field(0.5, ge=0.0)
