@@ -440,14 +440,16 @@ class MllmPrompt(Method):
         ids = list(source.ids)
         refs = None
         if self.info.needs_reference:  # group by reference: read each sample's reference name first
-            loaded = {sid: source.load(sid) for sid in ids}
-            refs = {sid: s.ref for sid, s in loaded.items() if s is not None and s.ref is not None}
-            missing = [sid for sid, s in loaded.items() if s is not None and s.ref is None]
-            if missing:
-                raise IqaError(f"{missing[0]}: no reference (stimulus=multiple on mllm-prompt-fr needs a dataset "
-                               f"with references)")
+            refs = {}
+            for sid in ids:  # one sample at a time: only the names are kept
+                sample = source.load(sid)
+                if sample is None:  # undecodable: recorded by the engine
+                    continue
+                if sample.ref is None:
+                    raise IqaError(f"{sid}: no reference (stimulus=multiple on mllm-prompt-fr needs a dataset "
+                                   f"with references)")
+                refs[sid] = sample.ref
             ids = [sid for sid in ids if sid in refs]
-            del loaded
         groups = self.sample_groups(ids, refs)
         grouped = {sid for _, members in groups for sid in members}
         self._ungrouped = {sid for sid in ids if sid not in grouped}
