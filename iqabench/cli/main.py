@@ -2,10 +2,17 @@
 pandas, torch behind it) is imported only when that subcommand runs."""
 from __future__ import annotations
 
-import errno
 import os
-import signal
 import sys
+
+if __name__ == "__main__" and not sys.flags.safe_path and sys.path and sys.path[0] in ("", os.getcwd()):
+    # `python -m iqabench.cli.main` (what torchrun and `accelerate launch -m` run) puts the working folder
+    # first on the import path: a stray `filelock.py` there would be imported and run. Drop it before
+    # anything else is imported; the console script `iqabench` and `python -P` never add it.
+    del sys.path[0]
+
+import errno
+import signal
 import threading
 
 import click
