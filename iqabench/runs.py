@@ -19,6 +19,8 @@ manifest.json   what was run, written once by the first attempt (a JSON object):
     checkpoint                          null, or {"kind": trained|given|external, "dir", "files",
                                         "trained_on": {dataset, split, split_hash, seed, limit}}
     seed, batch_size, device, world_size, started, versions and git commit of the attempt that made it
+    seal                                the hash of every other field as first written (`manifest_seal`); a
+                                        manifest edited since (a direction or label flipped) is refused
     imported                            only in a folder made by `iqabench import`: {"file", "sha256", "format",
                                         "formula", "formula_text", "labels": card|file, "label_field",
                                         "label_agreement", "entries", "matched", "unmatched", "outside_part",
@@ -49,6 +51,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -76,6 +79,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Fields repeated at the top of the manifest and in its identity (what the key hashes): they must agree.
+IDENTITY_FIELDS = ("dataset", "split", "split_hash", "part", "limit", "batch_size", "fingerprint", "labels")
+# Fields that must be true/false: each turns the numbers around (a direction) or on and off (labels).
+FLAGS = ("labels", "label_higher_better", "method_higher_better")
+EDITED_ADVICE = ("restore the file, or score the run afresh in another --results folder (a run folder's records "
+                 "are only as good as what it says was run)")
+
+
+def manifest_seal(manifest: dict) -> str:
+    """The hash of a manifest as written (every field but the seal): `RunStore` stores it, `read_manifest`
+    checks it, so a hand edit of any field (a direction, the label range, the identity) is found."""
+    body = {k: v for k, v in json.loads(io.dumps(manifest)).items() if k != "seal"}
+    return stable_hash(body, length=16)
+
+
 def inputs_hash(images: list[dict]) -> str:
     """The hash inputs.json and the manifest record of a run's images (ids, files, labels)."""
     return stable_hash(images, length=16)
@@ -91,12 +109,36 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if not raw.get(k)]
     if missing:
         raise IqaError(f"{path}: run manifest lacks {', '.join(missing)}; {RESTART_ADVICE}")
+    _check_manifest(path, raw)
     manifest = {**DEFAULTS, **raw}
     manifest["method_label"] = manifest["method_label"] or manifest["method"]
     manifest["key"] = manifest["key"] or Path(run_dir).name
     if not isinstance(manifest["fingerprint"], dict):
         manifest["fingerprint"] = {"method": manifest["method"], "options": manifest["options"] or {}}
     return manifest
+
+
+def _check_manifest(path: Path, raw: dict) -> None:
+    """The manifest agrees with itself: its seal (when it has one), its flags, and its identity."""
+    for flag in FLAGS:
+        if flag in raw and not isinstance(raw[flag], bool) and not (flag == "label_higher_better" and raw[flag] is None):
+            raise IqaError(f"{path}: run manifest field {flag} is {raw[flag]!r}, not true or false; {RESTART_ADVICE}")
+    if "seal" in raw and raw["seal"] != manifest_seal(raw):
+        raise IqaError(f"{path}: run manifest was edited after the run wrote it (its content no longer matches "
+                       f"the recorded identity and seal); {EDITED_ADVICE}")
+    identity = raw.get("identity")
+    if raw.get("schema_version", 1) >= 2 and "identity" not in raw:
+        raise IqaError(f"{path}: run manifest lacks its identity (what its key hashes); {RESTART_ADVICE}")
+    if identity is None:
+        return
+    if not isinstance(identity, dict):
+        raise IqaError(f"{path}: run manifest identity is not a JSON object; {RESTART_ADVICE}")
+    differ = [k for k in IDENTITY_FIELDS if k in identity and k in raw and raw[k] != identity[k]]
+    if "images" in identity and raw.get("inputs_hash") not in (None, identity["images"]):
+        differ.append("inputs_hash")
+    if differ:
+        raise IqaError(f"{path}: run manifest says {', '.join(differ)} differently from its recorded identity "
+                       f"(edited by hand?); {EDITED_ADVICE}")
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -122,9 +164,18 @@ def read_inputs(run_dir: Path, manifest: dict | None = None) -> list[dict]:
         raise IqaError(f"{path}: the images listed do not match the hash stored with them (edited by hand?); "
                        f"{RESTART_ADVICE}")
     expected = (manifest or {}).get("inputs_hash")
-    if expected is not None and stored is not None and expected != stored:
+    if expected is not None and stored is None:
+        raise IqaError(f"{path}: run inputs carry no hash, but manifest.json recorded one ({expected}); "
+                       f"{RESTART_ADVICE}")
+    if expected is not None and expected != stored:
         raise IqaError(f"{path}: these inputs (hash {stored}) are not the ones manifest.json recorded "
                        f"({expected}): the files come from two runs; {RESTART_ADVICE}")
+    if manifest is not None and manifest.get("labels") is not False:
+        for row in images:
+            label = row.get("label")
+            if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+                raise IqaError(f"{path}: label {label!r} of image {row['id']!r} is not a finite number; "
+                               f"{RESTART_ADVICE}")
     return images
 
 
@@ -138,7 +189,7 @@ class RecordProblems:
     """What reading the records found that is not a clean one-record-per-image log."""
 
     def __init__(self):
-        self.conflicts: list[str] = []  # ids with two successful records that disagree
+        self.conflicts: list[str] = []  # ids with two successful records that disagree, or a record and inputs.json
         self.outside: list[str] = []  # ids that are not among the run's images
         self.bad_lines: list[str] = []  # file:line of records that are not usable
 
@@ -154,16 +205,18 @@ def prediction_files(run_dir: Path) -> list[Path]:
     return sorted(Path(run_dir).glob("predictions*.jsonl"))
 
 
-def read_records(run_dir: Path, run_ids: Iterable[str] | None = None,
+def read_records(run_dir: Path, run_ids: Iterable[str] | dict[str, Any] | None = None,
                  problems: RecordProblems | None = None) -> dict[str, dict]:
     """Every saved record of every rank, one per image.
 
     A success is never retried, so it wins over a failure whatever the file order; a retried
     failure replaces the older failure. Two successes for one image that disagree (merged
     folders), records of images outside the run and unusable records are collected in
-    `problems` (and left out) when it is given, else raise IqaError."""
+    `problems` (and left out) when it is given, else raise IqaError. When `run_ids` maps each id
+    to its label in inputs.json, a record carrying another label is refused (it is another run's)."""
     records: dict[str, dict] = {}
     wanted = set(run_ids) if run_ids is not None else None
+    labels = run_ids if isinstance(run_ids, dict) else {}
 
     def trouble(kind: list, item: str, message: str) -> None:
         if problems is None:
@@ -186,6 +239,13 @@ def read_records(run_dir: Path, run_ids: Iterable[str] | None = None,
                 trouble(problems.outside if problems is not None else [], sid,
                         f"{path}: a record of image {sid!r}, which is not among this run's images "
                         "(copied from another run?); delete its line or score afresh in another --results folder")
+                continue
+            label = rec.get("label")
+            if label is not None and labels.get(sid) is not None and label != labels[sid]:
+                trouble(problems.conflicts if problems is not None else [], sid,
+                        f"{path}:{lineno}: the record of image {sid!r} has label {label}, but inputs.json "
+                        f"gives {labels[sid]} (copied from another run?); delete that line (its image is "
+                        "scored again) or score afresh in another --results folder")
                 continue
             old = records.get(sid)
             if old is not None and old.get("error") is None:
@@ -397,8 +457,8 @@ class Run:
 
     def records(self, problems: RecordProblems | None = None) -> dict[str, dict]:
         """The prediction records, one per image of the run (see `read_records`)."""
-        ids = [str(r["id"]) for r in self.inputs()]
-        return read_records(self.run_dir, ids or None, problems)
+        labels = {str(r["id"]): r.get("label") for r in self.inputs()}
+        return read_records(self.run_dir, labels or None, problems)
 
     def attempts(self) -> list[dict]:
         return read_attempts(self.run_dir)

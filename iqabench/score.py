@@ -68,7 +68,7 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
     ids = [r["id"] for r in inputs]
     labelled = run.labelled
     problems = RecordProblems()
-    records = runs.read_records(store.dir, ids, problems)
+    records = runs.read_records(store.dir, {r["id"]: r.get("label") for r in inputs}, problems)
     scored = [i for i in ids if i in records and records[i].get("error") is None]
     failed = [i for i in ids if i in records and records[i].get("error") is not None]
     missing = [i for i in ids if i not in records]

@@ -79,7 +79,8 @@ class RunStore:
                 raise IqaError(f"{path}: this run folder holds a run with different {', '.join(diffs)}; "
                                "use another --results folder")
         elif self.rank == 0:
-            io.write_json_atomic(path, runs.with_schema(manifest))
+            stamped = runs.with_schema({k: v for k, v in manifest.items() if k != "seal"})  # a copied one is stale
+            io.write_json_atomic(path, {**stamped, "seal": runs.manifest_seal(stamped)})
         if self.rank == 0:
             io.append_jsonl(self.dir / "attempts.jsonl", attempt)
 

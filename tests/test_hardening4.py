@@ -3,6 +3,7 @@ the working folder, run folders are checked before they are scored, option files
 their own folder, and every refusal is one line naming the file and the problem."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,132 @@ def test_the_readme_launch_commands_do_not_use_python_dash_m():
     assert len(launches) == 2 and not any(" -m " in line for line in launches), launches
     assert "torchrun --standalone --nproc_per_node 4 --no-python iqabench run" in text
     assert "accelerate launch --multi_gpu --num_processes 4 --no_python iqabench run" in text
+
+
+# -- `iqabench score RUN_DIR` checks what it reads ------------------------------------------------
+
+@pytest.fixture
+def finished_run(tiny_root, tmp_path):
+    from iqabench.run import RunConfig, run
+
+    result = run(RunConfig(method="slow-sharpness", dataset="tiny", split="all", data_root=tiny_root,
+                           results=tmp_path / "r", device="cpu", progress=False, n_boot=0), on_log=lambda m: None)
+    return Path(result.run_dir)
+
+
+def score_cli(*args):
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    data = change(data)
+    path.write_text(json.dumps(data))
+
+
+def assert_refused(result, *words):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("iqabench: error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def _relabel(data):
+    data["images"][0]["label"] = float(data["images"][0]["label"]) + 1.0
+    return data
+
+
+def _drop_half(data):
+    data["images"] = data["images"][: len(data["images"]) // 2]
+    return data
+
+
+def _rehash(data):
+    from iqabench.runs import inputs_hash
+
+    data["hash"] = inputs_hash(data["images"])
+    return data
+
+
+@pytest.mark.parametrize("change, words", [
+    (_relabel, ["inputs.json", "hash"]),
+    (lambda d: _rehash(_relabel(d)), ["inputs.json", "manifest.json"]),
+    (lambda d: _rehash(_drop_half(d)), ["inputs.json", "manifest.json"]),
+    (lambda d: {**d, "hash": None}, ["inputs.json", "hash"]),
+], ids=["label-edited", "label-edited-rehashed", "half-removed-rehashed", "hash-removed"])
+def test_score_refuses_inputs_that_are_not_the_recorded_ones(finished_run, change, words):
+    edit_json(finished_run / "inputs.json", change)
+    assert_refused(score_cli("score", finished_run), *words)
+
+
+@pytest.mark.parametrize("field", ["method_higher_better", "label_higher_better", "labels", "split_hash"])
+def test_score_refuses_a_manifest_whose_recorded_identity_was_edited(finished_run, field):
+    def flip(m):
+        m[field] = (not m[field]) if isinstance(m[field], bool) else "0" * 16
+        return m
+
+    edit_json(finished_run / "manifest.json", flip)
+    assert_refused(score_cli("score", finished_run), "manifest.json", "identity")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: [m], ["manifest.json", "not a JSON object"]),
+    (lambda m: {k: v for k, v in m.items() if k != "dataset"}, ["manifest.json", "lacks dataset"]),
+    (lambda m: {k: v for k, v in m.items() if k != "identity"}, ["manifest.json", "identity"]),
+    (lambda m: {**m, "method_higher_better": "yes"}, ["manifest.json", "method_higher_better"]),
+], ids=["list", "no-dataset", "no-identity", "text-direction"])
+def test_score_names_a_malformed_manifest_in_one_line(finished_run, change, words):
+    edit_json(finished_run / "manifest.json", change)
+    assert_refused(score_cli("score", finished_run), *words)
+
+
+@pytest.mark.parametrize("label", ["good", float("nan"), None, True])
+def test_score_names_a_bad_label_in_inputs_in_one_line(finished_run, label):
+    def put(d):
+        d["images"][0]["label"] = label
+        return _rehash(d)
+
+    edit_json(finished_run / "inputs.json", put)
+    new_hash = json.loads((finished_run / "inputs.json").read_text())["hash"]
+    edit_json(finished_run / "manifest.json", lambda m: reseal({**m, "inputs_hash": new_hash}))  # all consistent
+    line = assert_refused(score_cli("score", finished_run), "inputs.json", "label", "not a finite number")
+    assert "manifest" not in line
+
+
+def reseal(manifest):
+    from iqabench.runs import manifest_seal
+
+    return {**manifest, "seal": manifest_seal(manifest)}
+
+
+def test_an_unsealed_manifest_is_still_checked_against_its_identity(finished_run):
+    # a folder written before the seal: the fields repeated in the identity must still agree with it
+    edit_json(finished_run / "manifest.json", lambda m: {k: v for k, v in m.items() if k != "seal"})
+    assert score_cli("score", finished_run, "--quiet").exit_code == 0
+    edit_json(finished_run / "manifest.json", lambda m: {**m, "split_hash": "0" * 16})
+    assert_refused(score_cli("score", finished_run), "manifest.json", "split_hash", "recorded identity")
+
+
+def test_a_record_whose_label_is_not_the_inputs_label_makes_the_run_inconsistent(finished_run):
+    path = finished_run / "predictions.jsonl"
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({**first, "label": first["label"] + 1.0})
+    path.write_text("\n".join(lines) + "\n")
+    # as with two records that disagree: `score` marks the run inconsistent (no table cell), naming the image
+    result = score_cli("score", finished_run)
+    assert result.exit_code == 0 and "inconsistent" in result.output, result.output
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["status"] == "inconsistent" and metrics["record_problems"]["conflicting_records"] == [first["id"]]
+    assert metrics["n_scored"] == metrics["n"] - 1  # the record is not used with either label
+
+
+def test_score_of_an_untouched_run_still_works(finished_run):
+    result = score_cli("score", finished_run, "--quiet")
+    assert result.exit_code == 0, result.output
