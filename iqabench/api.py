@@ -144,8 +144,9 @@ class Method:
     @classmethod
     def option_files(cls, options: Options) -> dict[str, Path]:
         """Files the options name whose CONTENT changes the scores (e.g. in-context examples, a prompt
-        CSV): option name -> path. The engine hashes them into the run's identity, so an edited file
-        starts a new run instead of resuming one with mixed inputs."""
+        CSV), and the files those name (the examples' images): a name -> path. The engine hashes them
+        into the run's identity, so an edited file starts a new run instead of resuming one with mixed
+        inputs. A file that names others should resolve them with `iqabench.io.named_by`."""
         return {}
 
     @classmethod

@@ -119,6 +119,50 @@ def read_json(path: Path, what: str = "file", advice: str | None = None) -> Any:
                        f"it was cut or edited by hand{'; ' + advice if advice else ''}") from None
 
 
+def named_by(file: Path, name: str, what: str) -> Path:
+    """The file that `file` (a CSV of examples, a prompt list, a suite) names as `name`: relative to
+    `file`'s own folder, and inside it once symlinks are resolved; else one line naming both."""
+    folder = Path(file).expanduser().parent
+    target = Path(name).expanduser()
+    target = target if target.is_absolute() else folder / target
+    try:
+        target.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise IqaError(f"{file}: {what} {name!r} must stay inside {folder} (a path relative to the file's "
+                       "folder; symbolic links leaving it are not followed)") from None
+    except (OSError, RuntimeError):  # a symlink loop
+        raise IqaError(f"{file}: {what} {name!r}: cannot resolve the path (a symbolic link loop?)") from None
+    return target
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A text file decoded as UTF-8, or one line naming the file and the first byte that is not."""
+    path = Path(path)
+    with machine_errors(path):
+        data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IqaError(f"{path}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                       "save it as UTF-8") from None
+
+
+def read_csv_rows(path: Path, what: str = "CSV file") -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a small CSV file (UTF-8), or one line naming the file and the problem (not
+    UTF-8, a field over the csv module's limit, a broken quote)."""
+    import csv
+
+    text = read_text(path, what)
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        limit = "field larger than field limit" in str(exc)
+        why = f"a field is longer than {csv.field_size_limit()} characters" if limit else str(exc)
+        raise IqaError(f"{path}: {what} cannot be read as CSV (line {reader.line_num}: {why})") from None
+    return list(reader.fieldnames or ()), rows
+
+
 def sha256_file(path: Path, length: int = 16) -> str:
     """The sha256 of a file's content (hex, first `length` digits), read in 1 MiB blocks."""
     import hashlib

@@ -175,3 +175,103 @@ def test_a_record_whose_label_is_not_the_inputs_label_makes_the_run_inconsistent
 def test_score_of_an_untouched_run_still_works(finished_run):
     result = score_cli("score", finished_run, "--quiet")
     assert result.exit_code == 0, result.output
+
+
+# -- files an option names, and the files those name ----------------------------------------------
+
+def _png(path: Path, seed: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _examples(folder: Path, names=("ex0.png", "ex1.png")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        if not name.startswith(("/", "..")) and not (folder / name).exists():
+            _png(folder / name, i)
+    path = folder / "examples.csv"
+    path.write_text("image,score\n" + "".join(f"{n},{1 + i}\n" for i, n in enumerate(names)))
+    return path
+
+
+def _key(tiny_root, tmp_path, method, options):
+    from iqabench.plan import build_run_plan
+    from iqabench.run import RunConfig
+
+    cfg = RunConfig(method=method, dataset="tiny", split="all", data_root=tiny_root, results=tmp_path / "r",
+                    device="cpu", progress=False, options=options)
+    return build_run_plan(cfg).key
+
+
+def _mllm_options(tmp_path, examples):
+    (tmp_path / "model").mkdir(exist_ok=True)
+    return {"backend_path": str(tmp_path / "model"), "system": "in-context", "examples": str(examples),
+            "examples_range": "1,5"}
+
+
+def test_an_example_image_edited_changes_the_run_key(tiny_root, tmp_path):
+    examples = _examples(tmp_path / "ex")
+    options = _mllm_options(tmp_path, examples)
+    before = _key(tiny_root, tmp_path, "mllm-prompt", options)
+    assert _key(tiny_root, tmp_path, "mllm-prompt", options) == before  # stable
+    _png(tmp_path / "ex" / "ex1.png", 99)  # the CSV is unchanged; one image it names is not
+    assert _key(tiny_root, tmp_path, "mllm-prompt", options) != before
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "/abs/outside.png", "link.png"])
+def test_an_examples_csv_naming_a_file_outside_its_folder_is_refused(name, tiny_root, tmp_path):
+    _png(tmp_path / "outside.png", 3)
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "link.png").symlink_to(tmp_path / "outside.png")  # a link leaving the folder
+    name = str(tmp_path / "outside.png") if name.startswith("/") else name
+    examples = _examples(tmp_path / "ex", ("ex0.png", name))
+    with pytest.raises(IqaError) as exc:
+        _key(tiny_root, tmp_path, "mllm-prompt", _mllm_options(tmp_path, examples))
+    text = one_line(exc)
+    assert text.startswith(f"{examples}: line 3: image {name!r} must stay inside {examples.parent}"), text
+
+
+def test_promptiqa_prompt_images_are_in_the_key_and_stay_inside_the_folder(tiny_root, tmp_path):
+    from iqabench.methods.promptiqa.prompt import read_prompt_file
+
+    folder = tmp_path / "prompt"
+    folder.mkdir()
+    _png(folder / "a.png", 1), _png(folder / "b.png", 2)
+    csv_file = folder / "prompt.csv"
+    csv_file.write_text("image,score\na.png,0.2\nb.png,0.8\n")
+    before = _key(tiny_root, tmp_path, "promptiqa", {"prompt_file": str(csv_file)})
+    _png(folder / "b.png", 7)
+    assert _key(tiny_root, tmp_path, "promptiqa", {"prompt_file": str(csv_file)}) != before
+    _png(tmp_path / "outside.png", 3)
+    csv_file.write_text("image,score\na.png,0.2\n../outside.png,0.8\n")
+    for attempt in (lambda: _key(tiny_root, tmp_path, "promptiqa", {"prompt_file": str(csv_file)}),
+                    lambda: read_prompt_file(csv_file, 32)):
+        with pytest.raises(IqaError) as exc:
+            attempt()
+        assert "'../outside.png' must stay inside" in one_line(exc)
+
+
+def test_a_pyiqa_parameter_file_edited_changes_the_run_key(tiny_root, tmp_path):
+    params = tmp_path / "niqe_params.mat"
+    params.write_bytes(b"first version")
+    options = {"metric_options": {"pretrained_model_path": str(params)}}
+    before = _key(tiny_root, tmp_path, "pyiqa:niqe", options)
+    assert _key(tiny_root, tmp_path, "pyiqa:niqe", options) == before
+    params.write_bytes(b"second version")
+    assert _key(tiny_root, tmp_path, "pyiqa:niqe", options) != before
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"image,score\nex\xe9.png,1\n", "not UTF-8 text (byte 0xe9 at offset 14)"),
+    (b"image,score\n\"" + b"x" * 200_000 + b"\",1\n", "a field is longer than 131072 characters"),
+])
+def test_an_examples_csv_that_cannot_be_read_is_one_line(content, problem, tiny_root, tmp_path):
+    examples = tmp_path / "examples.csv"
+    examples.write_bytes(content)
+    with pytest.raises(IqaError) as exc:
+        _key(tiny_root, tmp_path, "mllm-prompt", _mllm_options(tmp_path, examples))
+    text = one_line(exc)
+    assert text.startswith(str(examples)) and problem in text, text

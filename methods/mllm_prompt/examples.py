@@ -1,17 +1,17 @@
 """In-context examples from `-o examples=CSV`: columns `image`, `score` and, for full-reference
 prompts, `reference`; paths absolute or relative to the CSV's folder. Scores are mapped from
-`examples_range` (lo,hi; higher-better) to the prompt's 0..100. Every problem is one line naming
+`examples_range` (lo,hi; higher-better) to the prompt's 0..100. The images named must stay inside the
+CSV's folder (symbolic links resolved); `example_files` lists them, so their content is in the run key. Every problem is one line naming
 the file and row. (A method class that says `wants_prompt_source` is given the split's train part
 as `ctx.prompt_source`; this one does not ask for it yet.)"""
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 from typing import Any
 
 from iqabench.errors import IqaError
-from iqabench.io import sha256_file
+from iqabench.io import named_by, read_csv_rows, sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,22 +26,32 @@ def file_hash(path: str) -> str:
     return sha256_file(Path(path).expanduser())
 
 
-def read_examples(path: str, score_range: tuple[float, float], need_reference: bool) -> list[Example]:
+def _rows(path: str, need_reference: bool) -> tuple[Path, list[dict]]:
     file = Path(path).expanduser()
     if not file.is_file():
         raise IqaError(f"examples={path}: no such file")
+    fields, rows = read_csv_rows(file, "examples CSV")
+    columns = set(fields)
+    needed = {"image", "score"} | ({"reference"} if need_reference else set())
+    if not needed <= columns:
+        raise IqaError(f"{file}: needs columns {', '.join(sorted(needed))}; found {', '.join(sorted(columns)) or 'none'}")
+    if not rows:
+        raise IqaError(f"{file}: no examples")
+    return file, rows
+
+
+def example_files(path: str, need_reference: bool) -> dict[str, Path]:
+    """Every image the examples CSV names (row:column -> file), checked to stay inside its folder."""
+    file, rows = _rows(path, need_reference)
+    keys = ("image", "reference") if need_reference else ("image",)
+    return {f"{line}:{key}": _where(file, line, row, key) for line, row in enumerate(rows, 2) for key in keys}
+
+
+def read_examples(path: str, score_range: tuple[float, float], need_reference: bool) -> list[Example]:
     lo, hi = score_range
     if not hi > lo:
         raise IqaError(f"examples_range={lo},{hi}: needs lo < hi")
-    with file.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or ())
-        needed = {"image", "score"} | ({"reference"} if need_reference else set())
-        if not needed <= columns:
-            raise IqaError(f"{file}: needs columns {', '.join(sorted(needed))}; found {', '.join(sorted(columns)) or 'none'}")
-        rows = list(reader)
-    if not rows:
-        raise IqaError(f"{file}: no examples")
+    file, rows = _rows(path, need_reference)
     out = []
     for line, row in enumerate(rows, 2):
         try:
@@ -56,17 +66,21 @@ def read_examples(path: str, score_range: tuple[float, float], need_reference: b
     return out
 
 
+def _where(file: Path, line: int, row: dict, key: str) -> Path:
+    name = (row.get(key) or "").strip()
+    where = named_by(file, name, f"line {line}: {key}") if name else None
+    if where is None or not where.is_file():
+        raise IqaError(f"{file}:{line}: {key} {name!r}: no such file")
+    return where
+
+
 def _image(file: Path, line: int, row: dict, key: str) -> Any:
     """The row's image in column `key`, decoded to RGB, or one line naming file, row and column."""
     from PIL import Image
 
-    name = (row.get(key) or "").strip()
-    where = Path(name).expanduser()
-    where = where if where.is_absolute() else file.parent / where
-    if not name or not where.is_file():
-        raise IqaError(f"{file}:{line}: {key} {name!r}: no such file")
+    where = _where(file, line, row, key)
     try:
         with Image.open(where) as im:
             return im.convert("RGB")
     except Exception as exc:  # noqa: BLE001 - any decoder error is this one row's problem
-        raise IqaError(f"{file}:{line}: {key} {name}: cannot decode ({type(exc).__name__})") from None
+        raise IqaError(f"{file}:{line}: {key} {row[key].strip()}: cannot decode ({type(exc).__name__})") from None

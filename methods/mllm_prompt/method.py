@@ -40,7 +40,7 @@ from iqabench.errors import IqaError
 from iqabench.models.scoring import BackendOptions, backend_unavailable, split_list
 
 from . import bradley_terry, prompts, thurstone
-from .examples import Example, file_hash, read_examples
+from .examples import Example, example_files, file_hash, read_examples
 from .parse import parse_comparison, parse_ranking, parse_score
 
 # max_new_tokens when not given: a short answer, or a description then a score
@@ -166,7 +166,10 @@ class MllmPrompt(Method):
 
     @classmethod
     def option_files(cls, options) -> dict[str, Path]:
-        return {"examples": Path(options.examples)} if options.examples else {}
+        if not options.examples:
+            return {}
+        images = example_files(options.examples, need_reference=options.stimulus == "fr")
+        return {"examples": Path(options.examples), **{f"examples:{k}": v for k, v in images.items()}}
 
     @classmethod
     def contract_options(cls, workdir):

@@ -84,14 +84,8 @@ def read_prompt_file(path: str | Path, size: int) -> Prompt:
     from iqabench.data.images import open_rgb
 
     path = Path(path).expanduser()
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise IqaError(f"prompt_file {path}: cannot read it as CSV ({one_line(exc, 120)})") from None
-    if not {"image", "score"} <= set(table.columns):
-        raise IqaError(f"prompt_file {path}: needs the columns image,score (has {', '.join(map(str, table.columns))})")
-    if len(table) < 1:
-        raise IqaError(f"prompt_file {path}: no rows")
+    table = _table(path)
+    files = prompt_images(path, table)
     scores = pd.to_numeric(table["score"], errors="coerce")
     bad = table["image"][~scores.between(0.0, 1.0)].tolist()
     if bad:
@@ -100,8 +94,31 @@ def read_prompt_file(path: str | Path, size: int) -> Prompt:
     images = []
     for name in table["image"].astype(str):
         try:
-            images.append(open_rgb(path.parent / name))
+            images.append(open_rgb(files[name]))
         except Exception as exc:  # noqa: BLE001 - one line naming the image
             raise IqaError(f"prompt_file {path}: image {name}: {one_line(exc, 120)}") from None
     ids = table["image"].astype(str).tolist()
     return Prompt(ids, [float(s) for s in scores], resize_pixels(images, size), "file", path.name)
+
+
+def _table(path: Path):
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype={"image": str}, encoding="utf-8")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and pandas' parser errors included
+        raise IqaError(f"prompt_file {path}: cannot read it as CSV ({one_line(exc, 120)})") from None
+    if not {"image", "score"} <= set(table.columns):
+        raise IqaError(f"prompt_file {path}: needs the columns image,score (has {', '.join(map(str, table.columns))})")
+    if len(table) < 1:
+        raise IqaError(f"prompt_file {path}: no rows")
+    return table
+
+
+def prompt_images(path: str | Path, table=None) -> dict[str, Path]:
+    """The images a prompt file names (name -> file), each inside the CSV's folder (symlinks resolved)."""
+    from iqabench.io import named_by
+
+    path = Path(path).expanduser()
+    table = _table(path) if table is None else table
+    return {name: named_by(path, name, "image") for name in table["image"].astype(str)}

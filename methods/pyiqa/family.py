@@ -169,6 +169,13 @@ class PyiqaMethod(Method):
         return missing(needs)
 
     @classmethod
+    def option_files(cls, options) -> dict[str, Path]:
+        """The files `metric_options` names (a NIQE or BRISQUE parameter file, weights): their content
+        is in the run key, so an edited file starts a new run."""
+        return {f"metric_options.{k}": Path(v).expanduser() for k, v in options.metric_options.items()
+                if is_path_option(k) and isinstance(v, str) and v and "://" not in v}
+
+    @classmethod
     def contract_options(cls, workdir):
         # only weight-free metrics (or ones whose weights are on disk) can run here; the others
         # must be refused at once. The contract's images are small (64 px): a metric that
