@@ -10,11 +10,11 @@ A question is wrapped as `USER: <|image|>{question} ASSISTANT:`; a prompt that a
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from iqabench import io
 from iqabench.errors import IqaError
 from iqabench.models.backend import BackendSpec, MLLMBackend, Support, resolve_dtype
 
@@ -57,7 +57,7 @@ class Owl2Backend(MLLMBackend):
         file = folder / "preprocessor_config.json"
         if not file.is_file():
             return CLIP_MEAN, CLIP_STD
-        raw = json.loads(file.read_text())
+        raw = io.read_json(file, "preprocessor config")
         return tuple(raw.get("image_mean", CLIP_MEAN)), tuple(raw.get("image_std", CLIP_STD))
 
     # ---- pixels -------------------------------------------------------------------------

@@ -7,13 +7,12 @@ nothing, or a parameter the checkpoint does not provide, is an error naming the 
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
-from iqabench import hub
+from iqabench import hub, io
 from iqabench.errors import IqaError, NotAvailable
 
 # official prefix -> Owl2Model prefix; below each prefix the names are the official ones
@@ -83,7 +82,7 @@ def read_config(folder: Path):
     file = folder / "config.json"
     if not file.is_file():
         raise IqaError(f"owl2 weights: {file} is missing")
-    return Owl2Config.from_official(json.loads(file.read_text()), source=str(file))
+    return Owl2Config.from_official(io.read_json(file, "owl2 model config"), source=str(file))
 
 
 def checkpoint_files(folder: Path) -> list[Path]:

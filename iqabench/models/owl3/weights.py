@@ -8,12 +8,11 @@ parameter the checkpoint does not provide, is an error naming the keys.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from iqabench import hub
+from iqabench import hub, io
 from iqabench.errors import IqaError, NotAvailable, one_line
 
 # official prefix -> Owl3Model prefix; below each prefix the names are the official ones
@@ -91,7 +90,7 @@ def read_config(folder: Path):
     file = folder / "config.json"
     if not file.is_file():
         raise IqaError(f"owl3 weights: {file} is missing")
-    return Owl3Config.from_official(json.loads(file.read_text()), source=str(file))
+    return Owl3Config.from_official(io.read_json(file, "owl3 model config"), source=str(file))
 
 
 def checkpoint_files(folder: Path) -> list[Path]:
