@@ -144,9 +144,16 @@ class Method:
     @classmethod
     def option_files(cls, options: Options) -> dict[str, Path]:
         """Files the options name whose CONTENT changes the scores (e.g. in-context examples, a prompt
-        CSV), and the files those name (the examples' images): a name -> path. The engine hashes them
-        into the run's identity, so an edited file starts a new run instead of resuming one with mixed
-        inputs. A file that names others should resolve them with `iqabench.io.named_by`."""
+        CSV): option name -> path (a nested option dotted: `metric_options.x_path`), read from the options
+        alone. The engine hashes them into the run's identity, so an edited file starts a new run instead
+        of resuming one with mixed inputs; a suite file's values are taken relative to its folder."""
+        return {}
+
+    @classmethod
+    def named_files(cls, options: Options) -> dict[str, Path]:
+        """The files that the `option_files` name in turn (the images of an examples CSV): a name -> path,
+        hashed into the run's identity with them. Resolve them with `iqabench.io.named_by`, which keeps
+        them inside the naming file's folder."""
         return {}
 
     @classmethod

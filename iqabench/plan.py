@@ -66,6 +66,15 @@ def method_identity(choice: MethodChoice) -> dict:
     return {"fingerprint": base, "fingerprint_more": more} if more else {"fingerprint": base}
 
 
+def option_file_identity(choice: MethodChoice) -> dict:
+    """The content of the files the options name, and of the files those name (a run's identity holds
+    it, not only their names); {} when the options name none, so such runs keep their keys."""
+    files = {**choice.cls.option_files(choice.options), **choice.cls.named_files(choice.options)}
+    if not files:
+        return {}
+    return {"option_files": {k: sha256_file(Path(v)) if Path(v).is_file() else None for k, v in files.items()}}
+
+
 def resolve_method(name: str, option_values: dict[str, Any]) -> MethodChoice:
     cls = registry.methods.get(name)
     try:
@@ -228,9 +237,7 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
     identity = {**method_identity(choice), "dataset": view.card.name, "split": view.split.name, "split_hash": view.split.hash,
                 "part": cfg.part, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
-    files = choice.cls.option_files(choice.options)
-    if files:  # the content of files the options name, not only their names
-        identity["option_files"] = {k: sha256_file(Path(v)) if Path(v).is_file() else None for k, v in files.items()}
+    identity.update(option_file_identity(choice))
     if choice.cls.wants_prompt_source:  # labelled prompt images come from the train part of this split
         identity["prompt_source"] = {"part": "train", "n": len(view.split.parts.get("train", []))}
     key = stable_hash(identity)
@@ -249,6 +256,7 @@ def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayo
     inputs = view.inputs(ids)
     identity = {**method_identity(choice), "images": inputs_hash(inputs), "labels": False, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
+    identity.update(option_file_identity(choice))
     key = stable_hash(identity)
     run_dir = layout.run_dir(IMAGES_DATASET, view.name, "all", choice.name, key)
     return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)

@@ -166,10 +166,14 @@ class MllmPrompt(Method):
 
     @classmethod
     def option_files(cls, options) -> dict[str, Path]:
+        return {"examples": Path(options.examples)} if options.examples else {}
+
+    @classmethod
+    def named_files(cls, options) -> dict[str, Path]:
         if not options.examples:
             return {}
         images = example_files(options.examples, need_reference=options.stimulus == "fr")
-        return {"examples": Path(options.examples), **{f"examples:{k}": v for k, v in images.items()}}
+        return {f"examples:{k}": v for k, v in images.items()}
 
     @classmethod
     def contract_options(cls, workdir):

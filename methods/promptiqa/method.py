@@ -95,12 +95,15 @@ class PromptIQA(EpochTrainable):
 
     @classmethod
     def option_files(cls, options: PromptIQAOptions) -> dict[str, Path]:
+        return {"prompt_file": Path(options.prompt_file)} if options.prompt_file else {}
+
+    @classmethod
+    def named_files(cls, options: PromptIQAOptions) -> dict[str, Path]:
         if not options.prompt_file:
             return {}
         from iqabench.methods.promptiqa.prompt import prompt_images
 
-        images = prompt_images(options.prompt_file)
-        return {"prompt_file": Path(options.prompt_file), **{f"prompt_file:{k}": v for k, v in images.items()}}
+        return {f"prompt_file:{k}": v for k, v in prompt_images(options.prompt_file).items()}
 
     @classmethod
     def contract_options(cls, workdir: Path) -> dict[str, Any]:
