@@ -23,6 +23,7 @@ is checked against the registry when the suite is loaded.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
@@ -34,6 +35,7 @@ import pydantic
 
 from iqabench.data import splits
 from iqabench.errors import IqaError
+from iqabench.io import named_by
 from iqabench.metrics import CORRELATIONS, METRIC_KEYS
 from iqabench.validation import Strict, validation_line
 
@@ -372,6 +374,8 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
         if row.published_only:
             rows.append(row)
             continue
+        row = row.model_copy(update={"options": copy.deepcopy(row.options),
+                                     "column_options": copy.deepcopy(row.column_options)})
         try:
             method = registry.methods.get(row.method).name
         except IqaError as exc:
@@ -390,6 +394,11 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
                 raise IqaError(f"{path}: {key}: {exc}") from None
             if not command_line:
                 _refuse_code_opt_ins(choice.options.model_dump(mode="json"), f"{path}: {key}")
+                # files the suite names are relative to its own folder and stay inside it; -o values
+                # (command_line) are the user's, relative to where they typed them
+                for name in choice.cls.option_files(choice.options):
+                    _place_file(row.column_options.get(col.key, {}), name, path, key)
+                    _place_file(row.options, name, path, f"{where}.options")
             trained = trained or _needs_training(choice)
         if trained:
             if spec.protocol.training == "none":
@@ -402,6 +411,16 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
             raise IqaError(f"{path}: {where}.train: {method} is not trained here, so it has no training source")
         rows.append(row.model_copy(update={"method": method, "train": train}))
     return spec.model_copy(update={"columns": columns, "rows": rows})
+
+
+def _place_file(options: dict[str, Any], dotted: str, path: Path, where: str) -> None:
+    """The file option `dotted` (e.g. `examples`, `metric_options.x_path`), when `options` sets it,
+    rewritten as the file inside the suite's folder that it names (one line when it leaves it)."""
+    *parents, last = dotted.split(".")
+    for part in parents:
+        options = options.get(part) if isinstance(options, dict) else None
+    if isinstance(options, dict) and isinstance(options.get(last), str) and options[last]:
+        options[last] = str(named_by(path, options[last], f"{where}.{dotted}"))
 
 
 # Options that start a program or run a model folder's own code: only the person at the keyboard may

@@ -275,3 +275,62 @@ def test_an_examples_csv_that_cannot_be_read_is_one_line(content, problem, tiny_
         _key(tiny_root, tmp_path, "mllm-prompt", _mllm_options(tmp_path, examples))
     text = one_line(exc)
     assert text.startswith(str(examples)) and problem in text, text
+
+
+# -- suite files that name other files -------------------------------------------------------------
+
+def _suite(folder: Path, options: str, method: str = "mllm-prompt", column_options: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "s.toml"
+    path.write_text(f"""kind = "paper-table"
+title = "t"
+source = {{ paper = "p", table = "1" }}
+metrics = ["srcc"]
+[[columns]]
+label = "Tiny"
+dataset = "tiny"
+split = "all"
+[[rows]]
+label = "Row"
+method = "{method}"
+options = {options}
+{column_options}
+""")
+    return path
+
+
+def test_a_suite_names_files_relative_to_its_own_folder(tmp_path, test_plugins):
+    from iqabench.suite import load_suite
+
+    examples = _examples(tmp_path / "suites" / "ex")
+    path = _suite(tmp_path / "suites", '{ system = "in-context", examples = "ex/examples.csv", examples_range = "1,5", '
+                  'backend_path = "model" }')
+    suite = load_suite(path)
+    [cell] = suite.cells()
+    assert Path(cell.options["examples"]) == examples  # not relative to the working folder
+    niqe = _suite(tmp_path / "suites2", '{ metric_options = { pretrained_model_path = "p.mat" } }', "pyiqa:niqe")
+    (niqe.parent / "p.mat").write_bytes(b"x")
+    [cell] = load_suite(niqe).cells()
+    assert Path(cell.options["metric_options"]["pretrained_model_path"]) == niqe.parent / "p.mat"
+
+
+@pytest.mark.parametrize("where, value", [
+    ("options", "../elsewhere/examples.csv"), ("options", "/etc/passwd"), ("options", "link.csv"),
+    ("column_options", "../elsewhere/examples.csv")])
+def test_a_suite_naming_a_file_outside_its_folder_is_refused(where, value, tmp_path, test_plugins):
+    from iqabench.suite import load_suite
+
+    _examples(tmp_path / "elsewhere")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "link.csv").symlink_to(tmp_path / "elsewhere" / "examples.csv")
+    common = 'system = "in-context", examples_range = "1,5", backend_path = "model"'
+    if where == "options":
+        path = _suite(tmp_path / "suites", f'{{ {common}, examples = "{value}" }}')
+    else:
+        path = _suite(tmp_path / "suites", f'{{ {common}, examples = "x.csv" }}',
+                      column_options=f'column_options = {{ tiny = {{ examples = "{value}" }} }}')
+    with pytest.raises(IqaError) as exc:
+        load_suite(path)
+    text = one_line(exc)
+    assert text.startswith(f"{path}: rows[0] (Row).")
+    assert f"examples {value!r} must stay inside {path.parent}" in text, text
