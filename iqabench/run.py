@@ -21,7 +21,7 @@ from iqabench.errors import IqaError, one_line
 from iqabench.lifecycle import Lifecycle
 from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
-from iqabench.score import finish
+from iqabench.score import finish, finished_metrics
 from iqabench.store import RunStore
 
 __all__ = ["RunConfig", "RunResult", "run"]
@@ -51,6 +51,12 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     if fresh:
         plan.method.require_available()
     _check_checkpoint(plan)
+    if not fresh and world.size == 1:  # a finished run is shown as it stands: nothing written, so a
+        manifest = _manifest(plan, device, world.size)  # read-only archive of results can be shown
+        shown = finished_metrics(plan.run_dir, manifest, cfg.n_boot, cfg.seed, cfg.retry_failed)
+        if shown is not None:
+            _announce(plan, 0, on_log)
+            return RunResult(plan.run_dir, shown, 0)
     ready = None
     if fresh and world.size == 1:  # ranks of a data-parallel run set up together, after their barrier
         ready = _ready_method(plan, device)
@@ -69,13 +75,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
             todo = [i for i in plan.ids if i not in done or (cfg.retry_failed and done[i].get("error"))]
             mine = world.shard(todo)
             if world.is_main:
-                where = f"{plan.dataset_name}/{plan.split_name}/{plan.part}" if plan.labelled \
-                    else f"{plan.view.folder} (no labels: scores only)"
-                on_log(f"{plan.label} on {where}: {len(plan.ids)} images, "
-                       f"{len(plan.ids) - len(todo)} already saved, {len(todo)} to score -> {plan.run_dir}")
-                if cfg.limit is not None:
-                    print(f"iqabench: WARNING: --limit {cfg.limit}: a smoke test on {len(plan.ids)} images, not a result "
-                          "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
+                _announce(plan, len(todo), on_log)
             life = None
             ok, error = True, None
             scored_now = 0
@@ -116,6 +116,16 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     finally:
         if ready is not None:  # set up but never used (nothing left to score, or the store failed)
             ready.teardown()
+
+
+def _announce(plan: RunPlan, n_todo: int, on_log: Callable[[str], None]) -> None:
+    where = f"{plan.dataset_name}/{plan.split_name}/{plan.part}" if plan.labelled \
+        else f"{plan.view.folder} (no labels: scores only)"
+    on_log(f"{plan.label} on {where}: {len(plan.ids)} images, "
+           f"{len(plan.ids) - n_todo} already saved, {n_todo} to score -> {plan.run_dir}")
+    if plan.config.limit is not None:
+        print(f"iqabench: WARNING: --limit {plan.config.limit}: a smoke test on {len(plan.ids)} images, not a result "
+              "(its run folder is its own; reports keep it out of the main table)", file=sys.stderr)
 
 
 def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:

@@ -11,25 +11,55 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from iqabench import metrics as metrics_mod
 from iqabench import provenance, runs
-from iqabench.errors import IqaError
+from iqabench.errors import IqaError, environment_cause, one_line
 from iqabench.runs import RecordProblems
 from iqabench.store import RunStore
 
 DEFAULT_N_BOOT = 1000
 
 
-def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None) -> dict:
+def score_run(run_dir: Path, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None,
+              on_log: Callable[[str], None] | None = None) -> dict:
     """Recompute and write metrics.json and predictions.csv of a run folder (always: this is how a
-    user asks for fresh numbers); returns the metrics."""
+    user asks for fresh numbers); returns the metrics. A folder that cannot be written (a read-only
+    archive) is scored all the same, its numbers returned and not written (`on_log` says so)."""
     run_dir = Path(run_dir)
     runs.read_run(run_dir)  # a folder that is not a run, or whose manifest is unreadable: one line
     store = RunStore(run_dir)
-    with store:
-        return finish(store, n_boot=n_boot, seed=seed)
+    try:
+        with store:
+            return finish(store, n_boot=n_boot, seed=seed)
+    except IqaError as exc:
+        if environment_cause(exc) is None:
+            raise
+        # no lock could be taken: nothing is written, so nothing can be torn by a writer elsewhere
+        if on_log is not None:
+            on_log(f"iqabench: note: {run_dir}: cannot write here ({one_line(exc, 160)}); "
+                   "the metrics below are computed, not saved")
+        return finish(store, n_boot=n_boot, seed=seed, write=False)
+
+
+def finished_metrics(run_dir: Path, manifest: dict, n_boot: int, seed: int | None,
+                     retry_failed: bool = False) -> dict | None:
+    """The metrics of a run that is finished as it stands, read without writing anything (no lock, no
+    attempt line): the same run (identity and inputs), every image recorded, metrics.json describing
+    exactly these records (`stored_metrics`). None when anything is left to do or to check."""
+    if not (Path(run_dir) / "metrics.json").is_file() or any(Path(run_dir).glob(".*.tmp")):
+        return None  # (a temp file left by a killed writer is removed by the locked path)
+    run = runs.read_run(run_dir)
+    if any(run.manifest.get(k) != manifest.get(k) for k in (*runs.IDENTITY_KEYS, "inputs_hash")):
+        return None  # the store's own checks say what differs
+    stored = stored_metrics(run, n_boot, run.manifest["seed"] if seed is None else seed)
+    if stored is None or stored.get("status") != "complete" or stored.get("n") != manifest.get("n_images"):
+        return None
+    if stored.get("n_missing") or stored.get("record_problems") or (retry_failed and stored.get("n_failed")):
+        return None
+    run.inputs()  # readable, and the images the manifest recorded (else one line, as on any resume)
+    return stored
 
 
 def records_stamp(run_dir: Path) -> dict[str, int]:
@@ -52,9 +82,11 @@ def stored_metrics(run: runs.Run, n_boot: int, seed: int) -> dict | None:
     return {k: v for k, v in stored.items() if k != "schema_version"}  # as `finish` returns them
 
 
-def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None, reuse: bool = False) -> dict:
-    """Metrics of the run in `store`, written to metrics.json. With `reuse` (a rerun of a finished run),
-    a metrics.json that still describes the run (see `stored_metrics`) is returned as it is."""
+def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = None, reuse: bool = False,
+           write: bool = True) -> dict:
+    """Metrics of the run in `store`, written to metrics.json (and predictions.csv) unless not `write`.
+    With `reuse` (a rerun of a finished run), a metrics.json that still describes the run (see
+    `stored_metrics`) is returned as it is."""
     import numpy as np
 
     run = runs.read_run(store.dir)
@@ -111,8 +143,9 @@ def finish(store: RunStore, n_boot: int = DEFAULT_N_BOOT, seed: int | None = Non
     }
     if run.rescored_from:
         result["rescored_from"] = run.rescored_from
-    store.write_merged_csv(ids, records)
-    store.write_metrics(result)
+    if write:
+        store.write_merged_csv(ids, records)
+        store.write_metrics(result)
     return result
 
 

@@ -207,7 +207,8 @@ def test_a_read_only_results_folder_exits_1_and_changes_nothing(code, seen, tiny
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     read_only(monkeypatch, tmp_path, code)
-    for args in (run_args(tiny_root, results),  # resume a finished run: its attempt cannot be logged
+    # (showing a finished run, `score` and `report --out` elsewhere read only: tests/test_hardening4.py)
+    for args in (run_args(tiny_root, results, "tiny", "--limit", "3"),  # a new run: its folder cannot be made
                  run_args(tiny_root, fresh),  # a first run: its split cannot be recorded
                  ["report", "--results", results],  # tables cannot be written
                  ["train", "--method", "brisque-svr", "--dataset", "tiny", "--data-root", tiny_root,

@@ -334,3 +334,34 @@ def test_a_suite_naming_a_file_outside_its_folder_is_refused(where, value, tmp_p
     text = one_line(exc)
     assert text.startswith(f"{path}: rows[0] (Row).")
     assert f"examples {value!r} must stay inside {path.parent}" in text, text
+
+
+# -- a finished run on a read-only results folder ---------------------------------------------------
+
+@pytest.mark.parametrize("code", [__import__("errno").EROFS, __import__("errno").EACCES])
+def test_a_finished_run_on_a_read_only_folder_can_be_shown_scored_and_reported(code, tiny_root, tmp_path,
+                                                                                tmp_path_factory, monkeypatch):
+    from test_hardening import invoke, read_only, run_args
+
+    results = tmp_path / "results"
+    first = invoke(*run_args(tiny_root, results))
+    assert first.exit_code == 0, first.stderr
+    (run_dir,) = list(results.glob("runs/*/*/*/"))
+    before = {p: p.read_bytes() for p in results.rglob("*")
+              if p.is_file()}
+    out = tmp_path_factory.mktemp("elsewhere")
+    read_only(monkeypatch, results, code)
+    shown = invoke(*run_args(tiny_root, results))  # the same command again: shown, nothing to score
+    assert shown.exit_code == 0, shown.stderr
+    assert "0 to score" in shown.output and "SRCC" in shown.output
+    scored = invoke("score", run_dir)
+    assert scored.exit_code == 0, scored.stderr
+    assert "cannot write here" in scored.stderr and "computed, not saved" in scored.stderr
+    assert [line for line in scored.output.splitlines() if "SRCC" in line]
+    reported = invoke("report", "--results", results, "--out", out)
+    assert reported.exit_code == 0, reported.stderr
+    assert (out / "table.md").is_file()
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before  # not a byte written
+    srcc = json.loads((run_dir / "metrics.json").read_text())["srcc"]
+    assert f"{srcc:.4f}" in shown.output and f"{srcc:.4f}" in scored.output

@@ -82,6 +82,10 @@ def test_other_options_make_another_run(tiny_root, tmp_path):
 def test_a_locked_run_is_refused(tiny_root, tmp_path):
     first = run(cfg(tiny_root, tmp_path, limit=3), on_log=lambda m: None)
     with RunStore(first.run_dir):
+        # finished: shown as it stands, which reads only and needs no lock (a read-only archive works too)
+        shown = run(cfg(tiny_root, tmp_path, limit=3), on_log=lambda m: None)
+        assert shown.scored_now == 0 and shown.metrics["srcc"] == first.metrics["srcc"]
+        (first.run_dir / "metrics.json").unlink()  # now the rerun has to write
         with pytest.raises(IqaError, match="another iqabench process"):
             run(cfg(tiny_root, tmp_path, limit=3), on_log=lambda m: None)
 

@@ -69,7 +69,7 @@ def score_command(settings: Settings, run_dirs: tuple[Path, ...], words, levels,
     done = []
     for run_dir in run_dirs:
         if rescoring is None:
-            metrics = {"run_dir": str(run_dir), **score_run(Path(run_dir))}
+            metrics = {"run_dir": str(run_dir), **score_run(Path(run_dir), on_log=lambda m: click.echo(m, err=True))}
         else:
             target, metrics = rescore_run(Path(run_dir), rescoring)
             click.echo(f"re-scored {run_dir} -> {target}")
