@@ -16,7 +16,7 @@ from scipy import optimize, stats
 
 # Bumped whenever a change here changes a number in metrics.json: a stored metrics.json of another
 # version is recomputed, one of this version is read back as it is.
-METRICS_VERSION = 2
+METRICS_VERSION = 3  # 3: a fit whose direction contradicts SRCC leaves PLCC undefined
 # Values held at once by the bootstrap and the logistic grid (16 MiB of float64): memory O(n), not O(n_boot n).
 CHUNK_ELEMENTS = 1 << 21
 # Fewer test references than this: the reference bootstrap's interval is wide because there are few of them.
@@ -238,8 +238,19 @@ def compute(pred: np.ndarray, label: np.ndarray, *, method_higher_better: bool =
         out["plcc"] = direction * plcc(fitted, y) if np.ptp(fitted) > 0 else None
         out["rmse"] = float(np.sqrt(np.mean((fitted - y) ** 2)))
         # rmse is in oriented label units; for a DMOS set that is the negated DMOS scale
-        out["logistic_params"] = [float(v) for v in params]
         out["logistic_start"] = fit.start  # which of the starts gave the lowest residual
+        if direction * out["srcc"] < 0:
+            # the lowest residual is a map running against the ranking, typically a step (b4 -> 0) that
+            # isolates a few outliers: its direction says nothing about the order, so no PLCC is signed by it
+            levels = np.unique(np.round((fitted - fitted.min()) / max(float(np.ptp(fitted)), 1e-300), 6))
+            step = len(levels) <= 2  # the fit only splits the images into two groups
+            out["plcc"] = None
+            out["logistic_fit"] = (f"degenerate: the best fit is {'a step' if step else 'a logistic'} "
+                                   f"{out['logistic_direction']} while SRCC is {out['srcc']:+.3f}; PLCC is "
+                                   "undefined (see plcc_raw)")
+            out["logistic_degenerate_params"] = [float(v) for v in params]
+        else:
+            out["logistic_params"] = [float(v) for v in params]
     unit = resample_unit(refs, len(p))
     out["ci95"] = bootstrap(p, y, n_boot=n_boot, seed=seed, unit=unit)
     out["bootstrap"] = {"n": n_boot, "seed": seed, **unit.describe(len(p))}

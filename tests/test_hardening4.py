@@ -365,3 +365,23 @@ def test_a_finished_run_on_a_read_only_folder_can_be_shown_scored_and_reported(c
     assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before  # not a byte written
     srcc = json.loads((run_dir / "metrics.json").read_text())["srcc"]
     assert f"{srcc:.4f}" in shown.output and f"{srcc:.4f}" in scored.output
+
+
+# -- smaller defects ------------------------------------------------------------------------------
+
+def test_a_step_fit_running_against_the_ranking_gives_no_signed_plcc():
+    import numpy as np
+
+    from iqabench.metrics import best_logistic_fit, compute, srcc
+
+    pred = np.array([*range(10), 100.0])
+    label = np.array([*range(10), -50.0])  # ten in order and one far outlier at the top of the scores
+    assert srcc(pred, label) > 0
+    params = best_logistic_fit(pred, label).params
+    assert params[0] < params[1]  # the lowest residual is a falling step that isolates the outlier
+    out = compute(pred, label, n_boot=0)
+    assert out["srcc"] > 0 and out["plcc"] is None
+    assert out["logistic_fit"].startswith("degenerate: the best fit is a step decreasing while SRCC is +")
+    assert "logistic_params" not in out  # a report does not read it as "ranks images backwards"
+    fine = compute(np.arange(20.0), np.arange(20.0) ** 1.5, n_boot=0)  # an ordinary fit is untouched
+    assert fine["plcc"] > 0.99 and "logistic_params" in fine and "logistic_fit" not in fine
