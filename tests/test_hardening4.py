@@ -385,3 +385,13 @@ def test_a_step_fit_running_against_the_ranking_gives_no_signed_plcc():
     assert "logistic_params" not in out  # a report does not read it as "ranks images backwards"
     fine = compute(np.arange(20.0), np.arange(20.0) ** 1.5, n_boot=0)  # an ordinary fit is untouched
     assert fine["plcc"] > 0.99 and "logistic_params" in fine and "logistic_fit" not in fine
+
+
+def test_a_method_name_holding_a_comma_can_be_named_by_quoting_it(tiny_root, tmp_path):
+    from iqabench.cli.shared import split_names
+
+    assert split_names(['"x,y",piqe', "niqe", "piqe"]) == ["x,y", "piqe", "niqe"]
+    assert split_names(["a, b"]) == ["a", "b"]
+    result = score_cli("run", "--method", '"no,such"', "--dataset", "tiny", "--data-root", tiny_root,
+                       "--results", tmp_path)
+    assert "unknown method 'no,such'" in assert_refused(result)

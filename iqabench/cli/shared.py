@@ -18,7 +18,7 @@ def method_options(limit_help: str, dataset_required: bool = True,
     opts = [
         click.option("--method", "methods", multiple=True, required=True, metavar="NAME[,NAME...]",
                      help="Registered method name, e.g. piqe, pyiqa:niqe, brisque-svr. Comma-separated or "
-                          "repeated: each method is its own run."),
+                          "repeated: each method is its own run; quote a name holding a comma: '\"x,y\",piqe'."),
         click.option("--dataset", "datasets", multiple=True, required=dataset_required, metavar="NAME[,NAME...]",
                      help="Registered dataset name, e.g. synthetic, koniq10k. Comma-separated or repeated."),
         click.option("--split", default=None, metavar="NAME",
@@ -47,10 +47,13 @@ def method_options(limit_help: str, dataset_required: bool = True,
 
 
 def split_names(values: Iterable[str]) -> list[str]:
-    """('a,b', 'c') -> ['a', 'b', 'c'], first occurrence kept, empty items dropped."""
+    """('a,b', 'c') -> ['a', 'b', 'c'], first occurrence kept, empty items dropped. A name holding a
+    comma is quoted as in CSV: `--method '"x,y",piqe'` -> ['x,y', 'piqe']."""
+    import csv
+
     out: list[str] = []
     for value in values:
-        for name in value.split(","):
+        for name in next(csv.reader([value], skipinitialspace=True), []):
             name = name.strip()
             if name and name not in out:
                 out.append(name)
