@@ -51,3 +51,12 @@ def command_line() -> str:
     if argv and Path(argv[0]).name in ("iqabench", "main.py", "__main__.py"):
         argv[0] = "iqabench"
     return shlex.join(argv)
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count, which can move float32 scores (None: torch never imported, so
+    nothing this process scored used it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None

@@ -102,6 +102,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
                     try:
                         store.append_runtime({"rank": world.rank, "world_size": world.size, "finished": provenance.now(),
                                               "scored": scored_now, "ok": ok, "fingerprint": method.fingerprint(),
+                                              "torch_threads": provenance.torch_threads(),
                                               **(method.runtime_stats() or {})})
                     except IqaError:
                         if error is None:  # a full disk: the scoring error, if any, is the one to report
