@@ -395,3 +395,42 @@ def test_a_method_name_holding_a_comma_can_be_named_by_quoting_it(tiny_root, tmp
     result = score_cli("run", "--method", '"no,such"', "--dataset", "tiny", "--data-root", tiny_root,
                        "--results", tmp_path)
     assert "unknown method 'no,such'" in assert_refused(result)
+
+
+# -- the torch thread count -------------------------------------------------------------------------
+
+def test_the_thread_count_is_recorded_with_each_attempt(finished_run):
+    import torch
+
+    [attempt] = [json.loads(line) for line in (finished_run / "runtime.rank0.jsonl").read_text().splitlines()]
+    assert attempt["torch_threads"] == torch.get_num_threads()
+
+
+def test_brisque_scores_on_one_thread_whatever_the_machine_has(monkeypatch):
+    import torch
+    from PIL import Image
+
+    from iqabench import registry
+    from iqabench.api import RunContext, Sample
+
+    seen = []
+
+    class Probe(torch.nn.Module):  # stands in for pyiqa's BRISQUE (its SVM weights are not here)
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x.mean().reshape(1)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name, threads in (("pyiqa:brisque", 1), ("pyiqa:piqe", 2)):
+            cls = registry.methods.get(name)
+            method = cls(cls.Options())
+            monkeypatch.setattr("iqabench.methods.pyiqa.family.create_metric", lambda *a: Probe())
+            method.setup(RunContext(device="cpu"))
+            seen.clear()
+            method.score([Sample("a", Image.new("RGB", (32, 32)))])
+            assert seen == [threads] and torch.get_num_threads() == 2  # pinned for the call only
+            assert (method.fingerprint().get("torch_threads") == 1) == (threads == 1)  # in the run key
+    finally:
+        torch.set_num_threads(before)

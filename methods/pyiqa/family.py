@@ -11,6 +11,7 @@ iqabench.models.pyiqa_support: no download, weight files read as tensors only.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.util
 import math
@@ -31,6 +32,28 @@ _NR_ALIASES = ("piqe", "entropy", "niqe", "brisque", "ilniqe", "musiq", "topiq_n
 _FR_ALIASES = ("psnr", "ssim", "ms_ssim", "fsim", "vif", "gmsd", "vsi", "nlpd", "cw_ssim", "mad", "lpips", "dists")
 ALIASES = {n: n for n in _NR_ALIASES + _FR_ALIASES}
 _INSTALL = "pyiqa is not installed (pip install 'iqabench[classic]')"
+
+
+# Metrics whose float32 score goes through a model fitted to summed features (BRISQUE's SVM, NIQE's fitted
+# Gaussian): the order of torch's parallel sums, which the thread count sets, moves their scores (BRISQUE's
+# features by ~1e-6 relative between 1 and 2 threads here; up to 0.04 in score on a LIVE Challenge image).
+# They score on one thread, so a score does not depend on the machine that computed it.
+ONE_THREAD = frozenset({"brisque", "niqe", "ilniqe", "nrqm", "pi"})
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op thread count set to `n` for the block (None: left as it is), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(before)
 
 
 class PyiqaOptions(Options):
@@ -201,6 +224,10 @@ class PyiqaMethod(Method):
         super().setup(ctx)
         self.model = create_metric(self.metric, self.device, self.options.metric_options)
 
+    def fingerprint(self) -> dict[str, Any]:
+        told = super().fingerprint()
+        return {**told, "torch_threads": 1} if self.metric in ONE_THREAD else told
+
     def _tensor(self, image):
         import numpy as np
         import torch
@@ -231,7 +258,7 @@ class PyiqaMethod(Method):
         for sample in samples:  # images differ in size; pyiqa metrics take one at a time
             inputs = self._inputs(sample)
             try:
-                with torch.no_grad():
+                with torch.no_grad(), _torch_threads(1 if self.metric in ONE_THREAD else None):
                     scores.append(float(self.model(*inputs).flatten()[0]))
             except RuntimeError as exc:
                 if "greater than actual input size" not in str(exc):
