@@ -40,6 +40,25 @@ def test_python_dash_m_main_imports_nothing_from_the_working_folder(tmp_path):
     assert "piqe" in done.stdout
 
 
+def test_the_readme_torchrun_form_runs_the_script_on_two_ranks_from_a_hostile_folder(tiny_root, tmp_path):
+    # the README's form, `torchrun --no-python iqabench run ...`, started where a filelock.py lies
+    (tmp_path / "filelock.py").write_text(HOSTILE)
+    plugins = ROOT / "tests" / "plugins"
+    script = Path(sys.executable).with_name("iqabench")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--no-python",
+           str(script), "--plugin", str(plugins / "tiny_dataset_plugin.py"), "--plugin", str(plugins / "slow_method.py"),
+           "run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--data-root", str(tiny_root),
+           "--results", str(tmp_path / "r"), "--no-progress", "--limit", "6"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "ran").exists()
+    [metrics] = list((tmp_path / "r").glob("runs/*/*/*/metrics.json"))
+    assert json.loads(metrics.read_text())["n_scored"] == 6
+    assert sorted(p.name for p in metrics.parent.glob("predictions*.jsonl")) == [
+        "predictions.rank0-of2.jsonl", "predictions.rank1-of2.jsonl"]
+
+
 def test_the_readme_launch_commands_do_not_use_python_dash_m():
     text = (ROOT / "README.md").read_text()
     launches = [line.strip() for line in text.splitlines() if line.strip().startswith(("torchrun ", "accelerate "))]
