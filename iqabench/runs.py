@@ -213,7 +213,7 @@ def read_records(run_dir: Path, run_ids: Iterable[str] | dict[str, Any] | None =
     failure replaces the older failure. Two successes for one image that disagree (merged
     folders), records of images outside the run and unusable records are collected in
     `problems` (and left out) when it is given, else raise IqaError. When `run_ids` maps each id
-    to its label in inputs.json, a record carrying another label is refused (it is another run's)."""
+    to its label in inputs.json, a record carrying another label (another run's) is such a conflict."""
     records: dict[str, dict] = {}
     wanted = set(run_ids) if run_ids is not None else None
     labels = run_ids if isinstance(run_ids, dict) else {}
