@@ -31,11 +31,13 @@ RENAMED = {"judge_worker_python": "judge.worker_python", "judge_worker_host": "j
 
 
 class JudgeOptions(BackendOptions):
-    """The MLLM judge, with every MLLM method's backend options: mPLUG-Owl3 in its own venv by default
-    (-o 'judge={"worker_python": "/venv/bin/python", "revision": "<commit>", "trust_remote_code": true}';
-    see iqabench/models/owl3_worker/README.md), or any backend, e.g. {"backend": "llava", "backend_path": DIR}."""
+    """The MLLM judge, with every MLLM method's backend options: mPLUG-Owl3 in-process by default (the
+    project's implementation, iqabench/models/owl3, loading the official checkpoint's weights); the
+    official code in its own venv on request (-o 'judge={"backend": "owl3-worker", "worker_python":
+    "/venv/bin/python", "revision": "<commit>", "trust_remote_code": true}'; see
+    iqabench/models/owl3_worker/README.md); or any backend, e.g. {"backend": "llava", "backend_path": DIR}."""
 
-    backend: str = "owl3-worker"
+    backend: str = "owl3"
     backend_path: str = "mPLUG/mPLUG-Owl3-7B-240728"
 
 
@@ -91,7 +93,7 @@ class DogIqa(Method):
         kind="zero-shot",
         description="Dog-IQA: SAM2 masks + MLLM judge on a 7-word standard, area-weighted mix-grained aggregation",
         higher_better=True,
-        needs_weights="SAM2 (facebook/sam2-hiera-large-hf) and mPLUG-Owl3-7B (run in its own venv)",
+        needs_weights="SAM2 (facebook/sam2-hiera-large-hf) and mPLUG-Owl3-7B (mPLUG/mPLUG-Owl3-7B-240728)",
         needs_gpu=True,
         extra="mllm",
     )

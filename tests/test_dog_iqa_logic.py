@@ -101,7 +101,9 @@ def test_the_judge_takes_the_backend_options_shape_and_old_spellings_are_refused
     judge = resolve_method("dog-iqa", {"judge": {"backend": "llava", "backend_path": "x/y", "resize": "pad"}}).options.judge
     assert isinstance(judge, BackendOptions) and set(type(judge).model_fields) == set(BackendOptions.model_fields)
     assert judge.backend_spec().arch == "llava" and judge.backend_spec().resize == "pad"
-    owl3 = resolve_method("dog-iqa", {"judge": {"worker_python": "/venv/bin/python"}}).options.judge
+    default = resolve_method("dog-iqa", {}).options.judge
+    assert (default.backend, default.backend_path) == ("owl3", "mPLUG/mPLUG-Owl3-7B-240728")  # in-process by default
+    owl3 = resolve_method("dog-iqa", {"judge": {"backend": "owl3-worker", "worker_python": "/venv/bin/python"}}).options.judge
     assert (owl3.backend, owl3.backend_spec().worker_python) == ("owl3-worker", "/venv/bin/python")
     refused = [({"judge_worker_python": "/v/bin/python"}, "judge_worker_python is now judge.worker_python"),
                ({"judge_worker_host": "owl3"}, "judge_worker_host is now judge.worker_host"),

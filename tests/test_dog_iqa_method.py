@@ -277,7 +277,9 @@ def test_owl3_worker_transport_with_a_hosted_llava(models, images):
         load_worker(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728"), "cpu")
     with pytest.raises(IqaError, match="trust_remote_code"):
         load_worker(BackendSpec(arch="owl3-worker", path="mPLUG/mPLUG-Owl3-7B-240728", worker_python=sys.executable), "cpu")
-    assert "worker_python" in DogIqa.check_available(DogIqaOptions())  # Owl3 needs its venv
+    # the worker judge needs its venv; the default judge runs in-process and needs only the weights
+    assert "worker_python" in DogIqa.check_available(DogIqaOptions(judge={"backend": "owl3-worker"}))
+    assert "hf download mPLUG/mPLUG-Owl3-7B-240728" in DogIqa.check_available(DogIqaOptions())
 
 
 def test_worker_reports_a_failed_load_as_one_line(tmp_path):
