@@ -9,6 +9,11 @@ for the whole image and every crop -> final = (s_global + s_local)/2 + c*K/c_max
 them) and takes c_max, the dataset's largest mask count; `score` then judges global views and
 crops, batched across images. Table 4's ablations are options (crop, weights, parts, use_s_seg,
 standard), as is K (levels).
+
+s_seg = c*K/c_max as printed is the default (`s_seg_formula=paper`). Added to a score in [1, K] it can
+leave that range (the paper says s_seg is normalised to stay in the MLLM scores' range; on a part where
+every image has c_max masks it is the constant K); `minmax` and `unit` are other readings. The run's
+metrics say how many scores left [1, K] and why (`runtime.score_range`).
 """
 from __future__ import annotations
 
@@ -67,7 +72,11 @@ class DogIqaOptions(Options):
     parts: Literal["global+local", "local", "global"] = "global+local"
     """Which scores the final one averages."""
     use_s_seg: bool = True
-    """Add the segment-count term s_seg = c * K / c_max."""
+    """Add the segment-count term s_seg (see s_seg_formula)."""
+    s_seg_formula: agg.SegFormula = "paper"
+    """paper: s_seg = c*K/c_max, as printed (Sec. 3.2); the final score then lies in [1, 2K], and it is K for
+    every image when every image has c_max masks. minmax: K*(c - c_min)/(c_max - c_min) over the part (0 when
+    the counts do not vary); unit: c/c_max. The run's metrics (runtime.score_range) say when scores leave [1, K]."""
     seg_count: Literal["scored", "kept", "raw"] = "scored"
     """Which masks count as c."""
     c_max: int | None = pydantic.Field(None, ge=1)
@@ -85,6 +94,43 @@ class DogIqaOptions(Options):
         return agg.AggregationOptions(min_area_fraction=self.min_area_fraction, crop=self.crop, weights=self.weights,
                                       parts=self.parts, use_s_seg=self.use_s_seg, add_uncovered=self.add_uncovered,
                                       seg_count=self.seg_count)
+
+
+class ScoreRange:
+    """How the final scores sit against [1, K], the range of the judge's answers (the paper normalises
+    s_seg to "remain in the same range as the MLLM scores"). The printed formula adds s_seg to a score
+    already in [1, K], so it can leave that range; the summary says when and why, in the run's metrics."""
+
+    def __init__(self, levels: int):
+        self.levels = levels
+        self.n = self.outside = self.saturated = 0
+        self.low = self.high = None
+        self.seg_total = 0.0
+
+    def add(self, final: float, s_seg: float | None, at_c_max: bool) -> None:
+        self.n += 1
+        self.low = final if self.low is None else min(self.low, final)
+        self.high = final if self.high is None else max(self.high, final)
+        self.outside += not 1.0 <= final <= self.levels
+        if s_seg is not None:
+            self.seg_total += s_seg
+            self.saturated += at_c_max
+
+    def summary(self, formula: str | None) -> dict[str, Any] | None:
+        if not self.n:
+            return None
+        out: dict[str, Any] = {"judge_range": [1, self.levels], "min": round(self.low, 6), "max": round(self.high, 6),
+                               "outside_judge_range": self.outside}
+        if formula:
+            out["s_seg_mean"] = round(self.seg_total / self.n, 6)
+            out["at_c_max"] = self.saturated
+        if self.outside:
+            out["note"] = (f"{self.outside} of {self.n} scores lie outside [1, {self.levels}], the judge's range the paper "
+                           f"keeps s_seg in: s_seg_formula={formula} adds up to {self.levels if formula != 'unit' else 1}"
+                           + (f"; {self.saturated} images have c_max masks, so their s_seg is the constant "
+                              f"{self.levels}" if formula == "paper" and self.saturated else "")
+                           + " (other readings: -o s_seg_formula=minmax or unit)")
+        return out
 
 
 class DogIqa(Method):
@@ -107,7 +153,9 @@ class DogIqa(Method):
         self._memory_masks: dict[str, np.ndarray] = {}
         self._counts: dict[str, int] = {}
         self._c_max: int | None = self.options.c_max
+        self._c_min: int = 0  # the part's smallest mask count, for s_seg_formula=minmax
         self._extras: dict[str, dict[str, Any]] = {}
+        self._range = ScoreRange(self.options.levels)
         self._stats = {"segmentations": 0, "mask_cache_hits": 0, "images_scored": 0,
                        "segment_seconds": 0.0, "judge_seconds": 0.0, "score_seconds": 0.0, "prepare_seconds": 0.0}
 
@@ -185,6 +233,7 @@ class DogIqa(Method):
                 self._counts[sample.id] = self._count(masks, agg.select_regions(masks, opts))
         if self.options.c_max is None:
             self._c_max = max(self._counts.values(), default=0)
+        self._c_min = min(self._counts.values(), default=0)
         self._stats["prepare_seconds"] += time.perf_counter() - start
 
     # -- scoring --------------------------------------------------------------------
@@ -194,6 +243,8 @@ class DogIqa(Method):
         judge = self._ensure_judge()
         if o.use_s_seg and self._c_max is None:
             raise IqaError("dog-iqa: c_max is unknown: prepare() was not run over the part and the c_max option is not set")
+        if o.use_s_seg and o.s_seg_formula == "minmax" and not self._counts:
+            raise IqaError("dog-iqa: s_seg_formula=minmax needs the part's mask counts: prepare() was not run over the part")
         start = time.perf_counter()
         views: list[Any] = []
         plans = []
@@ -228,9 +279,10 @@ class DogIqa(Method):
             if o.parts != "global":
                 s_local = agg.local_score([v.score for v in local_verdicts], [r.area for r in regions], o.weights)
             count = agg.mask_count(raw, regions, o.seg_count)
-            s_seg = agg.seg_score(count, o.levels, self._c_max) if o.use_s_seg else None
+            s_seg = agg.seg_score(count, o.levels, self._c_max, o.s_seg_formula, self._c_min) if o.use_s_seg else None
             final = agg.final_score(s_global, s_local, s_seg, o.parts)
             scores.append(final)
+            self._range.add(final, s_seg, count == self._c_max)
             self._extras[sample.id] = {
                 "masks": raw, "regions": len(regions), "judge_views": len(mine),
                 "parse_failures": sum(not v.parsed for v in mine),
@@ -275,6 +327,8 @@ class DogIqa(Method):
             "c_max_source": "option" if self.options.c_max is not None else "dataset",
             "mask_cache_key": self._cache.key if self._cache is not None else None,
             "judge_backend": judge.backend.fingerprint() if judge else None,
+            "s_seg_formula": self.options.s_seg_formula if self.options.use_s_seg else None,
+            "score_range": self._range.summary(self.options.s_seg_formula if self.options.use_s_seg else None),
         }
 
     def sample_extras(self, sample_id: str) -> dict[str, Any]:

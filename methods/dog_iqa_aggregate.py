@@ -24,6 +24,9 @@ Crop = Literal["bbox", "mask"]  # Table 4: BBox (the paper's choice) vs zero-fil
 Weights = Literal["area", "mean"]  # Table 4: area-weighted vs simple mean
 Parts = Literal["global+local", "local", "global"]  # Table 4: BBox+Whole, BBox, Whole
 SegCount = Literal["scored", "kept", "raw"]
+# s_seg: the paper's printed c*K/c_max (default), or two readings of "in the same range as the MLLM
+# scores" that avoid its constant offset: minmax rescales the dataset's count range to [0, K], unit is c/c_max
+SegFormula = Literal["paper", "minmax", "unit"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +113,21 @@ def local_score(scores: Sequence[float], areas: Sequence[float], weights: Weight
     return float((s * a).sum() / a.sum())
 
 
-def seg_score(count: int, levels: int, c_max: int) -> float:
-    """s_seg = c*K/c_max: the mask count rescaled to the judge's range."""
+def seg_score(count: int, levels: int, c_max: int, formula: SegFormula = "paper", c_min: int = 0) -> float:
+    """s_seg from the mask count c. paper: c*K/c_max (Sec. 3.2 as printed; equal to K for every image
+    when every image has c_max masks); minmax: K*(c - c_min)/(c_max - c_min), 0 when the counts do not
+    vary; unit: c/c_max."""
     if c_max <= 0:
         return 0.0
-    return float(count) * levels / float(c_max)
+    if formula == "paper":
+        return float(count) * levels / float(c_max)
+    if formula == "unit":
+        return float(count) / float(c_max)
+    if formula == "minmax":
+        if c_max <= c_min:
+            return 0.0
+        return levels * float(count - c_min) / float(c_max - c_min)
+    raise ValueError(f"unknown s_seg formula {formula!r}")
 
 
 def mask_count(raw_masks: int, regions: Sequence[LocalRegion], seg_count: SegCount) -> int:

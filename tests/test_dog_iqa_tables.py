@@ -53,3 +53,39 @@ def test_every_table6_judge_with_a_backend_here_is_a_computed_cell(tmp_path):
         assert len(scores) == 2 and all(math.isfinite(s) and 1.0 <= s <= 5.0 for s in scores), (label, scores)
         assert method.runtime_stats()["judge_backend"]["arch"] == options["judge"]["backend"], label
         method.teardown()
+
+
+def test_s_seg_formulas_by_hand():
+    from iqabench.methods.dog_iqa_aggregate import seg_score
+
+    assert seg_score(7, 7, 71) == pytest.approx(7 * 7 / 71)  # the paper's SPAQ mean count and maximum
+    assert seg_score(71, 7, 71) == 7.0
+    assert seg_score(3, 7, 11, "unit") == pytest.approx(3 / 11)
+    assert seg_score(3, 5, 11, "minmax", c_min=1) == pytest.approx(5 * 2 / 10)
+    assert seg_score(4, 5, 4, "minmax", c_min=4) == 0.0  # counts that do not vary add nothing
+    assert DogIqaOptions().s_seg_formula == "paper"
+
+
+@pytest.mark.parametrize("formula,outside", [("paper", True), ("minmax", False)])
+def test_a_run_whose_scores_leave_the_judge_range_says_so_in_its_metrics(tiny_root, tmp_path, formula, outside):
+    """min_area_fraction = 1 keeps no mask, so every image has one region (c = c_max = 1): the printed
+    s_seg is K for every image and each final score is above K; minmax adds 0 and stays in range."""
+    from iqabench.models.tiny import tiny_model_path
+    from iqabench.run import RunConfig, run
+
+    options = DogIqa.contract_options(tmp_path)
+    options.update(min_area_fraction=1.0, judge_mode="logits", s_seg_formula=formula)
+    cfg = RunConfig(method="dog-iqa", dataset="tiny", data_root=tiny_root, results=tmp_path / "results", device="cpu",
+                    options=options, limit=3, batch_size=2, progress=False, n_boot=0)
+    assert tiny_model_path("llava", tmp_path) == options["judge"]["backend_path"]
+    metrics = run(cfg, on_log=lambda m: None).metrics
+    assert metrics["n_scored"] == 3
+    score_range = metrics["runtime"]["score_range"]
+    assert score_range["judge_range"] == [1, 7] and score_range["at_c_max"] == 3
+    if outside:
+        assert score_range["outside_judge_range"] == 3 and score_range["min"] > 7
+        assert "3 of 3 scores lie outside [1, 7]" in score_range["note"] and "constant 7" in score_range["note"]
+        assert score_range["s_seg_mean"] == 7.0
+    else:
+        assert score_range["outside_judge_range"] == 0 and "note" not in score_range and score_range["s_seg_mean"] == 0
+        assert 1 <= score_range["min"] <= score_range["max"] <= 7
