@@ -142,6 +142,13 @@ class Method:
         """Release what setup() started (worker processes, GPU memory). Always called."""
 
     @classmethod
+    def recipe_split(cls, dataset: str) -> tuple[str, str] | None:
+        """(split name, where it comes from) when the method's own recipe (its paper) evaluates on a
+        published split of `dataset` (its card's name): `run` and `train` use it when --split is not
+        given, say so and record it. None: the card's default split."""
+        return None
+
+    @classmethod
     def option_files(cls, options: Options) -> dict[str, Path]:
         """Files the options name whose CONTENT changes the scores (e.g. in-context examples, a prompt
         CSV): option name -> path (a nested option dotted: `metric_options.x_path`), read from the options

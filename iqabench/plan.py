@@ -163,6 +163,7 @@ class RunPlan:
     identity: dict
     key: str
     run_dir: Path
+    split_note: str | None = None  # why the split is not the card's default (the method's recipe)
 
     @property
     def label(self) -> str:
@@ -196,6 +197,21 @@ class TrainPlan:
     val_ids: list[str]
     identity: dict
     workdir: Path
+    split_note: str | None = None  # why the split is not the card's default (the method's recipe)
+
+
+def recipe_split(choice: MethodChoice, dataset: str | None, split: str | None) -> tuple[str | None, str | None]:
+    """The split to load: --split when given, else the one the method's recipe names for the dataset
+    (with the line that says so), else None (the card's default)."""
+    if split is not None or dataset is None:
+        return split, None
+    card = registry.datasets.get(dataset)
+    chosen = choice.cls.recipe_split(card.name)
+    if chosen is None:
+        return None, None
+    name, source = chosen
+    return name, (f"split {name} for {choice.name} on {card.name}: {source} (the method's recipe; "
+                  f"--split {card.default_split} for the card's default)")
 
 
 def build_train_plan(cfg: TrainConfig) -> TrainPlan:
@@ -205,7 +221,8 @@ def build_train_plan(cfg: TrainConfig) -> TrainPlan:
         raise IqaError(f"method {choice.name} is not trainable (kind: {choice.cls.info.kind}); "
                        f"score it with `iqabench run --method {cfg.method} --dataset {cfg.dataset}`")
     layout = ResultsLayout(cfg.results)
-    view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
+    split, note = recipe_split(choice, cfg.dataset, cfg.split)
+    view = load_dataset(cfg.dataset, cfg.data_root, split, layout, cfg.accept_out_of_range)
     train_ids, val_ids = view.split.ids("train"), view.split.ids("val")
     if cfg.limit is not None:
         train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
@@ -213,7 +230,7 @@ def build_train_plan(cfg: TrainConfig) -> TrainPlan:
         raise IqaError(f"{cfg.dataset} split {view.split.name} has no training images")
     identity = training_key(choice, view.card.name, view.split, cfg.seed, cfg.limit, cfg.batch_size)
     workdir = layout.checkpoint_dir(view.card.name, view.split.name, choice.name, stable_hash(identity))
-    return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir)
+    return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir, note)
 
 
 def build_run_plan(cfg: RunConfig) -> RunPlan:
@@ -224,7 +241,8 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
         return _build_images_plan(cfg, choice, layout)
     if _must_build(cfg.dataset, cfg.data_root):
         choice.require_available()  # no run can exist yet: do not build a dataset for a method that cannot run
-    view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
+    split, note = recipe_split(choice, cfg.dataset, cfg.split)
+    view = load_dataset(cfg.dataset, cfg.data_root, split, layout, cfg.accept_out_of_range)
     ids = view.split.ids(cfg.part)
     if cfg.limit is not None:
         ids = ids[: cfg.limit]
@@ -242,7 +260,7 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
         identity["prompt_source"] = {"part": "train", "n": len(view.split.parts.get("train", []))}
     key = stable_hash(identity)
     run_dir = layout.run_dir(view.card.name, view.split.name, cfg.part, choice.name, key)
-    return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)
+    return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir, note)
 
 
 def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayout) -> RunPlan:
@@ -285,7 +303,8 @@ def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView | No
                        "`iqabench train` made under <results>/checkpoints/) or --train-dataset NAME (the dataset "
                        "it was trained on)")
     if cfg.train_dataset and cfg.train_dataset != cfg.dataset:
-        train_view = load_dataset(cfg.train_dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
+        train_split, _ = recipe_split(choice, cfg.train_dataset, cfg.train_split)  # as `train` on that dataset
+        train_view = load_dataset(cfg.train_dataset, cfg.data_root, train_split, layout, cfg.accept_out_of_range)
     elif cfg.train_split and cfg.train_split != view.split.name:
         train_view = load_dataset(cfg.dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
     else:

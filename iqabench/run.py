@@ -44,6 +44,8 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     device = parallel.device_for(world, resolve_device(cfg.device))
     with world.main_first():  # rank 0 builds the dataset and records the split; the others read them
         plan = build_run_plan(cfg)
+    if plan.split_note and world.is_main:  # before any refusal: the split is part of what was asked
+        on_log(plan.split_note)
     # Nothing is written to a run folder before the method is known to be ready: a missing checkpoint
     # is never a finished run (its absence is part of the run's identity), and a new run has
     # everything left to score, so its method is checked, built and set up first.
@@ -144,6 +146,7 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
         "method": cls.name, "method_label": plan.label, "method_kind": cls.info.kind,
         "options": plan.method.options.model_dump(mode="json"),
         "dataset": plan.dataset_name, "split": plan.split_name, "part": plan.part, **data,
+        "split_chosen_by": plan.split_note,  # None: --split or the card's default
         "n_images": len(plan.ids), "limit": cfg.limit,
         "device": device, "batch_size": cfg.batch_size, "seed": cfg.seed, "world_size": world_size,
         "checkpoint": plan.checkpoint and plan.checkpoint.describe(),

@@ -16,6 +16,7 @@ manifest.json   what was run, written once by the first attempt (a JSON object):
     label_name, label_range, label_higher_better      the dataset's label ("label", null, true)
     method_higher_better                direction of the method's scores (true)
     n_images, limit                     images in the run; --limit N marks a smoke test (null)
+    split_chosen_by                     why the split is the method's recipe's, not --split or the card's (null)
     checkpoint                          null, or {"kind": trained|given|external, "dir", "files",
                                         "trained_on": {dataset, split, split_hash, seed, limit}}
     seed, batch_size, device, world_size, started, versions and git commit of the attempt that made it
@@ -75,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "identity": None, "key": None, "split_hash": None, "inputs_hash": None, "labels": True, "label_name": "label",
     "label_range": None, "label_higher_better": True, "method_higher_better": True, "n_images": None,
     "limit": None, "checkpoint": None, "seed": 0, "batch_size": None, "started": None, "rescored_from": None,
-    "imported": None,
+    "imported": None, "split_chosen_by": None,
 }
 
 

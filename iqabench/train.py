@@ -54,6 +54,8 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         ctx = RunContext(device=device, batch_size=batch, dataset=plan.view.card.name,
                          cache_dir=plan.layout.cache_dir(), progress=cfg.progress)
         life = Lifecycle(plan.method.build(), ctx)
+        if plan.split_note:
+            on_log(plan.split_note)
         on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
                f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
         if cfg.limit is not None:
@@ -85,7 +87,7 @@ def _manifest(plan: TrainPlan) -> dict:
     return {"method": plan.method.name, "method_label": plan.method.label(),
             "options": plan.method.options.model_dump(mode="json"), "dataset": plan.view.card.name,
             "split": plan.view.split.name, "split_hash": plan.view.split.hash, "n_train": len(plan.train_ids),
-            "n_val": len(plan.val_ids), "seed": cfg.seed, "limit": cfg.limit,
+            "n_val": len(plan.val_ids), "split_chosen_by": plan.split_note, "seed": cfg.seed, "limit": cfg.limit,
             "batch_size": plan.identity.get("batch_size"), "identity": plan.identity,
             "created": provenance.now(), **provenance.environment()}
 

@@ -45,6 +45,9 @@ log = logging.getLogger("iqabench.methods.vp")
 # dataset name -> (batch size, epochs), seed 000 section 4.2; other datasets: DEFAULT_RECIPE
 RECIPES: dict[str, tuple[int, int]] = {"kadid10k": (32, 25), "koniq10k": (4, 25), "agiqa3k": (4, 35)}
 DEFAULT_RECIPE = (4, 25)  # the KonIQ-10k recipe: small batches suit any in-the-wild set and fit in memory
+# dataset name -> the split seed 000 published with its code (datasets/<name>/splits/): the default of
+# `run` and `train` for these methods when --split is not given
+RECIPE_SPLITS: dict[str, str] = {"kadid10k": "seed000-vp", "agiqa3k": "seed000-vp"}
 
 PROMPT_FILE, PROMPT_JSON = "prompt.safetensors", "prompt.json"
 STATE_FILE, STATE_JSON = "state.safetensors", "state.json"
@@ -110,6 +113,11 @@ class VisualPromptMethod(EpochTrainable):
     @classmethod
     def checkpoint_files(cls) -> tuple[str, ...]:
         return (PROMPT_FILE, PROMPT_JSON)
+
+    @classmethod
+    def recipe_split(cls, dataset: str) -> tuple[str, str] | None:
+        name = RECIPE_SPLITS.get(dataset)
+        return (name, "seed 000's published split (60/20/20, from the paper's code)") if name else None
 
     @classmethod
     def external_weights(cls, options: VisualPromptOptions | None = None) -> Path | None:

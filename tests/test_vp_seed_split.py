@@ -1,0 +1,57 @@
+"""The user's command means the seed's experiment (seed 000): `iqabench run --method vp-owl2 --dataset
+agiqa3k` runs on the split the paper published, says so and records it."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from iqabench.config import RunConfig, TrainConfig
+from iqabench.plan import build_run_plan, build_train_plan
+
+SPLITS = Path(__file__).resolve().parents[1] / "datasets" / "agiqa3k" / "splits"
+
+
+@pytest.fixture(scope="module")
+def agiqa_release(tmp_path_factory):
+    """A tiny fake AGIQA-3k release as its card reads it: data.csv (name, mos_quality, ...) with the
+    images beside it, in the folder the release unpacks to (AGIQA-3K), under ./data."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("user")
+    folder = root / "data" / "AGIQA-3K"
+    folder.mkdir(parents=True)
+    published = json.loads((SPLITS / "seed000-vp.json").read_text())
+    names = sorted(i for ids in published["parts"].values() for i in ids)
+    image = Image.new("RGB", (8, 8), (120, 30, 60))
+    with open(folder / "data.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["name", "prompt", "adj1", "adj2", "style", "mos_quality", "std_quality", "mos_align", "std_align"])
+        for k, name in enumerate(names):
+            out.writerow([name, "a cat", "", "", "", round(1 + 3 * (k % 97) / 97, 3), 0.5, 3.0, 0.5])
+            image.save(folder / name)
+    return root
+
+
+def test_the_recipe_split_is_the_default_and_recorded(agiqa_release, tmp_path):
+    from iqabench.run import _manifest
+
+    data, results = agiqa_release / "data", tmp_path / "results"
+    weights = tmp_path / "weights"  # enough for the availability check; nothing is loaded by a plan
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    for method in ("vp-owl2", "vp-llava"):
+        plan = build_run_plan(RunConfig(method=method, dataset="agiqa", data_root=data, results=results))
+        assert plan.view.split.name == "seed000-vp" and len(plan.ids) == 597
+        assert plan.split_note.startswith(f"split seed000-vp for {method} on agiqa3k")
+        assert _manifest(plan, "cpu", 1)["split_chosen_by"] == plan.split_note
+        assert plan.checkpoint.path.parent.name == "seed000-vp"  # the checkpoint it looks for is trained there too
+        train = build_train_plan(TrainConfig(method=method, dataset="agiqa3k", data_root=data, results=results,
+                                             options={"backend_path": str(weights)}))
+        assert (train.view.split.name, len(train.train_ids), len(train.val_ids)) == ("seed000-vp", 1789, 596)
+        assert train.split_note == plan.split_note
+    given = build_run_plan(RunConfig(method="vp-owl2", dataset="agiqa3k", split="ratio60-20-20-seed42",
+                                     data_root=data, results=results))
+    assert given.view.split.name == "ratio60-20-20-seed42" and given.split_note is None
+    other = build_run_plan(RunConfig(method="pyiqa:piqe", dataset="agiqa3k", data_root=data, results=results))
+    assert other.view.split.name == "ratio60-20-20-seed42" and other.split_note is None  # no recipe: the card's
