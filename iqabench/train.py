@@ -56,13 +56,13 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         life = Lifecycle(plan.method.build(), ctx)
         if plan.split_note:
             on_log(plan.split_note)
-        on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
-               f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
-        if cfg.limit is not None:
-            on_log(f"WARNING: --limit {cfg.limit}: a smoke test, not a result (its checkpoint folder is its own)")
         load = plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
         try:
-            method = life.setup()
+            method = life.setup()  # loads the weights: a missing model is reported before training is announced
+            on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
+                   f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
+            if cfg.limit is not None:
+                on_log(f"WARNING: --limit {cfg.limit}: a smoke test, not a result (its checkpoint folder is its own)")
             train_source = SampleSource(plan.train_ids, load, record_failure)
             val_source = SampleSource(plan.val_ids, load, record_failure)
             if isinstance(method, training.EpochTrainable):
