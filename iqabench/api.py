@@ -208,6 +208,14 @@ class TrainableMethod(Method):
         engine records the file's hash in the run's identity and does not call `load_checkpoint`."""
         return None
 
+    @classmethod
+    def missing_checkpoint_help(cls, options: Options, train_command: str) -> str | None:
+        """The message for a run that finds no trained checkpoint, when the method can say more than
+        "train it first" (e.g. its base weights are not on this machine either, and a published file
+        could be scored instead); `train_command` is the `iqabench train` line the run would need.
+        None: the engine's message."""
+        return None
+
     def fit(self, train: "SampleSource", val: "SampleSource", workdir: Path, seed: int) -> dict[str, Any]:
         """Train, resuming from `workdir` when it holds a partial state; leave the selected
         checkpoint in `workdir`. Returns a summary (e.g. best val SRCC, epochs run)."""

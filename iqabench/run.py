@@ -17,7 +17,7 @@ from iqabench import parallel, provenance
 from iqabench.api import RunContext, SampleSource
 from iqabench.config import RunConfig
 from iqabench.devices import resolve_device
-from iqabench.errors import IqaError, one_line
+from iqabench.errors import IqaError, NotAvailable, one_line
 from iqabench.lifecycle import Lifecycle
 from iqabench.plan import RunPlan, build_run_plan
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
@@ -51,7 +51,13 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     # everything left to score, so its method is checked, built and set up first.
     fresh = not plan.run_dir.exists()
     if fresh:
-        plan.method.require_available()
+        try:
+            plan.method.require_available()
+        except NotAvailable:
+            help_line = _missing_checkpoint_help(plan)  # the weights and the checkpoint are both missing
+            if help_line:
+                raise IqaError(help_line) from None
+            raise
     _check_checkpoint(plan)
     if not fresh and world.size == 1:  # a finished run is shown as it stands: nothing written, so a
         manifest = _manifest(plan, device, world.size)  # read-only archive of results can be shown
@@ -199,10 +205,21 @@ def _check_checkpoint(plan: RunPlan) -> None:
     if ckpt.files is None:
         if ckpt.kind == "given":
             raise IqaError(f"{ckpt.path}: not a complete checkpoint (needs {', '.join(plan.method.cls.checkpoint_files())})")
-        raise IqaError(f"{ckpt.path}: no trained checkpoint; train it first: {train_command(plan)}")
+        raise IqaError(_missing_checkpoint_help(plan) or
+                       f"{ckpt.path}: no trained checkpoint; train it first: {train_command(plan)}")
     if ckpt.kind == "trained" and not (ckpt.path / "train_summary.json").is_file():
         raise IqaError(f"{ckpt.path}: training did not finish (no train_summary.json); resume it with the "
                        f"same command: {train_command(plan)}")
+
+
+def _missing_checkpoint_help(plan: RunPlan) -> str | None:
+    """The method's own line for a run with no trained checkpoint (e.g. naming the missing base weights
+    too, and the ways on), or None: the engine's."""
+    ckpt = plan.checkpoint
+    if ckpt is None or ckpt.kind != "trained" or ckpt.files is not None:
+        return None
+    advice = plan.method.cls.missing_checkpoint_help(plan.method.options, train_command(plan))
+    return f"{ckpt.path}: {advice}" if advice else None
 
 
 def train_command(plan: RunPlan) -> str:

@@ -37,7 +37,14 @@ from iqabench.api import MethodInfo, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
 from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
 from iqabench.models.backend import ResizePolicy
-from iqabench.models.scoring import Normalization, SeedPipelineOptions, SoftmaxScorer, backend_unavailable, mllm_info
+from iqabench.models.scoring import (
+    Normalization,
+    SeedPipelineOptions,
+    SoftmaxScorer,
+    backend_unavailable,
+    mllm_info,
+    weights_on_disk,
+)
 from iqabench.training import EpochTrainable, refuse_batch_option
 
 log = logging.getLogger("iqabench.methods.vp")
@@ -118,6 +125,17 @@ class VisualPromptMethod(EpochTrainable):
     def recipe_split(cls, dataset: str) -> tuple[str, str] | None:
         name = RECIPE_SPLITS.get(dataset)
         return (name, "seed 000's published split (60/20/20, from the paper's code)") if name else None
+
+    @classmethod
+    def missing_checkpoint_help(cls, options: VisualPromptOptions, train_command: str) -> str | None:
+        """No trained prompt and no base weights on this machine: one line naming both and the two ways on."""
+        if weights_on_disk(options):
+            return None
+        return (f"no trained prompt here, and the {options.backend} weights {options.backend_path} are not on this "
+                f"machine either. Two ways on: train a prompt with a local copy of the weights, "
+                f"`{train_command} -o backend_path=DIR`; or score a published prompt (e.g. the authors' "
+                f"visual_prompt.pth) without training, with this run command and `-o prompt_path=FILE` "
+                f"(it still needs the weights: -o backend_path=DIR, or `hf download {options.backend_path}`)")
 
     @classmethod
     def external_weights(cls, options: VisualPromptOptions | None = None) -> Path | None:

@@ -1,7 +1,11 @@
 """The user's command means the seed's experiment (seed 000): `iqabench run --method vp-owl2 --dataset
-agiqa3k` runs on the split the paper published, says so and records it."""
+agiqa3k` runs on the split the paper published, says so and records it; with neither a trained prompt
+nor the base weights on the machine, one line names both and the two ways on."""
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,35 @@ def agiqa_release(tmp_path_factory):
             out.writerow([name, "a cat", "", "", "", round(1 + 3 * (k % 97) / 97, 3), 0.5, 3.0, 0.5])
             image.save(folder / name)
     return root
+
+
+def _iqabench(cwd: Path, *args: str, offline: bool) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(cwd / "empty-hf-home")  # no weights in this cache, whatever the machine holds
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    exe = Path(sys.executable).with_name("iqabench")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_the_literal_command_names_the_split_and_both_missing_things(agiqa_release, offline):
+    done = _iqabench(agiqa_release, "run", "--method", "vp-owl2", "--dataset", "agiqa3k", offline=offline)
+    assert done.returncode == 2, done.stderr
+    assert "split seed000-vp for vp-owl2 on agiqa3k: seed 000's published split" in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, done.stderr  # one message
+    line = errors[0]
+    assert "checkpoints/agiqa3k/seed000-vp/vp-owl2-" in line and "no trained prompt here" in line
+    assert "the owl2 weights MAGAer13/mplug-owl2-llama2-7b are not on this machine" in line
+    assert "`iqabench train --method vp-owl2 --dataset agiqa3k -o backend_path=DIR`" in line
+    assert "-o prompt_path=FILE" in line
+
+
+def test_train_refuses_missing_weights_before_it_announces_training(agiqa_release):
+    done = _iqabench(agiqa_release, "train", "--method", "vp-owl2", "--dataset", "agiqa3k", offline=True)
+    assert done.returncode == 2
+    assert "MAGAer13/mplug-owl2-llama2-7b" in done.stderr and "training" not in done.stdout + done.stderr
 
 
 def test_the_recipe_split_is_the_default_and_recorded(agiqa_release, tmp_path):

@@ -5,9 +5,10 @@
 - scorer: SoftmaxScorer, the word and level scorer (AnswerWordMissing: an answer word a served
   model did not return); normalize: the pixel normalisers;
 - formulas: answer-token logits -> scores, and re-scoring of stored logits;
-- availability: backend_unavailable, the cheap check that the backend can be loaded here.
+- availability: backend_unavailable, the cheap check that the backend can be loaded here;
+  weights_on_disk, whether its weights are on this machine.
 No module here imports torch at import time."""
-from iqabench.models.scoring.availability import backend_unavailable
+from iqabench.models.scoring.availability import backend_unavailable, weights_on_disk
 from iqabench.models.scoring.formulas import (
                                              WORD_BANK,
                                              level_score,
@@ -57,6 +58,7 @@ __all__ = [
                                              "SoftmaxOptions",
                                              "SoftmaxScorer",
                                              "backend_unavailable",
+                                             "weights_on_disk",
                                              "level_score",
                                              "mllm_info",
                                              "pixel_normalizer",

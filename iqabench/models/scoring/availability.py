@@ -39,3 +39,18 @@ def backend_unavailable(options: BackendOptions) -> str | None:
             return (f"weights {options.backend_path} are not in the Hugging Face cache and {hub.OFFLINE_NOTE} "
                     f"({hub.download_hint(options.backend_path, options.revision)})")
     return None
+
+
+def weights_on_disk(options: BackendOptions) -> bool:
+    """Whether the backend's weights are on this machine (a model folder, or the hub id's config in
+    the Hugging Face cache), whatever a download could fetch; nothing is asked of the hub."""
+    local = Path(options.backend_path).expanduser()
+    if local.is_dir():
+        return (local / "config.json").is_file()
+    if options.backend_path.startswith((".", "/", "~")) or options.backend_path.count("/") != 1:
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(options.backend_path, "config.json", revision=options.revision), str)
