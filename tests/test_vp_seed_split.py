@@ -88,3 +88,21 @@ def test_the_recipe_split_is_the_default_and_recorded(agiqa_release, tmp_path):
     assert given.view.split.name == "ratio60-20-20-seed42" and given.split_note is None
     other = build_run_plan(RunConfig(method="pyiqa:piqe", dataset="agiqa3k", data_root=data, results=results))
     assert other.view.split.name == "ratio60-20-20-seed42" and other.split_note is None  # no recipe: the card's
+
+
+def test_train_loads_the_weights_before_it_announces_training(agiqa_release, tmp_path):
+    """A weights folder that passes the cheap check (it has a config.json) but cannot be loaded: the
+    error comes before the "training ..." line, not after it."""
+    from iqabench.errors import IqaError
+    from iqabench.train import train
+
+    weights = tmp_path / "broken-weights"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    lines: list[str] = []
+    cfg = TrainConfig(method="vp-owl2", dataset="agiqa3k", data_root=agiqa_release / "data", results=tmp_path / "r",
+                      options={"backend_path": str(weights)})
+    with pytest.raises(IqaError):
+        train(cfg, on_log=lines.append)
+    assert lines and lines[0].startswith("split seed000-vp for vp-owl2") and not any(
+        line.startswith("training") for line in lines), lines
