@@ -141,6 +141,12 @@ class Method:
     def teardown(self) -> None:
         """Release what setup() started (worker processes, GPU memory). Always called."""
 
+    def figure(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """Named PIL images showing what the method does on these samples (its paper's figure, e.g. a
+        trained prompt applied to them), for `iqabench figures method`; called after setup (and after
+        prepare over the part). Helpers: iqabench.report.figures. {}: the method draws no figure."""
+        return {}
+
     @classmethod
     def recipe_split(cls, dataset: str) -> tuple[str, str] | None:
         """(split name, where it comes from) when the method's own recipe (its paper) evaluates on a

@@ -50,15 +50,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
     # is never a finished run (its absence is part of the run's identity), and a new run has
     # everything left to score, so its method is checked, built and set up first.
     fresh = not plan.run_dir.exists()
-    if fresh:
-        try:
-            plan.method.require_available()
-        except NotAvailable:
-            help_line = _missing_checkpoint_help(plan)  # the weights and the checkpoint are both missing
-            if help_line:
-                raise IqaError(help_line) from None
-            raise
-    _check_checkpoint(plan)
+    check_plan(plan, check_method=fresh)
     if not fresh and world.size == 1:  # a finished run is shown as it stands: nothing written, so a
         manifest = _manifest(plan, device, world.size)  # read-only archive of results can be shown
         shown = finished_metrics(plan.run_dir, manifest, cfg.n_boot, cfg.seed, cfg.retry_failed)
@@ -172,6 +164,27 @@ def _build_method(plan: RunPlan, device: str) -> Lifecycle:
             method.load_checkpoint(plan.checkpoint.path)
 
     return Lifecycle(plan.method.build(), _context(plan, device), after_setup=load_checkpoint)
+
+
+def check_plan(plan: RunPlan, check_method: bool = True) -> None:
+    """What a run checks before it writes anything: the method can run here (`check_method`) and its
+    checkpoint is complete; one line each, or the method's one line when both are missing."""
+    if check_method:
+        try:
+            plan.method.require_available()
+        except NotAvailable:
+            help_line = _missing_checkpoint_help(plan)  # the weights and the checkpoint are both missing
+            if help_line:
+                raise IqaError(help_line) from None
+            raise
+    _check_checkpoint(plan)
+
+
+def ready_method(plan: RunPlan, device: str) -> Lifecycle:
+    """The plan's method checked, built and set up as a run would have it (its checkpoint loaded), for
+    callers that score outside a run (figures); the caller tears it down."""
+    check_plan(plan)
+    return _ready_method(plan, device)
 
 
 def _context(plan: RunPlan, device: str) -> RunContext:

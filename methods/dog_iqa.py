@@ -156,6 +156,7 @@ class DogIqa(Method):
         self._c_min: int = 0  # the part's smallest mask count, for s_seg_formula=minmax
         self._extras: dict[str, dict[str, Any]] = {}
         self._range = ScoreRange(self.options.levels)
+        self._details: dict[str, tuple[list[agg.LocalRegion], list[float]]] | None = None  # kept for figure()
         self._stats = {"segmentations": 0, "mask_cache_hits": 0, "images_scored": 0,
                        "segment_seconds": 0.0, "judge_seconds": 0.0, "score_seconds": 0.0, "prepare_seconds": 0.0}
 
@@ -283,6 +284,8 @@ class DogIqa(Method):
             final = agg.final_score(s_global, s_local, s_seg, o.parts)
             scores.append(final)
             self._range.add(final, s_seg, count == self._c_max)
+            if self._details is not None:
+                self._details[sample.id] = (regions, [v.score for v in local_verdicts] if s_local is not None else [])
             self._extras[sample.id] = {
                 "masks": raw, "regions": len(regions), "judge_views": len(mine),
                 "parse_failures": sum(not v.parsed for v in mine),
@@ -292,6 +295,22 @@ class DogIqa(Method):
         self._stats["images_scored"] += len(samples)
         self._stats["score_seconds"] += time.perf_counter() - start
         return scores
+
+    def figure(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """Seed 004's Fig. 5: each image with its score, its segments with their count, and three of its
+        crops (best, middle and worst scored) with their scores and area weights."""
+        from iqabench.methods.dog_iqa_figure import segments_figure
+
+        self._details = {}
+        try:
+            scores = self.score(samples)
+            rows = [(sample, score, *self._details[sample.id]) for sample, score in zip(samples, scores)]
+        finally:
+            self._details = None
+            for sample in samples:
+                self._extras.pop(sample.id, None)
+        title = f"{self.name}: judge {self.options.judge.backend} {self.options.judge.backend_path}, K = {self.options.levels}"
+        return {"segments": segments_figure(rows, title, self.options.crop)}
 
     # -- records --------------------------------------------------------------------
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,3 +172,26 @@ def save_prompt_file(path: Path, state: dict[str, Any], metadata: dict[str, str]
     from iqabench.io import write_bytes_atomic
 
     write_bytes_atomic(Path(path), save({k: v.contiguous() for k, v in state.items()}, metadata=metadata))
+
+
+def prompt_figure(prompt: VisualPrompt, scorer: Any, samples: Sequence[Any], title: str) -> Any:
+    """Seed 000's Fig. 2: the learned prompt alone (tanh(p) drawn around mid-grey), then each image as
+    the model sees it, without and with the prompt, captioned with its score each way."""
+    import torch
+
+    from iqabench.report.figures import caption, grid, to_image
+
+    size = prompt.config.image_size
+    width = max(size, 160)  # tiny models see tiny images: scaled up (nearest) to stay readable
+    with torch.no_grad():
+        pixels = scorer.pixels([s.image for s in samples])
+        prompted = prompt.apply(pixels)
+        plain_scores = scorer.score_pixels(pixels).float().cpu().tolist()
+        prompted_scores = scorer.score_pixels(prompted).float().cpu().tolist()
+        alone = (0.5 + 0.5 * prompt.additive()[0].float()).clamp(0.0, 1.0)
+    cfg = prompt.config
+    rows = [[caption(to_image(alone), f"prompt: {cfg.type} {cfg.size} px\n{cfg.num_params():,} parameters", width=width)]]
+    for sample, before, after, s0, s1 in zip(samples, pixels, prompted, plain_scores, prompted_scores):
+        rows.append([caption(to_image(before), f"{sample.id}\nno prompt: {s0:.3f}", width=width),
+                     caption(to_image(after), f"label {sample.label:g}\nprompted: {s1:.3f}", width=width)])
+    return grid(rows, title=title)

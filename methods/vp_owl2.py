@@ -35,7 +35,7 @@ import pydantic
 
 from iqabench.api import MethodInfo, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
-from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, read_prompt_file, save_prompt_file
+from iqabench.methods.visual_prompt import PromptConfig, VisualPrompt, prompt_figure, read_prompt_file, save_prompt_file
 from iqabench.models.backend import ResizePolicy
 from iqabench.models.scoring import (
     Normalization,
@@ -203,6 +203,13 @@ class VisualPromptMethod(EpochTrainable):
         with torch.no_grad():
             scores = self._prompted_scores(self.prompt, pixels)
         return [float(v) for v in scores.cpu()]
+
+    def figure(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """Seed 000's Fig. 2: the loaded prompt applied to these images, with their scores."""
+        if self.prompt is None:
+            raise IqaError(f"{self.name}: no visual prompt loaded; train one (iqabench train) or set -o prompt_path=FILE")
+        title = f"{self.name}: {self.options.vp_type} prompt on {self.options.backend_path}"
+        return {"prompt": prompt_figure(self.prompt, self.scorer, samples, title)}
 
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()

@@ -32,6 +32,7 @@ COMMANDS = {
     "datasets": ("iqabench.cli.datasets_cmd:datasets_command", "Show which datasets are found under the data root."),
     "demo": ("iqabench.cli.demo_cmd:demo_command", "The offline main job on the embedded default set (no download)."),
     "suite": ("iqabench.cli.suite_cmd:suite_group", "Run a paper table (suites/*.toml) beside its published numbers."),
+    "figures": ("iqabench.cli.figures_cmd:figures_group", "Draw a method's figure, the cost of runs, K-level bounds."),
 }
 
 INTERRUPTED = "iqabench: interrupted; everything saved so far is kept, rerun the same command to resume"

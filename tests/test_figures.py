@@ -1,0 +1,70 @@
+"""The seeds' figures, written by commands on tiny random models and opened here: a trained visual prompt
+on images (seed 000 Fig. 2), a Dog-IQA image with its segments and their scores (seed 004 Fig. 5), the
+cost of runs (seed 002 Table 4) and the K-level bound of labels (seed 004 Table 1)."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+
+
+def _not_blank(path, min_colours=16):
+    image = Image.open(path)
+    image.load()
+    pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 10, f"{path} is (nearly) one colour"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) >= min_colours, f"{path} holds too few colours"
+    return image, pixels
+
+
+def test_visual_prompt_figure(tiny_root, tmp_path):
+    """Train a tiny vp-owl2 prompt and draw it on 3 images of the part a run scores."""
+    from iqabench.methods.vp_owl2 import VpOwl2
+    from iqabench.report.figures import draw_method_figure
+    from iqabench.run import RunConfig
+    from iqabench.train import TrainConfig, train
+
+    options = VpOwl2.contract_options(tmp_path)
+    options["lr"] = 40.0  # a prompt that visibly differs from zero after two steps
+    results = tmp_path / "results"
+    common = dict(method="vp-owl2", dataset="tiny", data_root=tiny_root, results=results, options=options)
+    train(TrainConfig(**common, limit=6, progress=False), on_log=lambda m: None)  # at the recipe batch: run finds it
+    figure = draw_method_figure(RunConfig(**common, batch_size=2, limit=6, device="cpu"), 3, tmp_path / "fig",
+                                on_log=lambda m: None)
+    assert len(figure.files) == 1 and figure.files[0].name.startswith("vp-owl2_tiny_")
+    image, pixels = _not_blank(figure.files[0])
+    # one row for the prompt, one per image, each panel 160 px wide plus its caption: 2 panels side by side
+    assert image.width >= 160 * 2 + 6 * 3 and image.height > 4 * 160  # wider when the title is
+    left, right = pixels[:, 6:166], pixels[:, 172:332]
+    assert not np.array_equal(left[200:], right[200:])  # the prompted images differ from the plain ones
+
+
+
+def test_dog_iqa_segments_figure_by_the_command(tiny_root, tmp_path, capsys):
+    import json
+
+    from iqabench.cli.main import main
+    from iqabench.methods.dog_iqa import DogIqa
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    options = DogIqa.contract_options(tmp_path)
+    options.update(judge_mode="logits", min_area_fraction=0.02)
+    pairs = [a for k, v in options.items() for a in ("-o", f"{k}={v if isinstance(v, str) else json.dumps(v)}")]
+    code = main(["--data-root", str(tiny_root), "--results", str(tmp_path / "r"), "figures", "method", "--method",
+                 "dog-iqa", "--dataset", "tiny", *pairs, "--n", "2", "--batch-size", "2", "--device", "cpu"])
+    assert code == 0
+    written = [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert len(written) == 1 and written[0].endswith("dog-iqa_tiny_byref-ratio34-33-33-seed0_segments.png")
+    assert written[0].startswith(str(tmp_path / "r" / "figures"))
+    image, _ = _not_blank(written[0])
+    # two rows (images) of the image, its segments and up to three crops, each panel 160 px wide
+    assert image.width >= 160 * 3 + 6 * 4 and image.height > 2 * 160
