@@ -1,6 +1,8 @@
 """The seeds' figures, written by commands on tiny random models and opened here: a trained visual prompt
 on images (seed 000 Fig. 2), a Dog-IQA image with its segments and their scores (seed 004 Fig. 5), the
 cost of runs (seed 002 Table 4) and the K-level bound of labels (seed 004 Table 1)."""
+import csv
+import json
 import os
 
 import numpy as np
@@ -26,11 +28,13 @@ def _not_blank(path, min_colours=16):
     return image, pixels
 
 
-def test_visual_prompt_figure(tiny_root, tmp_path):
-    """Train a tiny vp-owl2 prompt and draw it on 3 images of the part a run scores."""
+def test_visual_prompt_figure_and_cost_table(tiny_root, tmp_path, capsys):
+    """Train a tiny vp-owl2 prompt, score it and a zero-shot method, then draw the prompt on 3 images and
+    tabulate both runs: the prompt's parameters are counted from its checkpoint, the zero-shot run's are 0."""
+    from iqabench.cli.main import main
     from iqabench.methods.vp_owl2 import VpOwl2
     from iqabench.report.figures import draw_method_figure
-    from iqabench.run import RunConfig
+    from iqabench.run import RunConfig, run
     from iqabench.train import TrainConfig, train
 
     options = VpOwl2.contract_options(tmp_path)
@@ -38,6 +42,9 @@ def test_visual_prompt_figure(tiny_root, tmp_path):
     results = tmp_path / "results"
     common = dict(method="vp-owl2", dataset="tiny", data_root=tiny_root, results=results, options=options)
     train(TrainConfig(**common, limit=6, progress=False), on_log=lambda m: None)  # at the recipe batch: run finds it
+    run(RunConfig(**common, batch_size=2, limit=6, progress=False, n_boot=0), on_log=lambda m: None)
+    run(RunConfig(method="slow-sharpness", dataset="tiny", data_root=tiny_root, results=results, limit=4,
+                  progress=False, n_boot=0), on_log=lambda m: None)  # zero-shot: nothing trained
     figure = draw_method_figure(RunConfig(**common, batch_size=2, limit=6, device="cpu"), 3, tmp_path / "fig",
                                 on_log=lambda m: None)
     assert len(figure.files) == 1 and figure.files[0].name.startswith("vp-owl2_tiny_")
@@ -47,6 +54,17 @@ def test_visual_prompt_figure(tiny_root, tmp_path):
     left, right = pixels[:, 6:166], pixels[:, 172:332]
     assert not np.array_equal(left[200:], right[200:])  # the prompted images differ from the plain ones
 
+    assert main(["--results", str(results), "figures", "cost"]) == 0
+    out = capsys.readouterr().out
+    rows = {r["method"].split(" ")[0]: r for r in csv.DictReader(open(results / "figures" / "cost.csv"))}
+    assert set(rows) == {"vp-owl2", "slow-sharpness"}
+    saved = json.loads(next((results / "checkpoints").rglob("prompt.json")).read_text())["config"]
+    # a padding prompt of p px on an S px image: 2 bands of p x S and 2 of (S - 2p) x p, 3 channels each
+    p, s = options["vp_size"], saved["image_size"]
+    assert int(rows["vp-owl2"]["trainable_parameters"]) == 3 * (2 * p * s + 2 * (s - 2 * p) * p)
+    assert rows["slow-sharpness"]["trainable_parameters"] == "0"
+    assert all(float(r["seconds_per_image"]) > 0 for r in rows.values()) and "trainable parameters" in out
+    _not_blank(results / "figures" / "cost.png", min_colours=2)
 
 
 def test_dog_iqa_segments_figure_by_the_command(tiny_root, tmp_path, capsys):

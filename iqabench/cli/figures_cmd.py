@@ -1,4 +1,4 @@
-"""`iqabench figures method`: the seed papers' figures."""
+"""`iqabench figures method|cost`: the seed papers' figures and the cost of runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +14,12 @@ OUT_HELP = "Output folder (default: <results>/figures)."
 Examples:
   iqabench figures method --method vp-owl2 --dataset agiqa3k --n 4      # seed 000 Fig. 2
   iqabench figures method --method dog-iqa --dataset spaq --n 4         # seed 004 Fig. 5
+  iqabench figures cost                                                 # seed 002 Table 4
 """)
 @global_options
 @click.pass_context
 def figures_group(ctx: click.Context) -> None:
-    """Draw a method's own figure on a few images."""
+    """Draw a method's own figure on a few images, or tabulate what runs cost."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -49,3 +50,20 @@ def figures_method(settings: Settings, method, dataset, split, part, option_pair
                     data_root=settings.data_root, results=settings.results, batch_size=batch_size, device=device,
                     seed=seed, checkpoint=checkpoint, progress=False)
     draw_method_figure(cfg, n_images, out or settings.results / "figures", on_log=click.echo)
+
+
+@figures_group.command("cost", short_help="Trainable parameters and time per image of every run (md, csv, png).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help=OUT_HELP)
+@with_settings
+def figures_cost(settings: Settings, out) -> None:
+    """One row per finished run under the results folder: trainable parameters (tensor elements of its
+    trained checkpoint; 0 for zero-shot) and mean seconds per image."""
+    from iqabench.errors import IqaError
+    from iqabench.report.cost import write_cost_table
+
+    if not settings.results.is_dir():
+        raise IqaError(f"{settings.results}: no results folder (run `iqabench run` first, or give --results DIR)")
+    files = write_cost_table(settings.results, out or settings.results / "figures")
+    click.echo(files[0].read_text().rstrip())
+    for path in files:
+        click.echo(f"wrote {path}")
