@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from iqabench.report import levels as levels_mod
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -26,6 +28,40 @@ def _not_blank(path, min_colours=16):
     assert pixels.std() > 10, f"{path} is (nearly) one colour"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) >= min_colours, f"{path} holds too few colours"
     return image, pixels
+
+
+def test_quantise_follows_eq1_by_hand():
+    labels = [0.0, 1.0, 2.5, 3.75, 5.0]  # scaled: 0, .2, .5, .75, 1
+    assert levels_mod.quantise(labels, 3).tolist() == [0, 0, 1, 2, 2]  # round(x * 2): halves round up
+    assert levels_mod.quantise(labels, 5).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(Exception, match="same"):
+        levels_mod.quantise([2.0, 2.0], 3)
+
+
+def test_level_bound_equals_a_plain_scipy_computation():
+    from scipy import stats
+
+    y = np.random.default_rng(3).normal(50, 15, 500)
+    bound = levels_mod.level_bound("x", y, 5)
+    q = np.floor((y - y.min()) / (y.max() - y.min()) * 4 + 0.5)
+    assert bound.srcc == pytest.approx(stats.spearmanr(q, y)[0], abs=1e-12)
+    assert bound.plcc == pytest.approx(np.corrcoef(q, y)[0, 1], abs=1e-12)
+    assert 0 < bound.mean < 1
+    bounds = [levels_mod.level_bound("x", y, k) for k in (3, 5, 9)]
+    assert bounds[0].mean < bounds[1].mean < bounds[2].mean  # more levels carry more of the labels
+
+
+def test_figures_levels_command(tiny_root, tmp_path, capsys):
+    from iqabench.cli.main import main
+
+    code = main(["--data-root", str(tiny_root), "--results", str(tmp_path), "figures", "levels", "--dataset", "tiny",
+                 "--levels", "3,7"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| K | tiny |" in out
+    rows = list(csv.DictReader(open(tmp_path / "figures" / "levels.csv")))
+    assert [(r["dataset"], r["levels"], r["n"]) for r in rows] == [("tiny", "3", "36"), ("tiny", "7", "36")]
+    assert float(rows[1]["mean"]) == pytest.approx((float(rows[1]["srcc"]) + float(rows[1]["plcc"])) / 2, abs=1e-6)
 
 
 def test_visual_prompt_figure_and_cost_table(tiny_root, tmp_path, capsys):

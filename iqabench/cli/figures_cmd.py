@@ -1,4 +1,4 @@
-"""`iqabench figures method|cost`: the seed papers' figures and the cost of runs."""
+"""`iqabench figures method|cost|levels`: the seed papers' figures and label analyses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,11 +15,11 @@ Examples:
   iqabench figures method --method vp-owl2 --dataset agiqa3k --n 4      # seed 000 Fig. 2
   iqabench figures method --method dog-iqa --dataset spaq --n 4         # seed 004 Fig. 5
   iqabench figures cost                                                 # seed 002 Table 4
-""")
+  iqabench figures levels --dataset spaq,koniq10k,livec,agiqa3k,kadid10k   # seed 004 Table 1""")
 @global_options
 @click.pass_context
 def figures_group(ctx: click.Context) -> None:
-    """Draw a method's own figure on a few images, or tabulate what runs cost."""
+    """Draw a method's own figure on a few images, tabulate what runs cost, or bound K-level scorers."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -67,3 +67,41 @@ def figures_cost(settings: Settings, out) -> None:
     click.echo(files[0].read_text().rstrip())
     for path in files:
         click.echo(f"wrote {path}")
+
+
+@figures_group.command("levels", short_help="Upper bound of a K-level scorer on datasets' labels.")
+@click.option("--dataset", "datasets", required=True, multiple=True, metavar="NAME[,NAME...]")
+@click.option("--levels", default="3,5,7,9", show_default=True, metavar="K,K,...")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help=OUT_HELP)
+@with_settings
+def figures_levels(settings: Settings, datasets, levels, out) -> None:
+    """Every label of each dataset scaled to K levels and rounded (seed 004's Eq. 1); the table gives
+    (SRCC + PLCC) / 2 of the levels against the labels, as seed 004's Table 1; levels.csv has both."""
+    import csv
+
+    from iqabench import registry
+    from iqabench.cli.shared import split_names
+    from iqabench.errors import IqaError
+    from iqabench.report.levels import level_bound, table_lines
+
+    try:
+        ks = [int(k) for k in split_names([levels])]
+    except ValueError:
+        raise IqaError(f"--levels {levels!r}: expected integers, e.g. 3,5,7,9") from None
+    bounds = []
+    for name in split_names(datasets):
+        card = registry.datasets.get(name)
+        _, table = card.load(settings.data_root)
+        labels = table["label"].astype("float64").to_numpy()
+        bounds += [level_bound(card.name, labels, k) for k in ks]
+    out = out or settings.results / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = table_lines(bounds)
+    (out / "levels.md").write_text("\n".join(lines) + "\n\n(SRCC + PLCC) / 2 of the labels rounded to K levels.\n")
+    with open(out / "levels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["dataset", "levels", "n", "srcc", "plcc", "mean"])
+        for b in bounds:
+            writer.writerow([b.dataset, b.levels, b.n, f"{b.srcc:.6f}", f"{b.plcc:.6f}", f"{b.mean:.6f}"])
+    click.echo("\n".join(lines))
+    click.echo(f"wrote {out / 'levels.md'}\nwrote {out / 'levels.csv'}")
