@@ -17,6 +17,7 @@ metrics say how many scores left [1, K] and why (`runtime.score_range`).
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from iqabench.errors import IqaError
 from iqabench.methods import dog_iqa_aggregate as agg
 from iqabench.models.scoring import BackendOptions, backend_unavailable
 from iqabench.models.segmenter import SegmenterOptions
+
+log = logging.getLogger("iqabench.methods.dog_iqa")
 
 # spellings of the options before the judge took the backend options' shape
 RENAMED = {"judge_worker_python": "judge.worker_python", "judge_worker_host": "judge.worker_host"}
@@ -323,6 +326,9 @@ class DogIqa(Method):
                               "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}}
 
     def teardown(self) -> None:
+        summary = self._range.summary(self.options.s_seg_formula if self.options.use_s_seg else None)
+        if summary and "note" in summary:  # also in metrics.json (runtime.score_range)
+            log.warning("%s: %s", self.name, summary["note"])
         backend = getattr(self._judge, "backend", None)
         if hasattr(backend, "close"):
             backend.close()  # the mPLUG-Owl3 worker process

@@ -67,7 +67,7 @@ def test_s_seg_formulas_by_hand():
 
 
 @pytest.mark.parametrize("formula,outside", [("paper", True), ("minmax", False)])
-def test_a_run_whose_scores_leave_the_judge_range_says_so_in_its_metrics(tiny_root, tmp_path, formula, outside):
+def test_a_run_whose_scores_leave_the_judge_range_says_so_in_its_metrics(tiny_root, tmp_path, formula, outside, caplog):
     """min_area_fraction = 1 keeps no mask, so every image has one region (c = c_max = 1): the printed
     s_seg is K for every image and each final score is above K; minmax adds 0 and stays in range."""
     from iqabench.models.tiny import tiny_model_path
@@ -86,6 +86,7 @@ def test_a_run_whose_scores_leave_the_judge_range_says_so_in_its_metrics(tiny_ro
         assert score_range["outside_judge_range"] == 3 and score_range["min"] > 7
         assert "3 of 3 scores lie outside [1, 7]" in score_range["note"] and "constant 7" in score_range["note"]
         assert score_range["s_seg_mean"] == 7.0
+        assert any("3 of 3 scores lie outside [1, 7]" in r.getMessage() for r in caplog.records)  # and on the console
     else:
         assert score_range["outside_judge_range"] == 0 and "note" not in score_range and score_range["s_seg_mean"] == 0
         assert 1 <= score_range["min"] <= score_range["max"] <= 7
