@@ -76,7 +76,8 @@ class DogIqaOptions(Options):
     """Which scores the final one averages."""
     use_s_seg: bool = True
     """Add the segment-count term s_seg (see s_seg_formula)."""
-    s_seg_formula: agg.SegFormula = "paper"
+    # left out of the run key at its default, so keys made before it existed hold
+    s_seg_formula: agg.SegFormula = pydantic.Field("paper", exclude_if=lambda v: v == "paper")
     """paper: s_seg = c*K/c_max, as printed (Sec. 3.2); the final score then lies in [1, 2K], and it is K for
     every image when every image has c_max masks. minmax: K*(c - c_min)/(c_max - c_min) over the part (0 when
     the counts do not vary); unit: c/c_max. The run's metrics (runtime.score_range) say when scores leave [1, K]."""

@@ -64,6 +64,9 @@ def test_s_seg_formulas_by_hand():
     assert seg_score(3, 5, 11, "minmax", c_min=1) == pytest.approx(5 * 2 / 10)
     assert seg_score(4, 5, 4, "minmax", c_min=4) == 0.0  # counts that do not vary add nothing
     assert DogIqaOptions().s_seg_formula == "paper"
+    # out of the option dump (the run key) at its default: runs made before the option existed keep their keys
+    assert "s_seg_formula" not in DogIqaOptions().model_dump()
+    assert DogIqaOptions(s_seg_formula="unit").model_dump()["s_seg_formula"] == "unit"
 
 
 @pytest.mark.parametrize("formula,outside", [("paper", True), ("minmax", False)])
