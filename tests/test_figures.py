@@ -122,3 +122,16 @@ def test_dog_iqa_segments_figure_by_the_command(tiny_root, tmp_path, capsys):
     image, _ = _not_blank(written[0])
     # two rows (images) of the image, its segments and up to three crops, each panel 160 px wide
     assert image.width >= 160 * 3 + 6 * 4 and image.height > 2 * 160
+
+
+def test_figure_refusals_are_one_line(tiny_root, tmp_path, capsys):
+    from iqabench.cli.main import main
+
+    args = ["--data-root", str(tiny_root), "--results", str(tmp_path)]
+    assert main([*args, "figures", "method", "--method", "slow-sharpness", "--dataset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["iqabench: error: method slow-sharpness draws no figure of its own"]
+    assert main([*args, "figures", "cost"]) == 2
+    assert "no finished runs to tabulate" in capsys.readouterr().err
+    assert main([*args, "figures", "levels", "--dataset", "tiny", "--levels", "3,x"]) == 2
+    assert "expected integers" in capsys.readouterr().err
