@@ -398,6 +398,8 @@ def test_list_splits_shows_committed_sizes_and_sources():
                        ("seed001-uniform", "AGIQA3K_sampled_uniform.txt")):
         assert rows[name].split("  ", 1)[1].split() == ["test", "150", *f"{source}{file}".split()]
     assert "train 1789, val 596, test 597" in rows["seed000-vp"]
+    # the methods whose recipe runs on a published split by default say so beside the card's default
+    assert result.stdout.splitlines()[0] == "default: ratio60-20-20-seed42; vp-llava, vp-owl2: seed000-vp (their recipe's)"
     assert rows["all"] == "all"  # computed forms stay bare names
 
 

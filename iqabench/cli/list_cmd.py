@@ -91,7 +91,13 @@ def list_splits(settings: Settings, dataset: str) -> None:
     card = registry.datasets.get(dataset)  # an unknown name fails here with "did you mean"
     if not hasattr(splits, "available_splits"):
         raise IqaError("this iqabench cannot list splits (iqabench.data.splits.available_splits is missing)")
-    click.echo(f"default: {card.default_split}")
+    recipes: dict[str, list[str]] = {}  # split -> the methods whose recipe runs on it by default
+    for name in (n for n in registry.methods.names() if not n.endswith(":<name>")):  # families name no split
+        chosen = registry.methods.get(name).recipe_split(card.name)
+        if chosen is not None:
+            recipes.setdefault(chosen[0], []).append(name)
+    by_method = "".join(f"; {', '.join(m)}: {split} (their recipe's)" for split, m in recipes.items())
+    click.echo(f"default: {card.default_split}{by_method}")
     committed = splits.file_splits(card.name)
     names = splits.available_splits(card.name, _columns_of(card, settings.data_root))
     width = max((len(n) for n in names if n in committed), default=0)
