@@ -189,8 +189,11 @@ class RunStore:
                 frame[col] = None
         frame = frame[["id", "score", "label", "error"] + [c for c in frame.columns if c not in ("id", "score", "label", "error")]]
         out = self.dir / "predictions.csv"
+        # a lone "\r" in a field (a file name) is quoted only when it is part of the line ending:
+        # such a file ends its lines with CRLF, every other file stays as it always was
+        has_cr = any(isinstance(v, str) and "\r" in v for row in rows for v in row.values())
         with io.atomic_path(out) as tmp:
-            frame.to_csv(tmp, index=False)
+            frame.to_csv(tmp, index=False, lineterminator="\r\n" if has_cr else "\n")
         return out
 
     def write_metrics(self, metrics: dict) -> Path:
