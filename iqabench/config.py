@@ -32,7 +32,8 @@ class RunConfig:
     progress: bool = True
     n_boot: int = 1000
     accept_out_of_range: bool = False
-    images: Path | None = None  # score every image below this folder instead of a dataset
+    images: Path | None = None  # score every image below this folder (or this one file) instead of a dataset
+    ref: Path | None = None  # with images: their references (a folder, paired by file name, or one file)
     # data-parallel runs: minutes a rank waits for the others (None: $IQABENCH_DIST_TIMEOUT_MINUTES, else a day)
     dist_timeout_minutes: float | None = None
 
@@ -46,6 +47,8 @@ class RunConfig:
             raise IqaError("nothing to score: give --dataset NAME, or --images DIR to score your own images")
         if self.images is not None and self.dataset:
             raise IqaError("--dataset and --images both given: score a dataset or a folder of images, not both")
+        if self.ref is not None and self.images is None:
+            raise IqaError("-r/--ref names the references of --images; a dataset's card gives its own")
         if self.images is not None and self.split is not None:
             raise IqaError("--split applies to datasets; a folder of images (--images) has no split")
 

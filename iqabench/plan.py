@@ -265,13 +265,16 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
 
 def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayout) -> RunPlan:
     """A folder of the user's own images: scored without labels, keyed on the files' contents."""
-    if choice.cls.info.needs_reference:
-        raise IqaError(f"method {choice.name} is full-reference: it compares each image with its reference, "
-                       "which a folder of images (--images) does not give")
+    needs_reference = choice.cls.info.needs_reference
+    if needs_reference and cfg.ref is None:
+        raise IqaError(f"method {choice.name} is full-reference: it compares each image with its reference; "
+                       "pass -r REF_DIR (references paired with the images by file name) or -r REF_FILE")
     view = image_folder(cfg.images)
     ids = view.ids[: cfg.limit] if cfg.limit is not None else view.ids
+    if needs_reference:  # a no-reference method ignores -r: its run is the one without it
+        view = view.with_references(cfg.ref)
     checkpoint = _checkpoint_for(cfg, choice, None, layout) if choice.trainable else None
-    inputs = view.inputs(ids)
+    inputs = view.inputs(ids, with_reference=needs_reference)  # the references' hashes join the key
     identity = {**method_identity(choice), "images": inputs_hash(inputs), "labels": False, "limit": cfg.limit, "batch_size": cfg.batch_size,
                 "checkpoint": checkpoint and checkpoint.identity(), "schema_version": SCHEMA_VERSION}
     identity.update(option_file_identity(choice))

@@ -121,7 +121,7 @@ def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
 
 def _announce(plan: RunPlan, n_todo: int, on_log: Callable[[str], None]) -> None:
     where = f"{plan.dataset_name}/{plan.split_name}/{plan.part}" if plan.labelled \
-        else f"{plan.view.folder} (no labels: scores only)"
+        else f"{plan.view.source} (no labels: scores only)"
     on_log(f"{plan.label} on {where}: {len(plan.ids)} images, "
            f"{len(plan.ids) - n_todo} already saved, {n_todo} to score -> {plan.run_dir}")
     if plan.config.limit is not None:
@@ -137,9 +137,12 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
                 "label_name": card.label_name, "label_range": card.score_range,
                 "label_higher_better": card.higher_better}
     else:  # the user's own images: what was scored is the folder's content (inputs.json)
-        data = {"dataset_folder": str(Path(plan.view.folder).resolve()), "images_folder": str(plan.view.folder),
+        data = {"dataset_folder": str(Path(plan.view.folder).resolve()), "images_folder": str(plan.view.source),
                 "split_hash": plan.identity["images"], "labels": False, "label_name": None, "label_range": None,
                 "label_higher_better": None}
+        refs = plan.view.references if cls.info.needs_reference else None
+        if refs is not None:  # -r: which folder (or file) the references came from
+            data["references"] = str(refs.given)
     return {
         "method": cls.name, "method_label": plan.label, "method_kind": cls.info.kind,
         "options": plan.method.options.model_dump(mode="json"),

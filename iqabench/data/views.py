@@ -98,70 +98,176 @@ IMAGES_DATASET = "images"  # the results layout's dataset slot for folders of on
 
 @dataclasses.dataclass(frozen=True)
 class ImageFolderView:
-    """The user's own images (`run --images DIR`): every image file below a folder, found
-    recursively by suffix, ids = paths relative to it (sorted); no labels, no split, no references.
-    Each file's content hash goes into inputs.json, so a changed folder is another run. A name that
-    is not a regular file (a FIFO, a device, a dangling link or a link loop) is that image's recorded
-    failure: it is never opened, so it cannot block the run or be read forever."""
+    """The user's own images (`run --images DIR`, or one file): every image file below a folder,
+    found recursively by suffix, ids = paths relative to it (sorted); no labels, no split. Each
+    file's content hash goes into inputs.json, so a changed folder is another run. A name that is
+    not a regular file (a FIFO, a device, a dangling link or a link loop) is that image's recorded
+    failure: it is never opened, so it cannot block the run or be read forever.
+    With references (`-r`, see `with_references`) each image has the reference paired with it by
+    name, and the reference's content hash is part of that image's inputs."""
 
     folder: Path
     files: dict[str, str | None]  # id (relative path) -> sha256 prefix of the file; None: see `problems`
     problems: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> why it cannot be read
+    given: Path | None = None  # what the user named (a folder, or one file in `folder`)
+    references: ReferencePairs | None = None
 
     @property
     def name(self) -> str:
         return self.folder.resolve().name or "root"
 
     @property
+    def source(self) -> Path:
+        return self.given if self.given is not None else self.folder
+
+    @property
     def ids(self) -> list[str]:
         return sorted(self.files)
 
+    def with_references(self, ref: Path) -> ImageFolderView:
+        """This view with each image paired with its reference below `ref` (or `ref` itself, a file)."""
+        return dataclasses.replace(self, references=pair_references(self.ids, ref))
+
     def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
-        if with_reference:
-            raise IqaError(f"--images {self.folder}: a folder of images has no reference images, which "
-                           "a full-reference method needs")
+        refs = self.references
+        if with_reference and refs is None:
+            raise IqaError(f"--images {self.source}: a full-reference method needs the reference images: "
+                           "pass -r REF_DIR (references paired by file name) or -r REF_FILE")
 
         def load(sample_id: str) -> Sample:
-            path = self.folder / sample_id
-            problem = self.problems.get(sample_id) or _not_regular(path)  # the folder may change after the scan
-            if problem:
-                raise ImageDecodeError(f"{path}: {problem}")
-            try:
-                image = open_rgb(path)
-            except ImageDecodeError as exc:
-                raise ImageDecodeError(f"{path}: {exc}") from None
-            return Sample(id=sample_id, image=image)
+            sample = Sample(id=sample_id, image=_open_regular(self.folder / sample_id, self.problems.get(sample_id)))
+            if with_reference:
+                sample.reference = refs.open(sample_id)
+            return sample
 
         return load
 
-    def inputs(self, ids: list[str]) -> list[dict]:
-        """What a run reads for each image: its id, file and content hash; `label` is null."""
-        return [{"id": i, "path": i, "label": None, "sha256": self.files[i]} for i in ids]
+    def inputs(self, ids: list[str], with_reference: bool = False) -> list[dict]:
+        """What a run reads for each image: its id, file and content hash; `label` is null. With
+        references: also the reference's file (relative to -r) and its hash, so a changed reference
+        is another run."""
+        out = [{"id": i, "path": i, "label": None, "sha256": self.files[i]} for i in ids]
+        if with_reference and self.references is not None:
+            for item in out:
+                item.update(self.references.describe(item["id"]))
+        return out
 
 
-def image_folder(folder: Path) -> ImageFolderView:
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise IqaError(f"--images {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
-    files: dict[str, str | None] = {}
-    problems: dict[str, str] = {}
+@dataclasses.dataclass(frozen=True)
+class ReferencePairs:
+    """The reference of each image (`run --images ... -r REF`): below a folder, the file with the
+    image's relative path and any image suffix, else the one file anywhere below it with the image's
+    stem; or one file, the reference of every image. An image with none (or two candidates) is that
+    image's recorded failure, with the reason."""
+
+    root: Path  # the folder references are named relative to (the file's folder for one file)
+    given: Path
+    chosen: dict[str, str]  # image id -> reference (relative to root)
+    missing: dict[str, str]  # image id -> why it has no reference
+    hashes: dict[str, str | None]  # reference -> sha256 prefix; None: see `problems`
+    problems: dict[str, str]  # reference -> why it cannot be read
+
+    def describe(self, sample_id: str) -> dict:
+        ref = self.chosen.get(sample_id)
+        return {"reference": ref, "reference_sha256": self.hashes.get(ref) if ref is not None else None}
+
+    def open(self, sample_id: str) -> Any:
+        ref = self.chosen.get(sample_id)
+        if ref is None:
+            raise ImageDecodeError(f"{sample_id}: {self.missing[sample_id]}")
+        return _open_regular(self.root / ref, self.problems.get(ref), what="reference ")
+
+
+def pair_references(ids: list[str], ref: Path) -> ReferencePairs:
+    ref = Path(ref).expanduser()
+    _refuse_control_characters("-r", ref)
+    if ref.is_file():
+        name = ref.name
+        chosen, missing = dict.fromkeys(ids, name), {}
+        root, found = ref.parent, {name: _scan_one(ref)}
+    elif ref.is_dir():
+        root, found = ref, _scan(ref)
+        by_path: dict[str, list[str]] = {}
+        by_stem: dict[str, list[str]] = {}
+        for key in found:
+            by_path.setdefault(key.rsplit(".", 1)[0], []).append(key)
+            by_stem.setdefault(Path(key).stem, []).append(key)
+        chosen, missing = {}, {}
+        for sid in ids:
+            candidates = by_path.get(sid.rsplit(".", 1)[0]) or by_stem.get(Path(sid).stem) or []
+            if len(candidates) == 1:
+                chosen[sid] = candidates[0]
+            elif candidates:
+                missing[sid] = f"more than one reference named {Path(sid).stem}.* in {ref} ({', '.join(sorted(candidates))})"
+            else:
+                missing[sid] = f"no reference named {Path(sid).stem}.* in {ref}"
+    else:
+        raise IqaError(f"-r {ref}: no such file or folder")
+    used = set(chosen.values())
+    hashes = {k: v for k, (v, _) in found.items() if k in used}
+    problems = {k: p for k, (_, p) in found.items() if k in used and p}
+    return ReferencePairs(root, ref, chosen, missing, hashes, problems)
+
+
+def image_folder(path: Path) -> ImageFolderView:
+    """The images below a folder, or one image file (its id is its name)."""
+    path = Path(path).expanduser()
+    _refuse_control_characters("--images", path)
+    if path.is_file() or (os.path.lexists(path) and not path.is_dir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise IqaError(f"--images {path}: not an image file name (looked for {', '.join(IMAGE_SUFFIXES)})")
+        sha, problem = _scan_one(path)
+        return ImageFolderView(path.parent, {path.name: sha}, {path.name: problem} if problem else {}, given=path)
+    if not path.is_dir():
+        raise IqaError(f"--images {path}: no such file or folder")
+    found = _scan(path)
+    if not found:
+        raise IqaError(f"--images {path}: no image files below it (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return ImageFolderView(path, {k: sha for k, (sha, _) in found.items()},
+                           {k: p for k, (_, p) in found.items() if p}, given=path)
+
+
+def _scan(folder: Path) -> dict[str, tuple[str | None, str | None]]:
+    """Every image file below `folder` (hidden ones left out): relative path -> (hash, problem)."""
+    found = {}
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 path = Path(root) / name
-                key = path.relative_to(folder).as_posix()
-                problem = _not_regular(path)
-                if problem is None:
-                    try:
-                        files[key] = _sha256_regular(path)
-                        continue
-                    except _NotRegular as exc:  # swapped for a special file since the stat
-                        problem = str(exc)
-                files[key], problems[key] = None, problem
-    if not files:
-        raise IqaError(f"--images {folder}: no image files below it (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return ImageFolderView(folder, files, problems)
+                found[path.relative_to(folder).as_posix()] = _scan_one(path)
+    return found
+
+
+def _scan_one(path: Path) -> tuple[str | None, str | None]:
+    """(sha256 prefix, None) for a regular file; (None, why not) for anything else, never opened."""
+    problem = _not_regular(path)
+    if problem is None:
+        try:
+            return _sha256_regular(path), None
+        except _NotRegular as exc:  # swapped for a special file since the stat
+            problem = str(exc)
+    return None, problem
+
+
+def _open_regular(path: Path, known_problem: str | None, what: str = "") -> Any:
+    problem = known_problem or _not_regular(path)  # the folder may change after the scan
+    if problem:
+        raise ImageDecodeError(f"{what}{path}: {problem}")
+    try:
+        return open_rgb(path)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"{what}{path}: {exc}") from None
+
+
+def _refuse_control_characters(flag: str, path: Path) -> None:
+    """The folder's own name names the run (results folder, report): it may not hold control
+    characters. Names of the images below it may: every file written keeps them (JSON escapes them,
+    predictions.csv quotes them)."""
+    bad = sorted({c for c in path.name if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise IqaError(f"{flag} {str(path)!r}: its name holds control characters "
+                       f"({', '.join(repr(c) for c in bad)}); rename it")
 
 
 class _NotRegular(Exception):
