@@ -1,11 +1,13 @@
 """`iqabench run`: score every (method, dataset, split) asked for, one resumable run each."""
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import click
 
-from iqabench.cli import shared
+from iqabench.cli import per_image, shared
 from iqabench.cli.settings import Settings, with_settings
 
 
@@ -15,12 +17,20 @@ Examples:
   iqabench run --method piqe,entropy --dataset synthetic --split 'ratio80-0-20-seed{1..3}'
   iqabench run --method brisque-svr --dataset livec --train-dataset koniq10k   # cross-dataset
   iqabench run --method brisque-svr --dataset synthetic -o 'c_grid=[1, 4]' --results r
-  iqabench run --method piqe,niqe --images ~/photos          # your own images: scores only""")
+  iqabench run --method piqe,niqe --images ~/photos          # your own images: scores only
+  iqabench run --method piqe --images photo.jpg --format table
+  iqabench run --method ssim --images distorted/ -r references/ --format jsonl""")
 @shared.method_options(limit_help="Score only the first N images of the part (a smoke test, not a result).",
                        dataset_required=False)
-@click.option("--images", type=click.Path(path_type=Path), default=None, metavar="DIR",
-              help="Score every image below DIR (png, jpg, ... found recursively) instead of a dataset: "
-                   "per-image scores only, no labels and no correlations; resumable like any run.")
+@click.option("--images", type=click.Path(path_type=Path), default=None, metavar="DIR|FILE",
+              help="Score every image below DIR (png, jpg, ... found recursively), or one image FILE, instead "
+                   "of a dataset: per-image scores only, no labels and no correlations; resumable like any run.")
+@click.option("-r", "--ref", type=click.Path(path_type=Path), default=None, metavar="REF_DIR|REF_FILE",
+              help="With --images, for full-reference methods: each image's reference is the file below REF_DIR "
+                   "with its name (any image suffix), or REF_FILE for every image. No-reference methods ignore it.")
+@click.option("--format", "fmt", type=click.Choice(per_image.FORMATS), default=None,
+              help="Also print every image's score on stdout: an aligned table, JSON lines or CSV (with jsonl "
+                   "and csv stdout holds the rows alone; the rest goes to stderr). predictions.csv stays.")
 @click.option("--part", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Split part to score.")
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
@@ -33,10 +43,11 @@ Examples:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @with_settings
 def run_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
-                accept_out_of_range, images, part, checkpoint, train_dataset, train_split, retry_failed,
+                accept_out_of_range, images, ref, fmt, part, checkpoint, train_dataset, train_split, retry_failed,
                 no_progress) -> None:
     """Score a dataset split with a method (resumable: rerun the same command to continue), or
-    every image below a folder of your own (--images DIR: scores only, no labels, no correlations).
+    every image below a folder of your own or one file (--images DIR|FILE: scores only, no labels,
+    no correlations; -r REF_DIR gives full-reference methods their references).
 
     Several methods or datasets (comma-separated or repeated) run one after another, each as its
     own run, with one summary table at the end."""
@@ -44,6 +55,11 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
     from iqabench.options import parse_option_pairs
 
     options = parse_option_pairs(option_pairs)  # a malformed pair fails before any work
+    if ref is not None and images is None:
+        raise click.UsageError("-r/--ref gives the references of --images; a dataset's card names its own")
+    real_stdout = sys.stdout
+    if fmt in ("jsonl", "csv"):  # stdout holds the rows alone; the lines of every run go to stderr
+        click.get_current_context().with_resource(contextlib.redirect_stdout(sys.stderr))
     if images is not None:
         _check_images_flags(datasets, split)
         todo = [(method, None, None) for method in shared.split_names(methods)]
@@ -58,12 +74,13 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
     from iqabench.run import RunConfig, run
 
     done: list[dict] = []
+    finished: list[Path] = []  # run folders whose images --format prints
     for method, dataset, split_name in todo:
         cfg = RunConfig(method=method, dataset=dataset, split=split_name, part=part, options=options,
                         data_root=settings.data_root, results=settings.results, limit=limit, batch_size=batch_size,
                         device=device, seed=seed, checkpoint=checkpoint, train_dataset=train_dataset,
                         train_split=train_split, retry_failed=retry_failed, progress=not no_progress,
-                        accept_out_of_range=accept_out_of_range, images=images)
+                        accept_out_of_range=accept_out_of_range, images=images, ref=ref)
         try:
             result = run(cfg)
         except IqaError as exc:
@@ -76,7 +93,10 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
             metrics = {"run_dir": str(result.run_dir), **result.metrics}
             shared.print_metrics(metrics)
             done.append(metrics)
+            finished.append(result.run_dir)
     shared.print_summary(done)
+    if fmt:
+        per_image.echo_rows(fmt, finished, file=real_stdout)
 
 
 def _check_images_flags(datasets, split) -> None:
