@@ -196,3 +196,8 @@ def test_broken_links_among_images_and_references_are_that_images_failure(photos
     assert got.exit_code == 0, got.stderr
     (row,) = map(json.loads, got.stdout.splitlines())
     assert row["score"] is None and "dangling symbolic link" in row["error"]
+    got = invoke("run", "--method", "ssim", "--images", folder / "good.png", "-r", refs / "badref.png",
+                 "--results", tmp_path / "r3", "--no-progress", "--format", "jsonl")
+    assert got.exit_code == 0, got.stderr
+    (row,) = map(json.loads, got.stdout.splitlines())
+    assert row["score"] is None and "reference" in row["error"] and "dangling symbolic link" in row["error"]

@@ -181,7 +181,7 @@ class ReferencePairs:
 def pair_references(ids: list[str], ref: Path) -> ReferencePairs:
     ref = Path(ref).expanduser()
     _refuse_control_characters("-r", ref)
-    if ref.is_file():
+    if ref.is_file() or (os.path.lexists(ref) and not ref.is_dir()):  # a broken link: each image's failure
         name = ref.name
         chosen, missing = dict.fromkeys(ids, name), {}
         root, found = ref.parent, {name: _scan_one(ref)}
