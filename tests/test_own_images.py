@@ -201,3 +201,16 @@ def test_broken_links_among_images_and_references_are_that_images_failure(photos
     assert got.exit_code == 0, got.stderr
     (row,) = map(json.loads, got.stdout.splitlines())
     assert row["score"] is None and "reference" in row["error"] and "dangling symbolic link" in row["error"]
+
+
+def test_format_prints_a_dataset_runs_images_with_their_labels(tiny_root, tmp_path):
+    got = invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--data-root", tiny_root,
+                 "--results", tmp_path / "r", "--no-progress", "--format", "csv")
+    assert got.exit_code == 0, got.stderr
+    rows = list(csv.DictReader(io.StringIO(got.stdout, newline="")))
+    (run_dir,) = [p.parent for p in (tmp_path / "r").glob("runs/*/*/*/manifest.json")]
+    inputs = json.loads((run_dir / "inputs.json").read_text())["images"]
+    assert [r["id"] for r in rows] == [r["id"] for r in inputs]  # inputs.json's order, every image
+    assert [float(r["label"]) for r in rows] == [r["label"] for r in inputs]
+    saved = jsonl(run_dir / "predictions.jsonl")
+    assert all(float(r["score"]) == saved[r["id"]]["score"] for r in rows)
