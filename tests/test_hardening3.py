@@ -88,7 +88,7 @@ options = {options}
 
 
 @pytest.mark.parametrize("method, options, key", [
-    ("dog-iqa", '{ judge = { worker_python = "/tmp/evil/python" } }', "judge.worker_python"),
+    ("dog-iqa", '{ judge = { backend = "owl3-worker", worker_python = "/tmp/evil/python" } }', "judge.worker_python"),
     ("dog-iqa", '{ judge = { trust_remote_code = true, revision = "0123456789abcdef" } }', "judge.trust_remote_code"),
     ("mllm-prompt", '{ backend = "owl3-worker", worker_python = "/bin/sh" }', "worker_python"),
     ("mllm-prompt", '{ trust_remote_code = true, revision = "0123456789abcdef" }', "trust_remote_code"),
