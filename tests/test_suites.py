@@ -18,9 +18,9 @@ from iqabench.data.card import DatasetCard
 from iqabench.data.splits import expand
 from iqabench.errors import IqaError
 from iqabench.locations import shipped_folder
-from iqabench.report.suite_table import render_suite
 from iqabench.suite import list_suites, load_suite
-from iqabench.suite_runner import RunIndex
+from iqabench.suite.index import RunIndex
+from iqabench.suite.table import render_suite
 
 SUITES = shipped_folder("suites")
 NOT_PAPER_TABLES = {"demo.toml"}  # the demo's own line-up (another format, read by `iqabench demo`)

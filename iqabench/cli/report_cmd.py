@@ -101,9 +101,9 @@ def _suite_report(results: Path, out: Path, name: str, dataset_map, option_pairs
     """The suite's table from the runs `suite run` made: with the flags given, else with what it recorded."""
     from iqabench.cli.suite_cmd import parse_dataset_map
     from iqabench.options import parse_option_pairs
-    from iqabench.report.suite_table import render_suite
     from iqabench.suite import load_suite
-    from iqabench.suite_runner import SuiteSettings, recorded_settings
+    from iqabench.suite.settings import SuiteSettings, recorded_settings
+    from iqabench.suite.table import render_suite
 
     suite = load_suite(name)
     chosen = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))

@@ -151,9 +151,10 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
     from iqabench import hub
     from iqabench.layout import ResultsLayout
     from iqabench.options import parse_option_pairs
-    from iqabench.report.suite_table import render_suite
     from iqabench.suite import load_suite
-    from iqabench.suite_runner import SuiteSettings, record_settings, run_suite, summary_lines
+    from iqabench.suite.run import run_suite, summary_lines
+    from iqabench.suite.settings import SuiteSettings, record_settings
+    from iqabench.suite.table import render_suite
 
     settings_ran = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
     suite = load_suite(name).adapted(settings_ran.dataset_map, settings_ran.options)

@@ -1,212 +1,27 @@
-"""Paper-table suites: one declarative file per published table (suites/*.toml, data only).
-
-A suite file says which table of which paper it reproduces, the metrics it shows, a protocol
-(split or seeded split family, part, training), its columns (datasets) and rows (methods with
-options; trainable rows say where they train), and the published number of every row x column x
-metric. Rows or columns the project cannot compute are `published_only`: they keep the paper's
-layout and numbers. Nothing here names a method or a dataset: every name comes from the file and
-is checked against the registry when the suite is loaded.
-
-    kind = "paper-table"                    # marks a paper-table suite (suites/demo.toml is not one)
-    title = "..."
-    metrics = ["srcc", "plcc_raw"]          # keys of a run's metrics.json
-    digits = 3                              # decimals shown
-    notes = "..."
-    [source]   paper, table, where, url
-    [protocol] split (a name, `ratio80-0-20-seed{1..10}`, or none: each dataset's default),
-               part ("test"), aggregate ("median", for a seeded family), training
-               ("none" | "within": train on each column's own split | "cross": rows say `train`), seed
-    [[columns]] key, label, dataset, split, published_only, note
-    [[rows]]    label, method, options, column_options.<column>, train = {dataset, split},
-                columns (the columns it applies to), published_only, source, note,
-                published.<column> = {<metric> = number}
-"""
+"""Finding, loading and validating suite files: structure (pydantic), cross-references, then every
+name against the registry; any problem is one IqaError line naming the file and the key."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 
 from iqabench.data import splits
 from iqabench.errors import IqaError
 from iqabench.io import named_by
-from iqabench.metrics import CORRELATIONS, METRIC_KEYS
-from iqabench.validation import Strict, validation_line
+from iqabench.metrics import CORRELATIONS
+from iqabench.suite.definition import Suite, applies, needs_training
+from iqabench.suite.spec import KIND, SuiteFile
+from iqabench.validation import validation_line
 
-KIND = "paper-table"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-# -- the file's structure (validated by pydantic; cross-checks and names below) -------------------
-Number = pydantic.StrictFloat  # an int is a number too; text ("0.5") is not
-MetricKey = Literal[METRIC_KEYS]  # type: ignore[valid-type]  # the keys of the metric table
-
-
-class Source(Strict):
-    paper: str
-    table: str
-    where: str | None = None  # page or section
-    url: str | None = None
-
-
-class Protocol(Strict):
-    split: str | None = None  # None: each dataset's default split
-    part: Literal["train", "val", "test"] = "test"
-    aggregate: Literal["median"] | None = None  # how a seeded split family becomes one number
-    training: Literal["none", "within", "cross"] = "none"
-    seed: int = pydantic.Field(42, ge=0)  # training seed (part of a checkpoint's identity)
-
-
-class Column(Strict):
-    key: str | None = None  # defaults to the dataset name
-    label: str
-    dataset: str | None = None
-    split: str | None = None
-    published_only: bool = False
-    note: str | None = None
-
-
-class TrainSource(Strict):
-    dataset: str
-    split: str | None = None  # None: the training dataset's default split
-
-
-class Row(Strict):
-    label: str
-    method: str | None = None
-    options: dict[str, Any] = {}
-    column_options: dict[str, dict[str, Any]] = {}
-    train: TrainSource | None = None
-    columns: list[str] | None = None
-    published_only: bool = False
-    published: dict[str, dict[MetricKey, Number]] = {}
-    source: str | None = None  # where this row's published numbers come from, when not the table itself
-    note: str | None = None
-
-
-class SuiteFile(Strict):
-    kind: Literal["paper-table"]
-    title: str
-    source: Source
-    metrics: list[MetricKey] = pydantic.Field(min_length=1)
-    digits: int = pydantic.Field(3, ge=1, le=6)
-    notes: str = ""
-    protocol: Protocol = Protocol()
-    columns: list[Column] = pydantic.Field(min_length=1)
-    rows: list[Row] = pydantic.Field(min_length=1)
-
-
-# -- what the engine runs ---------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Unit:
-    """One run: a dataset split part, and (for a trained method) where its checkpoint is trained."""
-
-    dataset: str
-    split: str
-    part: str
-    train_dataset: str | None = None
-    train_split: str | None = None
-
-    def describe(self) -> str:
-        text = f"{self.dataset}/{self.split}/{self.part}"
-        return text + (f" (trained on {self.train_dataset}/{self.train_split})" if self.train_dataset else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One row x column the harness can compute: one unit, or one per split of a seeded family."""
-
-    row: Row
-    column: Column
-    method: str  # the registered (canonical) name
-    options: dict[str, Any]  # as the suite gives them (merged row, column and command-line options)
-    fingerprint_options: dict[str, Any]  # every option with its default filled in, as runs record it
-    units: tuple[Unit, ...]
-    aggregate: str | None
-    seed: int
-    needs_training: bool
-
-    @property
-    def name(self) -> str:
-        return f"{self.row.label} x {self.column.label}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Suite:
-    name: str
-    path: Path
-    spec: SuiteFile  # names resolved: canonical dataset and method names, column keys filled in
-    adaptations: tuple[str, ...] = ()  # what --dataset-map / -o changed, shown above the table
-
-    @property
-    def title(self) -> str:
-        return self.spec.title
-
-    @property
-    def columns(self) -> list[Column]:
-        return self.spec.columns
-
-    @property
-    def rows(self) -> list[Row]:
-        return self.spec.rows
-
-    @property
-    def metrics(self) -> list[str]:
-        return list(self.spec.metrics)
-
-    def cells(self) -> list[Cell]:
-        """One cell per computable row x column, rows first, in the file's order."""
-        return [self._cell(row, col) for row in self.rows if not row.published_only
-                for col in self.columns if applies(row, col)]
-
-    def _cell(self, row: Row, col: Column) -> Cell:
-        from iqabench import registry
-        from iqabench.plan import resolve_method
-
-        protocol = self.spec.protocol
-        options = {**row.options, **row.column_options.get(col.key, {})}
-        choice = resolve_method(row.method, options)
-        split = col.split or protocol.split or registry.datasets.get(col.dataset).default_split
-        needs_training = _needs_training(choice)
-        units = []
-        for name in splits.parse_name(split).members():
-            if row.train is not None and needs_training:
-                train = (row.train.dataset, row.train.split or registry.datasets.get(row.train.dataset).default_split)
-            elif needs_training:
-                train = (col.dataset, name)  # within: the train part of the split it is tested on
-            else:
-                train = (None, None)
-            units.append(Unit(col.dataset, name, protocol.part, *train))
-        return Cell(row, col, choice.name, options, choice.options.model_dump(mode="json"), tuple(units),
-                    protocol.aggregate, protocol.seed, needs_training)
-
-    def datasets(self) -> list[str]:
-        """Every dataset a computable cell reads (test columns and training sources)."""
-        names = [c.dataset for c in self.columns if not c.published_only]
-        names += [r.train.dataset for r in self.rows if r.train is not None and not r.published_only]
-        return list(dict.fromkeys(names))
-
-    def adapted(self, dataset_map: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> "Suite":
-        """The same suite on other datasets (`koniq10k=synthetic`) and/or with options applied to every
-        row whose method takes them (`backend_path=<tiny model>`); published numbers stay the paper's."""
-        return _adapt(self, dataset_map or {}, options or {})
-
-
-def applies(row: Row, col: Column) -> bool:
-    return not col.published_only and (row.columns is None or col.key in row.columns)
-
-
-def _needs_training(choice) -> bool:
-    return choice.trainable and choice.cls.external_weights(choice.options) is None
-
-
-# -- finding and loading ---------------------------------------------------------------------------
 def suites_folder() -> Path:
     from iqabench.locations import shipped_folder
 
@@ -399,7 +214,7 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
                 for name in choice.cls.option_files(choice.options):
                     _place_file(row.column_options.get(col.key, {}), name, path, key)
                     _place_file(row.options, name, path, f"{where}.options")
-            trained = trained or _needs_training(choice)
+            trained = trained or needs_training(choice)
         if trained:
             if spec.protocol.training == "none":
                 raise IqaError(f"{path}: {where}.method: {method} must be trained but protocol.training is "
@@ -437,71 +252,3 @@ def _refuse_code_opt_ins(options: dict[str, Any], where: str, prefix: str = "") 
         elif key in _CODE_OPT_INS and value not in (None, False, ""):
             raise IqaError(f"{where}.{dotted}: a suite file may not set this option (it {_CODE_OPT_INS[key]}); "
                            f"pass it yourself with -o {dotted.partition('.')[0]}=... on the command line")
-
-
-# -- adapting a suite to the data and models at hand ------------------------------------------------
-def _adapt(suite: Suite, dataset_map: dict[str, str], options: dict[str, Any]) -> Suite:
-    from iqabench import registry
-
-    notes = list(suite.adaptations)
-    used = suite.datasets()
-    mapping: dict[str, str] = {}
-    for source, target in dataset_map.items():
-        try:
-            source_name = registry.datasets.get(source).name
-            target_card = registry.datasets.get(target)
-        except IqaError as exc:
-            raise IqaError(f"--dataset-map {source}={target}: {exc}") from None
-        if source_name not in used:
-            raise IqaError(f"--dataset-map {source}={target}: suite {suite.name} does not use {source_name} "
-                           f"(it uses {', '.join(used)})")
-        mapping[source_name] = target_card.name
-        notes.append(f"dataset {source_name} replaced by {target_card.name}: the published numbers are for "
-                     f"{source_name}")
-
-    def moved_split(split: str | None, old: str, new: str) -> str | None:
-        if split is None or splits.parse_name(split).portable:
-            return split
-        default = registry.datasets.get(new).default_split
-        notes.append(f"split {split} belongs to {old}; {new} uses its default split {default}")
-        return default
-
-    protocol_split = suite.spec.protocol.split
-    columns = []
-    for col in suite.columns:
-        if col.published_only or col.dataset not in mapping:
-            columns.append(col)
-            continue
-        new = mapping[col.dataset]
-        split = moved_split(col.split or protocol_split, col.dataset, new)
-        if split is None:
-            split = registry.datasets.get(new).default_split
-        columns.append(col.model_copy(update={"dataset": new, "split": split}))
-    rows = []
-    taken: set[str] = set()
-    for row in suite.rows:
-        if row.published_only:
-            rows.append(row)
-            continue
-        update: dict[str, Any] = {}
-        if row.train is not None and row.train.dataset in mapping:
-            new = mapping[row.train.dataset]
-            update["train"] = TrainSource(dataset=new, split=moved_split(row.train.split, row.train.dataset, new))
-        fields = registry.methods.get(row.method).Options.model_fields
-        mine = {k: v for k, v in options.items() if k in fields}
-        if mine:  # the command line wins over the file, column options included
-            update["options"] = {**row.options, **mine}
-            update["column_options"] = {k: {**v, **{o: mine[o] for o in v if o in mine}}
-                                        for k, v in row.column_options.items()}
-            taken.update(mine)
-        rows.append(row.model_copy(update=update))
-    unknown = [k for k in options if k not in taken]
-    if unknown:
-        raise IqaError(f"-o {unknown[0]}: no computable row of suite {suite.name} has that option")
-    if options:
-        notes.append("options applied to every row that takes them: "
-                     + ", ".join(f"{k}={v}" for k, v in options.items()))
-    spec = suite.spec.model_copy(update={"columns": columns, "rows": rows})
-    data = spec.model_dump(mode="python")
-    # the file's own options were checked when it was loaded; what -o adds is the user's own choice
-    return Suite(suite.name, suite.path, validate(data, suite.path, command_line=True), tuple(dict.fromkeys(notes)))

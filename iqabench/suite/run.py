@@ -4,108 +4,22 @@ what could not run here and what failed.
 Both stages are the ordinary resumable ones (`iqabench.train.train`, `iqabench.run.run`), so a
 rerun does only what is left: a cell whose complete run is already under the results folder is
 not touched, a finished checkpoint is not refitted. A cell that fails is recorded and the suite
-goes on. `RunIndex` finds the run of a cell (method, full option fingerprint, dataset, split, part
-and training source) among the runs iqabench.runs reads; the suite table uses the same matching.
+goes on.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 from iqabench.errors import IqaError, NotAvailable, one_line
-from iqabench.runs import Run, find_runs
-from iqabench.suite import Cell, Suite, Unit
+from iqabench.suite.definition import Cell, Suite, Unit
+from iqabench.suite.index import RunIndex
 
 Status = Literal["done", "unavailable", "failed"]
 
 
-# -- finding the runs of a cell ----------------------------------------------------------------------
-class RunIndex:
-    """Every run folder under a results folder (iqabench.runs.find_runs), by column; an unreadable
-    one is left out and said once (`problems`)."""
-
-    def __init__(self, results: Path):
-        self.results = Path(results)
-        self.problems: list[str] = []
-        self._by_column: dict[tuple, list[Run]] = {}
-        for run in find_runs(self.results, self.problems):
-            self._by_column.setdefault((run.dataset, run.split, run.part), []).append(run)
-
-    def candidates(self, cell: Cell, unit: Unit) -> list[Run]:
-        """Runs of exactly this method, options, column and training source, whatever their state."""
-        fingerprint = {"method": cell.method, "options": cell.fingerprint_options}
-        return [run for run in self._by_column.get((unit.dataset, unit.split, unit.part), [])
-                if run.method == cell.method and run.fingerprint == fingerprint
-                and _trained_as(run.checkpoint, unit, cell.seed)]
-
-    def best(self, cell: Cell, unit: Unit) -> tuple[Run | None, str]:
-        """The most recent usable run, or None and why there is none."""
-        found = self.candidates(cell, unit)
-        usable = sorted((r for r in found if r.usable), key=lambda r: (r.time, str(r.run_dir)))
-        if usable:
-            return usable[-1], ""
-        if not found:
-            return None, "no run"
-        if all(r.smoke_test for r in found):
-            return None, "only --limit (smoke-test) runs"
-        states = sorted({r.state for r in found if not r.smoke_test})
-        return None, f"run not complete ({', '.join(states)})"
-
-
-def _trained_as(checkpoint: dict | None, unit: Unit, seed: int) -> bool:
-    if unit.train_dataset is None:  # zero-shot, or published weights the options name
-        return checkpoint is None or checkpoint.get("kind") == "external"
-    if not checkpoint or checkpoint.get("kind") != "trained":
-        return False
-    on = checkpoint.get("trained_on") or {}
-    return (on.get("dataset"), on.get("split"), on.get("seed")) == (unit.train_dataset, unit.train_split, seed)
-
-
-# -- what a suite ran with -------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class SuiteSettings:
-    """The dataset map and `-o` options a suite was run with: `suite run` records them under the
-    results folder (ResultsLayout.suite_settings) so that `report --suite` finds the same runs."""
-
-    dataset_map: dict[str, str] = dataclasses.field(default_factory=dict)
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def describe(self) -> str:
-        words = [f"--dataset-map {k}={v}" for k, v in self.dataset_map.items()]
-        words += [f"-o {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in self.options.items()]
-        return " ".join(words) or "no --dataset-map or -o"
-
-
-def record_settings(results: Path, suite: str, settings: SuiteSettings) -> Path:
-    from iqabench import io
-    from iqabench.layout import ResultsLayout
-
-    path = ResultsLayout(results).suite_settings(suite)
-    with io.machine_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    io.write_json_atomic(path, {"suite": suite, **dataclasses.asdict(settings)})
-    return path
-
-
-def recorded_settings(results: Path, suite: str) -> SuiteSettings | None:
-    """What the last `suite run` of `suite` under `results` ran with, or None if it never ran there."""
-    from iqabench import io
-    from iqabench.layout import ResultsLayout
-
-    path = ResultsLayout(results).suite_settings(suite)
-    if not path.is_file():
-        return None
-    data = io.read_json(path, "suite settings", advice="delete it and give --dataset-map and -o yourself")
-    dataset_map, options = (data.get(k) if isinstance(data, dict) else None for k in ("dataset_map", "options"))
-    if not isinstance(dataset_map, dict) or not isinstance(options, dict):
-        raise IqaError(f"{path}: not a suite settings record (no dataset_map and options); delete it and give "
-                       "--dataset-map and -o yourself")
-    return SuiteSettings({str(k): str(v) for k, v in dataset_map.items()}, options)
-
-
-# -- running ---------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class CellOutcome:
     cell: Cell

@@ -2,7 +2,7 @@
 
 Rows and columns are the suite file's, in its order; each data cell reads "ours / published
 (ours - published)". Our number comes from the run found for the cell (see
-iqabench.suite_runner.RunIndex: same method, options fingerprint, dataset, split, part and
+iqabench.suite.index.RunIndex: same method, options fingerprint, dataset, split, part and
 training source); a smoke-test (`--limit`) run or an unfinished one never fills a cell. For a
 seeded split family the cell is the median over the splits found, and says how many. A cell
 without a number shows "—" and a footnote saying why. Written as Markdown, LaTeX and CSV.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from iqabench import io
 from iqabench.metrics import METRICS
-from iqabench.suite import Cell, Suite, applies
-from iqabench.suite_runner import RunIndex
+from iqabench.suite.definition import Cell, Suite, applies
+from iqabench.suite.index import RunIndex
 
 DASH = "—"
 
