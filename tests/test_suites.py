@@ -409,7 +409,7 @@ tiny = { srcc = 0.5 }
 
 
 def _fake_run(results: Path, cell, unit, srcc: float, *, status="complete", limit=None, created="2024-01-01T00:00:00",
-              name="a", trained_on=None):
+              name="a", trained_on=None, **metrics):
     run_dir = results / "runs" / unit.dataset / f"{unit.split}-{unit.part}" / f"{cell.method}-{name}"
     run_dir.mkdir(parents=True)
     checkpoint = {"kind": "trained", "trained_on": trained_on} if trained_on else None
@@ -417,7 +417,8 @@ def _fake_run(results: Path, cell, unit, srcc: float, *, status="complete", limi
                 "limit": limit, "fingerprint": {"method": cell.method, "options": cell.fingerprint_options},
                 "checkpoint": checkpoint}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    (run_dir / "metrics.json").write_text(json.dumps({"status": status, "srcc": srcc, "created": created}))
+    metrics = {"status": status, "srcc": srcc, "created": created, **metrics}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return run_dir
 
 
@@ -440,6 +441,91 @@ def test_seeded_cell_is_the_median_of_the_usable_runs_found(tmp_path):
     assert (line["runs_found"], line["runs_expected"]) == ("3", "4")
     assert "median over 3 of 4 splits" in line["notes"]
     assert "median over 3 of 4 splits" in files["md"].read_text()
+
+
+# -- the reproduction verdict, on hand-made run folders ----------------------------------------------
+VERDICT = """
+kind = "paper-table"
+title = "verdicts"
+metrics = ["srcc", "plcc"]
+[source]
+paper = "p"
+table = "T"
+[protocol]
+split = "all"
+[[columns]]
+label = "Tiny"
+dataset = "tiny"
+[[rows]]
+label = "Inside"
+method = "slow-sharpness"
+[rows.published]
+tiny = { srcc = 0.62, plcc = 0.7 }
+[[rows]]
+label = "Above"
+method = "slow-sharpness"
+[rows.published]
+tiny = { srcc = 0.8 }
+[[rows]]
+label = "Below"
+method = "slow-sharpness"
+[rows.published]
+tiny = { srcc = 0.5 }
+[[rows]]
+label = "Theirs"
+published_only = true
+[rows.published]
+tiny = { srcc = 0.9 }
+"""
+
+
+def _csv_by(files, key=("row", "metric")) -> dict:
+    return {tuple(line[k] for k in key): line for line in csv.DictReader(files["csv"].open())}
+
+
+def test_verdict_is_reproduced_inside_our_interval_else_the_gap_in_widths(tmp_path):
+    path = tmp_path / "verdict.toml"
+    path.write_text(VERDICT)
+    suite = load_suite(path)
+    cell = suite.cells()[0]  # the three rows share one method, so one run fills them all
+    low, high = 0.55, 0.65
+    _fake_run(tmp_path / "results", cell, cell.units[0], 0.60, plcc=0.71, ci95={"srcc": [low, high]})
+    files = render_suite(suite, tmp_path / "results", tmp_path / "out")
+    lines = _csv_by(files)
+    assert lines[("Inside", "srcc")]["verdict"] == "reproduced"
+    assert float(lines[("Inside", "srcc")]["gap"]) == 0.0
+    above, below = lines[("Above", "srcc")], lines[("Below", "srcc")]
+    assert above["verdict"] == below["verdict"] == "not reproduced"
+    assert float(above["gap"]) == pytest.approx(0.8 - high)
+    assert float(above["gap_widths"]) == pytest.approx((0.8 - high) / (high - low))
+    assert float(below["gap"]) == pytest.approx(0.5 - low)
+    assert float(below["gap_widths"]) == pytest.approx((low - 0.5) / (high - low))
+    assert lines[("Inside", "plcc")]["verdict"] == ""  # the fitted PLCC has no interval
+    assert lines[("Theirs", "srcc")]["verdict"] == ""  # nor a published-only row a number of ours
+    summary = "Reproduction: 1 reproduced, 2 not, 1 without an interval to judge by (of 4 published numbers"
+    md, tex, html = (files[k].read_text() for k in ("md", "tex", "html"))
+    assert "0.600 / 0.620 (−0.020) reproduced" in md
+    assert f"0.600 / 0.800 (−0.200) gap {(0.8 - high) / (high - low):.1f}×" in md
+    assert summary in md and summary in html and summary.replace("%", "\\%") in tex
+    assert "gap 1.5$\\times$" in tex and "reproduced" in tex
+    assert html.count('class="reproduced"') == 1 and html.count('class="not-reproduced"') == 2
+
+
+def test_verdict_of_a_seeded_family_is_judged_by_the_spread_of_its_split_values(tmp_path):
+    path = tmp_path / "seeded.toml"
+    path.write_text(SEEDED.replace("tiny = { srcc = 0.5 }", "tiny = { srcc = 0.75 }"))
+    suite = load_suite(path)
+    [cell] = suite.cells()
+    values = [0.10, 0.40, 0.70]
+    for unit, value in zip(cell.units, values):  # 3 of 4 splits; their own intervals do not count
+        _fake_run(tmp_path / "results", cell, unit, value, ci95={"srcc": [0.0, 1.0]})
+    [line] = _csv_by(render_suite(suite, tmp_path / "results", tmp_path / "out")).values()
+    assert (float(line["low"]), float(line["high"])) == (min(values), max(values))
+    assert line["interval"] == "spread of the split values" and line["verdict"] == "not reproduced"
+    assert float(line["gap_widths"]) == pytest.approx((0.75 - max(values)) / (max(values) - min(values)))
+    path.write_text(SEEDED)  # 0.5 lies inside [0.1, 0.7]
+    [line] = _csv_by(render_suite(load_suite(path), tmp_path / "results", tmp_path / "out2")).values()
+    assert line["verdict"] == "reproduced"
 
 
 def test_a_cell_with_only_a_smoke_test_run_stays_empty(tmp_path):

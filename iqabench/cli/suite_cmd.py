@@ -154,7 +154,7 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
     from iqabench.suite import load_suite
     from iqabench.suite.run import run_suite, summary_lines
     from iqabench.suite.settings import SuiteSettings, record_settings
-    from iqabench.suite.table import render_suite
+    from iqabench.suite.table import render
 
     settings_ran = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
     suite = load_suite(name).adapted(settings_ran.dataset_map, settings_ran.options)
@@ -168,8 +168,9 @@ def run_command(settings: Settings, name: str, device: str, dataset_map, option_
     click.echo()
     for line in summary_lines(result):
         click.echo(line)
-    files = render_suite(suite, settings.results, ResultsLayout(settings.results).report_dir() / "suites")
-    click.echo(f"suite table: {files['md']}, {files['tex']}, {files['csv']}")
+    table = render(suite, settings.results, ResultsLayout(settings.results).report_dir() / "suites")
+    click.echo(table.summary)
+    click.echo("suite table: " + ", ".join(str(p) for p in table.files.values()))
     return 1 if result.with_status("failed") else 0
 
 

@@ -1,101 +1,23 @@
-"""A suite in its paper's layout: our number, the published one and the difference, per cell.
-
-Rows and columns are the suite file's, in its order; each data cell reads "ours / published
-(ours - published)". Our number comes from the run found for the cell (see
-iqabench.suite.index.RunIndex: same method, options fingerprint, dataset, split, part and
-training source); a smoke-test (`--limit`) run or an unfinished one never fills a cell. For a
-seeded split family the cell is the median over the splits found, and says how many. A cell
-without a number shows "—" and a footnote saying why. Written as Markdown, LaTeX and CSV.
-"""
+"""A suite in its paper's layout: per cell "ours / published (ours - published) verdict"
+(iqabench.suite.entries fills the numbers, iqabench.suite.verdict judges them). Rows and columns are
+the suite file's, in its order; a cell without a number shows "—" and a footnote saying why.
+Written as Markdown, LaTeX, HTML and CSV, each with the one-line count of the verdicts."""
 from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io as _io
-import statistics
 from pathlib import Path
 
 from iqabench import io
 from iqabench.metrics import METRICS
-from iqabench.suite.definition import Cell, Suite, applies
+from iqabench.suite.definition import Suite
+from iqabench.suite.entries import Entry, suite_entries
 from iqabench.suite.index import RunIndex
+from iqabench.suite.verdict import LEGEND, summary_line
 
 DASH = "—"
-
-
-@dataclasses.dataclass
-class Entry:
-    """One row x column x metric of the table."""
-
-    ours: float | None
-    published: float | None
-    applicable: bool = True  # False: the row does not cover this column (blank, as in the paper)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    found: int = 0  # runs behind `ours`
-    expected: int = 0  # runs the cell needs (the splits of a seeded family)
-    run_dirs: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def diff(self) -> float | None:
-        return None if self.ours is None or self.published is None else self.ours - self.published
-
-
-def suite_entries(suite: Suite, index: RunIndex) -> dict[tuple[str, str, str], Entry]:
-    """(row label, column key, metric) -> Entry, for every row x column x metric of the suite."""
-    cells = {(c.row.label, c.column.key): c for c in suite.cells()}
-    out: dict[tuple[str, str, str], Entry] = {}
-    for row in suite.rows:
-        for col in suite.columns:
-            published = row.published.get(col.key, {})
-            cell = cells.get((row.label, col.key))
-            for metric in suite.metrics:
-                entry = Entry(None, _float(published.get(metric)))
-                if row.published_only or col.published_only:
-                    entry.applicable = entry.published is not None  # its row label or column title says why
-                elif not applies(row, col):
-                    entry.applicable = False
-                elif cell is not None:
-                    _fill(entry, cell, metric, index)
-                out[(row.label, col.key, metric)] = entry
-    return out
-
-
-def _fill(entry: Entry, cell: Cell, metric: str, index: RunIndex) -> None:
-    values, reasons = [], []
-    entry.expected = len(cell.units)
-    for unit in cell.units:
-        record, why = index.best(cell, unit)
-        if record is None:
-            reasons.append(why)
-            continue
-        entry.found += 1
-        entry.run_dirs.append(str(record.run_dir))
-        values.append(record.metric(metric))
-    if entry.found == 0:
-        entry.notes.append(f"no usable run: {_most_common(reasons)} (`iqabench suite run` fills it)")
-        return
-    if any(v is None for v in values):
-        entry.notes.append(f"{metric} undefined in {sum(v is None for v in values)} of {entry.found} run(s) "
-                           "(see their metrics.json undefined_reason)")
-        return
-    if entry.expected == 1:
-        entry.ours = values[0]
-        return
-    entry.ours = float(statistics.median(values))
-    entry.notes.append(f"{cell.aggregate or 'median'} over {entry.found} of {entry.expected} splits"
-                       + (f" (missing: {_most_common(reasons)})" if reasons else ""))
-
-
-def _most_common(reasons: list[str]) -> str:
-    return max(set(reasons), key=reasons.count) if reasons else ""
-
-
-def _float(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if value == value else None  # NaN: undefined
 
 
 # -- text of one entry -------------------------------------------------------------------------------
@@ -127,11 +49,13 @@ def entry_text(entry: Entry, digits: int, marks: list[int]) -> str:
     text = f"{_number(entry.ours, digits)} / {_number(entry.published, digits)}"
     if entry.diff is not None:
         text += f" ({_signed(entry.diff, digits)})"
+    if entry.verdict is not None:
+        text += f" {entry.verdict.text(digits)}"
     return text + "".join(f" [{m}]" for m in marks)
 
 
 # -- writers ----------------------------------------------------------------------------------------
-def _header_lines(suite: Suite) -> list[str]:
+def _header_lines(suite: Suite, entries) -> list[str]:
     spec = suite.spec
     src = spec.source
     where = f", {src.where}" if src.where else ""
@@ -139,22 +63,25 @@ def _header_lines(suite: Suite) -> list[str]:
     p = spec.protocol
     lines.append(f"Protocol: split {p.split or 'each dataset default'}, part {p.part}, training {p.training}"
                  + (f", {p.aggregate} over the seeded splits" if p.aggregate else ""))
-    lines.append("Each cell: ours / published (ours − published). Metrics: "
+    lines.append("Each cell: ours / published (ours − published) verdict. Metrics: "
                  + ", ".join(METRICS[m].caption() for m in suite.metrics) + ".")
+    lines.append(LEGEND)
+    lines.append(summary_line(entries.values()))
     lines += [f"NOTE: {a}" for a in suite.adaptations]
     return lines
 
 
-def _grid(suite: Suite, entries, notes: Footnotes) -> list[list[str]]:
+def _grid(suite: Suite, entries, notes: Footnotes) -> list[tuple[str, list[tuple[str, Entry]]]]:
+    """(row label with its marks, [(cell text, entry), ...]) per row, in the file's order."""
     rows = []
     for row in suite.rows:
         label = row.label + "".join(f" [{m}]" for m in notes.mark(_row_notes(row)))
-        cells = [label]
+        cells = []
         for col in suite.columns:
             for metric in suite.metrics:
                 entry = entries[(row.label, col.key, metric)]
-                cells.append(entry_text(entry, suite.spec.digits, notes.mark(entry.notes)))
-        rows.append(cells)
+                cells.append((entry_text(entry, suite.spec.digits, notes.mark(entry.notes)), entry))
+        rows.append((label, cells))
     return rows
 
 
@@ -185,10 +112,11 @@ def to_markdown(suite: Suite, entries) -> str:
     titles = ["Method"] + _column_titles(suite, notes)
     grid = _grid(suite, entries, notes)
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-    lines = [f"# {suite.title}", ""] + [f"{line}  " for line in _header_lines(suite)] + [""]
+    lines = [f"# {suite.title}", ""] + [f"{line}  " for line in _header_lines(suite, entries)] + [""]
     lines.append("| " + " | ".join(esc(t) for t in titles) + " |")
     lines.append("|" + "|".join(["---"] + [":-:"] * (len(titles) - 1)) + "|")
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in grid]
+    lines += ["| " + " | ".join(esc(c) for c in [label] + [text for text, _ in cells]) + " |"
+              for label, cells in grid]
     lines.append("")
     lines += [f"[{i}] {text}  " for i, text in enumerate(notes.texts, 1)]
     if suite.spec.notes:
@@ -197,7 +125,8 @@ def to_markdown(suite: Suite, entries) -> str:
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "−": "$-$", "—": "---"}
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "−": "$-$", "—": "---",
+        "×": r"$\times$"}
 
 
 def _tex(text: str) -> str:
@@ -213,14 +142,14 @@ def to_latex(suite: Suite, entries) -> str:
         col_titles.append(f"\\multicolumn{{{n}}}{{c}}{{{_tex(col.label)}{mark}}}")
     grid = _grid(suite, entries, notes)
     spec = "l" + "c" * (n * len(suite.columns))
-    lines = [f"% {_tex(suite.title)}"] + [f"% {_tex(line)}" for line in _header_lines(suite)]
+    lines = [f"% {_tex(suite.title)}"] + [f"% {_tex(line)}" for line in _header_lines(suite, entries)]
     lines += [f"\\begin{{tabular}}{{{spec}}}", "\\hline",
               "Method & " + " & ".join(col_titles) + " \\\\",
               " & " + " & ".join(METRICS[m].tex for _ in suite.columns for m in suite.metrics) + " \\\\",
               "\\hline"]
-    for row in grid:
-        lines.append(" & ".join(_tex_marks(c) for c in row) + " \\\\")
-    lines += ["\\hline", "\\end{tabular}", ""]
+    for label, cells in grid:
+        lines.append(" & ".join(_tex_marks(c) for c in [label] + [text for text, _ in cells]) + " \\\\")
+    lines += ["\\hline", "\\end{tabular}", "", f"% {_tex(summary_line(entries.values()))}"]
     lines += [f"% [{i}] {_tex(text)}" for i, text in enumerate(notes.texts, 1)]
     lines += ["\\par\\footnotesize"] + [f"[{i}] {_tex(text)}\\\\" for i, text in enumerate(notes.texts, 1)]
     return "\n".join(lines) + "\n"
@@ -238,7 +167,7 @@ def _tex_marks(text: str) -> str:
 
 
 CSV_FIELDS = ("suite", "row", "method", "column", "dataset", "split", "part", "trained_on", "metric", "ours",
-              "published", "diff", "runs_found", "runs_expected", "run_dirs", "notes")
+              "published", "diff", "low", "high", "interval", "verdict", "gap", "gap_widths", "runs_found", "runs_expected", "run_dirs", "notes")
 
 
 def to_csv(suite: Suite, entries) -> str:
@@ -263,22 +192,85 @@ def to_csv(suite: Suite, entries) -> str:
                     "ours": "" if e.ours is None else repr(e.ours),
                     "published": "" if e.published is None else repr(e.published),
                     "diff": "" if e.diff is None else repr(e.diff),
+                    **_verdict_fields(e),
                     "runs_found": e.found, "runs_expected": e.expected, "run_dirs": ";".join(e.run_dirs),
                     "notes": " | ".join(e.notes + _row_notes(row) + _column_notes(col))})
     return buf.getvalue()
 
 
-def render_suite(suite: Suite, results: Path, out: Path) -> dict[str, Path]:
-    """Write `<suite>.md`, `.tex` and `.csv` into `out` from the runs under `results`; returns the files."""
+def _verdict_fields(e: Entry) -> dict[str, str]:
+    v = e.verdict
+    if v is None:
+        return dict.fromkeys(("low", "high", "interval", "verdict", "gap", "gap_widths"), "")
+    return {"low": repr(v.low), "high": repr(v.high), "interval": v.basis,
+            "verdict": "reproduced" if v.reproduced else "not reproduced", "gap": repr(v.gap),
+            "gap_widths": "" if v.widths is None else repr(v.widths)}
+
+
+def to_html(suite: Suite, entries) -> str:
+    """One self-contained page: the table, a cell's class saying its verdict, the footnotes."""
+    e = lambda text: html.escape(str(text), quote=True)  # noqa: E731
+    notes = Footnotes()
+    titles = ["Method"] + _column_titles(suite, notes)
+    grid = _grid(suite, entries, notes)
+    head = "".join(f"<th>{e(t)}</th>" for t in titles)
+    body = ""
+    for label, cells in grid:
+        tds = "".join(f'<td class="{_verdict_class(entry)}">{e(text)}</td>' for text, entry in cells)
+        body += f"<tr><th>{e(label)}</th>{tds}</tr>"
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<title>{e(suite.title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(suite.title)}</h1>"]
+    parts += [f"<p>{e(line)}</p>" for line in _header_lines(suite, entries)]
+    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    parts.append("<ol>" + "".join(f"<li>{e(text)}</li>" for text in notes.texts) + "</ol>")
+    if suite.spec.notes:
+        parts.append(f"<p>Notes: {e(' '.join(suite.spec.notes.split()))}</p>")
+    return "".join(parts) + "</body></html>\n"
+
+
+_CSS = ("body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em}"
+        "table{border-collapse:collapse}th,td{border-bottom:1px solid #ddd;padding:3px 8px}"
+        "td{text-align:center}th{text-align:left;background:#f3f3f3}"
+        "td.reproduced{background:#e6f4e6}td.not-reproduced{background:#fbe9e7}")
+
+
+def _verdict_class(entry: Entry) -> str:
+    v = entry.verdict
+    return "" if v is None else "reproduced" if v.reproduced else "not-reproduced"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    files: dict[str, Path]  # "md", "tex", "html", "csv"
+    entries: dict[tuple[str, str, str], Entry]
+
+    @property
+    def summary(self) -> str:
+        return summary_line(self.entries.values())
+
+    @property
+    def missing(self) -> int:
+        """Numbers the harness computes that no usable run fills yet (0: the table is complete)."""
+        return sum(e.computed and e.found < e.expected for e in self.entries.values())
+
+
+def render(suite: Suite, results: Path, out: Path) -> Rendered:
+    """Write `<suite>.md`, `.tex`, `.html` and `.csv` into `out` from the runs under `results`."""
     index = RunIndex(Path(results))
     entries = suite_entries(suite, index)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"md": out / f"{suite.name}.md", "tex": out / f"{suite.name}.tex", "csv": out / f"{suite.name}.csv"}
+    files = {k: out / f"{suite.name}.{k}" for k in ("md", "tex", "html", "csv")}
     markdown = to_markdown(suite, entries)
     if index.problems:
         markdown += "\nRun folders left out (unreadable): " + "; ".join(index.problems) + "\n"
     io.write_text_atomic(files["md"], markdown)
     io.write_text_atomic(files["tex"], to_latex(suite, entries))
+    io.write_text_atomic(files["html"], to_html(suite, entries))
     io.write_text_atomic(files["csv"], to_csv(suite, entries))
-    return files
+    return Rendered(files, entries)
+
+
+def render_suite(suite: Suite, results: Path, out: Path) -> dict[str, Path]:
+    """The files `render` writes."""
+    return render(suite, results, out).files
