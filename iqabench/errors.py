@@ -19,6 +19,10 @@ class NotAvailable(IqaError):
     """A method or dataset cannot run here (missing weights, package or files)."""
 
 
+class Busy(IqaError):
+    """Another process holds the lock of this run or checkpoint folder (it is computing it now)."""
+
+
 class EnvironmentProblem(IqaError, OSError):
     """The machine refused: disk full, read-only folder, permission denied. Exit status 1;
     what was saved before is kept, and the same command resumes once the cause is fixed.

@@ -21,7 +21,7 @@ from typing import Iterable
 import filelock
 
 from iqabench import io, runs
-from iqabench.errors import IqaError
+from iqabench.errors import Busy, IqaError
 from iqabench.runs import RESTART_ADVICE, RecordProblems
 
 # Group commit: records are written (to the OS) as produced, so a killed process loses none of them; they are
@@ -55,7 +55,7 @@ class RunStore:
             with io.machine_errors(self.dir):
                 self._lock.acquire()
         except filelock.Timeout as exc:
-            raise IqaError(f"{self.dir}: another iqabench process is writing this run (lock held); "
+            raise Busy(f"{self.dir}: another iqabench process is writing this run (lock held); "
                            "wait for it or use another --results folder") from exc
         if self.rank == 0:  # only rank 0 writes these, under the lock it now holds: a temp file is a dead writer's
             for name in RANK0_FILES:

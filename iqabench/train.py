@@ -14,7 +14,7 @@ from typing import Callable
 from iqabench import io, provenance, training
 from iqabench.api import RunContext, SampleSource
 from iqabench.devices import resolve_device
-from iqabench.errors import IqaError
+from iqabench.errors import Busy, IqaError
 from iqabench.lifecycle import Lifecycle
 from iqabench.plan import TrainConfig, TrainPlan, build_train_plan
 
@@ -40,7 +40,7 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise IqaError(f"{workdir}: another process is training this configuration") from None
+        raise Busy(f"{workdir}: another process is training this configuration") from None
     try:
         manifest = _manifest(plan)
         _check_or_write_manifest(workdir / "train_manifest.json", manifest)
