@@ -1,4 +1,4 @@
-"""`iqabench suite run|list|show`: a paper's table (suites/*.toml) run here and set beside its numbers."""
+"""`iqabench suite list|show|plan|run`: a paper's table (suites/*.toml) run here and set beside its numbers."""
 from __future__ import annotations
 
 import click
@@ -12,6 +12,8 @@ Examples:
   iqabench suite show seed004-table2
   iqabench suite run seed004-table2 --device cuda --data-root /data/iqa
   iqabench suite run seed003-table2-sdn --dataset-map kadid10k=synthetic
+  iqabench suite plan seed004-table2 --results /shared/results --print-commands > cells.txt
+  iqabench suite run seed004-table2 --results /shared/results --cell 3/20
   iqabench suite run seed000-table3 --dataset-map agiqa3k=synthetic -o backend_path=/models/tiny-owl2 --allow-cpu""")
 @global_options
 @click.pass_context
@@ -123,55 +125,115 @@ def _cell_lines(suite, cells, data_root) -> list[str]:
     return lines
 
 
+def _cell_options(f):
+    """The options that say what a cell computes and how: shared by `suite run` and `suite plan`,
+    which passes them on to every command it prints."""
+    opts = [
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ..."),
+        click.option("--dataset-map", "dataset_map", multiple=True, metavar="A=B",
+                     help="Run the suite's dataset A on dataset B instead (repeatable), e.g. koniq10k=synthetic. "
+                          "The published numbers stay those of A."),
+        click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="Method option applied to every row whose method has it (repeatable), e.g. "
+                          "backend_path=/models/tiny."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Images per method call."),
+        click.option("--allow-cpu", is_flag=True,
+                     help="Run methods marked GPU-only on the CPU anyway (tiny test models)."),
+        click.option("--download", is_flag=True,
+                     help="Let methods download missing weights (default: use only what is on disk; cells whose "
+                          "weights are absent are listed as not runnable here)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _load(name: str, dataset_map, option_pairs):
+    from iqabench.options import parse_option_pairs
+    from iqabench.suite import load_suite
+    from iqabench.suite.settings import SuiteSettings
+
+    ran_with = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
+    suite = load_suite(name).adapted(ran_with.dataset_map, ran_with.options)
+    for note in suite.adaptations:
+        click.echo(f"note: {note}", err=True)
+    return suite, ran_with
+
+
+@suite_group.command("plan", short_help="The cells of a suite, or one `suite run` command per cell.")
+@click.argument("name")
+@_cell_options
+@click.option("--print-commands", is_flag=True,
+              help="Print only one resumable `iqabench suite run NAME --cell K/N ...` per cell, all on this "
+                   "--results folder (for a scheduler: a SLURM array task runs line K).")
+@with_settings
+def plan_command(settings: Settings, name: str, device: str, dataset_map, option_pairs, batch_size: int,
+                 allow_cpu: bool, download: bool, print_commands: bool) -> None:
+    """The computable cells of the suite NAME, numbered as `suite run --cell` counts them."""
+    from pathlib import Path
+
+    from iqabench.suite.plan import cell_commands
+
+    suite, _ = _load(name, dataset_map, option_pairs)
+    cells = suite.cells()
+    if not print_commands:
+        for k, cell in enumerate(cells, 1):
+            click.echo(f"{k:>4}  {cell.name}: {cell.method} on " + ", ".join(u.describe() for u in cell.units))
+        click.echo(f"{len(cells)} computable cell(s); `--print-commands` gives one command per cell")
+        return
+    suite_arg = str(Path(name).resolve()) if Path(name).is_file() else name
+    args = [a for p in dict.fromkeys(settings.plugins) for a in ("--plugin", p)]
+    args += ["--results", str(settings.results.resolve()), "--data-root", str(settings.data_root.resolve())]
+    args += [a for pair in dataset_map for a in ("--dataset-map", pair)]
+    args += [a for pair in option_pairs for a in ("-o", pair)]
+    args += ["--device", device] + (["--batch-size", str(batch_size)] if batch_size != 1 else [])
+    args += ["--allow-cpu"] * allow_cpu + ["--download"] * download + ["--no-progress"]
+    for line in cell_commands(suite_arg, len(cells), args):
+        click.echo(line)
+
+
 @suite_group.command("run", short_help="Train and score every missing cell of a suite, then its table.")
 @click.argument("name")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
-@click.option("--dataset-map", "dataset_map", multiple=True, metavar="A=B",
-              help="Run the suite's dataset A on dataset B instead (repeatable), e.g. koniq10k=synthetic. "
-                   "The published numbers stay those of A.")
-@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
-              help="Method option applied to every row whose method has it (repeatable), e.g. "
-                   "backend_path=/models/tiny.")
+@_cell_options
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Score only the first N images per cell and train on N (a smoke test: never fills the table).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per method call.")
-@click.option("--allow-cpu", is_flag=True, help="Run methods marked GPU-only on the CPU anyway (tiny test models).")
-@click.option("--download", is_flag=True,
-              help="Let methods download missing weights (default: use only what is on disk; cells whose "
-                   "weights are absent are listed as not runnable here).")
+@click.option("--cell", "cell_part", metavar="I/N", default=None,
+              help="Run only every N-th cell from the I-th (1-based; `suite plan` numbers them), e.g. "
+                   "--cell $SLURM_ARRAY_TASK_ID/8 in an array of 8 tasks on one shared --results.")
+@click.option("--no-wait", is_flag=True,
+              help="Skip the runs another process on this --results is computing (default: wait for them).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @with_settings
-def run_command(settings: Settings, name: str, device: str, dataset_map, option_pairs, limit, batch_size,
-                allow_cpu: bool, download: bool, no_progress: bool) -> int:
+def run_command(settings: Settings, name: str, device: str, dataset_map, option_pairs, batch_size, allow_cpu: bool,
+                download: bool, limit, cell_part, no_wait: bool, no_progress: bool) -> int:
     """Train what needs training and score every cell of the suite NAME that has no complete run yet
-    (resumable: rerun to finish), continuing past failures; then list the cells done, those that cannot
-    run here and why, those that failed, and write the suite table under RESULTS/report/suites/.
+    (resumable: rerun to finish), continuing past failures; then list the cells done, and for each
+    reason the cells that cannot run here or failed, and write the suite table under
+    RESULTS/report/suites/. Exit status 1 when a cell failed or nothing could be computed.
     The --dataset-map and -o given are recorded (RESULTS/suites/NAME.json): `iqabench report --suite NAME`
     uses them when it is given neither."""
     from iqabench import hub
     from iqabench.layout import ResultsLayout
-    from iqabench.options import parse_option_pairs
-    from iqabench.suite import load_suite
+    from iqabench.suite.plan import parse_part
     from iqabench.suite.run import run_suite, summary_lines
-    from iqabench.suite.settings import SuiteSettings, record_settings
+    from iqabench.suite.settings import record_settings
     from iqabench.suite.table import render
 
-    settings_ran = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
-    suite = load_suite(name).adapted(settings_ran.dataset_map, settings_ran.options)
-    for note in suite.adaptations:
-        click.echo(f"note: {note}")
-    record_settings(settings.results, suite.name, settings_ran)  # `report --suite` finds these runs with no flags
+    part = parse_part(cell_part) if cell_part is not None else None
+    suite, ran_with = _load(name, dataset_map, option_pairs)
+    record_settings(settings.results, suite.name, ran_with)  # `report --suite` finds these runs with no flags
     with hub.no_downloads(not download):  # availability checks and model loads use the disk only
         result = run_suite(suite, data_root=settings.data_root, results=settings.results, device=device,
                            limit=limit, batch_size=batch_size, allow_cpu=allow_cpu, progress=not no_progress,
-                           on_log=click.echo)
+                           part=part, wait=not no_wait, on_log=click.echo)
     click.echo()
     for line in summary_lines(result):
         click.echo(line)
     table = render(suite, settings.results, ResultsLayout(settings.results).report_dir() / "suites")
     click.echo(table.summary)
     click.echo("suite table: " + ", ".join(str(p) for p in table.files.values()))
-    return 1 if result.with_status("failed") else 0
+    return 1 if result.with_status("failed") or result.computed_nothing else 0
 
 
 def parse_dataset_map(pairs) -> dict[str, str]:
