@@ -23,7 +23,7 @@ from iqabench.suite.index import RunIndex
 from iqabench.suite.table import render_suite
 
 SUITES = shipped_folder("suites")
-NOT_PAPER_TABLES = {"demo.toml"}  # the demo's own line-up (another format, read by `iqabench demo`)
+LINEUPS = {"demo.toml"}  # the demo's own line-up (another format, read by `iqabench demo` and as a suite)
 
 
 # -- a second tiny dataset (cross-dataset rows need two) and a GPU-only method ------------------------
@@ -54,9 +54,10 @@ def _suite_plugins(test_plugins):
 
 # -- every committed suite ------------------------------------------------------------------------------
 def test_suites_folder_holds_only_paper_tables_besides_the_demo():
-    names = {p.name for p in SUITES.glob("*.toml")} - NOT_PAPER_TABLES
+    names = {p.name for p in SUITES.glob("*.toml")}
     assert names == {p.name for _, p in list_suites()}
-    assert len(names) >= 8
+    assert len(names - LINEUPS) >= 8
+    assert all(tomllib.loads((SUITES / n).read_text()).get("kind") == "paper-table" for n in names - LINEUPS)
 
 
 @pytest.mark.parametrize("path", [p for _, p in list_suites()], ids=lambda p: p.stem)
@@ -71,6 +72,10 @@ def test_committed_suite_loads_resolves_and_keeps_its_published_numbers(path):
             assert registry.datasets.get(unit.dataset).name == unit.dataset
             if unit.train_dataset:
                 registry.datasets.get(unit.train_dataset)
+    if path.name in LINEUPS:  # a line-up: one row per method it names, nothing published
+        assert [r.method for r in suite.rows] == list(dict.fromkeys(raw["zero_shot"] + raw["trained"]))
+        assert not any(r.published for r in suite.rows)
+        return
     # the loaded published numbers are the file's, cell by cell
     keys = [c.get("key") or c["dataset"] for c in raw["columns"]]
     for raw_row, row in zip(raw["rows"], suite.rows):

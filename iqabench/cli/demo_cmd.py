@@ -2,12 +2,11 @@
 named in code): train the trained methods, score with every method, write the report."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from iqabench.cli import shared
 from iqabench.cli.settings import Settings, with_settings
+from iqabench.suite.lineup import read_lineup as read_suite  # noqa: F401 - tests read the line-up through it
 
 SUITE = "demo.toml"
 
@@ -43,27 +42,3 @@ def demo_command(settings: Settings, limit: int | None) -> None:
         shared.print_metrics(metrics)
     shared.print_summary(done)
     click.echo(f"\nreport: {out / 'table.md'}, {out / 'table.tex'}, {out / 'table.csv'}, plots in {out / 'plots'}")
-
-
-def read_suite(path: Path) -> dict:
-    """The demo suite: `dataset` (a name) and the `zero_shot` and `trained` method lists."""
-    import tomllib
-
-    from iqabench.errors import IqaError
-
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise IqaError(f"{path}: the demo suite file is missing from this installation") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IqaError(f"{path}: not valid TOML ({exc})") from None
-    if not isinstance(data.get("dataset"), str) or not data["dataset"]:
-        raise IqaError(f"{path}: `dataset` must be a dataset name")
-    for key in ("zero_shot", "trained"):
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise IqaError(f"{path}: `{key}` must be a list of method names")
-        data[key] = value
-    if not data["zero_shot"] + data["trained"]:
-        raise IqaError(f"{path}: names no method (`zero_shot`, `trained`)")
-    return data

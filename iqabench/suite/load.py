@@ -16,6 +16,7 @@ from iqabench.errors import IqaError
 from iqabench.io import named_by
 from iqabench.metrics import CORRELATIONS
 from iqabench.suite.definition import Suite, applies, needs_training
+from iqabench.suite.lineup import as_suite_data, is_lineup
 from iqabench.suite.spec import KIND, SuiteFile
 from iqabench.validation import validation_line
 
@@ -29,15 +30,16 @@ def suites_folder() -> Path:
 
 
 def list_suites(folder: Path | None = None) -> list[tuple[str, Path]]:
-    """(name, path) of every paper-table suite file (files of another kind, e.g. demo.toml, are skipped)."""
+    """(name, path) of every suite file: the paper tables and the demo's line-up (files of another
+    kind are skipped; an unreadable one is listed, so that loading it says what is wrong)."""
     folder = Path(folder) if folder is not None else suites_folder()
     out = []
     for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
         try:
-            kind = _read_toml(path).get("kind")
+            data = _read_toml(path)
         except IqaError:
-            kind = KIND  # unreadable: listed, so that loading it says what is wrong
-        if kind == KIND:
+            data = {"kind": KIND}
+        if data.get("kind") == KIND or is_lineup(data):
             out.append((path.stem, path))
     return out
 
@@ -47,6 +49,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
     registry; any problem is one IqaError line naming the file and the key."""
     path = _suite_path(name_or_path)
     data = _read_toml(path)
+    if is_lineup(data):  # the demo's line-up, run as a suite without published numbers
+        data = as_suite_data(data, path)
     if data.get("kind") != KIND:
         raise IqaError(f"{path}: kind: not a paper-table suite (expected kind = \"{KIND}\")")
     return Suite(path.stem, path, validate(data, path))
