@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import re
 import statistics
 import tomllib
 from pathlib import Path
@@ -311,6 +312,71 @@ def test_suite_table_shows_the_runs_numbers_beside_the_files(e2e, tmp_path):
     assert "— / 0.875" in text and "not implemented in iqabench" in text
     assert "no usable run: no run" in text  # the cells that could not run, footnoted
     assert files["tex"].read_text().count("\\\\") >= len(raw["rows"]) + 2
+
+
+NOTHING_HERE = """
+kind = "paper-table"
+title = "nothing runs here"
+metrics = ["srcc"]
+[source]
+paper = "p"
+table = "T"
+[protocol]
+split = "all"
+[[columns]]
+label = "KADID"
+dataset = "kadid10k"
+[[columns]]
+label = "SPAQ"
+dataset = "spaq"
+[[columns]]
+label = "Tiny"
+dataset = "tiny"
+[[rows]]
+label = "PIQE"
+method = "pyiqa:piqe"
+columns = ["kadid10k", "spaq"]
+[[rows]]
+label = "Sharp"
+method = "slow-sharpness"
+columns = ["kadid10k", "spaq"]
+[[rows]]
+label = "GPU only"
+method = "gpu-only-sharpness"
+columns = ["tiny"]
+"""
+
+
+def test_suite_run_that_computes_nothing_fails_with_one_line_per_reason(tmp_path):
+    path = tmp_path / "nothing.toml"
+    path.write_text(NOTHING_HERE)
+    empty = tmp_path / "empty-data"
+    code, out = _invoke(["run", str(path), "--data-root", str(empty), "--results", str(tmp_path / "results"),
+                         "--device", "cpu", "--no-progress"])
+    assert code == 1
+    assert "[1/5]" not in out  # no cell started
+    reasons = [line for line in out.splitlines() if line.startswith("  ") and "cell(s):" in line]
+    assert reasons == [f"  dataset kadid10k not found under {empty} (2 cell(s): PIQE x KADID, Sharp x KADID)",
+                       f"  dataset spaq not found under {empty} (2 cell(s): PIQE x SPAQ, Sharp x SPAQ)",
+                       "  method gpu-only-sharpness needs a GPU (device is cpu; --allow-cpu runs it anyway) "
+                       "(1 cell(s): GPU only x Tiny)"]
+    assert out.count("not found under") == 2 and out.count("needs a GPU") == 1
+    assert "cannot run here: 5 cell(s)" in out and "nothing computed: none of the 5 cell(s) is done" in out
+
+
+def test_a_shipped_suite_with_no_data_exits_non_zero_in_a_few_lines(tmp_path):
+    name = "seed004-table2"
+    n_cells = len(load_suite(name).cells())
+    code, out = _invoke(["run", name, "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "r"),
+                         "--no-progress"])
+    assert code == 1 and "nothing computed" in out
+    reasons = [line for line in out.splitlines() if line.startswith("  ") and "cell(s):" in line]
+    suite = load_suite(name)
+    # one line per distinct reason: at most one per method and one per dataset, never one per cell
+    assert len(set(reasons)) == len(reasons) <= len({c.method for c in suite.cells()}) + len(suite.datasets())
+    counted = [int(re.search(r" \((\d+) cell\(s\): ", line)[1]) for line in reasons]
+    assert sum(counted) >= n_cells and max(counted) > 1
+    assert len(out.splitlines()) < 10 + len(reasons)
 
 
 def test_suite_run_again_does_only_what_is_left(e2e):

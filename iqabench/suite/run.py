@@ -25,7 +25,8 @@ Status = Literal["done", "unavailable", "failed", "held"]
 class CellOutcome:
     cell: Cell
     status: Status = "done"
-    reason: str = ""
+    reason: str = ""  # every reason, joined; `reasons` holds them one by one
+    reasons: tuple[str, ...] = ()
     ran: int = 0  # units scored (or resumed) now
     reused: int = 0  # units whose complete run was already there
     failures: list[str] = dataclasses.field(default_factory=list)
@@ -38,8 +39,10 @@ class CellOutcome:
         if self.failures:  # the other splits of a family still ran
             more = f" ({len(self.failures)} of {len(self.cell.units)} splits failed)" if len(self.cell.units) > 1 else ""
             self.status, self.reason = "failed", self.failures[0] + more
+            self.reasons = (self.reason,)
         elif self.held:
             self.status, self.reason = "held", "another process is computing it (rerun, or run without --no-wait)"
+            self.reasons = (self.reason,)
 
 
 @dataclasses.dataclass
@@ -72,9 +75,9 @@ def run_suite(suite: Suite, *, data_root: Path, results: Path, device: str = "au
     mine = share(every, part)
     outcomes, runnable = [], []
     for k, cell in mine:  # every cell checked before the first runs: what cannot run here is said once, at the end
-        reason = why_not_here(cell, Path(data_root), device, allow_cpu)
-        outcomes.append(CellOutcome(cell, "unavailable", reason) if reason else CellOutcome(cell))
-        if not reason:
+        reasons = why_not_here(cell, Path(data_root), device, allow_cpu)
+        outcomes.append(CellOutcome(cell, "unavailable", "; ".join(reasons), reasons) if reasons else CellOutcome(cell))
+        if not reasons:
             runnable.append((k, outcomes[-1]))
     if len(runnable) < len(mine):
         on_log(f"{len(mine) - len(runnable)} of {len(mine)} cell(s) cannot run here (why: in the summary)")
@@ -129,6 +132,7 @@ class _Runner:
             return False
         except NotAvailable as exc:
             outcome.status, outcome.reason = "unavailable", one_line(exc, typed=True)
+            outcome.reasons = (outcome.reason,)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the suite
@@ -137,8 +141,9 @@ class _Runner:
         return True
 
 
-def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> str | None:
-    """Why this cell cannot run on this machine (method or data missing), checked without building anything."""
+def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> tuple[str, ...]:
+    """Why this cell cannot run on this machine (method or data missing), each reason on its own; checked
+    without building anything."""
     from iqabench import registry
     from iqabench.plan import resolve_method
 
@@ -154,7 +159,7 @@ def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> s
         card = registry.datasets.get(name)
         if card.build is None and card.locate(data_root) is None:
             reasons.append(f"dataset {name} not found under {data_root}")
-    return "; ".join(reasons) or None
+    return tuple(reasons)
 
 
 def _ensure_trained(cell: Cell, unit: Unit, trainings: dict, *, data_root, results, device, batch_size, limit,
@@ -214,8 +219,9 @@ def summary_lines(result: SuiteRun) -> list[str]:
         if group:
             lines.append(f"{title}: {len(group)} cell(s)")
             by_reason: dict[str, list[str]] = {}
-            for o in group:
-                by_reason.setdefault(o.reason, []).append(o.cell.name)
+            for o in group:  # a cell missing both its method and its data counts under each
+                for reason in o.reasons:
+                    by_reason.setdefault(reason, []).append(o.cell.name)
             lines += [f"  {reason} ({_cells(names)})" for reason, names in by_reason.items()]
     if result.computed_nothing:
         lines.append(f"nothing computed: none of the {mine} cell(s) is done (reasons above)")
