@@ -92,6 +92,7 @@ def run_suite(suite: Suite, *, data_root: Path, results: Path, device: str = "au
                + ("waiting for it" if wait else "skipped (--no-wait)"))
     while held and wait:
         time.sleep(poll)
+        poll = min(poll * 1.5, 30.0)  # a long wait rereads the results folder less often
         runner.index = RunIndex(results)  # what the other process finished meanwhile
         held = [(o, u) for o, u in held if not runner.unit(o, u)]
     for outcome, _unit in held:

@@ -65,7 +65,8 @@ def _header_lines(suite: Suite, entries) -> list[str]:
                  + (f", {p.aggregate} over the seeded splits" if p.aggregate else ""))
     lines.append("Each cell: ours / published (ours − published) verdict. Metrics: "
                  + ", ".join(METRICS[m].caption() for m in suite.metrics) + ".")
-    lines.append(LEGEND)
+    if any(e.published is not None and e.computed for e in entries.values()):
+        lines.append(LEGEND)
     lines.append(summary_line(entries.values()))
     lines += [f"NOTE: {a}" for a in suite.adaptations]
     return lines

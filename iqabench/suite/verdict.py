@@ -58,6 +58,8 @@ def summary_line(entries: Iterable) -> str:
     """One line counting the verdicts of every published number a suite computes (entries of
     iqabench.suite.table: `published`, `ours`, `verdict`)."""
     published = [e for e in entries if e.published is not None and e.computed]
+    if not published:
+        return "Reproduction: no published number to compare with."
     ours = [e for e in published if e.ours is not None]
     judged = [e.verdict for e in ours if e.verdict is not None]
     reproduced = sum(v.reproduced for v in judged)
