@@ -379,6 +379,26 @@ def test_a_shipped_suite_with_no_data_exits_non_zero_in_a_few_lines(tmp_path):
     assert len(out.splitlines()) < 10 + len(reasons)
 
 
+def test_the_demo_line_up_runs_as_a_suite_end_to_end_offline(synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    results = tmp_path / "results"
+    code, out = _invoke(["run", "demo", "--data-root", str(synthetic_root), "--results", str(results),
+                         "--no-progress"])
+    lineup = tomllib.loads((SUITES / "demo.toml").read_text())
+    methods = lineup["zero_shot"] + lineup["trained"]
+    assert code == 0, out
+    assert f"done: {len(methods)} cell(s) ({len(methods)} run(s) now, 0 already complete)" in out
+    assert "cannot run here" not in out and "failed" not in out
+    runs = _metrics_by_cell(results)
+    assert {m for m, _, _ in runs} == set(methods)
+    rows = {line["row"]: line for line in csv.DictReader((results / "report" / "suites" / "demo.csv").open())
+            if line["metric"] == "srcc"}
+    for (method, dataset, trained_on), metrics in runs.items():
+        assert dataset == lineup["dataset"] and metrics["status"] == "complete" and metrics["n_failed"] == 0
+        assert trained_on == (dataset if method in lineup["trained"] else None)
+        assert float(rows[method]["ours"]) == metrics["srcc"] and rows[method]["published"] == ""
+
+
 def test_suite_run_again_does_only_what_is_left(e2e):
     before = {p: p.stat().st_mtime_ns for p in e2e["results"].rglob("metrics.json")}
     code, out = _invoke(e2e["args"])

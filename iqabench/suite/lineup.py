@@ -45,7 +45,7 @@ def as_suite_data(data: dict, path: Path) -> dict:
     data = check_lineup(data, path)
     methods = list(dict.fromkeys(data["zero_shot"] + data["trained"]))
     return {"kind": "paper-table", "title": data.get("description") or Path(path).stem,
-            "source": {"paper": "none: the iqabench demo line-up", "table": "no published table"},
+            "source": {"paper": "iqabench", "table": "the demo line-up (no published numbers)"},
             "metrics": ["srcc", "krcc", "plcc"],
             "notes": "The demo's line-up (the file `iqabench demo` reads), run as a suite: no published numbers.",
             "protocol": {"training": "within" if data["trained"] else "none"},
