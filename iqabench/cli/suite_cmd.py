@@ -92,13 +92,14 @@ def show_command(settings: Settings, name: str) -> None:
 
 
 def _cell_lines(suite, cells, data_root) -> list[str]:
-    """Every row x column: what computes it and, when it cannot run here, why (the method's own
-    availability check, answered from what is on disk, and whether the dataset is found); a
-    published-only cell with the note that says why."""
-    from iqabench import hub, registry
+    """Every row x column: what computes it and, when it cannot run here, why (the check `suite run`
+    makes first, answered from what is on disk); a published-only cell with the note that says why."""
+    from iqabench import hub
+    from iqabench.devices import resolve_device
+    from iqabench.suite.run import why_not_here
 
     computed = {(c.row.label, c.column.key): c for c in cells}
-    found: dict[str, bool] = {}
+    device = resolve_device("auto")
     lines = []
     with hub.no_downloads():
         for row in suite.rows:
@@ -111,15 +112,7 @@ def _cell_lines(suite, cells, data_root) -> list[str]:
                         lines.append(f"{name}: published only" + (f" ({' '.join(why.split())})" if why else ""))
                     continue  # a row that does not cover this column
                 units = ", ".join(u.describe() for u in cell.units)
-                problems = []
-                reason = registry.methods.get(cell.method).check_available(
-                    registry.methods.get(cell.method).Options(**cell.options))
-                if reason:
-                    problems.append(reason)
-                if col.dataset not in found:
-                    found[col.dataset] = registry.datasets.get(col.dataset).locate(data_root) is not None
-                if not found[col.dataset]:
-                    problems.append(f"dataset {col.dataset} not found under {data_root}")
+                problems = why_not_here(cell, data_root, device, allow_cpu=False)
                 status = "; cannot run here: " + "; ".join(problems) if problems else "; runs here"
                 lines.append(f"{name}: {cell.method} on {units}{status}")
     return lines
