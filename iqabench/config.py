@@ -31,6 +31,7 @@ class RunConfig:
     retry_failed: bool = False
     progress: bool = True
     n_boot: int = 1000
+    workers: int = 0  # threads decoding the next batches while one is scored (0: decode in turn)
     accept_out_of_range: bool = False
     images: Path | None = None  # score every image below this folder (or this one file) instead of a dataset
     ref: Path | None = None  # with images: their references (a folder, paired by file name, or one file)
@@ -41,6 +42,8 @@ class RunConfig:
         _check_counts(self)
         if self.n_boot < 0:
             raise IqaError(f"n_boot must be >= 0, got {self.n_boot}")
+        if self.workers < 0:
+            raise IqaError(f"--workers must be 0 or more, got {self.workers}")
         if self.dist_timeout_minutes is not None and not self.dist_timeout_minutes > 0:
             raise IqaError(f"dist_timeout_minutes must be above 0, got {self.dist_timeout_minutes}")
         if self.images is None and not self.dataset:

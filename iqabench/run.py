@@ -20,6 +20,7 @@ from iqabench.devices import resolve_device
 from iqabench.errors import IqaError, NotAvailable, one_line
 from iqabench.lifecycle import Lifecycle
 from iqabench.plan import RunPlan, build_run_plan
+from iqabench.prefetch import decoded_batches
 from iqabench.runs import IDENTITY_KEYS, inputs_hash
 from iqabench.score import finish, finished_metrics
 from iqabench.store import RunStore
@@ -332,19 +333,19 @@ def _score_all(life: Lifecycle, plan: RunPlan, mine, store, world) -> int:
     streak: list[str] = []
     count = 0
     last_look = time.monotonic()
-    for start in range(0, len(mine), cfg.batch_size):
+    # the next batches are decoded by cfg.workers threads while this one is scored (order kept)
+    for batch_ids, entries in decoded_batches(mine, cfg.batch_size, load, workers=cfg.workers):
         if world.size > 1 and time.monotonic() - last_look > PEER_POLL_SECONDS:
             last_look = time.monotonic()
             if store.failed_ranks():
                 bar.close()
                 raise _PeerFailed()
-        batch_ids = mine[start:start + cfg.batch_size]
         samples = []
-        for sid in batch_ids:
-            try:
-                samples.append(load(sid))
-            except Exception as exc:  # noqa: BLE001 - every undecodable image is a recorded failure
-                _save(store, method, sid, None, labels[sid], f"decode: {exc}", None, streak)
+        for sid, entry in zip(batch_ids, entries):
+            if isinstance(entry, Exception):  # every undecodable image is a recorded failure
+                _save(store, method, sid, None, labels[sid], f"decode: {entry}", None, streak)
+            else:
+                samples.append(entry)
         if samples:
             t0 = time.perf_counter()
             outcome = _score_batch(method, samples)
