@@ -1,6 +1,7 @@
 """Decoding images robustly: every mode to 8-bit RGB, and bad files refused with a reason."""
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 MAX_PIXELS = 100_000_000  # larger images are refused as likely decompression bombs
+_HEADER_LOCK = threading.Lock()
 
 
 class ImageDecodeError(Exception):
@@ -23,14 +25,18 @@ def open_rgb(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageDecodeError("empty file (0 bytes)")
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a failure, not grey pixels
     try:
-        with warnings.catch_warnings():
+        # Pillow warns of a bomb while reading the header; the warning filters are process-wide and
+        # catch_warnings is not thread-safe, so decoding threads (prefetch.py) read headers one at a
+        # time. The decoding itself, in load(), runs in parallel.
+        with _HEADER_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageDecodeError(f"{w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)")
-                img.load()
-                return to_rgb(img)
+            img = Image.open(path)
+        with img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageDecodeError(f"{w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)")
+            img.load()
+            return to_rgb(img)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
