@@ -279,7 +279,8 @@ def interval_note(unit: "ResampleUnit") -> str | None:
 # A resample is held as multiplicities (how often each image was drawn), chunk by chunk: never an
 # (n_boot x n) array at once. SRCC and PLCC of a resample are weighted statistics of the original values
 # (equal to the same statistic of the repeated values, ties in ranks averaged as scipy does); Kendall's
-# tau is scipy's O(n log n) tau-b of the repeated values. Resample b with images as the unit draws
+# tau-b is counted by a merge sort whose merges are the same for every resample (WeightedKendall), so a
+# chunk of resamples costs O(k n log n) in whole-array steps. Resample b with images as the unit draws
 # `default_rng(seed).integers(0, n, (n_boot, n))[b]`; with clusters (images sharing a reference) it draws
 # `integers(0, n_clusters, (n_boot, n_clusters))[b]` and takes every image of each drawn cluster.
 
@@ -359,6 +360,7 @@ class ResampledStatistics:
     def __init__(self, x: np.ndarray, y: np.ndarray):
         self.x, self.y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         self.rx, self.ry = WeightedRanks(self.x), WeightedRanks(self.y)
+        self._tau: WeightedKendall | None = None  # built on first use: only KRCC needs it
 
     def rows(self, statistic: str, w: np.ndarray) -> np.ndarray:
         """The statistic of every resample; NaN where the resample's x or y is constant."""
@@ -377,16 +379,86 @@ class ResampledStatistics:
             if statistic == "srcc":
                 values = weighted_pearson(ranks_x, ranks_y, w)
             elif statistic == "krcc":
-                values = np.array([np.nan if f else self._kendall(row) for row, f in zip(w, flat)])
+                if self._tau is None:
+                    self._tau = WeightedKendall(self.x, self.y)
+                values = self._tau.of(w)
             else:
                 values = weighted_pearson(self.x, self.y, w)
             values[flat] = np.nan
             out[statistic] = values
         return out
 
-    def _kendall(self, w: np.ndarray) -> float:
-        take = np.repeat(np.arange(len(w)), w.astype(np.int64))
-        return float(stats.kendalltau(self.x[take], self.y[take]).statistic)
+
+
+class WeightedKendall:
+    """Kendall's tau-b (scipy's) of paired vectors (x, y) in any resample given as multiplicities.
+
+    Knight's method: with the pairs sorted by (x, y), the discordant pairs are the inversions of y's
+    ranks, counted by a bottom-up merge sort. The merges depend on the values only, so each level's
+    order is computed once; a resample's discordant weight at that level is, for every element of a
+    right half, its multiplicity times the multiplicity of the left half's elements with greater y,
+    read from one cumulative sum. Ties (in x, in y, in both) are counted from group sums, and an
+    image drawn k times forms k (k - 1) / 2 pairs tied in both. Every count is an integer below 2^53,
+    exact in float64; memory is O(n log n) int32 for the levels plus O(k n) per chunk."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        n = len(x)
+        self.order = np.lexsort((y, x))  # by x, then y
+        xs, ys = x[self.order], y[self.order]
+        r = np.unique(ys, return_inverse=True)[1].reshape(-1)  # y's tie group, in (x, y) order
+        new_x = np.r_[True, xs[1:] != xs[:-1]]
+        self.x_starts = np.flatnonzero(new_x)
+        self.xy_starts = np.flatnonzero(new_x | np.r_[True, ys[1:] != ys[:-1]])
+        self.y_order = np.argsort(r, kind="stable")  # positions (in (x, y) order) grouped by y
+        self.y_starts = np.flatnonzero(np.r_[True, np.diff(r[self.y_order]) != 0])
+        index = np.int32 if n < 2 ** 31 else np.int64
+        pos = np.arange(n)
+        # per level: the order within blocks, which places hold the left half, and where each block's
+        # right half starts and ends (in the (x, y) order)
+        self.levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        half = 1
+        while half < n:
+            block, right = pos // (2 * half), (pos // half) % 2 == 1
+            # within each block of two halves: by y's rank, the left half first on ties (not inversions)
+            perm = np.lexsort((right, r, block))
+            right_starts = np.arange(half, n, 2 * half)  # >= 1: the place before is in the row
+            ends = np.minimum(right_starts + half, n) - 1
+            self.levels.append((perm.astype(index), ~right[perm], right_starts.astype(index), ends.astype(index)))
+            half *= 2
+
+    def of(self, w: np.ndarray) -> np.ndarray:
+        """tau-b of every resample (rows of w); NaN where x or y is constant in the resample."""
+        # exact integer counts (a multiplicity fits int32; every sum of them is taken in int64)
+        ws = np.take(np.asarray(w), self.order, axis=1).astype(np.int32)
+        k, n = ws.shape
+        # running sums over the flattened rows: a row's sums carry the rows before it, which cancel in
+        # every difference of two places of one row below
+        cw = np.cumsum(ws.ravel(), dtype=np.int64).reshape(k, n)
+        discordant = np.zeros(k, dtype=np.int64)
+        for perm, is_left, right_starts, ends in self.levels:
+            wl = np.take(ws, perm, axis=1)
+            left = wl * is_left
+            c = np.cumsum(left.ravel(), dtype=np.int64).reshape(k, n)  # left-half weight up to each place
+            # sum over right-half elements b of w_b * (left weight of b's block with greater y):
+            # (c at the block's end) * (the block's right weight) - sum_b w_b * c_b
+            right_weight = cw[:, ends] - cw[:, right_starts - 1]
+            discordant += (c[:, ends] * right_weight).sum(axis=1)
+            discordant -= np.einsum("ij,ij->i", wl - left, c)
+        total = cw[:, -1] - np.r_[0, cw[:-1, -1]]
+        pairs = total * (total - 1) // 2
+
+        def tied(groups: np.ndarray, starts: np.ndarray) -> np.ndarray:
+            g = np.add.reduceat(groups, starts, axis=1, dtype=np.int64)
+            return (g * (g - 1) // 2).sum(axis=1)
+
+        x_ties, xy_ties = tied(ws, self.x_starts), tied(ws, self.xy_starts)
+        y_ties = tied(np.take(ws, self.y_order, axis=1), self.y_starts)
+        score = (pairs - x_ties - y_ties + xy_ties - 2 * discordant).astype(np.float64)  # concordant - discordant
+        den = (pairs - x_ties).astype(np.float64) * (pairs - y_ties)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tau = np.where(den > 0, score / np.sqrt(np.where(den > 0, den, 1.0)), np.nan)
+        return np.clip(tau, -1.0, 1.0)
 
 
 BOOTSTRAP_STATISTICS = ("srcc", "krcc", "plcc_raw")

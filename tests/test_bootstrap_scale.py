@@ -120,3 +120,22 @@ def test_paired_bootstrap_equals_a_plain_loop(statistic, by_reference):
     below, above = (np.sum(diffs <= 0) + 1) / (n_boot + 1), (np.sum(diffs >= 0) + 1) / (n_boot + 1)
     assert got.p_value == pytest.approx(min(1.0, 2 * min(below, above)), abs=1e-12)
     assert got.n_valid == n_boot
+
+
+@pytest.mark.parametrize("n", [2, 3, 37, 64, 129])
+def test_weighted_kendall_equals_scipy_on_the_repeated_values(n):
+    """The merge-sort count against scipy's tau-b of the resampled values themselves: heavy ties in
+    x, in y and in both, sizes on and off powers of two, images drawn many times."""
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 4, n).astype(float)
+    y = np.round(x + rng.integers(0, 3, n), 0)
+    w = rng.integers(0, 5, (12, n)).astype(float)
+    w[0] = 1.0  # the original sample
+    got = metrics.WeightedKendall(x, y).of(w)
+    for b in range(len(w)):
+        take = np.repeat(np.arange(n), w[b].astype(int))
+        want = stats.kendalltau(x[take], y[take]).statistic if len(take) > 1 else np.nan
+        if np.isnan(want):
+            assert np.isnan(got[b])
+        else:
+            assert got[b] == pytest.approx(want, abs=1e-12)
