@@ -1,5 +1,11 @@
 """Data-parallel context on torch.distributed (torchrun / accelerate launch set the env vars).
 
+Processes started by SLURM's `srun` without torchrun (SLURM_PROCID and SLURM_NTASKS set, no
+WORLD_SIZE) are ranks too: rank SLURM_PROCID of SLURM_NTASKS (SLURM_STEP_NUM_TASKS inside a step),
+meeting through a file in the results folder (which every task must see, as it must to share the
+records), or through MASTER_ADDR/MASTER_PORT when the user sets them. So
+`srun -n 2 iqabench run ...` scores each image once, on either task.
+
 Rank r scores the strided shard r, r+N, ... of what is left to do and writes its own
 prediction file; rank 0 merges and computes metrics after every rank is done. The ranks only
 exchange control messages (CPU tensors over gloo), never model data, so any launcher works and
@@ -12,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+from pathlib import Path
 from typing import Any
 
 # Collectives wait this long: a healthy rank may lag another by a whole shard of a slow model.
@@ -47,6 +54,7 @@ class World:
     size: int = 1
     group: Any = None  # the gloo group used for control messages (None: the default group)
     ended_together: bool = False  # every rank passed the last agreement: they may exit together
+    local_rank: int = 0  # its place on its machine (LOCAL_RANK, SLURM_LOCALID): which GPU it takes
 
     @property
     def is_main(self) -> bool:
@@ -96,22 +104,85 @@ class World:
         self.agree_ok(True)
 
 
-def current(timeout: float | None = None) -> World:
-    """The world this process belongs to; initialises torch.distributed when launched by torchrun.
-    `timeout`: minutes a collective waits (None: see `timeout_minutes`)."""
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How the launcher placed this process: rank of size, its local rank on the machine, by whom."""
+
+    rank: int
+    size: int
+    local_rank: int
+    by: str  # "torchrun" (WORLD_SIZE and friends) | "slurm" (srun without torchrun) | "none"
+
+
+def launch() -> Launch:
+    """This process's place as its launcher set it in the environment (read now, not at import)."""
+    env = os.environ
+    if "WORLD_SIZE" in env:  # torchrun, accelerate, or the user: they win over SLURM's own variables
+        size = _int_variable("WORLD_SIZE", 1)
+        rank = _int_variable("RANK", 0)
+        return Launch(rank, size, _int_variable("LOCAL_RANK", rank), "torchrun" if size > 1 else "none")
+    if "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_NTASKS" in env):
+        size = _int_variable("SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS", 1)
+        rank = _int_variable("SLURM_PROCID", 0)
+        if size > 1:
+            if not 0 <= rank < size:
+                from iqabench.errors import IqaError
+
+                raise IqaError(f"SLURM_PROCID={rank} is not a task of {size} (SLURM_NTASKS): start the tasks "
+                               "with `srun -n N iqabench run ...`, or with torchrun")
+            return Launch(rank, size, _int_variable("SLURM_LOCALID", 0), "slurm")
+    return Launch(0, 1, 0, "none")
+
+
+def _int_variable(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        from iqabench.errors import IqaError
+
+        raise IqaError(f"{name}={text!r}: not a whole number (set by the launcher?)") from None
+
+
+def _slurm_init_method(rendezvous: Path | None) -> str:
+    """Where SLURM tasks meet: MASTER_ADDR:MASTER_PORT when the user gives them, else a file named
+    after the job, step and restart in the results folder (every task sees it)."""
+    env = os.environ
+    if env.get("MASTER_ADDR") and env.get("MASTER_PORT"):
+        return f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+    if rendezvous is None:
+        from iqabench.errors import IqaError
+
+        raise IqaError("srun tasks need a meeting point: set MASTER_ADDR and MASTER_PORT, or launch with torchrun")
+    folder = Path(rendezvous) / ".rendezvous"
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = "-".join(env.get(v, "0") for v in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT"))
+    return (folder / f"slurm-{tag}").resolve().as_uri()
+
+
+def current(timeout: float | None = None, rendezvous: Path | None = None) -> World:
+    """The world this process belongs to; initialises torch.distributed when launched by torchrun,
+    or by srun without torchrun (see the module's text). `timeout`: minutes a collective waits
+    (None: see `timeout_minutes`); `rendezvous`: the results folder, where srun tasks meet."""
     global _WORLD
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    placed = launch()
+    if placed.size <= 1:
         return World()
     import torch.distributed as dist
 
     wait = datetime.timedelta(minutes=timeout_minutes(timeout))
     group = None
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=wait)
+        if placed.by == "slurm":
+            dist.init_process_group("gloo", init_method=_slurm_init_method(rendezvous), rank=placed.rank,
+                                    world_size=placed.size, timeout=wait)
+        else:
+            dist.init_process_group("gloo", timeout=wait)
     elif dist.get_backend() != "gloo":  # e.g. accelerate's NCCL group: control messages stay on CPU
         group = _WORLD.group if _WORLD is not None and _WORLD.group is not None else dist.new_group(backend="gloo", timeout=wait)
-    _WORLD = World(rank=dist.get_rank(), size=dist.get_world_size(), group=group)
+    _WORLD = World(rank=dist.get_rank(), size=dist.get_world_size(), group=group, local_rank=placed.local_rank)
     return _WORLD
 
 
@@ -132,7 +203,7 @@ def shutdown() -> None:
 
 
 def device_for(world: World, device: str) -> str:
-    """On CUDA each rank takes its own GPU (LOCAL_RANK)."""
+    """On CUDA each rank takes its own GPU (LOCAL_RANK, or SLURM_LOCALID under srun)."""
     if device == "cuda" and world.size > 1:
-        return f"cuda:{os.environ.get('LOCAL_RANK', world.rank)}"
+        return f"cuda:{world.local_rank}"
     return device

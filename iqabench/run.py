@@ -41,7 +41,7 @@ class RunResult:
 
 
 def run(cfg: RunConfig, on_log: Callable[[str], None] = print) -> RunResult:
-    world = parallel.current(cfg.dist_timeout_minutes)
+    world = parallel.current(cfg.dist_timeout_minutes, rendezvous=Path(cfg.results))
     device = parallel.device_for(world, resolve_device(cfg.device))
     with world.main_first():  # rank 0 builds the dataset and records the split; the others read them
         plan = build_run_plan(cfg)

@@ -151,9 +151,14 @@ def _os_error_line(exc: OSError) -> str:
 
 
 def _rank_tag() -> str:
-    """' (rank r of n)' in a data-parallel run, where every rank writes to the same terminal."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    return f" (rank {os.environ.get('RANK', '?')} of {size})" if size > 1 else ""
+    """' (rank r of n)' in a data-parallel run (torchrun or srun), where every rank writes to the same terminal."""
+    from iqabench.parallel import launch
+
+    try:
+        placed = launch()
+    except IqaError:  # malformed launcher variables: that error is being reported already
+        return ""
+    return f" (rank {placed.rank} of {placed.size})" if placed.size > 1 else ""
 
 
 if __name__ == "__main__":
