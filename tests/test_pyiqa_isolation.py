@@ -35,3 +35,29 @@ def test_llama_classes_survive_pyiqa_importing_every_arch():
     ''')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("intact"), out.stderr[-2000:]
+
+
+def test_llama_first_imported_inside_the_guard_is_fresh_after_it():
+    """When nothing imported Llama before, a patch made inside the guard does not outlive it: the next
+    import gets transformers' own classes."""
+    code = textwrap.dedent('''
+        import os, sys; os.environ["HF_HUB_OFFLINE"] = "1"
+        from iqabench.models.pyiqa_support import _keep_transformers_intact
+        assert "transformers.models.llama.modeling_llama" not in sys.modules
+        with _keep_transformers_intact():
+            import pyiqa.archs.q_align.modeling_llama2 as patched
+            patched.replace_llama_modality_adaptive()  # what pyiqa's Q-Align arch does when imported
+            import transformers.models.llama.configuration_llama as inside
+            assert inside.LlamaConfig is patched.LlamaConfig  # patched while inside
+        import transformers.models.llama.configuration_llama as cl
+        import transformers.models.llama.modeling_llama as ml
+        assert cl.LlamaConfig is not patched.LlamaConfig
+        assert ml.LlamaConfig is cl.LlamaConfig
+        from transformers import LlamaConfig, LlamaForCausalLM
+        assert LlamaConfig is cl.LlamaConfig
+        LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=2))
+        print("fresh")
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("fresh"), out.stderr[-2000:]

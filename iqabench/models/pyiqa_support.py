@@ -349,15 +349,13 @@ def refusal(metric: str) -> str | None:
 
 @contextlib.contextmanager
 def _keep_transformers_intact():
-    """Snapshot the Llama modules' attributes (and their classes' forwards) and restore them after."""
-    import importlib
+    """Snapshot the Llama modules' attributes (and their classes' forwards) and restore them after.
 
-    try:
-        modules = [importlib.import_module(name) for name in _LLAMA_MODULES]
-    except ImportError:  # no transformers: nothing to protect
-        yield
-        return
-    saved = [(m, dict(vars(m))) for m in modules]
+    Only modules already imported are snapshotted: importing transformers' Llama code to protect it
+    costs seconds that a classic metric (piqe) never needs. A Llama module first imported during the
+    block is dropped from sys.modules after it, so whoever imports it next gets a fresh, unpatched copy."""
+    loaded = [name for name in _LLAMA_MODULES if name in sys.modules]
+    saved = [(m, dict(vars(m))) for m in (sys.modules[name] for name in loaded)]
     forwards = {(m, k): v.forward for m, attrs in saved for k, v in attrs.items()
                 if isinstance(v, type) and "forward" in vars(v)}
     try:
@@ -371,6 +369,12 @@ def _keep_transformers_intact():
             cls = vars(module)[key]
             if vars(cls).get("forward") is not forward:
                 cls.forward = forward
+        for name in _LLAMA_MODULES:
+            if name not in loaded and name in sys.modules:
+                del sys.modules[name]
+                parent, _, child = name.rpartition(".")
+                if parent in sys.modules and child in vars(sys.modules[parent]):
+                    delattr(sys.modules[parent], child)
 
 
 # -- creation -------------------------------------------------------------------------------------------
