@@ -37,6 +37,23 @@ def test_llama_classes_survive_pyiqa_importing_every_arch():
     assert out.returncode == 0 and out.stdout.strip().endswith("intact"), out.stderr[-2000:]
 
 
+def test_a_classic_metric_imports_no_llama_code_and_prints_no_pkg_resources_warning():
+    """piqe is built without importing transformers' Llama modules (the guard snapshots only what is
+    already imported), and openai-clip's pkg_resources warning stays inside the guard."""
+    code = textwrap.dedent('''
+        import os, sys, warnings; os.environ["HF_HUB_OFFLINE"] = "1"
+        warnings.simplefilter("default")  # every warning printed, as a user's terminal would show it
+        from iqabench.models.pyiqa_support import create_metric
+        create_metric("piqe", "cpu", ())
+        llama = sorted(m for m in sys.modules if "models.llama" in m)
+        print("LLAMA", ",".join(llama) or "none", "CLIP", "clip.clip" in sys.modules)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LLAMA none" in out.stdout, out.stdout
+    assert "pkg_resources" not in out.stderr, out.stderr[-2000:]
+
+
 def test_llama_first_imported_inside_the_guard_is_fresh_after_it():
     """When nothing imported Llama before, a patch made inside the guard does not outlive it: the next
     import gets transformers' own classes."""

@@ -416,11 +416,17 @@ def create_metric(metric: str, device: str, metric_options: tuple | dict = ()):
 def _create(metric: str, device: str, options_json: str, where: tuple):
     import warnings
 
-    with warnings.catch_warnings():  # openai-clip, imported by pyiqa, warns about pkg_resources on every import
+    options = json.loads(options_json)
+    # openai-clip warns about pkg_resources when imported, by pyiqa or by the guard that patches its
+    # downloader: pyiqa's import and the whole creation are inside the filter
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         import pyiqa
 
-    options = json.loads(options_json)
+        return _create_guarded(pyiqa, metric, device, options, options_json)
+
+
+def _create_guarded(pyiqa, metric: str, device: str, options: dict, options_json: str):
     # pyiqa prints loading notices on stdout (kept for results); torch.hub announces downloads
     # on stderr even when the guard then refuses them
     with _keep_transformers_intact(), _without_download_notices(), fetch_guard(), \
