@@ -12,7 +12,9 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+
+# scipy is imported where a statistic is computed: importing this module (for the metric table) is
+# part of every command's start-up, and scipy.stats alone costs most of a second
 
 # Bumped whenever a change here changes a number in metrics.json: a stored metrics.json of another
 # version is recomputed, one of this version is read back as it is.
@@ -85,14 +87,20 @@ def orient(values: np.ndarray, higher_better: bool) -> np.ndarray:
 
 
 def srcc(pred: np.ndarray, label: np.ndarray) -> float:
+    from scipy import stats
+
     return float(stats.spearmanr(pred, label).statistic)
 
 
 def krcc(pred: np.ndarray, label: np.ndarray) -> float:
+    from scipy import stats
+
     return float(stats.kendalltau(pred, label).statistic)
 
 
 def plcc(pred: np.ndarray, label: np.ndarray) -> float:
+    from scipy import stats
+
     return float(stats.pearsonr(pred, label).statistic)
 
 
@@ -174,6 +182,8 @@ def best_logistic_fit(pred: np.ndarray, label: np.ndarray) -> LogisticFit | None
     least squares, or None when none converges. A grid or step start (its b1, b2 already
     least-squares optimal) stays a candidate as it is, so a refinement that stalls on a flat,
     step-like residual cannot lose it. Ties keep the earlier candidate; nothing is random."""
+    from scipy import optimize
+
     pred = np.asarray(pred, dtype=np.float64)
     label = np.asarray(label, dtype=np.float64)
     starts = logistic_starts(pred, label)
