@@ -87,6 +87,22 @@ class Registry(Generic[T]):
             elif isinstance(self._targets[ep.name], Path) and not _from_this_package(ep):
                 print(f"iqabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) is ignored: "
                       f"{self._targets[ep.name]} has that name", file=sys.stderr)
+        self._load_alias_indexes()
+
+    def _load_alias_indexes(self) -> None:
+        """Aliases known before any target is imported: each entry point of the group `<group>.aliases`
+        names a small module attribute, a dict {alias: name or "family:member"} (a package's generated
+        index of what its targets declare). So resolving an alias imports its target only; an alias
+        no index knows is still found by importing every target."""
+        for ep in importlib.metadata.entry_points(group=f"{self.group}.aliases"):
+            try:
+                table = dict(ep.load())
+            except Exception as exc:  # noqa: BLE001 - a broken index only makes lookups slower
+                print(f"iqabench: warning: {self.kind} alias index {ep.value} failed to load: {exc}", file=sys.stderr)
+                continue
+            for alias, target in table.items():
+                if str(target).partition(":")[0] in self._targets and alias not in self._targets:
+                    self._aliases.setdefault(str(alias), str(target))
 
     # -- lookup ---------------------------------------------------------------------
     def get(self, name: str) -> T:
@@ -106,6 +122,9 @@ class Registry(Generic[T]):
                 if spelt is None or spelt == name:
                     raise
                 return self.get(spelt)
+        spelt = self._any_case(name)  # among what is known without importing (names, indexed aliases)
+        if spelt is not None and spelt != name:
+            return self.get(spelt)
         self._import_all()  # aliases are declared by the targets themselves
         if name in self._aliases:
             return self.get(self._aliases[name])

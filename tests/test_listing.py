@@ -1,9 +1,12 @@
 """`iqabench list methods` answers from presets and files on disk: fast, and without a network."""
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 # Runs the real command in a fresh process with every socket connection refused (and recorded).
 GUARDED = textwrap.dedent("""
@@ -32,3 +35,34 @@ def test_list_methods_is_offline_and_imports_no_model_library():
     assert "HEAVY IMPORTS none" in done.stderr, done.stderr
     for name in ("brisque-svr", "vp-owl2", "dog-iqa", "pyiqa:piqe", "pyiqa:psnr", "q-adapt", "promptiqa"):
         assert name in done.stdout, name
+
+
+def test_the_alias_index_equals_what_the_methods_declare():
+    """methods/alias_index.py is generated; a stale table would send an alias to the wrong method."""
+    from iqabench.methods import alias_index
+
+    assert alias_index.ALIASES == alias_index.declared(), "run: python -m iqabench.methods.alias_index"
+
+
+RESOLVE = textwrap.dedent("""
+    import sys
+    from iqabench import registry
+    cls = registry.methods.get(sys.argv[1])
+    print("RESOLVED", cls.name)
+    print("MODULES", ",".join(sorted(m for m in sys.modules if m.startswith("iqabench.methods."))))
+""")
+
+
+@pytest.mark.parametrize("name, own", [
+    ("piqe", "iqabench.methods.pyiqa"), ("PIQE", "iqabench.methods.pyiqa"),
+    ("pyiqa:niqe", "iqabench.methods.pyiqa"), ("pixelprompt", "iqabench.methods.vp_owl2"),
+    ("brisque-svr", "iqabench.methods.brisque_svr")])
+def test_resolving_one_name_or_alias_imports_that_method_only(name, own):
+    done = subprocess.run([sys.executable, "-c", RESOLVE, name], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    modules = done.stdout.split("MODULES ", 1)[1].strip().split(",")
+    # the alias index, the method's own package, and helpers it imports that are no method of their own
+    targets = {ep.value.partition(":")[0] for ep in importlib.metadata.entry_points(group="iqabench.methods")}
+    other_methods = [m for m in modules if m in targets and not m.startswith(own)]
+    assert not other_methods, modules
+    assert any(m.startswith(own) for m in modules), modules
