@@ -1,0 +1,91 @@
+"""A 120-image piqe run against a plain pyiqa script over the same files (issue 19 item 5).
+
+Each side runs in a fresh process and is measured in CPU seconds (user + system of the child), so a
+busy machine inflates both alike; best of --repeats, interleaved. The iqabench side is a whole run:
+start-up, method lookup, the pyiqa guard, decoding, records, metrics (bootstrap included) and the
+run folder; the plain side is `pyiqa.create_metric("piqe")` called on each file path. Goal: <= 1.1x.
+    python benchmarks/bench_piqe_startup.py [--images 120] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+CARD = textwrap.dedent("""
+    from iqabench import registry
+    from iqabench.data.card import DatasetCard
+    registry.register_dataset(DatasetCard(
+        name="piqebench", title="piqe benchmark images", url="-", folder_names=("piqebench",), layout=("mos.csv",),
+        reader={"format": "csv", "id": "{image}", "images": {"folders": ["images"]}},
+        label_name="mos", score_range=(1.0, 5.0), higher_better=True, default_split="all"))
+""")
+
+PLAIN = textwrap.dedent("""
+    import sys, warnings
+    from pathlib import Path
+    warnings.filterwarnings("ignore")
+    import pyiqa
+    metric = pyiqa.create_metric("piqe", device="cpu")
+    folder = Path(sys.argv[1])
+    scores = [float(metric(str(p))) for p in sorted(folder.glob("*.png"))]
+    print(len(scores))
+""")
+
+
+def make_dataset(root: Path, n: int) -> None:
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    folder = root / "piqebench"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):  # a smooth image with noise of varying strength: piqe has something to find
+        base = np.linspace(0, 200, 256)[None, :, None] * np.ones((192, 1, 3))
+        image = np.clip(base + rng.normal(0, 2 + i % 30, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / "images" / f"{i:04d}.png")
+        rows.append({"image": f"{i:04d}.png", "mos": float(5 - (i % 30) / 8)})
+    pd.DataFrame(rows).to_csv(folder / "mos.csv", index=False)
+
+
+def cpu_seconds(args: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                                                                     "PATH": "/usr/bin:/bin"})
+    if done.returncode != 0:
+        raise SystemExit(f"{args[:3]} failed:\n{done.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=120)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_dataset(tmp / "data", args.images)
+        card = tmp / "card_plugin.py"
+        card.write_text(CARD)
+        plain, ours = [], []
+        for r in range(args.repeats):
+            plain.append(cpu_seconds([sys.executable, "-c", PLAIN, str(tmp / "data" / "piqebench" / "images")]))
+            ours.append(cpu_seconds([sys.executable, "-m", "iqabench.cli.main", "--plugin", str(card), "run",
+                                     "--method", "piqe", "--dataset", "piqebench", "--data-root", str(tmp / "data"),
+                                     "--results", str(tmp / f"results{r}"), "--no-progress"]))
+        p, o = min(plain), min(ours)
+        print(f"{args.images} PNGs of 256x192, piqe on CPU, 1 thread, best of {args.repeats} (CPU seconds)")
+        print(f"plain pyiqa script : {p:6.2f} s")
+        print(f"iqabench run       : {o:6.2f} s")
+        print(f"ratio              : {o / p:6.2f}x   (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
