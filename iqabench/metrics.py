@@ -86,22 +86,27 @@ def orient(values: np.ndarray, higher_better: bool) -> np.ndarray:
     return values if higher_better else -values
 
 
-def srcc(pred: np.ndarray, label: np.ndarray) -> float:
-    from scipy import stats
+# The three correlations are the bootstrap's own statistics with every image drawn once (equal to
+# scipy's spearmanr, kendalltau and pearsonr: tests/test_bootstrap_scale.py), so a run needs no scipy.stats.
+def _once(statistic: str, pred: np.ndarray, label: np.ndarray) -> float:
+    pred, label = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if len(pred) != len(label):
+        raise ValueError(f"{statistic}: {len(pred)} predictions for {len(label)} labels")
+    if len(pred) < 2:
+        return float("nan")
+    return float(ResampledStatistics(pred, label).rows(statistic, np.ones((1, len(pred))))[0])
 
-    return float(stats.spearmanr(pred, label).statistic)
+
+def srcc(pred: np.ndarray, label: np.ndarray) -> float:
+    return _once("srcc", pred, label)
 
 
 def krcc(pred: np.ndarray, label: np.ndarray) -> float:
-    from scipy import stats
-
-    return float(stats.kendalltau(pred, label).statistic)
+    return _once("krcc", pred, label)
 
 
 def plcc(pred: np.ndarray, label: np.ndarray) -> float:
-    from scipy import stats
-
-    return float(stats.pearsonr(pred, label).statistic)
+    return _once("plcc", pred, label)
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:

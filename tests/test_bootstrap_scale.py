@@ -139,3 +139,12 @@ def test_weighted_kendall_equals_scipy_on_the_repeated_values(n):
             assert np.isnan(got[b])
         else:
             assert got[b] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [0, 1, 6])
+def test_the_point_correlations_equal_scipy(decimals):
+    p, y = _data(157, seed=decimals, decimals=decimals)
+    assert metrics.srcc(p, y) == pytest.approx(stats.spearmanr(p, y).statistic, abs=1e-12)
+    assert metrics.krcc(p, y) == pytest.approx(stats.kendalltau(p, y).statistic, abs=1e-12)
+    assert metrics.plcc(p, y) == pytest.approx(stats.pearsonr(p, y).statistic, abs=1e-12)
+    assert np.isnan(metrics.srcc(np.ones(5), np.arange(5.0)))  # constant: undefined, as scipy says
