@@ -403,14 +403,14 @@ def test_the_download_hint_is_a_command_the_installed_hf_cli_accepts(tmp_path, m
     import sys
     from pathlib import Path
 
-    from iqabench.models.owl2.weights import missing_weights_message
+    from iqabench.models.checkpoint import missing_weights_message
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     hub_id = "iqabench-test/never-downloaded-model"
     messages = [softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=hub_id)),
                 softmax.SoftmaxLlava.check_available(softmax.SoftmaxLlava.Options(backend_path=hub_id, revision="abc123")),
-                missing_weights_message(hub_id, "abc123", True, OSError("offline"))]
+                missing_weights_message("owl2 weights", hub_id, "abc123", True, OSError("offline"))]
     hf = shutil.which("hf", path=str(Path(sys.executable).parent)) or shutil.which("hf")
     assert hf, "huggingface_hub's `hf` command is not installed"
     for message in messages:
