@@ -9,7 +9,6 @@ A question is wrapped as `USER: <|image|>{question} ASSISTANT:`; a prompt that a
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,15 +125,10 @@ class Owl2Backend(MLLMBackend):
         return [text.strip() for text in self.tokenizer.batch_decode(new.tolist(), skip_special_tokens=True)]
 
     def fingerprint(self) -> dict[str, Any]:
-        config = (self.folder / "config.json").read_bytes()
+        from iqabench.models.checkpoint import identity
+
         return {
-            "arch": "owl2",
-            "path": self.spec.path,
-            "revision": self.spec.revision,
-            "snapshot": self.folder.name if self.folder != Path(self.spec.path).expanduser() else None,
-            "config_sha256": hashlib.sha256(config).hexdigest()[:16],
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "resize": self.spec.resize,
+            **identity("owl2", self.spec, self.folder, self.dtype),
             "image_size": self.image_size,
             "mean": list(self.mean),
             "std": list(self.std),

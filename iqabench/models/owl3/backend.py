@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from iqabench.errors import IqaError
@@ -178,16 +177,11 @@ class Owl3Backend(MLLMBackend):
         raise IqaError(f"{self.spec.path}: the tokenizer has no token for {word!r}")
 
     def fingerprint(self) -> dict[str, Any]:
-        config = (self.folder / "config.json").read_bytes()
+        from iqabench.models.checkpoint import identity
+
         template = SYSTEM + USER + ASSISTANT + processor.cut_text(1, 1) + repr(processor.GRIDS)
         return {
-            "arch": "owl3",
-            "path": self.spec.path,
-            "revision": self.spec.revision,
-            "snapshot": self.folder.name if self.folder != Path(self.spec.path).expanduser() else None,
-            "config_sha256": hashlib.sha256(config).hexdigest()[:16],
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "resize": self.spec.resize,
+            **identity("owl3", self.spec, self.folder, self.dtype),
             "crop_size": self.crop_size,
             "mean": list(self.mean),
             "std": list(self.std),
