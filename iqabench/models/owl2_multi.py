@@ -97,18 +97,15 @@ class Owl2QueryBackend(Owl2Backend):
         import torch
         import torch.nn.functional as F
 
+        from iqabench.models.llm_layers import left_padded_mask
+
         decoder = self.model.decoder
         full_mask = mask if past is None else torch.cat([past[0][2], mask], dim=1)
         positions = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -x.shape[1]:]
         cos, sin = decoder.rotary.cos_sin(positions.reshape(-1), x.dtype)
         b, t = x.shape[:2]
         cos, sin = cos.view(b, 1, t, -1), sin.view(b, 1, t, -1)
-        total = full_mask.shape[1]
-        causal = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
-        allowed = causal[None] & full_mask[:, None, :]
-        cols = torch.arange(total, device=x.device)
-        allowed |= (cols[None, :] == torch.arange(t, device=x.device)[:, None] + total - t)[None]  # pads see themselves
-        allowed = allowed[:, None]
+        allowed = left_padded_mask(full_mask, t)
         presents = []
         for i, layer in enumerate(decoder.layers):
             attn = layer.self_attn

@@ -13,21 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iqabench.models.llm_layers import RMSNorm, SwiGLU, apply_rope, rope
+
 from .config import TextConfig
 
 KVCache = list  # one (keys, values) pair per layer, keys already rotated
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
 
 
 VisualSpan = tuple  # (start, end) positions of the visual tokens; None when there are none
@@ -53,27 +43,17 @@ class ByModality(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-
-
 class Rotary:
-    """LLaMA RoPE in the Hugging Face (rotate-half) layout the checkpoints use."""
+    """LLaMA RoPE in the Hugging Face (rotate-half) layout the checkpoints use, in the model's dtype."""
 
     def __init__(self, head_dim: int, theta: float):
         self.head_dim, self.theta = head_dim, theta
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=positions.device).float()
-        inv_freq = 1.0 / (self.theta ** (idx / self.head_dim))
-        freqs = positions.float()[:, None] * inv_freq[None, :]
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        cos, sin = rope(positions, self.head_dim, self.theta)
+        return cos.to(dtype), sin.to(dtype)
 
-    @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        return x * cos + _rotate_half(x) * sin
+    apply = staticmethod(apply_rope)
 
 
 class DecoderAttention(nn.Module):
@@ -108,17 +88,6 @@ class DecoderAttention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), present
 
 
-class DecoderMLP(nn.Module):
-    def __init__(self, cfg: TextConfig):
-        super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
@@ -126,7 +95,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = ByModality(norm(), norm())
         self.self_attn = DecoderAttention(cfg)
         self.post_attention_layernorm = ByModality(norm(), norm())
-        self.mlp = DecoderMLP(cfg)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, x, visual, cos, sin, past=None):
         h, present = self.self_attn(self.input_layernorm(x, visual), visual, cos, sin, past)

@@ -23,37 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iqabench.models.llm_layers import RMSNorm, SwiGLU, apply_rope, left_padded_mask, rope
+
 from .config import TextConfig
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-
-
-def rope(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 cos/sin [..., head_dim] for integer positions of any shape (rotate-half layout)."""
-    idx = torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float()
-    inv_freq = 1.0 / (theta ** (idx / head_dim))
-    freqs = positions.float()[..., None] * inv_freq
-    emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos(), emb.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return x * cos + rotate_half(x) * sin
 
 
 @dataclasses.dataclass
@@ -129,24 +101,13 @@ class HyperAttention(nn.Module):
         return torch.where(any_visible[:, None, :, None], mixed, ctx)
 
 
-class MLP(nn.Module):
-    def __init__(self, cfg: TextConfig):
-        super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: TextConfig, index: int):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = HyperAttention(cfg, cfg.is_hyper(index))
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = MLP(cfg)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def image_kv(self, media: Media | None):
         """This layer's image keys/values (None when it has no hyper attention or there are no images)."""
@@ -202,12 +163,7 @@ class HyperQwen2(nn.Module):
             seen = None if count is None else count[:, None].expand(b, t)
         cos, sin = rope(positions, self.cfg.head_dim, self.cfg.rope_theta)
         cos, sin = cos[:, None], sin[:, None]
-        total = full_mask.shape[1]
-        causal = torch.ones(t, total, dtype=torch.bool, device=embeds.device).tril(diagonal=total - t)
-        allowed = causal[None] & full_mask[:, None, :]
-        cols = torch.arange(total, device=embeds.device)
-        allowed |= (cols[None, :] == torch.arange(t, device=embeds.device)[:, None] + total - t)[None]
-        allowed = allowed[:, None]  # pads attend to themselves only: no empty softmax rows
+        allowed = left_padded_mask(full_mask, t)
         x, layers = embeds, []
         for i, layer in enumerate(self.layers):
             x, present = layer(x, cos, sin, allowed, None if past is None else past.layers[i], image_kv[i], seen)
