@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from iqabench.errors import IqaError
+from iqabench.models.llm_config import head_problems, pick, refuse_problems, refuse_rope_scaling, text_sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,16 +73,12 @@ class Owl2Config:
         visual = raw.get("visual_config")
         if not isinstance(visual, dict) or "visual_model" not in visual or "visual_abstractor" not in visual:
             raise IqaError(f"{source}: not an mPLUG-Owl2 config (no visual_config.visual_model/visual_abstractor)")
-        rope_scaling = raw.get("rope_scaling")
-        if rope_scaling not in (None, {}) and (rope_scaling.get("type") or rope_scaling.get("rope_type")) != "default":
-            raise IqaError(f"{source}: rope_scaling {rope_scaling!r} is not supported by the owl2 backend")
-        text = _pick(TextConfig, raw)
-        if "num_key_value_heads" not in raw or raw["num_key_value_heads"] is None:
-            text = dataclasses.replace(text, num_key_value_heads=text.num_attention_heads)
+        refuse_rope_scaling(raw, source, "owl2")
+        text = text_sizes(TextConfig, raw)
         if isinstance(text.eos_token_id, list):
             text = dataclasses.replace(text, eos_token_id=text.eos_token_id[0])
-        vision = _pick(VisionConfig, visual["visual_model"])
-        abstractor = _pick(AbstractorConfig, visual["visual_abstractor"])
+        vision = pick(VisionConfig, visual["visual_model"])
+        abstractor = pick(AbstractorConfig, visual["visual_abstractor"])
         if "grid_size" not in visual["visual_abstractor"] or not visual["visual_abstractor"]["grid_size"]:
             abstractor = dataclasses.replace(abstractor, grid_size=32)
         config = cls(text=text, vision=vision, abstractor=abstractor)
@@ -99,16 +96,13 @@ class Owl2Config:
             problems.append(f"abstractor grid_size {a.grid_size} != image_size/patch_size {v.grid}")
         if a.encoder_hidden_size != v.hidden_size or a.hidden_size != v.hidden_size:
             problems.append("abstractor hidden_size/encoder_hidden_size must equal the vision hidden_size")
-        for name, hidden, heads in (("vision", v.hidden_size, v.num_attention_heads),
-                                    ("abstractor", a.hidden_size, a.num_attention_heads),
-                                    ("text", t.hidden_size, t.num_attention_heads)):
-            if hidden % heads:
-                problems.append(f"{name} hidden_size {hidden} not divisible by {heads} heads")
+        problems += head_problems((("vision", v.hidden_size, v.num_attention_heads),
+                                   ("abstractor", a.hidden_size, a.num_attention_heads),
+                                   ("text", t.hidden_size, t.num_attention_heads)))
         if t.num_key_value_heads != t.num_attention_heads:
             # the official multiway K/V code cannot hold grouped heads, so no such checkpoint exists
             problems.append("num_key_value_heads != num_attention_heads (mPLUG-Owl2 has no grouped K/V)")
-        if problems:
-            raise IqaError(f"{source}: unsupported mPLUG-Owl2 config: " + "; ".join(problems))
+        refuse_problems(source, "mPLUG-Owl2", problems)
 
     def to_official(self) -> dict[str, Any]:
         """The official `config.json` content (used by the tiny-model builder)."""
@@ -131,7 +125,3 @@ class Owl2Config:
         }
         return out
 
-
-def _pick(kind, raw: dict[str, Any]):
-    fields = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in raw.items() if k in fields and v is not None})

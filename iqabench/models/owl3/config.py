@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from iqabench.errors import IqaError
+from iqabench.models.llm_config import head_problems, pick, refuse_problems, refuse_rope_scaling, text_sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +71,12 @@ class Owl3Config:
         if raw.get("model_type") != "mplugowl3" or not isinstance(raw.get("vision_config"), dict):
             raise IqaError(f"{source}: not an mPLUG-Owl3 config (model_type {raw.get('model_type')!r}, "
                            "expected 'mplugowl3' with a vision_config)")
-        rope_scaling = raw.get("rope_scaling")
-        if rope_scaling not in (None, {}) and (rope_scaling.get("type") or rope_scaling.get("rope_type")) != "default":
-            raise IqaError(f"{source}: rope_scaling {rope_scaling!r} is not supported by the owl3 backend")
+        refuse_rope_scaling(raw, source, "owl3")
         if raw.get("use_sliding_window"):
             raise IqaError(f"{source}: use_sliding_window=true is not supported by the owl3 backend")
-        text = _pick(TextConfig, raw)
-        if raw.get("num_key_value_heads") is None:
-            text = dataclasses.replace(text, num_key_value_heads=text.num_attention_heads)
+        text = text_sizes(TextConfig, raw)
         text = dataclasses.replace(text, hyper_layers=tuple(int(i) for i in raw.get("hyper_layers", text.hyper_layers)))
-        config = cls(text=text, vision=_pick(VisionConfig, raw["vision_config"]))
+        config = cls(text=text, vision=pick(VisionConfig, raw["vision_config"]))
         config.validate(source)
         return config
 
@@ -90,10 +87,8 @@ class Owl3Config:
             problems.append(f"vision hidden_act {v.hidden_act!r} (only gelu_pytorch_tanh, gelu)")
         if t.hidden_act != "silu":
             problems.append(f"text hidden_act {t.hidden_act!r} (only silu)")
-        for name, hidden, heads in (("vision", v.hidden_size, v.num_attention_heads),
-                                    ("text", t.hidden_size, t.num_attention_heads)):
-            if hidden % heads:
-                problems.append(f"{name} hidden_size {hidden} not divisible by {heads} heads")
+        problems += head_problems((("vision", v.hidden_size, v.num_attention_heads),
+                                   ("text", t.hidden_size, t.num_attention_heads)))
         if t.num_attention_heads % t.num_key_value_heads:
             problems.append(f"{t.num_attention_heads} attention heads not a multiple of {t.num_key_value_heads} K/V heads")
         if any(not 1 <= i <= t.num_hidden_layers for i in t.hyper_layers):
@@ -102,8 +97,7 @@ class Owl3Config:
             problems.append("the vision tower needs at least 2 layers (its second-to-last output is used)")
         if t.tie_word_embeddings:
             problems.append("tie_word_embeddings=true (mPLUG-Owl3 has its own LM head)")
-        if problems:
-            raise IqaError(f"{source}: unsupported mPLUG-Owl3 config: " + "; ".join(problems))
+        refuse_problems(source, "mPLUG-Owl3", problems)
 
     def to_official(self) -> dict[str, Any]:
         """The official `config.json` content (used by the tiny-model builder)."""
@@ -125,7 +119,3 @@ class Owl3Config:
             "vision_config": {**dataclasses.asdict(self.vision), "model_type": "siglip_vision_model"},
         }
 
-
-def _pick(kind, raw: dict[str, Any]):
-    fields = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in raw.items() if k in fields and v is not None})
