@@ -163,8 +163,8 @@ def test_squash_policy_and_refusals(source):
     _, marks, views = squash._row(Query((image,), "Rate."))
     assert len(marks) == 1 and views.shape[0] == 1
     assert squash.fingerprint()["resize"] == "squash"
-    with pytest.raises(IqaError, match="resize 'pad' is not one of model, squash"):
-        load_backend(BackendSpec(arch="owl3", path=str(source), resize="pad"))
+    with pytest.raises(ValueError, match="backend owl3 does not support resize=pad; allowed: model, squash"):
+        BackendSpec(arch="owl3", path=str(source), resize="pad")  # refused by the declaration, before loading
     with pytest.raises(IqaError, match="crops each image by its shape"):
         squash.to_pixels([image])
     config = json.loads((source / "config.json").read_text())

@@ -299,10 +299,10 @@ def test_presets_document_their_preprocessing():
 
 # -- backend settings: declared by each backend, checked once, one vocabulary -----------------------
 def test_resize_and_dtype_are_checked_at_option_validation_against_the_backends_declaration():
-    from iqabench.models.backend import backend_support
+    from iqabench.models.backend import traits_of
     from iqabench.plan import resolve_method
 
-    owl2 = backend_support("owl2").resize
+    owl2 = traits_of("owl2").resize
     assert "squash" not in owl2 and "model" in owl2
     with pytest.raises(IqaError) as info:  # before: accepted here, refused by the owl2 backend when loading
         resolve_method("softmax-owl2", {"resize": "squash"})
@@ -317,13 +317,39 @@ def test_resize_and_dtype_are_checked_at_option_validation_against_the_backends_
         resolve_method("softmax-owl2", {"worker_python": "/usr/bin/python3"})
 
 
+def test_one_declaration_serves_option_validation_and_the_listing(tmp_path, monkeypatch, scratch_registry):
+    """A plugin backend declares its traits once; options are checked against them and `list backends`
+    shows them. A module that declares nothing accepts every setting and shows no grid."""
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    (tmp_path / "declared_backend.py").write_text(
+        "from iqabench.models.backend import BackendTraits\n"
+        "def load(spec, device='cpu'):\n    raise RuntimeError('never loaded here')\n"
+        "def traits(arch):\n    return BackendTraits(grid='tiled', multi_image=True, resize=('model',), worker=True)\n")
+    (tmp_path / "silent_backend.py").write_text("def load(spec, device='cpu'):\n    raise RuntimeError\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scratch_registry.backends.register("declared", "declared_backend:load")
+    scratch_registry.backends.register("silent", "silent_backend:load")
+    with pytest.raises(ValueError, match="backend declared does not support resize=crop; allowed: model"):
+        BackendSpec(arch="declared", resize="crop")
+    assert BackendSpec(arch="declared", worker_python="/venv/bin/python").worker_python  # worker=True declared
+    with pytest.raises(ValueError, match="worker backends only"):
+        BackendSpec(arch="silent", worker_python="/venv/bin/python")
+    assert BackendSpec(arch="silent", resize="squash").resize == "squash"
+    result = CliRunner().invoke(cli, ["list", "backends"])
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert rows["declared"][1:3] == ["tiled", "several"] and rows["silent"][1:3] == ["-", "one"], result.stdout
+
+
 def test_every_declared_resize_policy_loads_and_is_recorded(llava_dir, owl2_dir):
     """What a backend declares is what it does: each declared policy loads and gives its own pixels."""
-    from iqabench.models.backend import backend_support
+    from iqabench.models.backend import traits_of
 
     for arch, folder in (("llava", llava_dir), ("owl2", owl2_dir)):
         pixels = {}
-        for policy in backend_support(arch).resize:
+        for policy in traits_of(arch).resize:
             backend = load_backend(BackendSpec(arch=arch, path=str(folder), resize=policy))
             assert backend.fingerprint()["resize"] == policy
             pixels[policy] = backend.to_pixels([Image.new("RGB", (80, 40), (255, 0, 0))])

@@ -142,7 +142,7 @@ def list_backends(settings: Settings) -> None:
     click.echo(f"{'backend':16} {'grid':6} {'images/prompt':14} methods and presets")
     for arch in registry.backends.names():
         traits = traits_of(arch)
-        grid = traits.grid if traits else "-"
-        multi = "several" if traits and traits.multi_image else "one"
+        grid = traits.grid or "-"
+        multi = "several" if traits.multi_image else "one"
         runs = [n for n in mllm if grid == "fixed" or n not in pixel_space]
         click.echo(f"{arch:16} {grid:6} {multi:14} {', '.join(runs) if grid != '-' else 'see its documentation'}")

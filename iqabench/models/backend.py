@@ -69,17 +69,6 @@ DEFAULT_SERVED_LOGPROBS = 20
 
 
 @dataclasses.dataclass(frozen=True)
-class Support:
-    """What a backend arch accepts, declared by its module's `supports(arch)` and checked once, when
-    options (or a BackendSpec) are validated; a module that declares nothing accepts everything."""
-
-    resize: tuple[str, ...] = RESIZE_POLICIES
-    dtypes: tuple[str, ...] = DTYPES
-    worker: bool = False  # runs in a worker process: worker_python / worker_host apply
-    served: bool = False  # asks a model server: served_model / served_logprobs apply
-
-
-@dataclasses.dataclass(frozen=True)
 class Query:
     """One prompt and its images (see the module docstring for the placeholder rules)."""
 
@@ -114,23 +103,28 @@ class Query:
 
 @dataclasses.dataclass(frozen=True)
 class BackendTraits:
-    """What a backend declares about itself, read without loading a model (`iqabench list backends`).
-    A backend module declares them with `def traits(arch) -> BackendTraits | None` beside its loader."""
+    """What a backend arch declares about itself, in one place, read without loading a model: by
+    `iqabench list backends`, and by `check_support` once, when options (or a BackendSpec) are
+    validated. A backend module declares it with `def traits(arch) -> BackendTraits | None` beside its
+    loader; a module that declares nothing gets `BackendTraits()`: every setting, grid unknown."""
 
-    grid: str  # "fixed": one [3, S, S] view per image (pixel-space methods work); "tiled": the processor tiles
-    multi_image: bool  # several images per prompt
+    # "fixed": one [3, S, S] view per image (pixel-space methods work); "tiled": the processor tiles
+    # or patchifies each image by its size; None: known only from the checkpoint (hf-vlm, a worker)
+    grid: Literal["fixed", "tiled"] | None = None
+    multi_image: bool = False  # several images per prompt
+    resize: tuple[str, ...] = RESIZE_POLICIES  # the resize policies it implements
+    dtypes: tuple[str, ...] = DTYPES
+    worker: bool = False  # runs in a worker process: worker_python / worker_host apply
+    served: bool = False  # asks a model server: served_model / served_logprobs apply
 
 
-def traits_of(arch: str) -> BackendTraits | None:
-    """The traits the registered backend `arch` declares (None: it declares none, e.g. hf-vlm, which
-    takes its family from the model's config.json)."""
-    import sys
-
-    from iqabench import registry
-
-    loader = registry.backends.get(arch)
-    declare = getattr(sys.modules.get(getattr(loader, "__module__", "")), "traits", None)
-    return declare(arch) if callable(declare) else None
+def traits_of(arch: str) -> BackendTraits:
+    """The traits the registered backend `arch` declares, from its module (imported: backend modules
+    import no torch at import time), without building a model."""
+    module = backend_module(arch)
+    declare = getattr(importlib.import_module(module), "traits", None) if module else None
+    declared = declare(arch) if callable(declare) else None
+    return declared or BackendTraits()
 
 
 class BackendSpec(pydantic.BaseModel):
@@ -255,14 +249,6 @@ def backend_module(arch: str) -> str:
     return target.partition(":")[0] if isinstance(target, str) else getattr(target, "__module__", "")
 
 
-def backend_support(arch: str) -> Support:
-    """The arch's declared support, from its module (imported: backend modules import no torch at
-    import time), without building a model."""
-    module = backend_module(arch)
-    declare = getattr(importlib.import_module(module), "supports", None) if module else None
-    return declare(arch) if callable(declare) else Support()
-
-
 def check_support(arch: str, resize: str | None = None, dtype: str | None = None, worker_python: str | None = None,
                   worker_host: str = DEFAULT_WORKER_HOST, served_model: str | None = None,
                   served_logprobs: int = DEFAULT_SERVED_LOGPROBS) -> None:
@@ -272,15 +258,15 @@ def check_support(arch: str, resize: str | None = None, dtype: str | None = None
 
     if arch not in registry.backends.names():
         return  # unknown names are refused where the backend is chosen
-    support = backend_support(arch)
-    if resize is not None and resize not in support.resize:
-        raise ValueError(f"backend {arch} does not support resize={resize}; allowed: {', '.join(support.resize)}")
-    if dtype is not None and dtype not in support.dtypes:
-        raise ValueError(f"backend {arch} does not support dtype={dtype}; allowed: {', '.join(support.dtypes)}")
-    if not support.worker and (worker_python is not None or worker_host != DEFAULT_WORKER_HOST):
+    traits = traits_of(arch)
+    if resize is not None and resize not in traits.resize:
+        raise ValueError(f"backend {arch} does not support resize={resize}; allowed: {', '.join(traits.resize)}")
+    if dtype is not None and dtype not in traits.dtypes:
+        raise ValueError(f"backend {arch} does not support dtype={dtype}; allowed: {', '.join(traits.dtypes)}")
+    if not traits.worker and (worker_python is not None or worker_host != DEFAULT_WORKER_HOST):
         raise ValueError(f"backend {arch} runs in this process: worker_python and worker_host apply to worker "
                          f"backends only")
-    if not support.served and (served_model is not None or served_logprobs != DEFAULT_SERVED_LOGPROBS):
+    if not traits.served and (served_model is not None or served_logprobs != DEFAULT_SERVED_LOGPROBS):
         raise ValueError(f"backend {arch} is not a served backend: served_model and served_logprobs apply to it only")
 
 

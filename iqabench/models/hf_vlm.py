@@ -34,7 +34,6 @@ from iqabench.models.backend import (
     BackendTraits,
     MLLMBackend,
     Query,
-    Support,
     resolve_dtype,
 )
 from iqabench.models.vlm_families import FAMILIES, Family, family, family_of_model_type
@@ -42,12 +41,6 @@ from iqabench.models.vlm_families import FAMILIES, Family, family, family_of_mod
 TEMPLATE_IMAGE = IMAGE_PLACEHOLDER  # marks a prompt that is a whole template (as the owl2 backend)
 PLAIN_TEMPLATE = "USER: {image}\n{question} ASSISTANT:"  # LLaVA-1.5's, for processors without a chat template
 GENERIC_ARCH = "hf-vlm"
-
-
-def supports(arch: str) -> Support:
-    """A family's row decides; the generic arch takes what a fixed grid takes (a tiled checkpoint
-    named through it is held to resize=model when loaded, once its family is known)."""
-    return FAMILIES[arch].support if arch in FAMILIES else Support()
 
 
 def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] = (0, 0, 0)):
@@ -113,15 +106,15 @@ class HfVlmBackend(MLLMBackend):
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.tokenizer.padding_side = "left"  # decoder-only: the answer position is the last one of every row
         self.spec, self.device, self.dtype, self.family = spec, device, dtype, fam
-        self.pixel_space = fam.grid == "fixed"
-        self.multi_image = fam.multi_image
+        self.pixel_space = fam.traits.grid == "fixed"
+        self.multi_image = fam.traits.multi_image
         self.image_processor = processor.image_processor
         self.mean = _triple(self.image_processor.image_mean)
         self.std = _triple(self.image_processor.image_std)
         self.image_token = fam.image_text
         self.chat_template = getattr(processor, "chat_template", None) or None
         self.resize = spec.resize
-        if self.resize not in fam.support.resize:  # reached through the generic arch only: the family was unknown
+        if self.resize not in fam.traits.resize:  # reached through the generic arch only: the family was unknown
             raise IqaError(f"backend {fam.arch}: its processor tiles each image by its size, so only resize=model "
                            f"applies (got resize={self.resize})")
         self.image_size: int | None = self._grid_side() if self.pixel_space else None
@@ -369,11 +362,9 @@ def _hub_kwargs(spec: BackendSpec) -> dict[str, Any]:
 
 
 def traits(arch: str) -> BackendTraits | None:
-    """The family row's grid and image count; None for hf-vlm (its family is the model's)."""
-    from iqabench.models.vlm_families import FAMILIES
-
-    row = FAMILIES.get(arch)
-    return BackendTraits(grid=row.grid, multi_image=row.multi_image) if row else None
+    """The family row's declaration; None for hf-vlm, whose family is the model's (a tiled checkpoint
+    named through it is held to resize=model when loaded, once its family is known)."""
+    return FAMILIES[arch].traits if arch in FAMILIES else None
 
 
 def load(spec: BackendSpec, device: str = "cpu") -> HfVlmBackend:

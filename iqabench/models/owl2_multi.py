@@ -17,7 +17,10 @@ from collections.abc import Sequence
 
 from iqabench.errors import IqaError
 from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, Query
-from iqabench.models.owl2.backend import Owl2Backend, supports  # noqa: F401 - the owl2 arch's declared support
+from iqabench.models.owl2.backend import RESIZE_POLICIES, Owl2Backend
+
+# Owl2 sees one fixed 448x448 view per image and takes several images per prompt
+TRAITS = BackendTraits(grid="fixed", multi_image=True, resize=RESIZE_POLICIES)
 
 
 def owl2_text(query: Query) -> str:
@@ -51,7 +54,7 @@ def _out_features(module, x) -> int:
 
 
 class Owl2QueryBackend(Owl2Backend):
-    multi_image = True
+    multi_image = TRAITS.multi_image
 
     # -- inputs ---------------------------------------------------------------------------
     def _rows(self, queries: Sequence[Query]):
@@ -156,5 +159,4 @@ def load(spec: BackendSpec, device: str = "cpu") -> Owl2QueryBackend:
 
 
 def traits(arch: str) -> BackendTraits:
-    """Owl2 sees one fixed 448x448 view per image and takes several images per prompt."""
-    return BackendTraits(grid="fixed", multi_image=True)
+    return TRAITS

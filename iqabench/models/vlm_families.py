@@ -24,7 +24,7 @@ import dataclasses
 from typing import Literal
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import Support
+from iqabench.models.backend import BackendTraits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +42,11 @@ class Family:
     image_sep: str = "\n"  # between an image and the text after it, in the plain format
 
     @property
-    def support(self) -> Support:
+    def traits(self) -> BackendTraits:
         """Every resize policy on a fixed grid; a tiled processor sizes images itself (model only)."""
-        return Support() if self.grid == "fixed" else Support(resize=("model",))
+        if self.grid == "fixed":
+            return BackendTraits(grid="fixed", multi_image=self.multi_image)
+        return BackendTraits(grid="tiled", multi_image=self.multi_image, resize=("model",))
 
 
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"

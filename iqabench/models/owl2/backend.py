@@ -15,7 +15,7 @@ from typing import Any
 
 from iqabench import io
 from iqabench.errors import IqaError
-from iqabench.models.backend import BackendSpec, MLLMBackend, Support, resolve_dtype
+from iqabench.models.backend import BackendSpec, MLLMBackend, resolve_dtype
 
 IMAGE_PLACEHOLDER = "<|image|>"
 TEMPLATE = "USER: " + IMAGE_PLACEHOLDER + "{question} ASSISTANT:"
@@ -23,11 +23,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # model = crop, the official processor's policy; torchvision = the same resize, torchvision's
 # centre-crop offset (the public visual-prompt code's pipeline); no squash
-SUPPORT = Support(resize=("model", "crop", "pad", "torchvision"))
-
-
-def supports(arch: str) -> Support:
-    return SUPPORT
+RESIZE_POLICIES = ("model", "crop", "pad", "torchvision")
 
 
 def full_prompt(prompt: str) -> str:

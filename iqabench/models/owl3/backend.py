@@ -29,7 +29,9 @@ from iqabench.models.backend import (
 
 from . import processor
 
-RESIZE_POLICIES = ("model", "squash")  # model: crops + global view; squash: the global view only
+# Owl3 crops each image by its shape (no fixed grid) and takes several images per prompt;
+# resize model: crops + global view, squash: the global view only
+TRAITS = BackendTraits(grid="tiled", multi_image=True, resize=("model", "squash"))
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 SYSTEM = "<|im_start|>system\n{system}<|im_end|>"
 USER = "\n<|im_start|>user\n{content}<|im_end|>"
@@ -53,8 +55,8 @@ def conversation(query: Query) -> str:
 
 
 class Owl3Backend(MLLMBackend):
-    pixel_space = False
-    multi_image = True
+    pixel_space = TRAITS.grid == "fixed"
+    multi_image = TRAITS.multi_image
     mean, std = processor.MEAN, processor.STD
 
     def __init__(self, spec: BackendSpec, device: str = "cpu"):
@@ -62,8 +64,6 @@ class Owl3Backend(MLLMBackend):
 
         from .weights import load_owl3
 
-        if spec.resize not in RESIZE_POLICIES:
-            raise IqaError(f"owl3 backend: resize {spec.resize!r} is not one of {', '.join(RESIZE_POLICIES)}")
         if spec.trust_remote_code:
             raise IqaError("owl3 backend: runs no remote code; trust_remote_code is for the owl3-worker backend")
         self.spec, self.device = spec, str(device)
@@ -194,5 +194,4 @@ def load(spec: BackendSpec, device: str = "cpu") -> Owl3Backend:
 
 
 def traits(arch: str) -> BackendTraits:
-    """Owl3 crops each image by its shape (no fixed grid) and takes several images per prompt."""
-    return BackendTraits(grid="tiled", multi_image=True)
+    return TRAITS

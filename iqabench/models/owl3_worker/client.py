@@ -16,16 +16,17 @@ from typing import Any
 
 from iqabench import hub
 from iqabench.errors import IqaError, NotAvailable
-from iqabench.models.backend import BackendSpec, MLLMBackend, Support
+from iqabench.models.backend import BackendSpec, BackendTraits, MLLMBackend
 from iqabench.models.owl3_worker import protocol
 
 WORKER = Path(__file__).with_name("worker.py")
-# The hosted model preprocesses the images itself; the worker settings are backend options
-SUPPORT = Support(resize=("model",), worker=True)
+# The hosted model preprocesses the images itself (its grid is the hosted model's: unknown here),
+# one image per prompt; the worker settings are backend options
+TRAITS = BackendTraits(grid=None, multi_image=False, resize=("model",), worker=True)
 
 
-def supports(arch: str) -> Support:
-    return SUPPORT
+def traits(arch: str) -> BackendTraits:
+    return TRAITS
 
 
 class Owl3WorkerBackend(MLLMBackend):

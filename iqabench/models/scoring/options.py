@@ -2,7 +2,7 @@
 method and every nested judge uses) and how its answer becomes a score (SoftmaxOptions).
 
 Backend settings are validated here, once: the backend name against the registry, and resize,
-dtype, worker and served settings against what that backend declares (`iqabench.models.backend.Support`).
+dtype, worker and served settings against what that backend declares (`iqabench.models.backend.BackendTraits`).
 """
 from __future__ import annotations
 

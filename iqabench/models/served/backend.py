@@ -41,11 +41,14 @@ from iqabench.models.backend import (
     BackendTraits,
     MLLMBackend,
     Query,
-    Support,
 )
 from iqabench.models.served.client import Client, RequestFailed
 
 ARCH = "served"
+# No pixel grid in this process (image-level methods only, as a tiling processor); the prompt may hold
+# several images (whether the served model takes them is the server's answer). The server preprocesses
+# the images itself; served_model / served_logprobs are its options.
+TRAITS = BackendTraits(grid="tiled", multi_image=True, resize=("model",), served=True)
 ID_PREFIX = "token_id:"
 
 
@@ -77,8 +80,8 @@ class ServedBackend(MLLMBackend):
     image_size = None
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
-    pixel_space = False
-    multi_image = True
+    pixel_space = TRAITS.grid == "fixed"
+    multi_image = TRAITS.multi_image
 
     def __init__(self, spec: BackendSpec, client: Client):
         self.spec, self.client = spec, client
@@ -274,17 +277,7 @@ class ServedBackend(MLLMBackend):
 
 
 def traits(arch: str) -> BackendTraits:
-    """No pixel grid in this process (image-level methods only, as a tiling processor); the prompt
-    may hold several images (whether the served model takes them is the server's answer)."""
-    return BackendTraits(grid="tiled", multi_image=True)
-
-
-# The server preprocesses the images itself; served_model / served_logprobs are its options.
-SUPPORT = Support(resize=("model",), served=True)
-
-
-def supports(arch: str) -> Support:
-    return SUPPORT
+    return TRAITS
 
 
 def _not_a_url(spec: BackendSpec) -> str | None:
