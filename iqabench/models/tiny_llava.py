@@ -59,6 +59,22 @@ def build_tokenizer():
     return tokenizer
 
 
+def clip_llama_configs(tokenizer, hidden: int, layers: int, image_size: int, patch_size: int, init_std: float,
+                       max_positions: int):
+    """The CLIP vision tower and Llama text model configs of a tiny Llava-style checkpoint (2 heads)."""
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                              num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=hidden,
+                              initializer_range=init_std)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                       num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                       max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       initializer_range=init_std)
+    return vision, text
+
+
 def build_tiny_llava(folder: str | Path, *, image_size: int = 56, patch_size: int = 14, seed: int = 0,
                      chat_template: bool = True, hidden_size: int = 32, layers: int = 2,
                      init_std: float = 0.1) -> Path:
@@ -68,28 +84,14 @@ def build_tiny_llava(folder: str | Path, *, image_size: int = 56, patch_size: in
     the backend's plain fallback template. `init_std` is larger than transformers' 0.02 so the
     random model's answer actually depends on the image (a test can see a prompt learn)."""
     import torch
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaImageProcessor,
-        LlavaProcessor,
-    )
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaImageProcessor, LlavaProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
-    vision = CLIPVisionConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
-                              num_attention_heads=2, image_size=image_size, patch_size=patch_size, projection_dim=hidden_size,
-                              initializer_range=init_std)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                       num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                       max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                       initializer_range=init_std)
+    vision, text = clip_llama_configs(tokenizer, hidden_size, layers, image_size, patch_size, init_std, max_positions=256)
     n_patches = (image_size // patch_size) ** 2
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token_id,
                          image_seq_length=n_patches, vision_feature_layer=-2,

@@ -12,7 +12,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from iqabench.models.tiny_llava import PROMPT_WORDS, QUALITY_WORDS
+from iqabench.models.tiny_llava import PROMPT_WORDS, QUALITY_WORDS, clip_llama_configs
 
 INIT_STD = 0.1  # larger than transformers' 0.02, so a random model's answer depends on the image
 CHAT_WORDS = ("user", "assistant", "system", "model", "User", "Assistant", "System", "Image", "score", "Score",
@@ -272,8 +272,6 @@ MISTRAL_TURN = "[INST] {content} [/INST]"
 
 def build_llava_next(folder, seed: int = 0, hidden: int = 32, layers: int = 2, image_size: int = 28) -> Path:
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessor,
@@ -281,14 +279,7 @@ def build_llava_next(folder, seed: int = 0, hidden: int = 32, layers: int = 2, i
     )
 
     tokenizer = build_tokenizer({"image_token": "<image>"})
-    vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                              num_attention_heads=2, image_size=image_size, patch_size=14, projection_dim=hidden,
-                              initializer_range=INIT_STD)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                       num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                       max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                       initializer_range=INIT_STD)
+    vision, text = clip_llama_configs(tokenizer, hidden, layers, image_size, 14, INIT_STD, max_positions=2048)
     config = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
                              image_grid_pinpoints=PINPOINTS, vision_feature_select_strategy="default",
                              vision_feature_layer=-2, image_seq_length=(image_size // 14) ** 2)
@@ -326,18 +317,28 @@ def _capitalised_roles(template: str) -> str:
     return template.replace("' + message['role'] + '", "' + message['role'] | capitalize + '")
 
 
+def _build_idefics_like(folder, seed: int, hidden: int, layers: int, tile: int, config_cls, model_cls,
+                        processor) -> Path:
+    """Idefics3 and SmolVLM share the model layout; `processor(tokenizer, template, image_seq_len)`
+    builds the family's processor."""
+    tokenizer, vision, text, template = _idefics_parts(hidden, layers, tile)
+    config = config_cls(vision_config=vision, text_config=text, scale_factor=2,
+                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id)
+    _seeded(seed)
+    model = model_cls(config).eval()
+    return _save(folder, model, processor(tokenizer, _capitalised_roles(template), (tile // 14) ** 2 // 4), tokenizer)
+
+
 def build_idefics3(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tile: int = 28) -> Path:
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
 
-    tokenizer, vision, text, template = _idefics_parts(hidden, layers, tile)
-    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=2,
-                            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id)
-    _seeded(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
-    processor = Idefics3Processor(
-        image_processor=Idefics3ImageProcessor(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}),
-        tokenizer=tokenizer, image_seq_len=(tile // 14) ** 2 // 4, chat_template=_capitalised_roles(template))
-    return _save(folder, model, processor, tokenizer)
+    def processor(tokenizer, template, image_seq_len):
+        return Idefics3Processor(
+            image_processor=Idefics3ImageProcessor(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}),
+            tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=template)
+
+    return _build_idefics_like(folder, seed, hidden, layers, tile, Idefics3Config, Idefics3ForConditionalGeneration,
+                               processor)
 
 
 def build_smolvlm(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tile: int = 28) -> Path:
@@ -349,16 +350,14 @@ def build_smolvlm(folder, seed: int = 0, hidden: int = 32, layers: int = 2, tile
         SmolVLMVideoProcessor,
     )
 
-    tokenizer, vision, text, template = _idefics_parts(hidden, layers, tile)
-    config = SmolVLMConfig(vision_config=vision, text_config=text, scale_factor=2,
-                           image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id)
-    _seeded(seed)
-    model = SmolVLMForConditionalGeneration(config).eval()
-    processor = SmolVLMProcessor(
-        image_processor=SmolVLMImageProcessor(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}),
-        video_processor=SmolVLMVideoProcessor(size={"longest_edge": tile}), tokenizer=tokenizer,
-        image_seq_len=(tile // 14) ** 2 // 4, chat_template=_capitalised_roles(template))
-    return _save(folder, model, processor, tokenizer)
+    def processor(tokenizer, template, image_seq_len):
+        return SmolVLMProcessor(
+            image_processor=SmolVLMImageProcessor(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}),
+            video_processor=SmolVLMVideoProcessor(size={"longest_edge": tile}), tokenizer=tokenizer,
+            image_seq_len=image_seq_len, chat_template=template)
+
+    return _build_idefics_like(folder, seed, hidden, layers, tile, SmolVLMConfig, SmolVLMForConditionalGeneration,
+                               processor)
 
 
 # -- PaliGemma and Gemma 3: one fixed-size SigLIP view per image ---------------------------------
