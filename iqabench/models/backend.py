@@ -96,6 +96,13 @@ class Query:
         """One image and a pixel-call prompt: a whole template when it holds `<|image|>`."""
         return cls((image,), prompt, template=IMAGE_PLACEHOLDER in prompt)
 
+    def answer_start(self, prompt: str) -> str:
+        """`prompt` (the conversation up to the answer) followed by the answer prefix, joined with a
+        space unless the prompt ends in whitespace."""
+        if not self.answer_prefix:
+            return prompt
+        return prompt + (self.answer_prefix if prompt[-1:].isspace() else " " + self.answer_prefix)
+
     def folded_text(self) -> str:
         """The user's text with the system message before it (for formats without a system turn)."""
         return f"{self.system}\n{self.text}" if self.system else self.text

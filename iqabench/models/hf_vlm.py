@@ -175,9 +175,7 @@ class HfVlmBackend(MLLMBackend):
                 text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             else:
                 text = fam.plain.format(content=self._plain_content(user, n))
-        if q.answer_prefix:
-            text += q.answer_prefix if text[-1:].isspace() else " " + q.answer_prefix
-        return text
+        return q.answer_start(text)
 
     @staticmethod
     def _content(text: str, n_images: int) -> list[dict[str, str]]:

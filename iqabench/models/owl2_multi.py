@@ -33,9 +33,7 @@ def owl2_text(query: Query) -> str:
         if IMAGE_PLACEHOLDER not in user:
             user = IMAGE_PLACEHOLDER * len(query.images) + user
         text = f"USER: {user} ASSISTANT:"
-    if query.answer_prefix:
-        text += query.answer_prefix if text[-1:].isspace() else " " + query.answer_prefix
-    return text
+    return query.answer_start(text)
 
 
 def _route(module, x, visual):

@@ -49,9 +49,7 @@ def conversation(query: Query) -> str:
         if IMAGE_PLACEHOLDER not in content and query.images:
             content = IMAGE_PLACEHOLDER * len(query.images) + "\n" + content
         text = SYSTEM.format(system=query.system or "") + USER.format(content=content) + ASSISTANT
-    if query.answer_prefix:
-        text += query.answer_prefix if text[-1:].isspace() else " " + query.answer_prefix
-    return text
+    return query.answer_start(text)
 
 
 class Owl3Backend(MLLMBackend):

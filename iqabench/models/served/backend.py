@@ -167,10 +167,7 @@ class ServedBackend(MLLMBackend):
                 raise IqaError("backend served: a whole-template prompt with images needs /v1/completions, which "
                                "takes no images in the OpenAI API; use a question prompt (the server applies its "
                                "chat format)")
-            prompt = query.text
-            if query.answer_prefix:
-                prompt += query.answer_prefix if prompt[-1:].isspace() else " " + query.answer_prefix
-            body["prompt"] = prompt
+            body["prompt"] = query.answer_start(query.text)
             if logprobs:
                 body["logprobs"] = self.top_logprobs
             path = "/completions"
