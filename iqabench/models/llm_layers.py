@@ -63,3 +63,27 @@ def left_padded_mask(full_mask: torch.Tensor, new: int) -> torch.Tensor:
     cols = torch.arange(total, device=device)
     allowed |= (cols[None, :] == torch.arange(new, device=device)[:, None] + total - new)[None]
     return allowed[:, None]
+
+
+def greedy_tokens(hidden: torch.Tensor, lm_head: nn.Module, advance, max_new_tokens: int,
+                  stop_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding from the last position of `hidden` [B, T, D]: `advance(next_ids [B])` feeds the
+    chosen tokens (whatever a stopped row gets is never read) and returns the new hidden states.
+    -> (tokens [B, n], stopped_before [B, n]: the row had produced a stop id at an earlier step),
+    n <= max_new_tokens; decoding ends once every row has stopped."""
+    batch = hidden.shape[0]
+    done = torch.zeros(batch, dtype=torch.bool, device=hidden.device)
+    tokens: list[torch.Tensor] = []
+    before: list[torch.Tensor] = []
+    for step in range(max_new_tokens):
+        nxt = lm_head(hidden[:, -1]).float().argmax(-1)
+        tokens.append(nxt)
+        before.append(done)
+        done = done | torch.isin(nxt, stop_ids)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        hidden = advance(nxt)
+    if not tokens:
+        empty = torch.zeros(batch, 0, dtype=torch.long, device=hidden.device)
+        return empty, empty.bool()
+    return torch.stack(tokens, dim=1), torch.stack(before, dim=1)

@@ -132,23 +132,23 @@ class Owl2QueryBackend(Owl2Backend):
     def answers(self, queries: Sequence[Query], max_new_tokens: int = 8) -> list[str]:
         import torch
 
+        from iqabench.models.llm_layers import greedy_tokens
+
         eos = self.model.config.text.eos_token_id
         with torch.no_grad():
             embeds, visual, mask = self._rows(queries)
             hidden, cache = self._decode(embeds, visual, mask)
-            done = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
-            out = []
-            for step in range(max_new_tokens):
-                nxt = self.model.lm_head(hidden[:, -1]).float().argmax(-1)
-                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-                out.append(nxt)
-                done |= nxt == eos
-                if bool(done.all()) or step == max_new_tokens - 1:
-                    break
+
+            def advance(nxt):
+                nonlocal cache
                 step_embeds = self.model.decoder.embed_tokens(nxt)[:, None].to(embeds.dtype)
                 ones = torch.ones(len(nxt), 1, dtype=torch.bool, device=embeds.device)
                 hidden, cache = self._decode(step_embeds, ~ones, ones, past=cache)  # generated tokens are text
-        new = torch.stack(out, dim=1).tolist() if out else [[] for _ in queries]
+                return hidden
+
+            tokens, before = greedy_tokens(hidden, self.model.lm_head, advance, max_new_tokens,
+                                           torch.tensor([eos], device=embeds.device))
+        new = torch.where(before, torch.full_like(tokens, eos), tokens).tolist()
         return [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from iqabench.models.llm_layers import greedy_tokens
+
 from .abstractor import VisualAbstractor
 from .config import Owl2Config
 from .decoder import KVCache, ModalityAdaptiveDecoder
@@ -69,19 +71,15 @@ class Owl2Model(nn.Module):
         """Greedy decoding with a K/V cache; returns new ids [B, <= max_new_tokens] (eos-padded)."""
         embeds, visual = self.embed(input_ids, pixel_values)
         hidden, cache = self.decoder(embeds, visual, use_cache=True)
-        batch = embeds.shape[0]
-        done = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
-        out: list[torch.Tensor] = []
-        for step in range(max_new_tokens):
-            nxt = self.lm_head(hidden[:, -1]).float().argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
-            out.append(nxt)
-            done |= nxt == eos_token_id
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            step_embeds = self.decoder.embed_tokens(nxt)[:, None].to(embeds.dtype)
-            hidden, cache = self._step(step_embeds, cache)
-        return torch.stack(out, dim=1) if out else input_ids.new_zeros(batch, 0)
+
+        def advance(nxt: torch.Tensor) -> torch.Tensor:
+            nonlocal cache
+            hidden, cache = self._step(self.decoder.embed_tokens(nxt)[:, None].to(embeds.dtype), cache)
+            return hidden
+
+        eos = torch.tensor([eos_token_id], device=embeds.device)
+        tokens, before = greedy_tokens(hidden, self.lm_head, advance, max_new_tokens, eos)
+        return torch.where(before, torch.full_like(tokens, eos_token_id), tokens)
 
     def _step(self, embeds: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
         # generated tokens are text

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from iqabench.models.llm_layers import greedy_tokens
+
 from .config import Owl3Config
 from .decoder import Cache, HyperQwen2, Media
 from .vision import VisionTower
@@ -67,19 +69,16 @@ class Owl3Model(nn.Module):
                         max_new_tokens: int, stop_ids: Sequence[int]) -> list[list[int]]:
         """Greedy decoding with a cache; each row's new ids up to (not including) a stop id."""
         hidden, cache = self.decoder(self.decoder.embed_tokens(input_ids), mask, media)
-        stops = torch.tensor(list(stop_ids), dtype=torch.long, device=input_ids.device)
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        out: list[torch.Tensor] = []
-        for step in range(max_new_tokens):
-            nxt = self.lm_head(hidden[:, -1]).float().argmax(-1)
-            stopped = torch.isin(nxt, stops) | done
-            out.append(torch.where(stopped, torch.full_like(nxt, -1), nxt))
-            done = stopped
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
+
+        def advance(nxt: torch.Tensor) -> torch.Tensor:
+            nonlocal cache
             hidden, cache = self._step(nxt, cache)
-        rows = torch.stack(out, dim=1).tolist() if out else [[] for _ in range(input_ids.shape[0])]
-        return [[i for i in row[:row.index(-1)] if i >= 0] if -1 in row else row for row in rows]
+            return hidden
+
+        stops = torch.tensor(list(stop_ids), dtype=torch.long, device=input_ids.device)
+        tokens, before = greedy_tokens(hidden, self.lm_head, advance, max_new_tokens, stops)
+        stopped = before | torch.isin(tokens, stops)
+        return [[int(t) for t, s in zip(row, cut) if not s] for row, cut in zip(tokens.tolist(), stopped.tolist())]
 
     def _step(self, ids: torch.Tensor, cache: Cache) -> tuple[torch.Tensor, Cache]:
         ones = torch.ones(len(ids), 1, dtype=torch.bool, device=ids.device)
