@@ -1,10 +1,11 @@
 """Official checkpoint folders for the model families written here (mPLUG-Owl2, mPLUG-Owl3).
 
 A folder (or a hub snapshot of one) holds `config.json`, the weights and the tokenizer. What differs
-between families is data, a `KeyMap`: the official key prefixes and ours, which checkpoint keys are
-recomputed rather than loaded, which of our parameters may be absent, and which checkpoint parts
-the model never runs (read, checked for shape and dropped). Every other key that maps to nothing,
-and every parameter the checkpoint does not provide, is an error naming the keys.
+between families is data, one `Layout` each: the files to fetch, how config.json is read and the
+model built, the official key prefixes and ours, which checkpoint keys are recomputed rather than
+loaded, which of our parameters may be absent, and which checkpoint parts the model never runs
+(read, checked for shape and dropped). Every other key that maps to nothing, and every parameter
+the checkpoint does not provide, is an error naming the layout.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import dataclasses
 import hashlib
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,18 @@ from iqabench.errors import IqaError, NotAvailable, one_line
 
 
 @dataclasses.dataclass(frozen=True)
-class KeyMap:
-    """How one family's official checkpoint keys land on its model."""
+class Layout:
+    """One family's official checkpoint folder and how it lands on the family's model."""
 
     what: str  # how errors name the checkpoint, e.g. "owl2 weights"
+    hub_files: tuple[str, ...]  # what a hub snapshot fetches (weights other than safetensors: see `pickles`)
+    config: Callable[[dict[str, Any], str], Any]  # (config.json content, its path) -> the family's config
+    model: Callable[[Any], Any]  # config -> the model (called on the meta device)
     prefixes: tuple[tuple[str, str], ...]  # official prefix -> model prefix; names below them are official
     derived: re.Pattern  # official keys some exports carry that the model recomputes: skipped
-    optional: re.Pattern | None = None  # model keys loaded when present, computed by the model otherwise
+    optional: re.Pattern | None = None  # model keys loaded when present, computed by `fill_optional` otherwise
+    fill_optional: Callable[[Any], None] | None = None
+    unused: Callable[[Any], dict[str, tuple[int, ...]]] | None = None  # config -> official keys never run, shapes
     pickles: bool = False  # whether pytorch_model*.bin shards are read (tensors only) when no safetensors exist
 
     def to_model_key(self, key: str) -> str | None:
@@ -46,24 +52,24 @@ class KeyMap:
         return self.optional is not None and bool(self.optional.match(key))
 
 
-def resolve_folder(keys: KeyMap, path: str, revision: str | None, hub_files: Sequence[str]) -> Path:
+def resolve_folder(layout: Layout, path: str, revision: str | None = None) -> Path:
     """A local folder as is; otherwise a hub snapshot (local cache only when `iqabench.hub.offline()`)."""
     local = Path(path).expanduser()
     if local.is_dir():
         return local
     if local.exists() or path.startswith((".", "/", "~")):
-        raise IqaError(f"{keys.what}: {path} is not a folder")
+        raise IqaError(f"{layout.what}: {path} is not a folder")
     from huggingface_hub import snapshot_download
 
     offline = hub.offline()
-    patterns = list(hub_files)
+    patterns = list(layout.hub_files)
     try:
         folder = Path(snapshot_download(path, revision=revision, allow_patterns=patterns, local_files_only=offline))
-        if keys.pickles and not list(folder.glob("*.safetensors")):
+        if layout.pickles and not list(folder.glob("*.safetensors")):
             folder = Path(snapshot_download(path, revision=revision, allow_patterns=patterns + ["*.bin"],
                                             local_files_only=offline))
     except Exception as err:  # the hub raises many types (offline, missing repo, network)
-        raise NotAvailable(missing_weights_message(keys.what, path, revision, offline, err)) from err
+        raise NotAvailable(missing_weights_message(layout.what, path, revision, offline, err)) from err
     return folder
 
 
@@ -77,25 +83,25 @@ def missing_weights_message(what: str, path: str, revision: str | None, offline:
     return f"{what} {path}{at}: {where} ({cause}); {hub.download_hint(path, revision)}"
 
 
-def read_config(keys: KeyMap, folder: Path, parse: Callable[[dict[str, Any], str], Any]):
-    """`parse(raw, source)` of the folder's config.json; a missing file is one line."""
+def read_config(layout: Layout, folder: Path):
+    """The family's config from the folder's config.json; a missing file is one line."""
     file = folder / "config.json"
     if not file.is_file():
-        raise IqaError(f"{keys.what}: {file} is missing")
-    return parse(io.read_json(file, keys.what.replace("weights", "model config")), str(file))
+        raise IqaError(f"{layout.what}: {file} is missing")
+    return layout.config(io.read_json(file, layout.what.replace("weights", "model config")), str(file))
 
 
-def checkpoint_files(keys: KeyMap, folder: Path) -> list[Path]:
+def checkpoint_files(layout: Layout, folder: Path) -> list[Path]:
     safetensors = sorted(folder.glob("*.safetensors"))
     if safetensors:
         return safetensors
     bins = sorted(p for p in folder.glob("*.bin") if p.name.startswith("pytorch_model"))
-    if bins and keys.pickles:
+    if bins and layout.pickles:
         return bins
     if bins:
         found = ", ".join(p.name for p in bins[:3])
-        raise IqaError(f"{keys.what}: no *.safetensors in {folder} (found {found}: pickle files are not read)")
-    raise IqaError(f"{keys.what}: no *.safetensors{' or pytorch_model*.bin' if keys.pickles else ''} in {folder}")
+        raise IqaError(f"{layout.what}: no *.safetensors in {folder} (found {found}: pickle files are not read)")
+    raise IqaError(f"{layout.what}: no *.safetensors{' or pytorch_model*.bin' if layout.pickles else ''} in {folder}")
 
 
 def read_tensors(file: Path) -> dict[str, Any]:
@@ -106,7 +112,7 @@ def read_tensors(file: Path) -> dict[str, Any]:
     return load_tensors_only(file, mmap=True)
 
 
-def load_weights(model, keys: KeyMap, folder: Path, dtype, unused: dict[str, tuple[int, ...]] | None = None) -> list[str]:
+def load_weights(model, layout: Layout, folder: Path, dtype, unused: dict[str, tuple[int, ...]] | None = None) -> list[str]:
     """Copy the checkpoint in `folder` into `model` (built on the meta device), cast to `dtype`.
     `unused`: official keys the model never runs, with their shapes (checked, then dropped).
     Returns the optional model keys the checkpoint did not provide (the model computes those)."""
@@ -114,36 +120,36 @@ def load_weights(model, keys: KeyMap, folder: Path, dtype, unused: dict[str, tup
     unused = unused or {}
     loaded: dict[str, Any] = {}
     unmapped: list[str] = []
-    for file in checkpoint_files(keys, folder):
+    for file in checkpoint_files(layout, folder):
         for key, tensor in read_tensors(file).items():
-            if keys.derived.search(key):
+            if layout.derived.search(key):
                 continue
             if key in unused:
                 ours, want = None, unused[key]
             else:
-                ours = keys.to_model_key(key)
+                ours = layout.to_model_key(key)
                 if ours is None or ours not in expected:
                     unmapped.append(key)
                     continue
                 want = tuple(expected[ours].shape)
             if tuple(tensor.shape) != want:
-                raise IqaError(f"{keys.what}: {key} in {file.name} has shape {tuple(tensor.shape)}, "
+                raise IqaError(f"{layout.what}: {key} in {file.name} has shape {tuple(tensor.shape)}, "
                                f"config.json implies {want}")
             if ours is not None:
                 loaded[ours] = tensor.to(dtype)
     if unmapped:
-        raise IqaError(f"{keys.what}: {len(unmapped)} checkpoint keys in {folder} map to nothing: "
+        raise IqaError(f"{layout.what}: {len(unmapped)} checkpoint keys in {folder} map to nothing: "
                        + ", ".join(sorted(unmapped)[:8]) + (" ..." if len(unmapped) > 8 else ""))
     absent = sorted(k for k in expected if k not in loaded)
-    missing = [k for k in absent if not keys.is_optional(k)]
+    missing = [k for k in absent if not layout.is_optional(k)]
     if missing:
-        raise IqaError(f"{keys.what}: {len(missing)} parameters missing from {folder}: "
-                       + ", ".join(keys.to_official_key(k) for k in missing[:8]) + (" ..." if len(missing) > 8 else ""))
+        raise IqaError(f"{layout.what}: {len(missing)} parameters missing from {folder}: "
+                       + ", ".join(layout.to_official_key(k) for k in missing[:8]) + (" ..." if len(missing) > 8 else ""))
     model.load_state_dict(loaded, strict=not absent, assign=True)
     return absent
 
 
-def load_tokenizer(keys: KeyMap, folder: Path):
+def load_tokenizer(layout: Layout, folder: Path):
     """The folder's tokenizer. AutoTokenizer reads config.json and warns that it does not know the
     family's model_type, and older configs' rope_scaling: noise here."""
     from transformers import AutoTokenizer
@@ -156,30 +162,26 @@ def load_tokenizer(keys: KeyMap, folder: Path):
             warnings.simplefilter("ignore", FutureWarning)
             return AutoTokenizer.from_pretrained(str(folder))
     except Exception as err:  # transformers raises OSError/ValueError/ImportError here
-        raise IqaError(f"{keys.what}: cannot load the tokenizer in {folder}: {one_line(err, typed=True)}") from err
+        raise IqaError(f"{layout.what}: cannot load the tokenizer in {folder}: {one_line(err, typed=True)}") from err
     finally:
         hf_logging.set_verbosity(level)
 
 
-def load_model(keys: KeyMap, path: str, revision: str | None, hub_files: Sequence[str],
-               parse_config: Callable[[dict[str, Any], str], Any], build: Callable[[Any], Any], dtype=None,
-               device: str = "cpu", unused: Callable[[Any], dict[str, tuple[int, ...]]] | None = None,
-               fill_optional: Callable[[Any], None] | None = None):
-    """-> (model in eval mode with frozen parameters, tokenizer, resolved folder). The model is
-    `build(config)` on the meta device, then filled from the checkpoint; `fill_optional(model)` runs
-    when some optional parameters were absent."""
+def load_model(layout: Layout, path: str, revision: str | None = None, dtype=None, device: str = "cpu"):
+    """-> (model in eval mode with frozen parameters, tokenizer, resolved folder). The model is built
+    on the meta device, then filled from the checkpoint (float32 unless `dtype` says otherwise)."""
     import torch
 
     dtype = dtype or torch.float32
-    folder = resolve_folder(keys, path, revision, hub_files)
-    config = read_config(keys, folder, parse_config)
+    folder = resolve_folder(layout, path, revision)
+    config = read_config(layout, folder)
     with torch.device("meta"):
-        model = build(config)
-    absent = load_weights(model, keys, folder, dtype, unused(config) if unused else None)
-    if absent and fill_optional is not None:
-        fill_optional(model)
+        model = layout.model(config)
+    absent = load_weights(model, layout, folder, dtype, layout.unused(config) if layout.unused else None)
+    if absent and layout.fill_optional is not None:
+        layout.fill_optional(model)
     model = model.to(device).eval().requires_grad_(False)
-    return model, load_tokenizer(keys, folder), folder
+    return model, load_tokenizer(layout, folder), folder
 
 
 def identity(arch: str, spec, folder: Path, dtype) -> dict[str, Any]:

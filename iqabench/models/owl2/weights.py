@@ -3,7 +3,7 @@
 A folder (or a hub snapshot of one) holds `config.json`, the weights as safetensors shards or,
 failing that, `pytorch_model*.bin` shards (read with `weights_only=True`), and the LLaMA
 tokenizer. Official key names are renamed by prefix onto `Owl2Model` (iqabench/models/checkpoint.py
-does the loading and its checks; this module is the family's key map).
+does the loading and its checks; this module is the family's Layout).
 """
 from __future__ import annotations
 
@@ -12,8 +12,20 @@ from pathlib import Path
 
 from iqabench.models import checkpoint
 
-KEYS = checkpoint.KeyMap(
+from .config import Owl2Config
+
+
+def _model(config):
+    from .modeling import Owl2Model  # torch: imported when a model is built, not with this module
+
+    return Owl2Model(config)
+
+
+LAYOUT = checkpoint.Layout(
     what="owl2 weights",
+    hub_files=("*.json", "*.model", "*.safetensors", "tokenizer*", "*.txt"),
+    config=Owl2Config.from_official,
+    model=_model,
     # official prefix -> Owl2Model prefix
     prefixes=(
         ("model.vision_model.", "vision."),
@@ -26,26 +38,16 @@ KEYS = checkpoint.KeyMap(
     derived=re.compile(r"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$"),
     # fixed sin-cos codes: loaded when the checkpoint has them, recomputed otherwise
     optional=re.compile(r"^abstractor\.encoder\.layers\.\d+\.crossattention\.attention\.(q|k)_pos_embed$"),
+    fill_optional=lambda model: model.abstractor.reset_position_codes(model.config.abstractor),
     pickles=True,
 )
-HUB_FILES = ["*.json", "*.model", "*.safetensors", "tokenizer*", "*.txt"]
-to_model_key, to_official_key = KEYS.to_model_key, KEYS.to_official_key
+to_model_key, to_official_key = LAYOUT.to_model_key, LAYOUT.to_official_key
 
 
 def resolve_folder(path: str, revision: str | None = None) -> Path:
-    return checkpoint.resolve_folder(KEYS, path, revision, HUB_FILES)
-
-
-def read_config(folder: Path):
-    from .config import Owl2Config
-
-    return checkpoint.read_config(KEYS, folder, Owl2Config.from_official)
+    return checkpoint.resolve_folder(LAYOUT, path, revision)
 
 
 def load_owl2(path: str, revision: str | None = None, dtype=None, device: str = "cpu"):
     """-> (Owl2Model in eval mode with frozen parameters, tokenizer, resolved folder)."""
-    from .config import Owl2Config
-    from .modeling import Owl2Model
-
-    return checkpoint.load_model(KEYS, path, revision, HUB_FILES, Owl2Config.from_official, Owl2Model, dtype, device,
-                                 fill_optional=lambda m: m.abstractor.reset_position_codes(m.config.abstractor))
+    return checkpoint.load_model(LAYOUT, path, revision, dtype, device)

@@ -4,30 +4,21 @@ A folder (or a hub snapshot of one) holds `config.json`, safetensors shards (no 
 read) and the Qwen2 tokenizer. Official key names are renamed by prefix onto `Owl3Model`; the
 vision tower's parts the model never runs (its last encoder layer, `post_layernorm`, the pooling
 `head`) are named here, checked for shape and dropped (iqabench/models/checkpoint.py does the
-loading and its checks; this module is the family's key map).
+loading and its checks; this module is the family's Layout).
 """
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from iqabench.models import checkpoint
 
-KEYS = checkpoint.KeyMap(
-    what="owl3 weights",
-    # official prefix -> Owl3Model prefix
-    prefixes=(
-        ("language_model.model.", "decoder."),
-        ("language_model.lm_head.", "lm_head."),
-        ("vision_model.embeddings.", "vision.embeddings."),
-        ("vision_model.encoder.", "vision.encoder."),
-        ("vision2text_model.", "projector."),
-    ),
-    # buffers some exports carry that are recomputed here
-    derived=re.compile(r"(rotary_emb(_core)?\.inv_freq|\.position_ids)$"),
-)
-HUB_FILES = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "vocab*", "merges*"]
-to_model_key, to_official_key = KEYS.to_model_key, KEYS.to_official_key
+from .config import Owl3Config
+
+
+def _model(config):
+    from .modeling import Owl3Model  # torch: imported when a model is built, not with this module
+
+    return Owl3Model(config)
 
 
 def unused_vision_shapes(config) -> dict[str, tuple[int, ...]]:
@@ -54,20 +45,26 @@ def unused_vision_shapes(config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def resolve_folder(path: str, revision: str | None = None) -> Path:
-    return checkpoint.resolve_folder(KEYS, path, revision, HUB_FILES)
-
-
-def read_config(folder: Path):
-    from .config import Owl3Config
-
-    return checkpoint.read_config(KEYS, folder, Owl3Config.from_official)
+LAYOUT = checkpoint.Layout(
+    what="owl3 weights",
+    hub_files=("*.json", "*.safetensors", "*.txt", "tokenizer*", "vocab*", "merges*"),
+    config=Owl3Config.from_official,
+    model=_model,
+    # official prefix -> Owl3Model prefix
+    prefixes=(
+        ("language_model.model.", "decoder."),
+        ("language_model.lm_head.", "lm_head."),
+        ("vision_model.embeddings.", "vision.embeddings."),
+        ("vision_model.encoder.", "vision.encoder."),
+        ("vision2text_model.", "projector."),
+    ),
+    # buffers some exports carry that are recomputed here
+    derived=re.compile(r"(rotary_emb(_core)?\.inv_freq|\.position_ids)$"),
+    unused=unused_vision_shapes,
+)
+to_model_key, to_official_key = LAYOUT.to_model_key, LAYOUT.to_official_key
 
 
 def load_owl3(path: str, revision: str | None = None, dtype=None, device: str = "cpu"):
     """-> (Owl3Model in eval mode with frozen parameters, tokenizer, resolved folder)."""
-    from .config import Owl3Config
-    from .modeling import Owl3Model
-
-    return checkpoint.load_model(KEYS, path, revision, HUB_FILES, Owl3Config.from_official, Owl3Model, dtype, device,
-                                 unused=unused_vision_shapes)
+    return checkpoint.load_model(LAYOUT, path, revision, dtype, device)
