@@ -240,6 +240,13 @@ class MLLMBackend(abc.ABC):
         return list(groups.items())
 
 
+def first_text_token(ids: Sequence[int], decode) -> int | None:
+    """The first of the ids of " word" whose text is not only a word boundary: the token an answer
+    starts with (old Llama tokenizers encode " good" as ["▁", "good"], new ones as ["▁good"];
+    Qwen's byte-level BPE as ["Ġgood"]). `decode(list_of_ids) -> str`."""
+    return next((int(t) for t in ids if decode([t]).strip()), None)
+
+
 def backend_names() -> list[str]:
     """Every registered backend arch (built-ins and plugins, through `iqabench.backends`)."""
     from iqabench import registry

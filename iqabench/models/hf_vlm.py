@@ -34,6 +34,7 @@ from iqabench.models.backend import (
     BackendTraits,
     MLLMBackend,
     Query,
+    first_text_token,
     resolve_dtype,
 )
 from iqabench.models.vlm_families import FAMILIES, Family, family, family_of_model_type
@@ -326,12 +327,10 @@ class HfVlmBackend(MLLMBackend):
         return out
 
     def token_id(self, word: str) -> int:
-        # Old Llama tokenizers encode " good" as ["▁", "good"], new ones as ["▁good"]: skip
-        # pieces that are only a word boundary and take the first piece carrying text.
-        ids = self.tokenizer.encode(" " + word.strip(), add_special_tokens=False)
-        for tid in ids:
-            if self.tokenizer.decode([tid]).strip():
-                return int(tid)
+        tid = first_text_token(self.tokenizer.encode(" " + word.strip(), add_special_tokens=False),
+                               self.tokenizer.decode)
+        if tid is not None:
+            return tid
         raise IqaError(f"{self.spec.path}: the tokenizer has no token for {word!r}")
 
     def fingerprint(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from iqabench.models.backend import (
     BackendTraits,
     MLLMBackend,
     Query,
+    first_text_token,
 )
 
 from . import processor
@@ -169,9 +170,9 @@ class Owl3Backend(MLLMBackend):
 
     def token_id(self, word: str) -> int:
         """The first token of " word" that carries text (Qwen's byte-level BPE: "Ġgood", or "7")."""
-        for tid in self._encode(" " + word.strip()):
-            if self.tokenizer.decode([tid]).strip():
-                return int(tid)
+        tid = first_text_token(self._encode(" " + word.strip()), self.tokenizer.decode)
+        if tid is not None:
+            return tid
         raise IqaError(f"{self.spec.path}: the tokenizer has no token for {word!r}")
 
     def fingerprint(self) -> dict[str, Any]:

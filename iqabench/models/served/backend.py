@@ -41,6 +41,7 @@ from iqabench.models.backend import (
     BackendTraits,
     MLLMBackend,
     Query,
+    first_text_token,
 )
 from iqabench.models.served.client import Client, RequestFailed
 
@@ -151,8 +152,7 @@ class ServedBackend(MLLMBackend):
         key: int | str = word.strip()
         if self.by_id:
             # as the in-process backends: the first piece of " word" that carries text
-            ids = self._tokenize(" " + word.strip())
-            key = next((t for t in ids if self._detokenize([t]).strip()), None)
+            key = first_text_token(self._tokenize(" " + word.strip()), self._detokenize)
             if key is None:
                 raise IqaError(f"{self.spec.path}: the server's tokenizer has no token for {word!r}")
         if key not in self.columns:
