@@ -295,8 +295,7 @@ def test_extreme_aspect_images_are_not_upscaled_whole_and_pixels_are_unchanged()
     import numpy as np
     from PIL import Image
 
-    from iqabench.models.hf_vlm import square_image
-    from iqabench.models.preprocess import central_band
+    from iqabench.models.preprocess import central_band, square_image
 
     rng = np.random.default_rng(0)
     wide = Image.fromarray(rng.integers(0, 255, (20, 400, 3), dtype=np.uint8))

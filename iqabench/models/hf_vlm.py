@@ -37,38 +37,12 @@ from iqabench.models.backend import (
     first_text_token,
     resolve_dtype,
 )
+from iqabench.models.preprocess import square_image, unit_tensor
 from iqabench.models.vlm_families import FAMILIES, Family, family, family_of_model_type
 
 TEMPLATE_IMAGE = IMAGE_PLACEHOLDER  # marks a prompt that is a whole template (as the owl2 backend)
 PLAIN_TEMPLATE = "USER: {image}\n{question} ASSISTANT:"  # LLaVA-1.5's, for processors without a chat template
 GENERIC_ARCH = "hf-vlm"
-
-
-def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] = (0, 0, 0)):
-    """A PIL RGB image -> size x size PIL image.
-
-    crop: shorter side to `size` (bicubic), then centre crop (the CLIP processor's offset);
-    torchvision: the same with torchvision's offset; pad: pad to a square with `fill` (the mean
-    colour, as LLaVA and Q-Align do), then resize; squash: resize both sides, ignoring aspect."""
-    from PIL import Image
-
-    from iqabench.models.preprocess import pad_to_square, resize_center_crop
-
-    image = image.convert("RGB")
-    if policy == "squash":
-        return image.resize((size, size), Image.BICUBIC)
-    if policy == "pad":
-        return pad_to_square(image, fill).resize((size, size), Image.BICUBIC)
-    if policy in ("crop", "torchvision"):
-        return resize_center_crop(image, size, "round" if policy == "torchvision" else "floor")
-    raise IqaError(f"resize {policy!r}: not a square-image policy (crop, torchvision, pad, squash)")
-
-
-def pil_to_unit_tensor(images: Sequence[Any]):
-    """PIL images of one size -> float32 [B, 3, H, W] in [0, 1]."""
-    from iqabench.models.preprocess import unit_tensor
-
-    return unit_tensor(images)
 
 
 def _triple(values: Any) -> tuple[float, float, float]:
@@ -148,7 +122,7 @@ class HfVlmBackend(MLLMBackend):
             return self._processor_pixels(images).to(self.device)
         fill = tuple(round(m * 255) for m in self.mean)
         squares = [square_image(img, self.image_size, self.resize, fill) for img in images]
-        return pil_to_unit_tensor(squares).to(self.device)
+        return unit_tensor(squares).to(self.device)
 
     def normalize(self, pixels):
         self._need_grid("normalize")

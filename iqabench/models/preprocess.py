@@ -63,6 +63,26 @@ def pad_to_square(image: Any, colour: tuple[int, int, int]) -> Any:
     return canvas
 
 
+def square_image(image: Any, size: int, policy: str, fill: tuple[int, int, int] = (0, 0, 0)) -> Any:
+    """A PIL image -> size x size RGB PIL image, by a fixed-grid resize policy.
+
+    crop: shorter side to `size` (bicubic), then centre crop (the CLIP processor's offset);
+    torchvision: the same with torchvision's offset; pad: pad to a square with `fill` (the mean
+    colour, as LLaVA and Q-Align do), then resize; squash: resize both sides, ignoring aspect."""
+    from PIL import Image
+
+    from iqabench.errors import IqaError
+
+    image = image.convert("RGB")
+    if policy == "squash":
+        return image.resize((size, size), Image.BICUBIC)
+    if policy == "pad":
+        return pad_to_square(image, fill).resize((size, size), Image.BICUBIC)
+    if policy in ("crop", "torchvision"):
+        return resize_center_crop(image, size, "round" if policy == "torchvision" else "floor")
+    raise IqaError(f"resize {policy!r}: not a square-image policy (crop, torchvision, pad, squash)")
+
+
 def unit_tensor(images: Sequence[Any]):
     """Same-size PIL RGB images -> float32 tensor [B, 3, H, W] in [0, 1]."""
     import numpy as np

@@ -57,20 +57,11 @@ class Owl2Backend(MLLMBackend):
 
     # ---- pixels -------------------------------------------------------------------------
     def to_pixels(self, images: Sequence[Any]):
-        from iqabench.models.preprocess import (
-            pad_to_square,
-            resize_center_crop,
-            unit_tensor,
-        )
+        from iqabench.models.preprocess import square_image, unit_tensor
 
-        out = []
-        for image in images:
-            image = image.convert("RGB")
-            if self.spec.resize == "pad":
-                image = pad_to_square(image, tuple(int(c * 255) for c in self.mean))
-            offset = "round" if self.spec.resize == "torchvision" else "floor"
-            out.append(resize_center_crop(image, self.image_size, offset))
-        return unit_tensor(out).to(self.device)
+        policy = "crop" if self.spec.resize == "model" else self.spec.resize  # the official processor crops
+        fill = tuple(int(c * 255) for c in self.mean)  # Q-Align's mean colour, truncated
+        return unit_tensor([square_image(image, self.image_size, policy, fill) for image in images]).to(self.device)
 
     # ---- text ---------------------------------------------------------------------------
     def prompt_ids(self, prompt: str):
