@@ -19,14 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from iqabench.errors import IqaError
-from iqabench.models.backend import (
-    IMAGE_PLACEHOLDER,
-    BackendSpec,
-    BackendTraits,
-    MLLMBackend,
-    Query,
-    first_text_token,
-)
+from iqabench.models.backend import IMAGE_PLACEHOLDER, BackendSpec, BackendTraits, MLLMBackend, Query, first_text_token
 
 from . import processor
 
