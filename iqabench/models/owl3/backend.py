@@ -52,7 +52,7 @@ class Owl3Backend(MLLMBackend):
     mean, std = processor.MEAN, processor.STD
 
     def __init__(self, spec: BackendSpec, device: str = "cpu"):
-        from iqabench.models.hf_vlm import resolve_dtype
+        from iqabench.models.backend import resolve_dtype
 
         from .weights import load_owl3
 
