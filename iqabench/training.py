@@ -37,7 +37,7 @@ from iqabench.api import SampleSource, TrainableMethod
 from iqabench.errors import IqaError
 from iqabench.metrics import label as metric_label
 
-__all__ = ["CRITERIA", "EpochSteps", "EpochTrainable", "Position", "Selection", "fit", "read_state",
+__all__ = ["CRITERIA", "EpochSteps", "EpochTrainable", "Position", "Selection", "combine", "fit", "read_state",
            "refuse_batch_option", "resolve_batch_size", "val_scores", "validate"]
 
 # name -> label; every trainer's selection is one of these, recorded by label in the summary
@@ -116,6 +116,12 @@ def validate(predict: Callable, sources: Mapping[str, SampleSource], batch: int,
                 preds += [float(v) for v in predict(samples)]
                 bar.update(1)
         per[name] = val_scores(preds, targets, criterion)
+    return combine(per)
+
+
+def combine(per: Mapping[str, dict[str, float]]) -> dict[str, Any]:
+    """Several named sources' `val_scores` as one: their means (the criterion selected on is the
+    mean), the total count and each source's own under `val_sets`; one source is itself."""
     if len(per) == 1:
         return dict(next(iter(per.values())))
     mean = {k: sum(r[k] for r in per.values()) / len(per) for k in ("val_srcc", "val_plcc", "val_selection")}
