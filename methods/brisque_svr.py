@@ -18,7 +18,8 @@ from pathlib import Path
 
 from iqabench.api import MethodInfo, Options, Sample, TrainableMethod
 from iqabench.errors import IqaError
-from iqabench.training import CRITERIA, Selection, val_scores
+from iqabench.layout import slug
+from iqabench.training import CRITERIA, Selection, as_sources, combine, val_scores
 
 log = logging.getLogger("iqabench.methods.brisque_svr")
 
@@ -57,7 +58,12 @@ class BrisqueSVR(TrainableMethod):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         x_tr, y_tr = self._features(train, workdir / "features.train.jsonl", "train")
-        x_va, y_va = self._features(val, Path(workdir) / "features.val.jsonl", "val")
+        # one val source, or (a training mix) one per member dataset, selected on their mean
+        va = {name: self._features(source, workdir / ("features.val.jsonl" if name == "val" else
+                                                      f"features.val.{slug(name)}.jsonl"), "val" if name == "val" else f"val {name}")
+              for name, source in as_sources(val).items()}
+        va = {name: xy for name, xy in va.items() if len(xy[0])}
+        x_va = np.concatenate([x for x, _ in va.values()]) if va else np.zeros((0, 1))
         if len(x_tr) < 3:
             raise IqaError(f"{workdir}: fewer than 3 usable training images")
         lo, hi = x_tr.min(axis=0), x_tr.max(axis=0)
@@ -70,7 +76,7 @@ class BrisqueSVR(TrainableMethod):
         for step, (c, g) in enumerate(grid, 1):
             svr = SVR(kernel="rbf", C=c, gamma=g, epsilon=self.options.epsilon).fit(scale(x_tr), y_tr)
             loss = float(np.mean((svr.predict(scale(x_tr)) - y_tr) ** 2))
-            val = val_scores(svr.predict(scale(x_va)), y_va) if len(x_va) else {}
+            val = combine({n: val_scores(svr.predict(scale(x)), y) for n, (x, y) in va.items()}) if va else {}
             val.pop("val_n", None)
             crit = val["val_selection"] if len(x_va) else -loss
             history.append({"C": c, "gamma": g, "criterion": _finite(crit), "train_loss": loss,
