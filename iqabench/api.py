@@ -236,12 +236,16 @@ class SampleSource:
 
     `batches(size, shuffle_seed)` yields lists of samples; undecodable images are reported to
     `on_failure(id, reason)` and left out of the batch, so a trainer never sees them.
+    `groups` is set when the source is a training mix (iqabench.data.union): each member dataset's
+    ids, for a trainer that draws from one dataset at a time; None for one dataset.
     """
 
-    def __init__(self, ids: Sequence[str], load: Callable[[str], Sample], on_failure: Callable[[str, str], None] | None = None):
+    def __init__(self, ids: Sequence[str], load: Callable[[str], Sample], on_failure: Callable[[str, str], None] | None = None,
+                 groups: dict[str, list[str]] | None = None):
         self.ids = list(ids)
         self._load = load
         self._on_failure = on_failure
+        self.groups = groups
 
     def __len__(self) -> int:
         return len(self.ids)

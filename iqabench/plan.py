@@ -17,6 +17,7 @@ from iqabench import registry
 from iqabench.api import Method, Options, TrainableMethod, stable_hash
 from iqabench.config import RunConfig, TrainConfig
 from iqabench.data import splits
+from iqabench.data.union import MixView, is_mix, load_training_view
 from iqabench.data.views import IMAGES_DATASET, DatasetView, ImageFolderView, image_folder, load_dataset
 from iqabench.errors import IqaError, NotAvailable
 from iqabench.io import sha256_file
@@ -100,10 +101,10 @@ def method_label(cls: type[Method], options: Options) -> str:
 
 # -- checkpoints --------------------------------------------------------------------------------
 def training_key(choice: MethodChoice, dataset: str, split: splits.Split, seed: int, limit: int | None,
-                 batch_size: int | None = None) -> dict:
+                 batch_size: int | None = None, members: list[dict] | None = None) -> dict:
     """Everything that changes a fit: a checkpoint folder holds one fit of exactly this. The training
     batch is --batch-size, or (None) the method's recipe for the dataset; a trainer without a batch
-    keys none."""
+    keys none. A training mix adds every member's dataset, split name and split hash (`members`)."""
     from iqabench.training import resolve_batch_size
 
     schedule = getattr(choice.cls, "schedule_options", ())
@@ -113,6 +114,8 @@ def training_key(choice: MethodChoice, dataset: str, split: splits.Split, seed: 
     batch = resolve_batch_size(choice.cls, choice.options, dataset, batch_size)
     if batch is not None:
         key["batch_size"] = batch
+    if members is not None:
+        key["members"] = members
     return key
 
 
@@ -192,12 +195,15 @@ class TrainPlan:
     config: TrainConfig
     layout: ResultsLayout
     method: MethodChoice
-    view: DatasetView
+    view: DatasetView | MixView
     train_ids: list[str]
     val_ids: list[str]
     identity: dict
     workdir: Path
     split_note: str | None = None  # why the split is not the card's default (the method's recipe)
+    # a training mix: each member's train ids and val ids (validated on, and selected by their mean)
+    train_groups: dict[str, list[str]] | None = None
+    val_sets: dict[str, list[str]] | None = None
 
 
 def recipe_split(choice: MethodChoice, dataset: str | None, split: str | None) -> tuple[str | None, str | None]:
@@ -221,16 +227,27 @@ def build_train_plan(cfg: TrainConfig) -> TrainPlan:
         raise IqaError(f"method {choice.name} is not trainable (kind: {choice.cls.info.kind}); "
                        f"score it with `iqabench run --method {cfg.method} --dataset {cfg.dataset}`")
     layout = ResultsLayout(cfg.results)
-    split, note = recipe_split(choice, cfg.dataset, cfg.split)
-    view = load_dataset(cfg.dataset, cfg.data_root, split, layout, cfg.accept_out_of_range)
-    train_ids, val_ids = view.split.ids("train"), view.split.ids("val")
-    if cfg.limit is not None:
-        train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
+    # a mix loads each member's --split (or default split); one dataset may default to its recipe's
+    split, note = (cfg.split, None) if is_mix(cfg.dataset) else recipe_split(choice, cfg.dataset, cfg.split)
+    view = load_training_view(cfg.dataset, cfg.data_root, split, layout, cfg.accept_out_of_range)
+    groups = val_sets = members = None
+    if isinstance(view, MixView):  # --limit caps each member, so that every member is trained on
+        groups, val_sets = view.member_ids("train", cfg.limit), view.member_ids("val", cfg.limit)
+        empty = [m for m, ids in groups.items() if not ids]
+        if empty:
+            raise IqaError(f"{cfg.dataset}: {empty[0]} split {view.member_split(empty[0])} has no training images")
+        train_ids = [i for ids in groups.values() for i in ids]
+        val_ids = [i for ids in val_sets.values() for i in ids]
+        members = view.describe_members()
+    else:
+        train_ids, val_ids = view.split.ids("train"), view.split.ids("val")
+        if cfg.limit is not None:
+            train_ids, val_ids = train_ids[: cfg.limit], val_ids[: cfg.limit]
     if not train_ids:
         raise IqaError(f"{cfg.dataset} split {view.split.name} has no training images")
-    identity = training_key(choice, view.card.name, view.split, cfg.seed, cfg.limit, cfg.batch_size)
-    workdir = layout.checkpoint_dir(view.card.name, view.split.name, choice.name, stable_hash(identity))
-    return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir, note)
+    identity = training_key(choice, view.name, view.split, cfg.seed, cfg.limit, cfg.batch_size, members)
+    workdir = layout.checkpoint_dir(view.name, view.split.name, choice.name, stable_hash(identity))
+    return TrainPlan(cfg, layout, choice, view, train_ids, val_ids, identity, workdir, note, groups, val_sets)
 
 
 def build_run_plan(cfg: RunConfig) -> RunPlan:
@@ -239,6 +256,9 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
     layout = ResultsLayout(cfg.results)
     if cfg.images is not None:
         return _build_images_plan(cfg, choice, layout)
+    if is_mix(cfg.dataset):
+        raise IqaError(f"--dataset {cfg.dataset}: a mix of datasets is trained on, not scored; score each "
+                       f"dataset with --train-dataset {cfg.dataset}")
     if _must_build(cfg.dataset, cfg.data_root):
         choice.require_available()  # no run can exist yet: do not build a dataset for a method that cannot run
     split, note = recipe_split(choice, cfg.dataset, cfg.split)
@@ -306,8 +326,10 @@ def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView | No
                        "`iqabench train` made under <results>/checkpoints/) or --train-dataset NAME (the dataset "
                        "it was trained on)")
     if cfg.train_dataset and cfg.train_dataset != cfg.dataset:
-        train_split, _ = recipe_split(choice, cfg.train_dataset, cfg.train_split)  # as `train` on that dataset
-        train_view = load_dataset(cfg.train_dataset, cfg.data_root, train_split, layout, cfg.accept_out_of_range)
+        train_split, _ = ((cfg.train_split, None) if is_mix(cfg.train_dataset)  # as `train` on that dataset
+                          else recipe_split(choice, cfg.train_dataset, cfg.train_split))
+        train_view = load_training_view(cfg.train_dataset, cfg.data_root, train_split, layout,
+                                        cfg.accept_out_of_range)
     elif cfg.train_split and cfg.train_split != view.split.name:
         train_view = load_dataset(cfg.dataset, cfg.data_root, cfg.train_split, layout, cfg.accept_out_of_range)
     else:
@@ -315,9 +337,12 @@ def _checkpoint_for(cfg: RunConfig, choice: MethodChoice, view: DatasetView | No
     # a smoke test (--limit N) uses the checkpoint trained with the same limit, else the full one;
     # which one it used is part of the run's identity and manifest
     refs = []
+    members = train_view.describe_members() if isinstance(train_view, MixView) else None
     for limit in ([cfg.limit, None] if cfg.limit is not None else [None]):
-        identity = training_key(choice, train_view.card.name, train_view.split, cfg.seed, limit)
-        folder = layout.checkpoint_dir(train_view.card.name, train_view.split.name, choice.name, stable_hash(identity))
+        identity = training_key(choice, train_view.name, train_view.split, cfg.seed, limit, members=members)
+        folder = layout.checkpoint_dir(train_view.name, train_view.split.name, choice.name, stable_hash(identity))
         trained_on = {k: identity[k] for k in ("dataset", "split", "split_hash", "seed", "limit")}
+        if members is not None:
+            trained_on["members"] = members
         refs.append(CheckpointRef("trained", folder, hash_files(folder, names), trained_on))
     return next((r for r in refs if r.files is not None), refs[0])

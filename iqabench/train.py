@@ -51,7 +51,7 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         io.append_jsonl(workdir / "train_attempts.jsonl", {**attempt, "event": "started"})
         (workdir / "train_summary.json").unlink(missing_ok=True)  # present only once training has finished
         # trainers show bars only on a terminal, and never with --no-progress
-        ctx = RunContext(device=device, batch_size=batch, dataset=plan.view.card.name,
+        ctx = RunContext(device=device, batch_size=batch, dataset=plan.view.name,
                          cache_dir=plan.layout.cache_dir(), progress=cfg.progress)
         life = Lifecycle(plan.method.build(), ctx)
         if plan.split_note:
@@ -59,12 +59,17 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
         load = plan.view.loader(with_reference=plan.method.cls.info.needs_reference)
         try:
             method = life.setup()  # loads the weights: a missing model is reported before training is announced
-            on_log(f"training {plan.method.label()} on {plan.view.card.name}/{plan.view.split.name}: "
+            on_log(f"training {plan.method.label()} on {plan.view.name}/{plan.view.split.name}: "
                    f"{len(plan.train_ids)} train, {len(plan.val_ids)} val -> {workdir}")
+            if plan.val_sets is not None:
+                on_log("mix: " + ", ".join(f"{m} {len(plan.train_groups[m])} train, {len(plan.val_sets[m])} val"
+                                           for m in plan.val_sets) + "; selected on the mean of the members' val")
             if cfg.limit is not None:
                 on_log(f"WARNING: --limit {cfg.limit}: a smoke test, not a result (its checkpoint folder is its own)")
-            train_source = SampleSource(plan.train_ids, load, record_failure)
+            train_source = SampleSource(plan.train_ids, load, record_failure, groups=plan.train_groups)
             val_source = SampleSource(plan.val_ids, load, record_failure)
+            if plan.val_sets is not None:  # a mix: validated on each member, selected on their mean
+                val_source = {m: SampleSource(ids, load, record_failure) for m, ids in plan.val_sets.items()}
             if isinstance(method, training.EpochTrainable):
                 summary = training.fit(method, train_source, val_source, workdir, cfg.seed, on_log=on_log,
                                        progress=cfg.progress)
@@ -85,9 +90,12 @@ def train(cfg: TrainConfig, on_log: Callable[[str], None] = print) -> tuple[Path
 def _manifest(plan: TrainPlan) -> dict:
     cfg = plan.config
     return {"method": plan.method.name, "method_label": plan.method.label(),
-            "options": plan.method.options.model_dump(mode="json"), "dataset": plan.view.card.name,
+            "options": plan.method.options.model_dump(mode="json"), "dataset": plan.view.name,
             "split": plan.view.split.name, "split_hash": plan.view.split.hash, "n_train": len(plan.train_ids),
             "n_val": len(plan.val_ids), "split_chosen_by": plan.split_note, "seed": cfg.seed, "limit": cfg.limit,
+            **({"members": [{**m, "n_train": len(plan.train_groups[m["dataset"]]),
+                             "n_val": len(plan.val_sets[m["dataset"]])} for m in plan.identity["members"]]}
+               if plan.val_sets is not None else {}),
             "batch_size": plan.identity.get("batch_size"), "identity": plan.identity,
             "created": provenance.now(), **provenance.environment()}
 

@@ -35,6 +35,10 @@ class DatasetView:
     table: Any  # pandas DataFrame: id, path, label (+ ref, ref_path, official_set, extras)
     split: splits.Split
 
+    @property
+    def name(self) -> str:
+        return self.card.name
+
     def target_of(self) -> Callable[[float], float]:
         """label -> training target: oriented so higher is better, scaled to [0, 1] by the card's range."""
         lo, hi = getattr(self.card, "target_range", None) or self.card.score_range

@@ -96,6 +96,8 @@ def _training_parts(run: Run) -> list[tuple[str, str]]:
         test_protocol, test_seed = protocol_of(run.split)
         own = (trained.get("dataset") == run.dataset and protocol == test_protocol and train_seed == test_seed)
         source = "own split" if own else f"{trained.get('dataset')}/{protocol}"
+        if not own and trained.get("members"):  # a training mix: its name, and its split when not the default
+            source = str(trained.get("dataset")) if _default_mix_split(trained) else source
         out = [("train", source)]
         if trained.get("seed") is not None:
             out.append(("train seed", str(trained["seed"])))
@@ -103,6 +105,15 @@ def _training_parts(run: Run) -> list[tuple[str, str]]:
     if kind == "given":
         return [("checkpoint", f"{PurePath(str(ckpt.get('dir', ''))).name}#{digest}")]
     return [("weights", digest)]
+
+
+def _default_mix_split(trained: dict) -> bool:
+    from iqabench.data.union import train_split
+
+    try:
+        return train_split(str(trained.get("dataset")), None) == trained.get("split")
+    except IqaError:  # a member no longer registered: its split is shown
+        return False
 
 
 def repetition_of(run: Run) -> tuple[int | None, int | None]:
