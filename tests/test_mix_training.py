@@ -183,3 +183,12 @@ def test_mix_names_are_checked_in_one_line(mix_root, tmp_path):
     with pytest.raises(IqaError, match="a mix of datasets is trained on, not scored"):
         build_run_plan(RunConfig(method="promptiqa", dataset="synthetic+mixb", data_root=root, results=tmp_path))
 
+
+def test_promptiqa_groups_a_mix_within_each_dataset():
+    from iqabench.methods.promptiqa.train import make_groups
+
+    members = {"a": [f"a:{i}" for i in range(9)], "b": [f"b:{i}" for i in range(7)]}
+    groups = make_groups([i for ids in members.values() for i in ids], 3, np.random.default_rng(0), members)
+    assert len(groups) == 3 + 2 and all(len(g) == 3 for g in groups)
+    assert all(len({i.split(":")[0] for i in g}) == 1 for g in groups)  # each prompt from one dataset
+    assert {g[0].split(":")[0] for g in groups} == {"a", "b"}

@@ -68,10 +68,16 @@ def augment_scores(scores, rng, scale_p: float, flip_p: float, alpha: float = 1.
     return scores, applied
 
 
-def make_groups(ids: list[str], size: int, rng) -> list[list[str]]:
-    order = list(ids)
-    rng.shuffle(order)
-    return [order[i:i + size] for i in range(0, len(order) - size + 1, size)]
+def make_groups(ids: list[str], size: int, rng, members: dict[str, list[str]] | None = None) -> list[list[str]]:
+    """Groups of `size` ids. A training mix (`members`: each dataset's ids) groups within each
+    dataset, as the paper draws each prompt from one dataset, and then shuffles the groups."""
+    if not members:
+        order = list(ids)
+        rng.shuffle(order)
+        return [order[i:i + size] for i in range(0, len(order) - size + 1, size)]
+    groups = [group for own in members.values() for group in make_groups(own, size, rng)]
+    order = rng.permutation(len(groups))
+    return [groups[i] for i in order]
 
 
 def target_of(sample) -> float:
@@ -188,7 +194,7 @@ class PromptIQASteps:
         import torch
 
         self.rng = np.random.default_rng([self.seed, epoch])  # groups, then each group's augmentations
-        groups = make_groups(self.train.ids, self.o.prompt_size + 1, self.rng)
+        groups = make_groups(self.train.ids, self.o.prompt_size + 1, self.rng, getattr(self.train, "groups", None))
         n = self.groups_per_step
         self.lr = learning_rate(self.o.lr, epoch, self.o.cosine_period)
         for group in self.optimizer.param_groups:
