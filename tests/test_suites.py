@@ -17,6 +17,7 @@ from iqabench import registry
 from iqabench.cli.suite_cmd import suite_group
 from iqabench.data.card import DatasetCard
 from iqabench.data.splits import expand
+from iqabench.data.union import canonical
 from iqabench.errors import IqaError
 from iqabench.locations import shipped_folder
 from iqabench.suite import list_suites, load_suite
@@ -71,8 +72,8 @@ def test_committed_suite_loads_resolves_and_keeps_its_published_numbers(path):
         assert registry.methods.get(cell.method).name == cell.method
         for unit in cell.units:
             assert registry.datasets.get(unit.dataset).name == unit.dataset
-            if unit.train_dataset:
-                registry.datasets.get(unit.train_dataset)
+            if unit.train_dataset:  # one dataset, or a mix of registered ones
+                assert canonical(unit.train_dataset) == unit.train_dataset
     if path.name in LINEUPS:  # a line-up: one row per method it names, nothing published
         assert [r.method for r in suite.rows] == list(dict.fromkeys(raw["zero_shot"] + raw["trained"]))
         assert not any(r.published for r in suite.rows)

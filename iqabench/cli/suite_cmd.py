@@ -68,7 +68,7 @@ def show_command(settings: Settings, name: str) -> None:
     click.echo("rows:")
     for row in spec.rows:
         if row.published_only:
-            click.echo(f"  {row.label}: published only")
+            click.echo(f"  {row.label}: published only" + (f" ({' '.join(row.why.split())})" if row.why else ""))
             continue
         opts = f" {json.dumps(row.options, sort_keys=True)}" if row.options else ""
         train = ""
@@ -77,6 +77,8 @@ def show_command(settings: Settings, name: str) -> None:
         click.echo(f"  {row.label}: {row.method}{opts}{train}")
         for key, extra in row.column_options.items():
             click.echo(f"      on {key}: {json.dumps(extra, sort_keys=True)}")
+        for key, what in row.needs.items():
+            click.echo(f"      cannot run here until given: -o {key}=... ({' '.join(what.split())})")
     click.echo("published:")
     for row in spec.rows:
         values = "; ".join(f"{col} " + " ".join(f"{m}={v:.{spec.digits}f}" for m, v in metrics.items())

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from iqabench.data import splits
-from iqabench.suite.spec import Column, Row, SuiteFile
+from iqabench.data.union import member_names
+from iqabench.errors import IqaError
+from iqabench.suite.spec import Column, Row, SuiteFile, TrainSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Suite:
         units = []
         for name in splits.parse_name(split).members():
             if row.train is not None and trained:
-                train = (row.train.dataset, row.train.split or registry.datasets.get(row.train.dataset).default_split)
+                train = (row.train.dataset, _train_split(row.train, name))
             elif trained:
                 train = (col.dataset, name)  # within: the train part of the split it is tested on
             else:
@@ -96,7 +98,8 @@ class Suite:
     def datasets(self) -> list[str]:
         """Every dataset a computable cell reads (test columns and training sources)."""
         names = [c.dataset for c in self.columns if not c.published_only]
-        names += [r.train.dataset for r in self.rows if r.train is not None and not r.published_only]
+        names += [m for r in self.rows if r.train is not None and not r.published_only
+                  for m in member_names(r.train.dataset)]
         return list(dict.fromkeys(names))
 
     def adapted(self, dataset_map: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> "Suite":
@@ -114,3 +117,17 @@ def applies(row: Row, col: Column) -> bool:
 def needs_training(choice) -> bool:
     """A trainable method without published weights named in its options is trained here."""
     return choice.trainable and choice.cls.external_weights(choice.options) is None
+
+
+def _train_split(train: TrainSource, tested: str) -> str:
+    """The split a row trains on for a unit testing `tested`: `{seed}` becomes that split's seed;
+    unset, the training dataset's (or each member's) default. Normalised as checkpoints record it."""
+    from iqabench.data.union import train_split
+
+    split = train.split
+    if split is not None and "{seed}" in split:
+        seed = splits.parse_name(tested).seed
+        if seed is None:
+            raise IqaError(f"train.split {split!r}: the tested split {tested!r} has no seed to put in {{seed}}")
+        split = split.replace("{seed}", str(seed))
+    return train_split(train.dataset, split)

@@ -12,6 +12,7 @@ from typing import Any
 import pydantic
 
 from iqabench.data import splits
+from iqabench.data.union import canonical
 from iqabench.errors import IqaError
 from iqabench.io import named_by
 from iqabench.metrics import CORRELATIONS
@@ -142,11 +143,13 @@ def _check_layout(spec: SuiteFile, path: Path) -> SuiteFile:
             raise IqaError(f"{where}.label: rows[{labels.index(row.label)}] has the same label")
         if row.published_only:
             extra = [k for k in ("method", "train") if getattr(row, k) is not None]
-            extra += [k for k in ("options", "column_options") if getattr(row, k)]
+            extra += [k for k in ("options", "column_options", "needs") if getattr(row, k)]
             if extra:
                 raise IqaError(f"{where}.{extra[0]}: a published_only row is not computed; remove it")
         elif not row.method:
             raise IqaError(f"{where}.method: missing (or mark the row published_only = true)")
+        elif row.why is not None:
+            raise IqaError(f"{where}.why: says why a published_only row is not computed; this row is")
         for field, names in (("columns", row.columns or []), ("column_options", row.column_options),
                              ("published", row.published)):
             for name in names:
@@ -178,9 +181,9 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
     from iqabench import registry
     from iqabench.plan import resolve_method
 
-    def dataset(name: str, where: str) -> str:
+    def dataset(name: str, where: str, mix: bool = False) -> str:
         try:
-            return registry.datasets.get(name).name
+            return canonical(name) if mix else registry.datasets.get(name).name
         except IqaError as exc:
             raise IqaError(f"{path}: {where}: {exc}") from None
 
@@ -201,7 +204,11 @@ def _resolve_names(spec: SuiteFile, path: Path, command_line: bool = False) -> S
             raise IqaError(f"{path}: {where}.method: {exc}") from None
         train = row.train
         if train is not None:
-            train = train.model_copy(update={"dataset": dataset(train.dataset, f"{where}.train.dataset")})
+            train = train.model_copy(update={"dataset": dataset(train.dataset, f"{where}.train.dataset", mix=True)})
+        fields = registry.methods.get(method).Options.model_fields
+        unknown = next((k for k in row.needs if k not in fields), None)
+        if unknown is not None:
+            raise IqaError(f"{path}: {where}.needs.{unknown}: not an option of {method}")
         trained = None
         for col in columns:
             if not applies(row, col):

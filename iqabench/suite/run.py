@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Literal
 
+from iqabench.data.union import member_names
 from iqabench.errors import Busy, IqaError, NotAvailable, one_line
 from iqabench.suite.definition import Cell, Suite, Unit
 from iqabench.suite.index import RunIndex
@@ -149,14 +150,15 @@ def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> t
     from iqabench.plan import resolve_method
 
     choice = resolve_method(cell.method, cell.options)
-    reasons = []
+    reasons = [f"needs -o {k}=... ({' '.join(what.split())})" for k, what in cell.row.needs.items()
+               if cell.options.get(k) in (None, "")]
     missing = choice.cls.check_available(choice.options)
     if missing:
         reasons.append(f"method {cell.method} not available: {missing}")
     elif choice.cls.info.needs_gpu and device == "cpu" and not allow_cpu:
         reasons.append(f"method {cell.method} needs a GPU (device is cpu; --allow-cpu runs it anyway)")
     datasets = [u.dataset for u in cell.units] + [u.train_dataset for u in cell.units if u.train_dataset]
-    for name in dict.fromkeys(datasets):
+    for name in dict.fromkeys(m for d in datasets for m in member_names(d)):  # a mix: each member
         card = registry.datasets.get(name)
         if card.build is None and card.locate(data_root) is None:
             reasons.append(f"dataset {name} not found under {data_root}")

@@ -19,7 +19,14 @@ is checked against the registry when the suite is loaded (iqabench.suite.load).
     [[columns]] key, label, dataset, split, published_only, note
     [[rows]]    label, method, options, column_options.<column>, train = {dataset, split},
                 columns (the columns it applies to), published_only, source, note,
-                published.<column> = {<metric> = number}
+                published.<column> = {<metric> = number},
+                needs = {<option> = "what it names"}: options the user must give (-o), e.g. a
+                    file that cannot ship; until given the row's cells cannot run here,
+                why: for a published_only row, why no method here computes it
+
+A training source may be a mix (`dataset = "koniq10k+spaq+kadid10k"`, iqabench.data.union), and
+its split may hold `{seed}`: the seed of the split a unit tests on, so a seeded protocol trains
+one model per repetition (`split = "ratio80-0-20-seed{seed}"`).
 """
 from __future__ import annotations
 
@@ -77,6 +84,8 @@ class Row(Strict):
     published: dict[str, dict[MetricKey, Number]] = {}
     source: str | None = None  # where this row's published numbers come from, when not the table itself
     note: str | None = None
+    needs: dict[str, str] = {}  # option -> what the user must give with -o (e.g. a file that cannot ship)
+    why: str | None = None  # a published_only row: why no method here computes it
 
 
 class SuiteFile(Strict):
