@@ -156,3 +156,63 @@ def test_qbench_koniq_outputs_give_the_published_table(tmp_path):
     tested = [r for r in rows if r["metric"] == "srcc" and r["n"] == "10073"
               and {r["method_a"], r["method_b"]} == {"qbench:llava_v1.5 (labels=card)", "qbench:mplug_owl (labels=card)"}]
     assert len(tested) == 1 and float(tested[0]["p_bootstrap"]) < 0.05
+
+
+CG_CARD = """\
+name = "cgtest"
+title = "test-only metadata of 6,000 computer-graphics images"
+url = "written by the test"
+folder_names = ["cgtest"]
+layout = ["cg.csv"]
+label_name = "mos"
+score_range = [0.0, 5.0]
+higher_better = true
+default_split = "all"
+
+[reader]
+format = "csv"
+file = "cg.csv"
+id = "{name}"
+images = { folders = ["images"] }
+"""
+
+
+def test_cgiqa_is_scored_as_the_notebook_does_the_mean_of_its_two_halves(tmp_path, scratch_registry):
+    """Q-Bench's eval.ipynb scores cgi.json as the mean of the SRCCs (PLCCs) of records [:3000] and
+    [3000:6000]; the importer records that number beside the whole file's (here they differ)."""
+    data = tmp_path / "data" / "cgtest"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    mos = rng.uniform(0, 5, 6000)
+    (data / "cg.csv").write_text("name,mos\n" + "".join(f"cg{i:04d}.png,{y:.4f}\n" for i, y in enumerate(mos)))
+    (tmp_path / "card.toml").write_text(CG_CARD)
+    scratch_registry.register_dataset_file(tmp_path / "card.toml")
+    # the two halves rate on other levels (as two sub-sets would): the whole file's SRCC is lower
+    good = np.where(np.arange(6000) < 3000, 10.0, 60.0) + 30 * mos / 5 + rng.normal(0, 8, 6000)
+    rows = [{"img_path": f"CGIQA-6k/cg{i:04d}.png", "gt_score": float(round(y, 4)), "logit_good": float(g),
+             "logit_poor": 20.0} for i, (y, g) in enumerate(zip(mos, good))]
+    source = write_qbench(tmp_path / "model_y" / "cgi.json", rows)
+    result = invoke("--results", tmp_path / "r", "--data-root", tmp_path / "data", "import", source,
+                    "--dataset", "cgtest", "--labels", "file")
+    assert result.exit_code == 0, result.output
+
+    def softmax(a, b, temperature=100):  # the notebook's, as written there
+        a /= temperature
+        b /= temperature
+        return np.exp(a) / (np.exp(a) + np.exp(b))
+
+    d1, d2 = rows[:3000], rows[3000:6000]
+    s = spearmanr([float(di["gt_score"]) for di in d1], [softmax(di["logit_good"], di["logit_poor"]) for di in d1])[0]
+    p = pearsonr([float(di["gt_score"]) for di in d1], [softmax(di["logit_good"], di["logit_poor"]) for di in d1])[0]
+    s += spearmanr([float(di["gt_score"]) for di in d2], [softmax(di["logit_good"], di["logit_poor"]) for di in d2])[0]
+    p += pearsonr([float(di["gt_score"]) for di in d2], [softmax(di["logit_good"], di["logit_poor"]) for di in d2])[0]
+    s, p = s / 2, p / 2
+    run = read_run(next((tmp_path / "r" / "runs").rglob("manifest.json")).parent)
+    published = run.imported["as_published"]
+    assert published["srcc"] == pytest.approx(s, abs=1e-12) and published["plcc_raw"] == pytest.approx(p, abs=1e-12)
+    assert [(b["records"], b["n"]) for b in published["blocks"]] == [([1, 3000], 3000), ([3001, 6000], 3000)]
+    assert run.manifest["identity"]["imported"]["blocks"] == [[0, 3000], [3000, 6000]]
+    assert "records 1-3000 and 3001-6000" in run.imported["formula_text"]
+    assert f"as published (mean over record blocks, as Q-Bench's eval.ipynb): SRCC {s:.4f}" in result.output
+    whole = run.metrics["srcc"]
+    assert whole < s - 0.05  # the whole file's number is another one, and it stays the run's metric

@@ -59,6 +59,11 @@ def import_command(settings: Settings, files, dataset, fmt, labels, name, split,
         click.echo(f"{path}: {info['matched']} image(s) matched, {info['unmatched']['count']} not on the card, "
                    f"{info['outside_part']} outside {split}/{part}, {info['not_in_file']} of the part not in the "
                    f"file; score: {info['formula']}; labels: {labels}")
+        published = info.get("as_published")
+        if published:
+            click.echo(f"{path}: as published ({published['rule']}): SRCC {shared.fmt(published['srcc'])}, "
+                       f"PLCC {shared.fmt(published['plcc_raw'])} (no fit); records "
+                       + ", ".join(f"{b['records'][0]}-{b['records'][1]} (n={b['n']})" for b in published["blocks"]))
         shared.print_metrics({"run_dir": str(result.run_dir), **result.metrics})
         done.append(result.metrics)
     shared.print_summary(done)

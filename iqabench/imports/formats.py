@@ -7,9 +7,10 @@ qbench   the Q-Bench authors' per-image outputs (`leaderboards/IQA_outputs/<mode
          `logit_poor`; one model uses `logit_high`, `logit_low`). The score is their notebook's
          (`leaderboards/IQA_outputs/eval.ipynb`): a softmax of the two logits at temperature 100,
          exp(g/100) / (exp(g/100) + exp(p/100)); their SRCC and PLCC are taken against `gt_score`
-         with no logistic fit (iqabench's `plcc_raw`). Their CGIQA-6K number is the mean over the
-         file's two halves (first 3000, next 3000) — a two-part protocol a split file expresses, not
-         the importer.
+         with no logistic fit (iqabench's `plcc_raw`). Their CGIQA-6K number (`cgi.json`) is the
+         mean of the SRCCs (and of the PLCCs) of the file's two halves, records 1-3000 and
+         3001-6000 ("as in paper", the notebook says): the importer computes it beside the whole
+         file's and records both (`QBENCH_BLOCKS`).
 csv      a plain table with a header: `id` (or `image`, `img_path`, `path`) and `score`, optionally `label`.
 """
 from __future__ import annotations
@@ -26,6 +27,9 @@ QBENCH_TEMPERATURE = 100.0
 # The answer-word pairs the Q-Bench outputs carry, in the order they are looked for.
 QBENCH_WORD_PAIRS = (("good", "poor"), ("high", "low"))
 ID_COLUMNS = ("id", "image", "img_path", "path", "image_name")
+# Files the notebook scores in blocks of records, by file name: (start, end) record ranges,
+# 0-based and end-exclusive as its `d[:3000], d[3000:6000]`; the published number is their mean.
+QBENCH_BLOCKS = {"cgi.json": ((0, 3000), (3000, 6000))}
 FORMATS = ("qbench", "csv")
 
 
@@ -46,6 +50,7 @@ class Published:
     formula: str  # short name, part of the run's identity
     formula_text: str  # what a reader of the manifest needs to recompute a score
     label_field: str | None  # the file's own label column, when it has one
+    blocks: tuple[tuple[int, int], ...] | None = None  # record ranges the authors' number averages over
 
 
 def detect(path: Path) -> str:
@@ -132,7 +137,12 @@ def read_qbench(path: Path) -> Published:
     text = (f"score = exp(logit_{pos}/{QBENCH_TEMPERATURE:g}) / (exp(logit_{pos}/{QBENCH_TEMPERATURE:g}) + "
             f"exp(logit_{neg}/{QBENCH_TEMPERATURE:g})), as in Q-Bench's leaderboards/IQA_outputs/eval.ipynb; "
             "their table's PLCC has no logistic fit (plcc_raw here)")
-    return Published("qbench", entries, formula, text, "gt_score" if any(e.label is not None for e in entries) else None)
+    blocks = QBENCH_BLOCKS.get(path.name)
+    if blocks:
+        text += ("; the published number of this file is the mean of the SRCCs (and PLCCs) of records "
+                 + " and ".join(f"{a + 1}-{b}" for a, b in blocks) + ", as the notebook computes it")
+    return Published("qbench", entries, formula, text, "gt_score" if any(e.label is not None for e in entries) else None,
+                     blocks)
 
 
 # -- csv ----------------------------------------------------------------------------------------------------

@@ -52,6 +52,25 @@ def default_name(path: Path, fmt: str) -> str:
     return f"{fmt}:{path.parent.name}" if fmt == "qbench" and path.parent.name else path.stem
 
 
+def block_means(published: formats.Published, matched: dict[str, str], labels: dict[str, float]) -> dict:
+    """The authors' number for a file scored in blocks of records: SRCC and raw PLCC of each block
+    (its records matched to images of the part, with a score), and their means."""
+    from iqabench import metrics
+
+    per = []
+    for start, end in published.blocks:
+        rows = [(e.score, labels[matched[e.id]]) for e in published.entries[start:end]
+                if e.id in matched and matched[e.id] in labels and e.score is not None]
+        pred, y = np.array([r[0] for r in rows], dtype=float), np.array([r[1] for r in rows], dtype=float)
+        defined = len(rows) >= 3 and np.ptp(pred) > 0 and np.ptp(y) > 0
+        per.append({"records": [start + 1, min(end, len(published.entries))], "n": len(rows),
+                    "srcc": metrics.srcc(pred, y) if defined else None,
+                    "plcc_raw": metrics.plcc(pred, y) if defined else None})
+    mean = {k: (sum(b[k] for b in per) / len(per) if all(b[k] is not None for b in per) else None)
+            for k in ("srcc", "plcc_raw")}
+    return {"rule": "mean over record blocks, as Q-Bench's eval.ipynb", "blocks": per, **mean}
+
+
 def import_outputs(cfg: ImportConfig, on_log: Callable[[str], None] = print) -> ImportResult:
     if cfg.labels not in LABEL_SOURCES:
         raise IqaError(f"labels {cfg.labels!r}: expected one of {', '.join(LABEL_SOURCES)}")
@@ -106,7 +125,8 @@ def import_outputs(cfg: ImportConfig, on_log: Callable[[str], None] = print) -> 
     name = cfg.name or default_name(path, published.format)
     options = {"formula": published.formula, "labels": cfg.labels, "source_sha256": sha[:16]}
     identity = {"imported": {"format": published.format, "sha256": sha, "formula": published.formula,
-                             "labels": cfg.labels, "schema_version": SCHEMA_VERSION},
+                             "labels": cfg.labels, "schema_version": SCHEMA_VERSION,
+                             **({"blocks": [list(b) for b in published.blocks]} if published.blocks else {})},
                 "name": name, "dataset": card.name, "split": view.split.name, "split_hash": view.split.hash,
                 "part": cfg.part}
     key = stable_hash(identity)
@@ -116,6 +136,9 @@ def import_outputs(cfg: ImportConfig, on_log: Callable[[str], None] = print) -> 
                 "entries": len(published.entries), "matched": len(matched.ids),
                 "unmatched": {"count": len(matched.unmatched), "first": matched.unmatched[:5]},
                 "outside_part": len(outside), "not_in_file": len(missing)}
+    if published.blocks:
+        labels_now = {r["id"]: r["label"] for r in inputs}
+        imported["as_published"] = block_means(published, matched.ids, labels_now)
     manifest = {
         "method": name, "method_label": name, "method_kind": "imported", "options": options,
         "fingerprint": {"method": name, "options": options},
