@@ -137,7 +137,9 @@ def summary_lines(workdir: Path, summary: dict) -> list[str]:
     # the trainers' val_plcc is Pearson on the raw predictions (no logistic fit on the val part)
     lines = [f"trained: {'; '.join(chosen) or 'done'}",
              f"val {label('srcc')} {fmt(best.get('val_srcc'))}  {label('plcc_raw')} {fmt(best.get('val_plcc'))}"
-             + (f"  (selected by {summary['criterion']})" if summary.get("criterion") else "")]
+             + (f"  (selected by {summary['criterion']}" if summary.get("criterion") else "")
+             + (f", the mean over {', '.join(summary['selected_on_mean_of'])})" if summary.get("selected_on_mean_of")
+                else ")" if summary.get("criterion") else "")]
     if summary.get("n_failed_images"):
         failures = Path(workdir) / "failures.jsonl"
         lines.append(f"{summary['n_failed_images']} image(s) could not be used (listed in {failures})")

@@ -302,8 +302,9 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
         say(line + (" (best so far)" if gain and has_val else "") + f" [{time.perf_counter() - started:.1f} s]")
     history = state["history"]
     best = next((r for r in history if r["epoch"] == selection.best), {})
+    over = {"selected_on_mean_of": sorted(live)} if has_val and len(live) > 1 else {}
     return {"best_epoch": selection.best, "epochs_run": state["epoch"], "stopped": state["stopped"],
-            "criterion": label, "best_val": {k: best.get(k) for k in ("val_srcc", "val_plcc", "val_selection")},
+            "criterion": label, **over, "best_val": {k: best.get(k) for k in ("val_srcc", "val_plcc", "val_selection")},
             "resumed_from": resumed, "steps_per_epoch": steps_per_epoch,
             loss_name: [r[loss_name] for r in history if loss_name in r], "history": history}
 
