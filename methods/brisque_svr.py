@@ -80,7 +80,7 @@ class BrisqueSVR(TrainableMethod):
             val.pop("val_n", None)
             crit = val["val_selection"] if len(x_va) else -loss
             history.append({"C": c, "gamma": g, "criterion": _finite(crit), "train_loss": loss,
-                            **{k: _finite(v) for k, v in val.items()}})
+                            **{k: v if isinstance(v, dict) else _finite(v) for k, v in val.items()}})
             gain = selection.offer(crit, step)
             if gain:
                 best_fit = (c, g, svr, val)
@@ -93,7 +93,8 @@ class BrisqueSVR(TrainableMethod):
         self._save(Path(workdir), svr, lo, hi, {"C": c, "gamma": g, "epsilon": self.options.epsilon, "criterion": criterion,
                                                  "selection": crit, "n_train": len(x_tr), "n_val": len(x_va)})
         self._model = self._load(Path(workdir))
-        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": crit,
+        over = {"selected_on_mean_of": sorted(va)} if len(va) > 1 else {}
+        return {"selected": {"C": c, "gamma": g}, "criterion": criterion, "selection": crit, **over,
                 "best_val": {k: _finite(val.get(k, float("nan"))) for k in ("val_srcc", "val_plcc", "val_selection")},
                 "grid": history, "n_train": len(x_tr), "n_val": len(x_va)}
 

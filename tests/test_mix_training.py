@@ -192,3 +192,28 @@ def test_promptiqa_groups_a_mix_within_each_dataset():
     assert len(groups) == 3 + 2 and all(len(g) == 3 for g in groups)
     assert all(len({i.split(":")[0] for i in g}) == 1 for g in groups)  # each prompt from one dataset
     assert {g[0].split(":")[0] for g in groups} == {"a", "b"}
+
+
+def test_brisque_svr_on_a_mix_selects_on_the_mean_of_the_members_val(tmp_path, tiny_root, scratch_registry):
+    """A trainer without epochs (a grid search) gets the members' val sources by name too."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "tiny").symlink_to(tiny_root / "tiny")
+    write_mixb(root)
+    scratch_registry.register_dataset_file(root / "mixb-card.toml")
+    cfg = TrainConfig(method="brisque-svr", dataset="tiny+mixb", data_root=root, results=tmp_path / "r",
+                      options={"c_grid": [1.0, 8.0], "gamma_grid": [0.1]}, progress=False)
+    workdir, summary = train(cfg, **QUIET)
+    assert summary["selected_on_mean_of"] == ["mixb", "tiny"]
+    for point in summary["grid"]:
+        sets = point["val_sets"]
+        assert set(sets) == {"tiny", "mixb"}
+        assert point["criterion"] == pytest.approx(np.mean([v["val_selection"] for v in sets.values()]))
+    # each member's val SRCC is its own images' against its own targets
+    from iqabench.io import JsonlLog
+
+    feats = {r["id"]: r for r in JsonlLog(workdir / "features.val.mixb.jsonl").read()}
+    assert feats and all(k.startswith("mixb:") for k in feats)
+    assert (workdir / "features.val.tiny.jsonl").is_file()
+    best = summary["grid"][max(range(len(summary["grid"])), key=lambda i: summary["grid"][i]["criterion"])]
+    assert best["val_srcc"] == pytest.approx(np.mean([v["val_srcc"] for v in best["val_sets"].values()]))
