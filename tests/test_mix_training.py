@@ -112,7 +112,10 @@ def test_a_mix_trains_resumes_scores_another_dataset_and_names_itself(mix_root, 
     last = summary["history"][-1]
     assert set(last["val_sets"]) == {"synthetic", "mixb"}
     assert last["val_srcc"] == pytest.approx(np.mean([v["val_srcc"] for v in last["val_sets"].values()]))
-    assert summary["criterion"] == "val SRCC"
+    assert summary["criterion"] == "val SRCC" and summary["selected_on_mean_of"] == ["mixb", "synthetic"]
+    # each member validated with a prompt of its own train images, as at test time
+    assert {m: {i.split(":")[0] for i in p["ids"]} for m, p in summary["val_prompts"].items()} == {
+        "synthetic": {"synthetic"}, "mixb": {"mixb"}}
 
     # each member's targets come from its own card: mixb's DMOS 1..5 (lower better) -> (5 - y) / 4
     targets = dict(json.loads(line).values() for line in (straight / "targets.train.jsonl").read_text().splitlines())

@@ -170,12 +170,20 @@ class PromptIQA(EpochTrainable):
         workdir = Path(workdir)
         init = self._init_plan()
         net_meta = {"net": self._config().to_dict(), "backbone": o.backbone, "init": init, "dataset": self.dataset}
+        def member_prompts():  # a training mix: one prompt per member, from its own train images
+            from iqabench.layout import slug
+
+            return {m: draw_prompt(SampleSource(ids, train.load), o, self._size(), f"train part of {m}",
+                                   workdir / f"targets.train.{slug(m)}.jsonl") for m, ids in train.groups.items()}
+
         steps = PromptIQASteps(o, self.device, self._initial_net, init, train, seed, self.batch_size,
                                lambda: draw_prompt(train, o, self._size(), "checkpoint", workdir / "targets.train.jsonl"),
-                               net_meta)
+                               net_meta, member_prompts if getattr(train, "groups", None) else None)
         yield steps
         self._load(workdir, warn=False)
-        return {"prompt": steps.prompt.describe()}
+        return {"prompt": steps.prompt.describe(),
+                **({"val_prompts": {m: p.describe() for m, p in steps.member_prompts.items()}}
+                   if steps.member_prompts else {})}
 
     def _init_plan(self) -> dict[str, Any]:
         """How training starts (part of what a resumed fit must match)."""

@@ -136,7 +136,8 @@ class PromptIQASteps:
     name, state_file, criterion, validate_untrained = "", STATE, "srcc", True
 
     def __init__(self, options, device: str, new_net: Callable[[], Any], init_info: dict, train, seed: int,
-                 groups_per_step: int, prompt_of: Callable[[], Prompt], net_meta: dict):
+                 groups_per_step: int, prompt_of: Callable[[], Prompt], net_meta: dict,
+                 member_prompts_of: Callable[[], dict[str, Prompt]] | None = None):
         import torch
 
         o = self.o = options
@@ -151,6 +152,9 @@ class PromptIQASteps:
             self.net = new_net().to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.prompt = prompt_of()
+        # a training mix: each member's val part is scored with a prompt from its own train part, as
+        # a dataset is at test time (the saved checkpoint keeps the prompt drawn from the whole mix)
+        self.member_prompts = member_prompts_of() if member_prompts_of is not None else {}
         self.lr, self.rng = o.lr, None
 
     def compat(self) -> dict:
@@ -232,14 +236,23 @@ class PromptIQASteps:
     def predictor(self):
         import torch
 
+        from iqabench.data.union import ID_SEP
+
         self.net.eval()
-        with torch.no_grad():
-            tokens = self.net.prompt_tokens(normalise(self.prompt.pixels).to(self.device),
-                                            torch.tensor(self.prompt.scores, device=self.device))
+
+        def tokens_of(prompt: Prompt):
+            with torch.no_grad():
+                return self.net.prompt_tokens(normalise(prompt.pixels).to(self.device),
+                                              torch.tensor(prompt.scores, device=self.device))
+
+        tokens = tokens_of(self.prompt)
+        own = {m: tokens_of(p) for m, p in self.member_prompts.items()}
 
         def predict(samples):
+            members = {s.id.partition(ID_SEP)[0] for s in samples}
+            use = own.get(next(iter(members))) if len(members) == 1 and own else None
             with torch.no_grad():
-                return self.net.predict(self._pixels(samples), tokens).cpu().tolist()
+                return self.net.predict(self._pixels(samples), tokens if use is None else use).cpu().tolist()
 
         return predict
 
