@@ -110,7 +110,7 @@ def _cell_lines(suite, cells, data_root) -> list[str]:
                 cell = computed.get((row.label, col.key))
                 if cell is None:
                     if row.published_only or col.published_only:
-                        why = row.note if row.published_only and row.note else col.note
+                        why = (row.why or row.note) if row.published_only and (row.why or row.note) else col.note
                         lines.append(f"{name}: published only" + (f" ({' '.join(why.split())})" if why else ""))
                     continue  # a row that does not cover this column
                 units = ", ".join(u.describe() for u in cell.units)
