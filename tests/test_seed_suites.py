@@ -79,3 +79,18 @@ def test_a_published_only_row_may_not_need_options_and_a_computed_one_gives_no_w
     bad.write_text(text.replace('needs = { instructions', 'needs = { nosuch'))
     with pytest.raises(IqaError, match=r"\(Q-Adapt\^Q\)\.needs\.nosuch: not an option of q-adapt"):
         load_suite(bad)
+
+
+@pytest.mark.parametrize("name", SEED_SUITES)
+def test_every_cell_says_what_computes_it_or_why_not(name):
+    cells = show(name).split("\ncells:\n")[1].split("\ncells computed")[0].splitlines()
+    for line in cells:
+        if ": published only" in line:
+            assert re.search(r": published only \(.{10,}\)$", line), line
+    for (suite, label), method in SEED_ROWS.items():
+        if suite == name:
+            mine = [c for c in cells if c.startswith(f"  {label} x ") and ": published only" not in c]
+            assert mine and all(f": {method} on " in c for c in mine)
+    if name == "seed002-table3":  # the file the row needs, named until it is given
+        assert all("cannot run here: needs -o instructions=... (Q-Instruct's conversations" in c
+                   for c in cells if c.startswith("  Q-Adapt^Q x ") and ": published only" not in c)
