@@ -1,7 +1,8 @@
 """Quality scores from answer-token logits, computed in float32 with log-sum-exp so that bf16
 logits neither overflow nor underflow:
 - two word sets (seed 000, Q-Bench): s = sum_P e^l / (sum_P e^l + sum_N e^l);
-- rated levels (Q-Align): s = sum_i w_i softmax(l_levels)_i.
+- rated levels (Q-Align): s = sum_i w_i softmax(l_levels)_i;
+- options of a multiple-choice question (Q-Bench): softmax(l_options), the same restricted softmax.
 torch is imported only when a score is computed.
 """
 from __future__ import annotations
@@ -25,11 +26,18 @@ def word_set_score(logits, positive_ids: Sequence[int], negative_ids: Sequence[i
     return torch.exp(pos - both)
 
 
+def restricted_softmax(logits, token_ids: Sequence[int]):
+    """[B, len(token_ids)]: the next-token distribution restricted to `token_ids` (levels, options)."""
+    import torch
+
+    return torch.softmax(logits.float()[:, list(token_ids)], dim=-1)
+
+
 def level_score(logits, level_ids: Sequence[int], weights: Sequence[float]):
     """Expected level weight under the softmax restricted to the level tokens."""
     import torch
 
-    probs = torch.softmax(logits.float()[:, list(level_ids)], dim=-1)
+    probs = restricted_softmax(logits, level_ids)
     return probs @ torch.tensor(list(weights), dtype=torch.float32, device=probs.device)
 
 
