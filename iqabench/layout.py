@@ -2,6 +2,7 @@
 
     <results>/
       runs/<dataset>/<split>-<part>/<method>-<key>/   one scoring run (its files: see runs.py)
+      accuracy/<question set>/<method>-<answer>-<key>/   one multiple-choice run (iqabench/tasks/ask.py)
       checkpoints/<dataset>/<split>/<method>-<key>/   one training (see train.py)
       splits/<dataset>/<split>.json                   every split used, with its membership hash
       cache/                                          method caches keyed by the methods
@@ -19,8 +20,8 @@ from pathlib import Path
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_DATA_ROOT = Path("data")
-# Top-level rooms of a results folder that hold no run folders (not walked when looking for runs).
-NOT_RUNS = ("checkpoints", "cache", "splits", "report", "suites")
+# Top-level rooms of a results folder that hold no scoring run folders (not walked when looking for runs).
+NOT_RUNS = ("checkpoints", "cache", "splits", "report", "suites", "accuracy")
 
 
 def slug(text: str) -> str:
@@ -47,6 +48,14 @@ class ResultsLayout:
                 found.append(Path(top))
                 dirs[:] = []  # a run folder holds no other run folder
         return sorted(found)
+
+    def accuracy_dir(self, question_set: str, method: str, answer: str, key: str) -> Path:
+        return self.root / "accuracy" / slug(question_set) / f"{slug(method)}-{answer}-{key}"
+
+    def accuracy_dirs(self) -> list[Path]:
+        """Every multiple-choice run folder (one holding manifest.json under accuracy/), sorted."""
+        room = self.root / "accuracy"
+        return sorted(p.parent for p in room.glob("*/*/manifest.json")) if room.is_dir() else []
 
     @staticmethod
     def sibling_run_dir(run_dir: Path, method: str, key: str) -> Path:
