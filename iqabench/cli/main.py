@@ -26,6 +26,7 @@ COMMANDS = {
     "train": ("iqabench.cli.train_cmd:train_command", "Train a trainable method (fit on train, select on val)."),
     "score": ("iqabench.cli.score_cmd:score_command", "Recompute metrics of runs from their saved predictions."),
     "import": ("iqabench.cli.import_cmd:import_command", "Published per-image outputs become runs (Q-Bench, CSV)."),
+    "ask": ("iqabench.cli.ask_cmd:ask_command", "An MLLM answers multiple-choice questions (Q-Bench accuracy)."),
     "report": ("iqabench.cli.report_cmd:report_command", "Turn saved results into tables (md, tex, csv) and plots."),
     "list": ("iqabench.cli.list_cmd:list_group", "List methods, datasets, MLLM backends or a dataset's splits."),
     "options": ("iqabench.cli.options_cmd:options_command", "Show a method's options, defaults and aliases."),

@@ -1,0 +1,203 @@
+"""`iqabench ask`: a question set in the LLVisionQA release format written here, with tiny images,
+answered by the real tiny LLaVA backend whose answers the test controls (the option letters' logits
+on the likelihood path, the generated text on the other), checked against accuracies counted by
+hand; resume after an interruption; the report's accuracy table and paired test; malformed files."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from iqabench.cli.main import cli
+from iqabench.errors import IqaError
+from iqabench.tasks import mcq
+from iqabench.tasks.ask import AskConfig, ask, read_answers
+
+# question -> (candidates, correct, type, concern, the letter the likelihood path picks, the generated text)
+QUESTIONS = [
+    ("Is the image blurry?", ["Yes", "No"], "Yes", 0, 0, "A", "A."),  # both right
+    ("Which distortion is the most severe?", ["Noise", "Blur", "Overexposure"], "Blur", 1, 0, "C", "Blur"),
+    ("How is the lighting?", ["Too dark", "Just fine", "Too bright"], "Too dark", 2, 1, "A",
+     "Too dark or too bright"),  # likelihood right; generated names two options: unparsed
+    ("Is the image sharp?", ["Yes", "No"], "No", 0, 1, "B", "Yes"),  # likelihood right, generated wrong
+    ("What is the main colour?", ["Red", "Green", "Blue", "Grey"], "Green", 1, 1, "D", "(B) Green"),
+    ("Is the noise visible?", ["Yes", "No"], "N/A", 0, 0, "A", "No"),  # the answer is withheld
+]
+PICK = {q: letter for q, _, _, _, _, letter, _ in QUESTIONS}
+SAYS = {q: text for q, *_, text in QUESTIONS}
+# counted by hand from the table above (the withheld question is never counted)
+LIKELIHOOD = {"overall": 3 / 5, "type": {"0": 1.0, "1": 0.0, "2": 1.0}, "concern": {"0": 1 / 2, "1": 2 / 3}}
+GENERATE = {"overall": 3 / 5, "type": {"0": 1 / 2, "1": 1.0, "2": 0.0}, "concern": {"0": 1.0, "1": 1 / 3}}
+
+
+def write_question_set(folder):
+    images = folder / "images"
+    images.mkdir(parents=True)
+    entries = []
+    for k, (question, candidates, correct, qtype, concern, _, _) in enumerate(QUESTIONS):
+        name = f"{k:02d}.png"
+        Image.fromarray(np.full((12, 12, 3), 40 * k, dtype=np.uint8)).save(images / name)
+        entries.append({"img_path": name, "question": question, "candidates": candidates, "correct_ans": correct,
+                        "type": qtype, "concern": concern})
+    path = folder / "llvisionqa_dev.json"
+    path.write_text(json.dumps(entries))
+    return path, images
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    from iqabench.models.tiny import tiny_model_path
+
+    return tiny_model_path("llava", tmp_path_factory.mktemp("ask_models"))
+
+
+def _question_of(query) -> str:
+    return next(q for q in PICK if query.text.startswith(q))
+
+
+@pytest.fixture
+def controlled(monkeypatch):
+    """The real tiny backend; the test decides which letter is the most likely and what is generated.
+    `state["asked"]` counts the questions asked; `state["interrupt_at"]`: a model call that is cut."""
+    from iqabench.models import backend as backend_module
+
+    real = backend_module.load_backend
+    state = {"asked": [], "calls": 0, "interrupt_at": None, "loads": 0}
+
+    def load(spec, device="cpu"):
+        loaded = real(spec, device)
+        state["loads"] += 1
+        real_logits = loaded.logits
+
+        def tick(queries):
+            state["calls"] += 1
+            if state["calls"] == state["interrupt_at"]:
+                raise KeyboardInterrupt
+            state["asked"] += [_question_of(q) for q in queries]
+
+        def logits(queries):
+            tick(queries)
+            out = real_logits(queries).clone()  # the real forward, then the test's letter on top
+            for i, q in enumerate(queries):
+                out[i, loaded.token_id(PICK[_question_of(q)])] = out[i].max() + 3.0
+            return out
+
+        def answers(queries, max_new_tokens=8):
+            tick(queries)
+            return [SAYS[_question_of(q)] for q in queries]
+
+        loaded.logits, loaded.answers = logits, answers
+        return loaded
+
+    monkeypatch.setattr(backend_module, "load_backend", load)
+    return state
+
+
+def _cfg(tmp_path, path, images, llava, **kw):
+    return AskConfig(method="llava", questions=path, images=images, results=tmp_path / "results",
+                     options={"backend_path": llava}, batch_size=2, device="cpu", n_boot=200, seed=3,
+                     progress=False, **kw)
+
+
+def _check(acc, expected):
+    assert acc["overall"]["n"] == 5 and acc["withheld"] == 1 and acc["status"] == "complete"
+    assert acc["overall"]["accuracy"] == pytest.approx(expected["overall"])
+    assert {k: v["accuracy"] for k, v in acc["by_type"].items()} == pytest.approx(expected["type"])
+    assert {k: v["accuracy"] for k, v in acc["by_concern"].items()} == pytest.approx(expected["concern"])
+
+
+def test_both_answer_paths_give_the_hand_counted_accuracy(tmp_path, llava, controlled):
+    path, images = write_question_set(tmp_path)
+    likelihood, generate = ask(_cfg(tmp_path, path, images, llava), on_log=lambda line: None)
+    assert controlled["loads"] == 1  # one model for both paths
+    _check(likelihood.accuracy, LIKELIHOOD)
+    _check(generate.accuracy, GENERATE)
+    assert likelihood.accuracy["n_unparsed"] == 0 and generate.accuracy["n_unparsed"] == 1
+    # accuracy.json holds what was returned, computed from the saved records
+    assert json.loads((likelihood.run_dir / "accuracy.json").read_text())["overall"] == likelihood.accuracy["overall"]
+    records = read_answers(likelihood.run_dir)
+    for k, (question, candidates, *_rest) in enumerate(QUESTIONS):
+        rec = records[str(k)]
+        assert len(rec["probabilities"]) == len(candidates) and sum(rec["probabilities"]) == pytest.approx(1.0)
+        assert rec["answer"] == mcq.LETTERS.index(PICK[question]) == int(np.argmax(rec["probabilities"]))
+    unparsed = read_answers(generate.run_dir)["2"]
+    assert unparsed["answer"] is None and unparsed["unparsed"] and unparsed["text"] == "Too dark or too bright"
+    assert unparsed["error"] is None  # a recorded failure to answer, never asked again
+    # the identity: the question file's and the images' hashes are in the manifest
+    manifest = json.loads((likelihood.run_dir / "manifest.json").read_text())
+    assert manifest["questions"]["sha256"] and manifest["images"]["hash"] and manifest["answer"] == "likelihood"
+    # a rerun asks nothing and loads no model
+    controlled["asked"].clear()
+    again = ask(_cfg(tmp_path, path, images, llava), on_log=lambda line: None)
+    assert [r.asked_now for r in again] == [0, 0] and controlled["asked"] == [] and controlled["loads"] == 1
+    # another image is another run
+    Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(images / "05.png")
+    other = ask(_cfg(tmp_path, path, images, llava, answers=("likelihood",)), on_log=lambda line: None)
+    assert other[0].run_dir != likelihood.run_dir and other[0].asked_now == 6
+
+
+def test_resume_after_an_interruption_asks_only_what_is_left(tmp_path, llava, controlled):
+    path, images = write_question_set(tmp_path)
+    controlled["interrupt_at"] = 2  # the second batch of two questions is cut
+    with pytest.raises(KeyboardInterrupt):
+        ask(_cfg(tmp_path, path, images, llava, answers=("likelihood",)), on_log=lambda line: None)
+    run_dir = next((tmp_path / "results" / "accuracy").glob("*/*"))
+    assert sorted(read_answers(run_dir)) == ["0", "1"] and not (run_dir / "accuracy.json").exists()
+    controlled["asked"].clear()
+    (result,) = ask(_cfg(tmp_path, path, images, llava, answers=("likelihood",)), on_log=lambda line: None)
+    assert result.run_dir == run_dir and result.asked_now == 4
+    assert sorted(controlled["asked"]) == sorted(q for q, *_ in QUESTIONS[2:])
+    _check(result.accuracy, LIKELIHOOD)
+
+
+def test_the_command_runs_a_backend_by_name(tmp_path, llava, controlled):
+    path, images = write_question_set(tmp_path)
+    out = CliRunner().invoke(cli, ["--results", str(tmp_path / "r"), "ask", "--method", "llava", "-o",
+                                   f"backend_path={llava}", "--questions", str(path), "--images", str(images),
+                                   "--answer", "generate", "--device", "cpu", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "llava (generate) on llvisionqa_dev: accuracy 60.00 [" in out.output and "1 unparsed" in out.output
+
+
+@pytest.mark.parametrize("change,problem", [
+    ({"candidates": ["Yes"]}, "entry 3: candidates must be a list of at least two"),
+    ({"correct_ans": "Maybe"}, "entry 3: correct_ans 'Maybe' is not one of the candidates"),
+    ({"img_path": "missing.png"}, "entry 3: image 'missing.png' is not in"),
+])
+def test_a_malformed_question_file_is_one_line_naming_the_file_and_entry(tmp_path, llava, change, problem):
+    path, images = write_question_set(tmp_path)
+    entries = json.loads(path.read_text())
+    entries[3].update(change)
+    path.write_text(json.dumps(entries))
+    out = CliRunner().invoke(cli, ["--results", str(tmp_path / "r"), "ask", "--method", "llava", "-o",
+                                   f"backend_path={llava}", "--questions", str(path), "--images", str(images)])
+    assert out.exit_code != 0
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], out.output
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_a_method_that_names_no_backend_is_refused(tmp_path):
+    path, images = write_question_set(tmp_path)
+    with pytest.raises(IqaError, match="names no MLLM backend"):
+        ask(AskConfig(method="piqe", questions=path, images=images, results=tmp_path / "r"))
+
+
+def test_served_models_missing_letters_are_recorded_failures():
+    import torch
+
+    from iqabench.models.scoring.choices import OptionLetters
+
+    class Backend:
+        def token_id(self, word):
+            return "ABCD".index(word)
+
+    letters = OptionLetters(Backend(), "ABCD")
+    logits = torch.tensor([[0.0, 1.0, float("nan"), 5.0], [2.0, 0.0, float("nan"), 0.0]])
+    probs = letters.probabilities(logits, [4, 2])
+    assert probs[0] is None  # a letter of its options has no logit
+    assert probs[1] == pytest.approx([math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)])
