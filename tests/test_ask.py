@@ -154,6 +154,24 @@ def test_resume_after_an_interruption_asks_only_what_is_left(tmp_path, llava, co
     _check(result.accuracy, LIKELIHOOD)
 
 
+def test_report_tables_accuracy_and_the_paired_test(tmp_path, llava, controlled):
+    from scipy.stats import binomtest
+
+    path, images = write_question_set(tmp_path)
+    ask(_cfg(tmp_path, path, images, llava), on_log=lambda line: None)
+    out = CliRunner().invoke(cli, ["--results", str(tmp_path / "results"), "report", "--no-plots", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    md = (tmp_path / "results" / "report" / "accuracy.md").read_text()
+    assert "## llvisionqa_dev" in md and "| type 0 | type 1 | type 2 | concern 0 | concern 1 |" in md
+    assert "| llava (likelihood) | 5 | 60.00 [" in md and "| llava (generate) | 5 | 60.00 [" in md
+    # questions right on one path only (by hand): likelihood alone 2 and 3, generate alone 1 and 4
+    p = binomtest(2, 4, 0.5).pvalue
+    assert "| llava (generate) | llava (likelihood) | 5 | 0.00 | [" in md and f"| 2 | 2 | {p:.3g} |" in md
+    assert "Multiple-choice accuracy" in out.output
+    rows = (tmp_path / "results" / "report" / "accuracy.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * (1 + 3 + 2)
+
+
 def test_the_command_runs_a_backend_by_name(tmp_path, llava, controlled):
     path, images = write_question_set(tmp_path)
     out = CliRunner().invoke(cli, ["--results", str(tmp_path / "r"), "ask", "--method", "llava", "-o",

@@ -93,6 +93,8 @@ def report_command(settings: Settings, out: Path | None, suite_name: str | None,
     md = out / "table.md"
     if md.exists():
         click.echo(md.read_text())
+    if "accuracy.md" in summary["files"]:
+        click.echo(summary["files"]["accuracy.md"].read_text())
     for line in summary_lines(summary):
         click.echo(line)
 

@@ -5,6 +5,7 @@ Written under `out`:
     runs.md runs.tex runs.csv         every run folder and its role (used, superseded, smoke test, ...)
     significance.csv                  paired tests behind the table's marks
     breakdown.md breakdown.csv        SRCC per distortion type and level (when the inputs carry them)
+    accuracy.md accuracy.csv          multiple-choice accuracy runs and their paired tests (iqabench ask)
     plots/scatter_<method>_<dataset>.{pdf,png}, plots/heatmap_srcc.{pdf,png}
                                       (a scatter plot is redrawn only when its run's content changed:
                                       plots/.figures.json keys each by the run's hash; new ones in parallel)
@@ -23,6 +24,7 @@ from iqabench.api import stable_hash
 from iqabench.errors import IqaError
 from iqabench.metrics import FEW_REFERENCES
 from iqabench.report import csvfiles, htmlpage, latex, markdown, plots
+from iqabench.report.accuracy import accuracy_files
 from iqabench.report.breakdown import breakdown
 from iqabench.report.collect import Run, collect
 from iqabench.report.compare import significance
@@ -46,7 +48,13 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     but the progress bars)."""
     options = options or ReportOptions()
     results, out = Path(results), Path(out)
-    runs = collect(results, progress=options.progress)
+    accuracy, unreadable = accuracy_files(results, n_boot=options.bootstrap_resamples, seed=options.bootstrap_seed)
+    try:
+        runs = collect(results, progress=options.progress)
+    except IqaError:
+        if not accuracy:
+            raise
+        runs = []  # only multiple-choice runs: their tables, and an empty main table
     selection = select(runs, options.part, options.display_names, options.method_order, options.dataset_order)
     marks = significance(selection, options)
     grid = build_grid(selection, marks, options)
@@ -74,6 +82,9 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     write("runs.tex", latex.runs_tex(selection.entries, selection.labels, options.decimals))
     write("runs.csv", csvfiles.runs_csv(selection.entries, selection.labels))
     write("significance.csv", csvfiles.significance_csv(marks.tests, selection.labels, grid.titles))
+    for name, text in accuracy.items():  # multiple-choice runs (`iqabench ask`): their own tables
+        write(name, text)
+    warnings += unreadable
     if rows:
         write("breakdown.md", markdown.breakdown_md(rows, [grid.labels[i] for i in grid.rows], options.decimals))
         write("breakdown.csv", csvfiles.breakdown_csv(rows))
