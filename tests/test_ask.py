@@ -199,10 +199,13 @@ def test_a_malformed_question_file_is_one_line_naming_the_file_and_entry(tmp_pat
     assert not (tmp_path / "r").exists()  # nothing written
 
 
-def test_a_method_that_names_no_backend_is_refused(tmp_path):
+@pytest.mark.parametrize("method,problem", [("piqe", "names no MLLM backend"),
+                                            ("vp-llava", "is trained: its answers need its trained parts")])
+def test_a_method_that_cannot_answer_is_refused(tmp_path, method, problem):
     path, images = write_question_set(tmp_path)
-    with pytest.raises(IqaError, match="names no MLLM backend"):
-        ask(AskConfig(method="piqe", questions=path, images=images, results=tmp_path / "r"))
+    with pytest.raises(IqaError, match=problem):
+        ask(AskConfig(method=method, questions=path, images=images, results=tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
 
 
 def test_served_models_missing_letters_are_recorded_failures():
@@ -219,3 +222,4 @@ def test_served_models_missing_letters_are_recorded_failures():
     probs = letters.probabilities(logits, [4, 2])
     assert probs[0] is None  # a letter of its options has no logit
     assert probs[1] == pytest.approx([math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)])
+

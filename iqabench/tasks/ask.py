@@ -95,6 +95,9 @@ def resolve_asker(name: str, option_values: dict) -> Asker:
     if not isinstance(choice.options, BackendOptions):
         raise IqaError(f"method {choice.name} names no MLLM backend in its options, so it cannot answer questions; "
                        f"give an MLLM method or a backend ({', '.join(registry.backends.names())})")
+    if choice.trainable:
+        raise IqaError(f"method {choice.name} is trained: its answers need its trained parts, which `ask` does not "
+                       f"load; ask its base model as a backend (--method ARCH -o backend_path=DIR) or use an untrained MLLM method")
     return Asker(choice.name, method_label(choice.cls, choice.options), choice.options,
                  lambda: choice.cls.check_available(choice.options))
 
