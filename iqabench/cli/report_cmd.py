@@ -75,7 +75,8 @@ def report_command(settings: Settings, out: Path | None, suite_name: str | None,
         raise IqaError(f"{results}: no results folder (run `iqabench run` first, or give --results DIR)")
     out = out or results / "report"
     if suite_name:
-        _suite_report(results, out, suite_name, dataset_map, option_pairs)
+        if not _accuracy_suite_report(results, out, suite_name, dataset_map, option_pairs):
+            _suite_report(results, out, suite_name, dataset_map, option_pairs)
         return
     if dataset_map or option_pairs:
         raise IqaError("--dataset-map and -o go with --suite NAME")
@@ -119,3 +120,24 @@ def _suite_report(results: Path, out: Path, name: str, dataset_map, option_pairs
     click.echo(written["md"].read_text())
     for path in written.values():
         click.echo(f"wrote {path}")
+
+
+def _accuracy_suite_report(results: Path, out: Path, name: str, dataset_map, option_pairs) -> bool:
+    """A paper's accuracy table (kind = "accuracy-table"), from `iqabench ask` runs; False: another kind."""
+    from iqabench import io
+    from iqabench.errors import IqaError
+    from iqabench.tasks.mcq_suite import is_accuracy_suite, load_accuracy_suite, render_accuracy_suite
+
+    if not is_accuracy_suite(name):
+        return False
+    if dataset_map or option_pairs:
+        raise IqaError(f"{name}: an accuracy table reads `iqabench ask` runs as its rows give them: "
+                       "--dataset-map and -o do not apply")
+    suite = load_accuracy_suite(name)
+    text = render_accuracy_suite(suite, results)
+    path = out / "suites" / f"{suite.name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.write_text_atomic(path, text)
+    click.echo(text)
+    click.echo(f"wrote {path}")
+    return True
