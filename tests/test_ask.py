@@ -199,6 +199,16 @@ def test_a_malformed_question_file_is_one_line_naming_the_file_and_entry(tmp_pat
     assert not (tmp_path / "r").exists()  # nothing written
 
 
+def test_a_model_that_cannot_load_is_one_line_and_writes_nothing(tmp_path):
+    path, images = write_question_set(tmp_path)
+    out = CliRunner().invoke(cli, ["--results", str(tmp_path / "r"), "ask", "--method", "llava", "-o",
+                                   f"backend_path={tmp_path / 'no-model'}", "--questions", str(path),
+                                   "--images", str(images)])
+    assert out.exit_code != 0 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "llava cannot run here: " in out.output and "no-model" in out.output
+    assert not (tmp_path / "r" / "accuracy").exists()
+
+
 @pytest.mark.parametrize("method,problem", [("piqe", "names no MLLM backend"),
                                             ("vp-llava", "is trained: its answers need its trained parts")])
 def test_a_method_that_cannot_answer_is_refused(tmp_path, method, problem):

@@ -203,6 +203,8 @@ def _ask_one(cfg: AskConfig, asker: Asker, qset: QuestionSet, answer: str, layou
     attempt = {"started": provenance.now(), "command": provenance.command_line(), "device": device,
                "batch_size": cfg.batch_size}
     ids = [q.id for q in qset.questions]
+    if not run_dir.exists():
+        backend.get()  # a new run has everything to ask: nothing is written before its model is ready
     with RunStore(run_dir) as store:
         store.check_or_write_manifest(manifest, IDENTITY_KEYS, attempt)
         store.check_or_write_inputs(qset.inputs, inputs_hash(qset.inputs))
