@@ -99,7 +99,7 @@ def paired_tests(runs: list[AccuracyRun], n_boot: int = 1000, seed: int = 0) -> 
         answers = [r.answers() for r in group]
         for (i, a), (j, b) in itertools.combinations(enumerate(group), 2):
             test = mcq.paired_test(questions, answers[i], answers[j], n_boot=n_boot, seed=seed)
-            out.append({"question_set": name, "a": a.label, "b": b.label, **test})
+            out.append({"question_set": name, "a": a.label, "b": b.label, "n_boot": n_boot, **test})
     return out
 
 
@@ -139,10 +139,18 @@ def accuracy_md(runs: list[AccuracyRun], tests: list[dict], decimals: int = 2) -
                 ci = t.get("ci95")
                 lines.append(f"| {t['a']} | {t['b']} | {t['n']} | {_pct(t['diff'], decimals)} | "
                              + (f"[{_pct(ci[0], decimals)}, {_pct(ci[1], decimals)}]" if ci else "n/a")
-                             + f" | {t.get('p_bootstrap', float('nan')):.3g} | {t['only_a']} | {t['only_b']} | "
+                             + f" | {_p_boot(t)} | {t['only_a']} | {t['only_b']} | "
                              f"{t['p_mcnemar']:.3g} |")
             lines.append("")
     return "\n".join(lines)
+
+
+def _p_boot(test: dict) -> str:
+    """The bootstrap p, or its bound when no resample crossed zero (it is never exactly 0)."""
+    p = test.get("p_bootstrap")
+    if p is None:
+        return "n/a"
+    return f"< {2 / test['n_boot']:.2g}" if p == 0 else f"{p:.3g}"
 
 
 def accuracy_csv(runs: list[AccuracyRun]) -> str:
