@@ -59,24 +59,19 @@ def _question_of(query) -> str:
     return next(q for q in PICK if query.text.startswith(q))
 
 
-@pytest.fixture
-def controlled(monkeypatch):
-    """The real tiny backend; the test decides which letter is the most likely and what is generated.
-    `state["asked"]` counts the questions asked; `state["interrupt_at"]`: a model call that is cut."""
-    from iqabench.models import backend as backend_module
-
-    real = backend_module.load_backend
-    state = {"asked": [], "calls": 0, "interrupt_at": None, "loads": 0}
-
+def control(real_load, state):
+    """A load_backend giving the real tiny backend whose answers the test decides: the letter made the
+    most likely (PICK) and the generated text (SAYS). `state["asked"]` collects the questions asked;
+    at model call number `state["interrupt_at"]`, `state["interrupt"]()` runs instead."""
     def load(spec, device="cpu"):
-        loaded = real(spec, device)
+        loaded = real_load(spec, device)
         state["loads"] += 1
         real_logits = loaded.logits
 
         def tick(queries):
             state["calls"] += 1
             if state["calls"] == state["interrupt_at"]:
-                raise KeyboardInterrupt
+                state["interrupt"]()
             state["asked"] += [_question_of(q) for q in queries]
 
         def logits(queries):
@@ -93,7 +88,19 @@ def controlled(monkeypatch):
         loaded.logits, loaded.answers = logits, answers
         return loaded
 
-    monkeypatch.setattr(backend_module, "load_backend", load)
+    return load
+
+
+def _interrupted():
+    raise KeyboardInterrupt
+
+
+@pytest.fixture
+def controlled(monkeypatch):
+    from iqabench.models import backend as backend_module
+
+    state = {"asked": [], "calls": 0, "interrupt_at": None, "interrupt": _interrupted, "loads": 0}
+    monkeypatch.setattr(backend_module, "load_backend", control(backend_module.load_backend, state))
     return state
 
 
@@ -152,6 +159,54 @@ def test_resume_after_an_interruption_asks_only_what_is_left(tmp_path, llava, co
     assert result.run_dir == run_dir and result.asked_now == 4
     assert sorted(controlled["asked"]) == sorted(q for q, *_ in QUESTIONS[2:])
     _check(result.accuracy, LIKELIHOOD)
+
+
+KILLED_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import test_ask
+from iqabench.models import backend as backend_module
+from iqabench.tasks.ask import AskConfig, ask
+state = {{"asked": [], "calls": 0, "interrupt_at": 2, "interrupt": lambda: time.sleep(600), "loads": 0}}
+backend_module.load_backend = test_ask.control(backend_module.load_backend, state)
+ask(AskConfig(method="llava", questions={path!r}, images={images!r}, results={results!r},
+              options={{"backend_path": {llava!r}}}, answers=("likelihood",), batch_size=2, device="cpu",
+              progress=False), on_log=lambda line: None)
+"""
+
+
+def test_resume_after_kill_9(tmp_path, llava, controlled):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path, images = write_question_set(tmp_path)
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), path=str(path), images=str(images),
+                               results=str(tmp_path / "results"), llava=llava)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        log = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list((tmp_path / "results").glob("accuracy/*/*/predictions.jsonl"))
+            if found and len(found[0].read_text().splitlines()) == 2:
+                log = found[0]
+                break
+            time.sleep(0.2)
+        assert log is not None, proc.stderr.read().decode() if proc.poll() is not None else "no answers in time"
+        os.kill(proc.pid, signal.SIGKILL)  # asleep in its second model call
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (result,) = ask(_cfg(tmp_path, path, images, llava, answers=("likelihood",)), on_log=lambda line: None)
+    assert result.run_dir == log.parent and result.asked_now == 4
+    assert sorted(controlled["asked"]) == sorted(q for q, *_ in QUESTIONS[2:])
+    _check(result.accuracy, LIKELIHOOD)
+    assert len((result.run_dir / "attempts.jsonl").read_text().splitlines()) == 2
 
 
 def test_report_tables_accuracy_and_the_paired_test(tmp_path, llava, controlled):
