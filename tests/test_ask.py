@@ -240,6 +240,7 @@ def test_the_command_runs_a_backend_by_name(tmp_path, llava, controlled):
     ({"candidates": ["Yes"]}, "entry 3: candidates must be a list of at least two"),
     ({"correct_ans": "Maybe"}, "entry 3: correct_ans 'Maybe' is not one of the candidates"),
     ({"img_path": "missing.png"}, "entry 3: image 'missing.png' is not in"),
+    ({"candidates": [f"option {i}" for i in range(11)]}, "entry 3: 11 candidates: at most 10"),
 ])
 def test_a_malformed_question_file_is_one_line_naming_the_file_and_entry(tmp_path, llava, change, problem):
     path, images = write_question_set(tmp_path)

@@ -64,6 +64,8 @@ def _question(path: Path, k: int, entry) -> Question:
     candidates = entry.get("candidates")
     if not isinstance(candidates, list) or len(candidates) < 2 or not all(isinstance(c, str) and c for c in candidates):
         raise bad("candidates must be a list of at least two option texts")
+    if len(candidates) > len(LETTERS):
+        raise bad(f"{len(candidates)} candidates: at most {len(LETTERS)} (options are lettered A-{LETTERS[-1]})")
     if len(set(candidates)) != len(candidates):
         raise bad("two candidates are the same text")
     answer = entry.get("correct_ans")
