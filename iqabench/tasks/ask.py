@@ -136,9 +136,10 @@ def read_question_set(path: Path, images: Path, name: str | None = None, limit: 
 
 def identity(asker: Asker, qset: QuestionSet, answer: str, cfg: AskConfig) -> dict:
     settings = {"max_new_tokens": cfg.max_new_tokens} if answer == "generate" else {}
+    # the images' hash is `images_hash`: runs.py reads an identity's "images" as an image-folder run's inputs hash
     return {"task": TASK, "method": asker.name, "options": asker.options.model_dump(mode="json"),
             "answer": answer, "settings": settings, "prompt": "qbench-options", "questions_sha256": qset.sha256,
-            "images": qset.images_hash, "limit": cfg.limit, "schema_version": SCHEMA_VERSION}
+            "images_hash": qset.images_hash, "limit": cfg.limit, "schema_version": SCHEMA_VERSION}
 
 
 def ask(cfg: AskConfig, on_log: Callable[[str], None] = print) -> list[AskResult]:
