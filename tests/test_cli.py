@@ -321,6 +321,34 @@ def test_n_split_protocol_runs_each_seed_and_reports_the_median(tiny_root, tmp_p
     assert "median over 3 split(s), seeds 1-3" in report.stdout
 
 
+def test_split_median_pools_only_the_seeds_of_one_protocol_and_part(tiny_root, tmp_path):
+    """Two splits of one protocol pool; a second batch size of one split, another protocol and
+    another part are listed beside the median, never pooled into it."""
+    import statistics
+
+    results = tmp_path / "r"
+    common = ("--method", "slow-sharpness", "--dataset", "tiny", "--data-root", tiny_root, "--results", results,
+              "--no-progress")
+    assert invoke("run", *common, "--split", "ratio60-20-20-seed{1..2}").exit_code == 0
+    assert invoke("run", *common, "--split", "ratio60-20-20-seed1", "--batch-size", "4").exit_code == 0
+    assert invoke("run", *common, "--split", "ratio70-0-30-seed1").exit_code == 0
+    assert invoke("run", *common, "--split", "ratio60-20-20-seed2", "--part", "val").exit_code == 0
+    folders = sorted(p.parent for p in results.rglob("metrics.json"))
+    assert len(folders) == 5
+    scored = invoke("score", *folders)
+    assert scored.exit_code == 0, scored.stderr
+    runs = [(json.loads((f / "metrics.json").read_text()), json.loads((f / "manifest.json").read_text()))
+            for f in folders]
+    pooled = [m["srcc"] for m, manifest in runs
+              if m["split"].startswith("ratio60") and m["part"] == "test" and manifest["batch_size"] == 1]
+    assert len(pooled) == 2
+    medians = [line for line in scored.stdout.splitlines() if "median SRCC" in line]
+    assert medians == [f"median SRCC over 2 splits: {statistics.median(pooled):.4f}"]
+    out = scored.stdout
+    assert "runs of 3 split protocols or parts (ratio60-20-20/test, ratio60-20-20/val, ratio70-0-30/test)" in out
+    assert "ratio60-20-20/test: 2 settings of the method" in out and "not another split" in out
+
+
 def test_score_recomputes_metrics_from_saved_predictions(tiny_root, tmp_path):
     results = tmp_path / "r"
     assert invoke("run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--no-progress",

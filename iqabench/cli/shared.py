@@ -196,22 +196,73 @@ def print_summary(done: list[dict]) -> None:
     click.echo("  ".join("-" * w for w in widths))
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    groups: dict[tuple, list[dict]] = {}
-    for m, state in zip(done, states, strict=True):
-        if state == "complete" and m.get("labels") is not False:
-            groups.setdefault((m.get("method_label") or m.get("method"), m.get("dataset"), m.get("part")),
-                              []).append(m)
     left_out = sum(state != "complete" for state in states)
     if left_out:
         click.echo(f"{left_out} run(s) not complete: shown with their status, left out of every median")
+    complete = [m for m, state in zip(done, states, strict=True) if state == "complete" and m.get("labels") is not False]
+    pooled, listed = pool_splits(complete)
     import statistics
 
-    several = len(groups) > 1
-    for (label, dataset, _part), runs in groups.items():
-        if len(runs) < 2:
-            continue
-        prefix = f"{label} on {dataset}: " if several else ""
+    several = len(pooled) > 1
+    for (label, dataset, protocol, part), runs in pooled:
+        prefix = f"{label} on {dataset} {protocol}/{part}: " if several else ""
         for key in ("srcc", "plcc"):
             values = [m.get(key) for m in runs]
             text = "undefined in some split" if None in values else f"{statistics.median(values):.4f}"
             click.echo(f"{prefix}median {key.upper()} over {len(runs)} splits: {text}")
+    for line in listed:
+        click.echo(line)
+
+
+def _row_key(m: dict) -> tuple:
+    """What makes runs one table row (the report's identity: method, options, batch size, training
+    source), from the run folder when there is one; else the method label."""
+    from pathlib import Path
+
+    from iqabench import runs
+    from iqabench.report.identity import identity_of
+
+    if m.get("run_dir") and (Path(m["run_dir"]) / "manifest.json").is_file():
+        return ("identity", identity_of(runs.read_run(Path(m["run_dir"]))))
+    return ("label", m.get("method_label") or m.get("method"))
+
+
+def pool_splits(complete: list[dict]) -> tuple[list[tuple[tuple, list[dict]]], list[str]]:
+    """Which complete runs a median may pool: runs of one row (identity) on one dataset, one split
+    protocol and one part that differ only by the split seed, one run per seed. Returns the pooled
+    groups ((label, dataset, protocol, part), runs) and one line per set of runs left unpooled: two
+    runs of the same split (e.g. batch 1 and batch 8 are two settings, not two splits), or one
+    method's runs over several protocols or parts, are listed, never a median."""
+    from iqabench.report.identity import protocol_of
+
+    groups: dict[tuple, list[dict]] = {}
+    for m in complete:
+        protocol, seed = protocol_of(str(m.get("split") or ""))
+        groups.setdefault((_row_key(m), m.get("dataset"), protocol, m.get("part")), []).append(m)
+    pooled, listed = [], []
+    by_method: dict[tuple, list[tuple]] = {}
+    for key, runs in groups.items():
+        row, dataset, protocol, part = key
+        label = runs[0].get("method_label") or runs[0].get("method")
+        seeds = [protocol_of(str(m.get("split") or ""))[1] for m in runs]
+        if len(runs) > 1 and None not in seeds and len(set(seeds)) == len(seeds):
+            pooled.append(((label, dataset, protocol, part), runs))
+            by_method.setdefault((label, dataset), []).append(key)
+        elif len(runs) > 1:  # the same split more than once: a rerun or a copy, not another split
+            listed.append(f"{label} on {dataset}: {len(runs)} runs of split(s) "
+                          f"{', '.join(sorted({str(m.get('split')) for m in runs}))}/{part}: "
+                          "the same split, not pooled into a median")
+        else:
+            by_method.setdefault((label, dataset), []).append(key)
+    for (label, dataset), keys in by_method.items():
+        columns = {(k[2], k[3]) for k in keys}
+        if len(columns) > 1:
+            what = sorted(f"{protocol}/{part}" for protocol, part in columns)
+            listed.append(f"{label} on {dataset}: runs of {len(what)} split protocols or parts ({', '.join(what)}): "
+                          "listed, not pooled (a median pools only the seeds of one protocol and one part)")
+        for protocol, part in sorted(columns, key=str):
+            rows = {k[0] for k in keys if (k[2], k[3]) == (protocol, part)}
+            if len(rows) > 1:
+                listed.append(f"{label} on {dataset} {protocol}/{part}: {len(rows)} settings of the method (options, "
+                              "batch size or training differ): each is its own row, not another split")
+    return pooled, listed
