@@ -321,6 +321,41 @@ def test_n_split_protocol_runs_each_seed_and_reports_the_median(tiny_root, tmp_p
     assert "median over 3 split(s), seeds 1-3" in report.stdout
 
 
+def test_every_cell_is_checked_before_the_first_runs(tiny_root, tmp_path):
+    """A misspelt method and a missing dataset among four cells: one line each, nothing run, exit 2;
+    --keep-going runs the one cell that can run and names the three it skipped."""
+    results = tmp_path / "r"
+    common = ("--method", "slow-sharpness,no-such-method", "--dataset", "tiny,no-such-set", "--split", "all",
+              "--no-progress", "--data-root", tiny_root, "--results", results)
+    refused = invoke("run", *common)
+    assert refused.exit_code == 2
+    lines = refused.stderr.splitlines()
+    assert [line for line in lines if "no-such-method" in line and line.startswith("iqabench: cannot run 2 cells")]
+    assert [line for line in lines if line.startswith("iqabench: cannot run slow-sharpness on no-such-set")]
+    assert lines[-1].startswith("iqabench: error: 3 of 4 cells cannot run") and len(lines) == 3
+    assert not list(results.rglob("metrics.json"))  # not even the cell that could run
+    going = invoke("run", *common, "--keep-going")
+    assert going.exit_code == 2
+    [metrics] = [json.loads(p.read_text()) for p in results.rglob("metrics.json")]
+    assert (metrics["method"], metrics["dataset"], metrics["n_scored"]) == ("slow-sharpness", "tiny", 36)
+    skipped = going.stdout[going.stdout.index("skipped 3 of 4 cells:"):].splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in skipped] == [
+        "slow-sharpness on no-such-set split all", "no-such-method on tiny split all",
+        "no-such-method on no-such-set split all"]
+
+
+def test_missing_weights_of_one_cell_stop_the_command_before_any_run(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = invoke("run", "--method", "softmax-owl2,softmax-llava", "--dataset", "tiny", "--split", "all",
+                    "-o", "backend_path=iqabench-test/never-downloaded-model", "--no-progress",
+                    "--data-root", tiny_root, "--results", tmp_path / "r")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3 and all("never-downloaded-model" in line for line in lines[:2]), lines
+    assert lines[-1].startswith("iqabench: error: 2 of 2 cells cannot run")
+    assert not (tmp_path / "r" / "runs").exists()
+
+
 def test_split_median_pools_only_the_seeds_of_one_protocol_and_part(tiny_root, tmp_path):
     """Two splits of one protocol pool; a second batch size of one split, another protocol and
     another part are listed beside the median, never pooled into it."""

@@ -44,17 +44,21 @@ Examples:
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Threads that decode the next batches while the method scores the current one "
                    "(0: decode each batch in turn). Results are the same; only speed changes.")
+@click.option("--keep-going", is_flag=True,
+              help="Several cells: run every cell that can run, skipping the others (named in the summary), "
+                   "instead of stopping before the first run when any cell cannot run.")
 @with_settings
 def run_command(settings: Settings, methods, datasets, split, option_pairs, batch_size, device, limit, seed,
                 accept_out_of_range, images, ref, fmt, part, checkpoint, train_dataset, train_split, retry_failed,
-                no_progress, workers) -> None:
+                no_progress, workers, keep_going) -> None:
     """Score a dataset split with a method (resumable: rerun the same command to continue), or
     every image below a folder of your own or one file (--images DIR|FILE: scores only, no labels,
     no correlations; -r REF_DIR gives full-reference methods their references).
 
     Several methods or datasets (comma-separated or repeated) run one after another, each as its
-    own run, with one summary table at the end."""
-    from iqabench.errors import IqaError
+    own run, with one summary table at the end. Every cell is checked (method, options, weights,
+    dataset, split, checkpoint) before the first one runs."""
+    from iqabench.errors import IqaError, one_line
     from iqabench.options import parse_option_pairs
 
     options = parse_option_pairs(option_pairs)  # a malformed pair fails before any work
@@ -70,27 +74,44 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
         raise click.UsageError("give --dataset NAME, or --images DIR to score your own images")
     else:
         todo = shared.combinations(methods, datasets, split)
-    if len(todo) > 1:
-        if checkpoint is not None:
-            raise IqaError("--checkpoint names one trained model: give one --method, one --dataset and one --split")
-        shared.check_names(shared.split_names(methods), shared.split_names(datasets) if datasets else [])
+    if len(todo) > 1 and checkpoint is not None:
+        raise IqaError("--checkpoint names one trained model: give one --method, one --dataset and one --split")
     from iqabench.run import RunConfig, run
 
+    def config(method, dataset, split_name) -> RunConfig:
+        return RunConfig(method=method, dataset=dataset, split=split_name, part=part, options=options,
+                         data_root=settings.data_root, results=settings.results, limit=limit, batch_size=batch_size,
+                         device=device, seed=seed, checkpoint=checkpoint, train_dataset=train_dataset,
+                         train_split=train_split, retry_failed=retry_failed, progress=not no_progress,
+                         accept_out_of_range=accept_out_of_range, images=images, ref=ref, workers=workers)
+
+    skipped: dict[tuple, str] = {}
+    if len(todo) > 1:
+        skipped = cell_problems([(cell, config(*cell)) for cell in todo])
+        if skipped:
+            lines = _problem_lines(skipped, todo)
+            if len(lines) > 1 or keep_going:
+                for line in lines:
+                    click.echo(f"iqabench: cannot run {line}", err=True)
+            if not keep_going:
+                what = "(above)" if len(lines) > 1 else f"({lines[0]})"
+                raise IqaError(f"{len(skipped)} of {len(todo)} cells cannot run {what}; nothing was run "
+                               "(fix them, or give --keep-going to run the other cells)")
     done: list[dict] = []
     finished: list[Path] = []  # run folders whose images --format prints
-    for method, dataset, split_name in todo:
-        cfg = RunConfig(method=method, dataset=dataset, split=split_name, part=part, options=options,
-                        data_root=settings.data_root, results=settings.results, limit=limit, batch_size=batch_size,
-                        device=device, seed=seed, checkpoint=checkpoint, train_dataset=train_dataset,
-                        train_split=train_split, retry_failed=retry_failed, progress=not no_progress,
-                        accept_out_of_range=accept_out_of_range, images=images, ref=ref, workers=workers)
+    for cell in todo:
+        if cell in skipped:
+            continue
         try:
-            result = run(cfg)
+            result = run(config(*cell))
         except IqaError as exc:
+            if len(todo) > 1 and keep_going:
+                skipped[cell] = one_line(exc)
+                click.echo(f"iqabench: skipping {_where(cell, images)}: {skipped[cell]}", err=True)
+                continue
             shared.print_summary(done)  # what finished is saved; show it before stopping
             if len(todo) > 1:
-                where = shared.describe(method, dataset, split_name) if dataset else f"{method} on {images}"
-                raise IqaError(f"{where}: {exc}") from None
+                raise IqaError(f"{_where(cell, images)}: {exc}") from None
             raise
         if result.metrics is not None:  # None on the ranks other than 0 of a data-parallel run
             metrics = {"run_dir": str(result.run_dir), **result.metrics}
@@ -100,6 +121,64 @@ def run_command(settings: Settings, methods, datasets, split, option_pairs, batc
     shared.print_summary(done)
     if fmt:
         per_image.echo_rows(fmt, finished, file=real_stdout)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} of {len(todo)} cells:")
+        for cell in todo:
+            if cell in skipped:
+                click.echo(f"  {_where(cell, images)}: {skipped[cell]}")
+        raise IqaError(f"{len(skipped)} of {len(todo)} cells were skipped (listed above)")
+
+
+def _where(cell: tuple, images) -> str:
+    method, dataset, split_name = cell
+    return shared.describe(method, dataset, split_name) if dataset else f"{method} on {images}"
+
+
+def cell_problems(cells: list[tuple[tuple, object]]) -> dict[tuple, str]:
+    """Why each cell of a multi-cell command cannot run (cells that can are absent): the method and
+    its options, its weights (unless the run is finished: its metrics need no model), the dataset,
+    the split and part, a trainable method's checkpoint. Datasets that would be built on first use
+    are built only when every other cell passed, so a typo elsewhere costs no build."""
+    from iqabench.errors import IqaError, one_line
+    from iqabench.plan import _must_build, build_run_plan, resolve_method
+    from iqabench.run import _check_checkpoint
+
+    def full_check(cfg) -> None:
+        plan = build_run_plan(cfg)
+        if not plan.run_dir.exists():
+            plan.method.require_available()
+        _check_checkpoint(plan)
+
+    problems: dict[tuple, str] = {}
+    deferred = []
+    for cell, cfg in cells:
+        try:
+            choice = resolve_method(cfg.method, cfg.options)  # the method first: one line for all its cells
+            if cfg.images is not None:
+                choice.require_available()
+            elif _must_build(cfg.dataset, cfg.data_root):
+                choice.require_available()
+                deferred.append((cell, cfg))
+            else:
+                full_check(cfg)
+        except IqaError as exc:
+            problems[cell] = one_line(exc)
+    for cell, cfg in deferred if not problems else ():
+        try:
+            full_check(cfg)
+        except IqaError as exc:
+            problems[cell] = one_line(exc)
+    return problems
+
+
+def _problem_lines(problems: dict[tuple, str], todo: list[tuple]) -> list[str]:
+    """One line per distinct problem, with the cells it stops (a missing dataset stops every method on it)."""
+    by_problem: dict[str, list[tuple]] = {}
+    for cell in todo:
+        if cell in problems:
+            by_problem.setdefault(problems[cell], []).append(cell)
+    return [f"{_where(cells[0], None) if len(cells) == 1 else f'{len(cells)} cells'}: {problem}"
+            for problem, cells in by_problem.items()]
 
 
 def _check_images_flags(datasets, split) -> None:
