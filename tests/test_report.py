@@ -135,7 +135,8 @@ def test_cells_equal_metrics_best_bold_and_ties_marked(tmp_path, target):
         assert table[other]["koniq SRCC"].endswith("†")  # indistinguishable from the best
     tex = summary["table_tex"].read_text()
     assert rf"\textbf{{{written[best]['srcc']:.3f}}}" in tex and r"$^{\dagger}$" in tex
-    assert r"\dagger$ not significantly different from the best (paired bootstrap, 200 resamples, seed 0" in tex
+    # the seed the runs were scored with (their manifests say 42), stated in the legend
+    assert r"\dagger$ not significantly different from the best (paired bootstrap, 200 resamples, seed 42" in tex
 
     rows = {(r["label"], r["dataset"]): r for r in read_csv(summary["table_csv"])}
     for name, m in written.items():
@@ -146,8 +147,28 @@ def test_cells_equal_metrics_best_bold_and_ties_marked(tmp_path, target):
     sig = read_csv(summary["files"]["significance.csv"])
     weak = next(r for r in sig if r["method_b"] == "weak_m" and r["metric"] == "srcc")
     assert weak["method_a"] == best and float(weak["p_bootstrap"]) < 0.05 and float(weak["p_williams"]) < 0.05
-    assert weak["n_boot"] == "200" and weak["bootstrap_seed"] == "0" and int(weak["n"]) == len(target)
+    assert weak["n_boot"] == "200" and weak["bootstrap_seed"] == "42" and int(weak["n"]) == len(target)
     assert float(weak["diff"]) == pytest.approx(written[best]["srcc"] - written["weak_m"]["srcc"], abs=1e-12)
+
+
+def test_latex_label_per_report_and_the_legend_states_the_seed_used(tmp_path, target):
+    results = tmp_path / "my-results"
+    for name, seed in (("good_m", 2), ("twin_m", 3)):  # alike: the weaker is marked as not different
+        metrics = write_run(results, name, "koniq", "official", noisy(target, 0.3, seed), target)
+        path = next(results.rglob(f"{name}-*/metrics.json"))
+        path.write_text(json.dumps({**metrics, "bootstrap_seed": 7}))  # `run --seed 7`
+    default = build_report(results, results / "report", ReportOptions(**FAST))
+    tex = default["table_tex"].read_text()
+    assert r"\label{tab:my-results}" in tex and r"\label{tab:my-results-runs}" in default["files"]["runs.tex"].read_text()
+    assert "200 resamples, seed 7" in tex
+    sig = read_csv(default["files"]["significance.csv"])
+    assert {r["bootstrap_seed"] for r in sig} == {"7"}
+    other = build_report(results, tmp_path / "Paper Tables", ReportOptions(**FAST, label="tab:main", bootstrap_seed=3))
+    tex = other["table_tex"].read_text()
+    assert r"\label{tab:main}" in tex and r"\label{tab:main-runs}" in other["files"]["runs.tex"].read_text()
+    assert "200 resamples, seed 3" in tex and "seed 7" not in tex
+    assert r"\label{tab:paper-tables}" in build_report(results, tmp_path / "Paper Tables",
+                                                       ReportOptions(**FAST))["table_tex"].read_text()
 
 
 def test_backwards_method_stays_negative_and_its_plcc_is_never_ranked(tmp_path, target):

@@ -58,11 +58,14 @@ Examples:
               show_default=True, help="The test behind the † mark (paired bootstrap, or Williams' t).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True)
-@click.option("--bootstrap-seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--bootstrap-seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the paired bootstrap (default: the seed the runs were scored with, `run --seed`).")
 @click.option("--plots/--no-plots", default=True)
 @click.option("--progress/--no-progress", default=True)
 @click.option("--caption", default=None, help="Replaces the first sentence of table.tex's caption.")
-@click.option("--label", default="tab:iqabench", show_default=True, help="LaTeX \\label of table.tex.")
+@click.option("--label", default=None,
+              help="LaTeX \\label of table.tex (runs.tex: LABEL-runs); default tab:<name of the report folder, "
+                   "or of the results folder for <results>/report>.")
 @with_settings
 def report_command(settings: Settings, out: Path | None, suite_name: str | None, dataset_map, option_pairs, names, order,
                    dataset_names, dataset_order, metrics, decimals, part, ci, spread, significance,

@@ -48,13 +48,14 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     but the progress bars)."""
     options = options or ReportOptions()
     results, out = Path(results), Path(out)
-    accuracy, unreadable = accuracy_files(results, n_boot=options.bootstrap_resamples, seed=options.bootstrap_seed)
     try:
-        runs = collect(results, progress=options.progress)
-    except IqaError:
-        if not accuracy:
-            raise
-        runs = []  # only multiple-choice runs: their tables, and an empty main table
+        runs, no_runs = collect(results, progress=options.progress), None
+    except IqaError as exc:
+        runs, no_runs = [], exc  # only multiple-choice runs: their tables, and an empty main table
+    options = options.resolved(runs, out)
+    accuracy, unreadable = accuracy_files(results, n_boot=options.bootstrap_resamples, seed=options.bootstrap_seed)
+    if no_runs is not None and not accuracy:
+        raise no_runs
     selection = select(runs, options.part, options.display_names, options.method_order, options.dataset_order)
     marks = significance(selection, options)
     grid = build_grid(selection, marks, options)
@@ -79,7 +80,7 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     write("table.tex", tex)
     write("table.csv", csvfiles.table_csv(grid))
     write("runs.md", markdown.runs_md(selection.entries, selection.labels, options.decimals))
-    write("runs.tex", latex.runs_tex(selection.entries, selection.labels, options.decimals))
+    write("runs.tex", latex.runs_tex(selection.entries, selection.labels, options.decimals, f"{options.label}-runs"))
     write("runs.csv", csvfiles.runs_csv(selection.entries, selection.labels))
     write("significance.csv", csvfiles.significance_csv(marks.tests, selection.labels, grid.titles))
     for name, text in accuracy.items():  # multiple-choice runs (`iqabench ask`): their own tables

@@ -164,7 +164,7 @@ RUNS_ROWS_HEIGHT = 440.0  # pt of rows per runs table: \textheight is 550pt, cap
 RUNS_X_WIDTH = 80.0  # pt of each X column (method, role) in \textwidth, from the widths of the others
 
 
-def runs_tex(entries: list[RunEntry], labels: dict, decimals: int) -> str:
+def runs_tex(entries: list[RunEntry], labels: dict, decimals: int, tex_label: str = "tab:iqabench-runs") -> str:
     r"""Every run, in full-width tables (\scriptsize) of at most a page each: a paper's appendix.
     A float cannot break across pages (and longtable refuses two-column mode), so long lists are cut
     into several tables, "(continued)"."""
@@ -193,7 +193,7 @@ def runs_tex(entries: list[RunEntry], labels: dict, decimals: int) -> str:
                    if k == 0 else r"Runs behind the results (continued).")
         out += [r"% iqabench runs behind the main table; needs \usepackage{booktabs,tabularx}",
                 r"\begin{table*}[p]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
-                rf"\caption{{{caption}}}", r"\label{tab:iqabench-runs}" if k == 0 else "",
+                rf"\caption{{{caption}}}", rf"\label{{{tex_label}}}" if k == 0 else "",
                 r"\begin{tabularx}{\textwidth}{@{}>{\raggedright\arraybackslash}X l l l r r r "
                 r">{\raggedright\arraybackslash}X@{}}",
                 r"\toprule", rf"Method & Dataset & Split & Part & n & Failed & {metric_label('srcc', tex=True)} & Role \\",

@@ -6,10 +6,23 @@ import dataclasses
 from iqabench.errors import IqaError
 from iqabench.metrics import METRICS
 
+DEFAULT_SEED = 42  # `run --seed`'s default: what the runs' own intervals used unless told otherwise
+
+
+def default_label(out) -> str:
+    """`tab:<name>` from the report folder's name, or from the results folder's when the report is in
+    its default place (<results>/report): two reports never share `tab:iqabench`."""
+    import re
+    from pathlib import Path
+
+    out = Path(out).resolve()
+    name = out.parent.name if out.name == "report" and out.parent.name else out.name
+    return "tab:" + (re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-").lower() or "iqabench")
+
 
 @dataclasses.dataclass(frozen=True)
 class ReportOptions:
-    """How to present the results; every field has a default a paper table can start from.
+    r"""How to present the results; every field has a default a paper table can start from.
 
     display_names: {generated label, manifest method_label or method name -> name shown}; the most
         specific key wins. Two runs that end up with one name are told apart by their options.
@@ -21,6 +34,9 @@ class ReportOptions:
     show_spread: add ± half the interquartile range to medians over splits.
     significance: "best" tests every method against the best of each column, "all" every pair,
         "none" no test. significance_test picks the test behind the table's mark.
+    bootstrap_seed: the paired bootstrap's seed; unset, the seed the runs were scored with (`run --seed`,
+        42 by default) when they agree, else 42. The legend states the one used.
+    label: table.tex's \label (runs.tex gets it with "-runs"); unset, one derived from the report's name.
     """
 
     display_names: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -36,11 +52,11 @@ class ReportOptions:
     significance_test: str = "bootstrap"
     alpha: float = 0.05
     bootstrap_resamples: int = 1000
-    bootstrap_seed: int = 0
+    bootstrap_seed: int | None = None  # None: the seed the runs' own intervals used (see `resolved`)
     plots: bool = True
     progress: bool = True
     caption: str | None = None  # replaces the generated first sentence of the LaTeX caption
-    label: str = "tab:iqabench"  # LaTeX \label of table.tex
+    label: str | None = None  # LaTeX \label of table.tex (None: derived from the report's folder, see `resolved`)
 
     def __post_init__(self):
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -61,6 +77,15 @@ class ReportOptions:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "method_order", tuple(self.method_order))
         object.__setattr__(self, "dataset_order", tuple(self.dataset_order))
+
+    def resolved(self, runs, out) -> "ReportOptions":
+        """These options with the seed and the LaTeX label filled in for a report of `runs` written to `out`."""
+        seed = self.bootstrap_seed
+        if seed is None:
+            seeds = {(r.metrics or {}).get("bootstrap_seed", r.manifest.get("seed")) for r in runs}
+            seeds.discard(None)
+            seed = int(seeds.pop()) if len(seeds) == 1 else DEFAULT_SEED
+        return dataclasses.replace(self, bootstrap_seed=seed, label=self.label or default_label(out))
 
     def header(self, metric: str, tex: bool = False) -> str:
         return METRICS[metric].tex if tex else METRICS[metric].label
