@@ -4,6 +4,7 @@ published metadata (when the shared reference folder is beside the checkout), th
 own errors, the registry, and the checks every table passes (iqabench.data.card.validate_table)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -801,3 +802,16 @@ def test_real_livec_metadata(tmp_path):
     assert len(table) == 1162 and not table["id"].str.fullmatch(r"t\d+\.bmp").any()
     assert table["path"].str.startswith("Images/").all()
     assert 3.0 < table["label"].min() < 4.0 and 92.0 < table["label"].max() < 93.0
+
+
+def test_the_readme_names_every_required_card_field_and_documents_every_field():
+    from iqabench.data.card import CardFile
+    from iqabench.locations import shipped_folder
+
+    readme = (shipped_folder("datasets") / "README.md").read_text()
+    required = readme.split("Required in every card:", 1)[1].split(";", 1)[0]
+    named = set(re.findall(r"`\[?([a-z_]+)\]?`", required))
+    assert named == {n for n, f in CardFile.model_fields.items() if f.is_required()}
+    table = readme.split("## Card fields", 1)[1].split("## ", 1)[0]
+    for field in CardFile.model_fields:
+        assert f"`{field}`" in table or f"`[{field}]" in table, field
