@@ -136,7 +136,7 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
         card = plan.view.card
         data = {"dataset_folder": str(plan.view.folder), "split_hash": plan.view.split.hash, "labels": True,
                 "label_name": card.label_name, "label_range": card.score_range,
-                "label_higher_better": card.higher_better}
+                "label_higher_better": card.higher_better, "label_method": card.label_method}
     else:  # the user's own images: what was scored is the folder's content (inputs.json)
         data = {"dataset_folder": str(Path(plan.view.folder).resolve()), "images_folder": str(plan.view.source),
                 "split_hash": plan.identity["images"], "labels": False, "label_name": None, "label_range": None,
@@ -146,6 +146,7 @@ def _manifest(plan: RunPlan, device: str, world_size: int) -> dict:
             data["references"] = str(refs.given)
     return {
         "method": cls.name, "method_label": plan.label, "method_kind": cls.info.kind,
+        "method_full_reference": cls.info.needs_reference,
         "options": plan.method.options.model_dump(mode="json"),
         "dataset": plan.dataset_name, "split": plan.split_name, "part": plan.part, **data,
         "split_chosen_by": plan.split_note,  # None: --split or the card's default

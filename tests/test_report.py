@@ -31,7 +31,7 @@ FAST = dict(progress=False, bootstrap_resamples=200, plots=False)
 def write_run(results, method, dataset, split, pred, labels, *, part="test", options=None, key=None,
               method_hb=True, label_hb=True, label_name="MOS", limit=None, status=None, checkpoint=None,
               batch_size=1, created="2030-01-01T00:00:00+00:00", groups=None, failed=0, ids=None,
-              finished=True, method_label=None):
+              finished=True, method_label=None, manifest_extra=None):
     """A run folder as the runner writes it (manifest, inputs, predictions, metrics); returns metrics."""
     pred, labels = np.asarray(pred, float), np.asarray(labels, float)
     ids = list(ids) if ids is not None else [f"img{i:03d}" for i in range(len(pred))]
@@ -47,7 +47,7 @@ def write_run(results, method, dataset, split, pred, labels, *, part="test", opt
                 "part": part, "n_images": len(pred) + failed, "limit": limit, "device": "cpu",
                 "batch_size": batch_size, "seed": 42, "checkpoint": checkpoint, "label_name": label_name,
                 "label_range": [1, 5], "label_higher_better": label_hb, "method_higher_better": method_hb,
-                "fingerprint": fingerprint, "identity": identity, "key": key}
+                "fingerprint": fingerprint, "identity": identity, "key": key, **(manifest_extra or {})}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     images = []
     for k, (sid, y) in enumerate(zip(ids, labels)):
@@ -169,6 +169,53 @@ def test_latex_label_per_report_and_the_legend_states_the_seed_used(tmp_path, ta
     assert "200 resamples, seed 3" in tex and "seed 7" not in tex
     assert r"\label{tab:paper-tables}" in build_report(results, tmp_path / "Paper Tables",
                                                        ReportOptions(**FAST))["table_tex"].read_text()
+
+
+def test_full_reference_rows_are_marked_and_never_ranked_against_no_reference_ones(tmp_path, target):
+    results = tmp_path / "results"
+    fr = {"method_full_reference": True}
+    near = write_run(results, "fr_near", "koniq", "official", noisy(target, 0.05, 2), target, manifest_extra=fr)
+    write_run(results, "fr_far", "koniq", "official", noisy(target, 2.0, 3), target, manifest_extra=fr)
+    nr = write_run(results, "nr_m", "koniq", "official", noisy(target, 1.0, 4), target)
+    write_run(results, "nr_weak", "koniq", "official", noisy(target, 4.0, 5), target)
+    assert near["srcc"] > nr["srcc"]
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    md = summary["table_md"].read_text()
+    table = md_table(md)
+    assert set(table) == {"fr_near [FR]", "fr_far [FR]", "nr_m", "nr_weak"}
+    assert table["nr_m"]["koniq SRCC"].startswith("**")  # the best no-reference method, although fr_near is higher
+    assert table["fr_near [FR]"]["koniq SRCC"].startswith("**")  # the best full-reference one, its own class
+    assert not table["fr_far [FR]"]["koniq SRCC"].startswith("**") and not table["nr_weak"]["koniq SRCC"].startswith("**")
+    assert "[FR] full-reference method" in md and "never against no-reference ones" in md
+    sig = read_csv(summary["files"]["significance.csv"])
+    assert {frozenset((r["method_a"], r["method_b"])) for r in sig if r["metric"] == "srcc"} == {
+        frozenset(("fr_near", "fr_far")), frozenset(("nr_m", "nr_weak"))}  # never across the classes
+    tex = summary["table_tex"].read_text()
+    assert r"fr\_\allowbreak{}near$^{\mathrm{FR}}$ &" in tex
+
+
+def test_columns_name_their_exact_splits_n_and_labels_and_warn_on_the_labels_own_method(tmp_path, target):
+    results = tmp_path / "results"
+    for seed in (1, 2):
+        write_run(results, "m", "koniq", f"ratio80-0-20-seed{seed}", noisy(target, 0.5, seed), target)
+    write_run(results, "m", "koniq", "byref-ratio60-20-20-seed42", noisy(target, 0.5, 3), target)
+    write_run(results, "fsim_m", "synth", "official", noisy(target, 0.01, 4), target, label_name="fsim",
+              manifest_extra={"label_method": "fsim_m"})
+    write_run(results, "m", "synth", "official", noisy(target, 0.5, 5), target, label_name="fsim",
+              manifest_extra={"label_method": "fsim_m"})
+    summary = build_report(results, tmp_path / "out", ReportOptions(**FAST))
+    md = summary["table_md"].read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert "koniq (ratio80-0-20-seed{1..2}) SRCC" in head and "koniq (byref-ratio60-20-20-seed42) SRCC" in head
+    assert "seed\\*" not in head and "seed*" not in md.replace("seed\\*", "seed*").split("## Notes")[0]
+    for text in (md, summary["table_tex"].read_text()):
+        plain = text.replace("\\_", "_").replace("\\{", "{").replace("\\}", "}")
+        assert f"split ratio80-0-20-seed{{1..2}}, test part, n = {len(target)} per split, labels MOS" in plain
+        assert f"split byref-ratio60-20-20-seed42, test part, n = {len(target)}, labels MOS" in plain
+        assert "labels FSIM, computed by fsim_m (not human opinion)" in plain
+    [warning] = [w for w in summary["warnings"] if "computed the dataset's labels" in w]
+    assert warning.startswith("fsim_m on synth:") and "agreement with itself" in warning
+    assert "fsim_m on synth: this method computed" in md.replace("\\_", "_")
 
 
 def test_backwards_method_stays_negative_and_its_plcc_is_never_ranked(tmp_path, target):

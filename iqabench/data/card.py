@@ -54,6 +54,7 @@ class CardFile(Strict):
     aliases: list[_Text] = []
     synthetic_distortions: bool = False
     notes: str = ""
+    label_method: str | None = None
     target_range: list[float] | None = None
     build: BuildTable | None = None
 
@@ -72,6 +73,9 @@ class DatasetCard:
     reader: Any  # a ReaderSpec (from a [reader] table or a dict), or a function folder -> table
     synthetic_distortions: bool = False  # split by reference image by default
     notes: str = ""
+    # the registered method whose scores are the labels (a computed label, e.g. a full-reference metric):
+    # that method scoring this set scores the labels' own definition, and reports warn of it
+    label_method: str | None = None
     aliases: tuple[str, ...] = ()
     target_range: tuple[float, float] | None = None  # training targets scale from it; not given: score_range
     # A builder's registered name (entry-point group `iqabench.builders`), or a function building the dataset.

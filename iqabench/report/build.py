@@ -27,6 +27,7 @@ from iqabench.report import csvfiles, htmlpage, latex, markdown, plots
 from iqabench.report.accuracy import accuracy_files
 from iqabench.report.breakdown import breakdown
 from iqabench.report.collect import Run, collect
+from iqabench.report.columns import scores_its_labels
 from iqabench.report.compare import significance
 from iqabench.report.grid import build_grid
 from iqabench.report.options import ReportOptions
@@ -59,8 +60,8 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
     selection = select(runs, options.part, options.display_names, options.method_order, options.dataset_order)
     marks = significance(selection, options)
     grid = build_grid(selection, marks, options)
-    notes = list(selection.notes) + marks.notes + interval_notes(selection, grid.titles)
-    warnings: list[str] = []
+    warnings: list[str] = own_label_warnings(selection, grid.titles)
+    notes = list(selection.notes) + marks.notes + interval_notes(selection, grid.titles) + warnings
     if not selection.cells:
         warnings.append("no full complete run to tabulate: the main table is empty (see runs.md)")
     rows, problems = breakdown(selection, grid.titles)
@@ -214,6 +215,18 @@ def _draw_all(jobs: list[_Figure], cache: _FigureCache, folder: Path, progress: 
                     done(i, exc)
     bar.close()
     return results
+
+
+def own_label_warnings(selection, titles) -> list[str]:
+    """A cell whose method computed the dataset's labels (the card's `label_method`) scores the labels'
+    own definition: its correlation is agreement with itself, not a result."""
+    out = []
+    for (ident, column), cell in selection.cells.items():
+        if any(scores_its_labels(r) for r in cell.runs):
+            run = cell.runs[0]
+            out.append(f"{selection.labels[ident]} on {titles[column]}: this method computed the dataset's labels "
+                       f"({run.label_name}); its correlation measures agreement with itself, not quality prediction")
+    return sorted(out)
 
 
 def interval_notes(selection, titles) -> list[str]:

@@ -6,7 +6,8 @@ labels are oriented with each run's recorded directions; PLCC is compared on the
 mapped through each run's recorded logistic fit (signed by the fit's direction, as metrics.py
 does), raw PLCC and KRCC on the oriented predictions, SRCC on their ranks. RMSE is not tested.
 
-The table marks the best cell of each column and metric (bold) and every cell whose difference
+The table marks the best cell of each column and metric (bold; full-reference methods, which see
+the reference image, have their own best and are never compared with no-reference ones) and every cell whose difference
 from the best is not significant at `alpha` (two-sided) by the chosen test; KRCC has no Williams
 test and always uses the bootstrap. No correction for multiple comparisons is applied.
 """
@@ -137,15 +138,22 @@ def test_pair(column: Column, metric: str, a: Cell, b: Cell, options: ReportOpti
     return result
 
 
+def _splits(selection: Selection, column: Column) -> str:
+    facts = selection.facts.get(column)
+    return facts.splits if facts is not None else column.protocol
+
+
 def significance(selection: Selection, options: ReportOptions) -> Marks:
     best, tied, tests, notes = set(), set(), [], []
     decimals = options.decimals
     for column in selection.columns:
-        for metric in options.metrics:
+        for metric, full in ((m, f) for m in options.metrics for f in (False, True)):
+            # full-reference methods (which see the reference) are ranked among themselves only
             higher = METRICS[metric].higher_better
             cells = [c for c in (selection.cell(i, column) for i in selection.rows)
                      if c is not None and c.values[metric] is not None
-                     and not (metric == "plcc" and c.decreasing_fit)]
+                     and not (metric == "plcc" and c.decreasing_fit)
+                     and (c.identity in selection.full_reference) == full]
             if not cells:
                 continue
             top = max(cells, key=lambda c: c.values[metric] if higher else -c.values[metric])
@@ -156,8 +164,9 @@ def significance(selection: Selection, options: ReportOptions) -> Marks:
             if options.significance == "none" or METRICS[metric].statistic is None or len(cells) < 2:
                 continue
             if top.single is None and options.significance == "best":
-                notes.append(f"{column.dataset} {column.protocol} {metric}: the best cell is a median over splits; "
-                             "no significance test in this column")
+                kind = " (full-reference methods)" if full else ""
+                notes.append(f"{column.dataset} {_splits(selection, column)} {metric}{kind}: the best cell is a median "
+                             "over splits; no significance test in this column")
                 continue
             if options.significance == "all":
                 pairs = [(x, y) for i, x in enumerate(cells) for y in cells[i + 1:]]

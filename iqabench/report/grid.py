@@ -2,21 +2,24 @@
 cell's rounded text and its marks. Markdown, LaTeX, HTML and CSV all render this one grid, so the
 numbers a reader sees are the same in every format.
 
-Marks: bold = best of its column (ties after rounding share it); dagger = not significantly
-different from the best (compare.py); double dagger = PLCC from a decreasing logistic fit (the
-method ranks images backwards; never ranked).
+Marks: bold = best of its column (ties after rounding share it; full-reference methods have their
+own best); dagger = not significantly different from the best (compare.py); double dagger = PLCC
+from a decreasing logistic fit (the method ranks images backwards; never ranked). A full-reference
+row's label carries FR_MARK.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from iqabench.metrics import METRICS, format_value
+from iqabench.report.columns import ColumnFacts
 from iqabench.report.compare import Marks
 from iqabench.report.identity import Identity
 from iqabench.report.options import ReportOptions
 from iqabench.report.select import Cell, Column, Selection
 
 NULL = "—"
+FR_MARK = " [FR]"  # after a full-reference method's label (LaTeX: a superscript FR)
 
 
 @dataclasses.dataclass
@@ -49,6 +52,16 @@ class Grid:
     cells: dict[tuple[Identity, Column, str], GridCell]
     options: ReportOptions
     marks: Marks
+    facts: dict[Column, ColumnFacts] = dataclasses.field(default_factory=dict)
+    full_reference: set[Identity] = dataclasses.field(default_factory=set)
+
+    def row_label(self, ident: Identity) -> str:
+        """The row's label as the table shows it: marked when the method is full-reference."""
+        return self.labels[ident] + (FR_MARK if ident in self.full_reference else "")
+
+    def column_sentences(self) -> list[str]:
+        """Per column: exactly which split(s), part, n and what the labels are (captions and legends)."""
+        return [self.facts[c].sentence(self.titles[c], c.part) for c in self.columns if c in self.facts]
 
     def get(self, ident: Identity, column: Column, metric: str) -> GridCell:
         return self.cells[(ident, column, metric)]
@@ -68,8 +81,11 @@ def fmt(value: float | None, decimals: int) -> str:
     return format_value(value, decimals, NULL)
 
 
-def column_titles(columns: list[Column], options: ReportOptions) -> dict[Column, str]:
-    """The dataset's display name alone, unless it has several columns: then what differs."""
+def column_titles(columns: list[Column], options: ReportOptions,
+                  facts: dict[Column, ColumnFacts] | None = None) -> dict[Column, str]:
+    """The dataset's display name alone, unless it has several columns: then what differs, the
+    split(s) named exactly (`facts`), never a `seed*` pattern."""
+    facts = facts or {}
     titles = {}
     for col in columns:
         name = options.dataset_name(col.dataset)
@@ -79,7 +95,7 @@ def column_titles(columns: list[Column], options: ReportOptions) -> dict[Column,
             continue
         extra = []
         if len({c.protocol for c in same}) > 1:
-            extra.append(col.protocol)
+            extra.append(facts[col].splits if col in facts else col.protocol)
         if len({c.part for c in same}) > 1:
             extra.append(col.part)
         titles[col] = f"{name} ({', '.join(extra)})"
@@ -104,8 +120,9 @@ def build_grid(selection: Selection, marks: Marks, options: ReportOptions) -> Gr
                         ci = cell.ci95(metric)
                         g.ci = (float(ci[0]), float(ci[1])) if ci else None
                 cells[(ident, col, metric)] = g
-    return Grid(selection.rows, selection.labels, selection.columns, column_titles(selection.columns, options),
-                options.metrics, cells, options, marks)
+    return Grid(selection.rows, selection.labels, selection.columns,
+                column_titles(selection.columns, options, selection.facts), options.metrics, cells, options, marks,
+                selection.facts, selection.full_reference)
 
 
 def legend(grid: Grid, tex: bool = False) -> list[str]:
@@ -115,6 +132,10 @@ def legend(grid: Grid, tex: bool = False) -> list[str]:
     out = []
     out += [f"{METRICS[m].label}: {METRICS[m].meaning}." for m in grid.metrics if METRICS[m].fitted]
     out.append("Best per column in bold." if not tex else r"Best per column in \textbf{bold}.")
+    if grid.full_reference:
+        fr = r"$^{\mathrm{FR}}$" if tex else FR_MARK.strip()
+        out.append(f"{fr} full-reference method (it compares each image with its reference): ranked among "
+                   "full-reference methods only, never against no-reference ones.")
     if grid.used("tied"):
         test = (f"paired bootstrap, {o.bootstrap_resamples} resamples, seed {o.bootstrap_seed}"
                 if o.significance_test == "bootstrap" else "Williams' t test")

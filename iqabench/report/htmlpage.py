@@ -112,7 +112,7 @@ def main_table(grid: Grid) -> str:
         for c in grid.columns for m in grid.metrics) + "</tr>"
     rows = []
     for ident in grid.rows:
-        tds = [f'<td class="left">{e(grid.labels[ident])}</td>']
+        tds = [f'<td class="left">{e(grid.row_label(ident))}</td>']
         for col in grid.columns:
             for metric in grid.metrics:
                 g = grid.get(ident, col, metric)
@@ -203,7 +203,7 @@ def page(grid: Grid, notes: list[str], entries: list[RunEntry], tests: list[Pair
              f"<title>iqabench report</title><style>{_CSS}</style></head><body>",
              "<h1>iqabench results</h1>",
              f"<p class=\"note\">{e(' '.join(legend(grid)))} {NULL}: no full complete run (see the runs). "
-             "Click a header to sort.</p>", main_table(grid)]
+             f"{e('Columns: ' + '; '.join(grid.column_sentences()) + '.')} Click a header to sort.</p>", main_table(grid)]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
     if heat is not None:

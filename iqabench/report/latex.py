@@ -113,7 +113,8 @@ def table_tex(grid: Grid) -> tuple[str, list[str]]:
             text, width = _cell(grid, ident, col, metric)
             cells.append(text)
             widths[i] = max(widths[i], width)
-        body.append(breakable(grid.labels[ident]) + " & " + " & ".join(cells) + r" \\")
+        mark = r"$^{\mathrm{FR}}$" if ident in grid.full_reference else ""
+        body.append(breakable(grid.labels[ident]) + mark + " & " + " & ".join(cells) + r" \\")
     # a dataset title wider than its k columns widens them
     for j, col in enumerate(grid.columns):
         span = sum(widths[j * k:(j + 1) * k]) + 2 * TABCOLSEP * (k - 1)
@@ -142,13 +143,14 @@ def table_tex(grid: Grid) -> tuple[str, list[str]]:
     heads = [o.header(m, tex=True) for m in grid.metrics]
     what = heads[0] if len(heads) == 1 else ", ".join(heads[:-1]) + " and " + heads[-1]
     first = o.caption or f"{what} per method and dataset ({', '.join(sorted({c.part for c in grid.columns}))} part)."
+    columns = " ".join(tex_escape(sentence) + "." for sentence in grid.column_sentences())
     head1 = "Method & " + " & ".join(rf"\multicolumn{{{k}}}{{c}}{{{tex_escape(grid.titles[c])}}}" for c in grid.columns)
     rules = " ".join(rf"\cmidrule(lr){{{2 + j * k}-{1 + (j + 1) * k}}}" for j in range(len(grid.columns)))
     head2 = " & " + " & ".join(o.header(m, tex=True) for _ in grid.columns for m in grid.metrics)
     spec_numbers = f"*{{{len(widths)}}}{{c}}"
     out = [r"% iqabench main table; needs \usepackage{booktabs,tabularx}",
            rf"\begin{{{env}}}[t]", r"\centering", r"\footnotesize", rf"\setlength{{\tabcolsep}}{{{TABCOLSEP:g}pt}}",
-           r"\caption{" + tex_escape(first) + " " + " ".join(caption) + "}", rf"\label{{{o.label}}}"]
+           r"\caption{" + tex_escape(first) + " " + columns + " " + " ".join(caption) + "}", rf"\label{{{o.label}}}"]
     if scale:
         out += [r"% scaled: the table is wider than \textwidth at this type size",
                 rf"\resizebox{{{width}}}{{!}}{{%", rf"\begin{{tabular}}{{@{{}}l{spec_numbers}@{{}}}}"]

@@ -26,14 +26,8 @@ def cell_text(grid: Grid, ident, col: Column, metric: str) -> str:
 
 
 def column_legend(grid: Grid) -> str:
-    """Which split and part each column is, and how many splits a median spans."""
-    parts = []
-    for col in grid.columns:
-        cells = [grid.get(i, col, grid.metrics[0]).cell for i in grid.rows]
-        splits = sorted({r.split for c in cells if c for r in c.runs})
-        what = splits[0] if len(splits) == 1 else f"{col.protocol} ({len(splits)} splits)"
-        parts.append(f"{grid.titles[col]} = {what}, {col.part}")
-    return "Columns: " + "; ".join(parts) + "."
+    """Which split(s) and part each column holds, its n and what its labels are."""
+    return "Columns: " + "; ".join(grid.column_sentences()) + "."
 
 
 def table_md(grid: Grid, notes: list[str]) -> str:
@@ -48,7 +42,7 @@ def table_md(grid: Grid, notes: list[str]) -> str:
     head = ["Method"] + [f"{grid.titles[c]} {o.header(m)}" for c in grid.columns for m in grid.metrics]
     out += [_row([escape(h) for h in head]), _row(["---"] + ["---:"] * (len(head) - 1))]
     for ident in grid.rows:
-        out.append(_row([escape(grid.labels[ident])]
+        out.append(_row([escape(grid.row_label(ident))]
                         + [cell_text(grid, ident, c, m) for c in grid.columns for m in grid.metrics]))
     if notes:
         out += ["", "## Notes", ""] + [f"- {escape(n)}" for n in notes]

@@ -23,6 +23,7 @@ import numpy as np
 
 from iqabench.errors import IqaError
 from iqabench.metrics import METRIC_KEYS
+from iqabench.report.columns import ColumnFacts, column_facts, full_reference, splits_text
 from iqabench.report.identity import Identity, identity_of, labels_for, protocol_of, repetition_of
 from iqabench.runs import Run
 
@@ -86,6 +87,8 @@ class Selection:
     rows: list[Identity]  # identities with at least one cell, in table order
     columns: list[Column]
     notes: list[str]
+    facts: dict[Column, ColumnFacts] = dataclasses.field(default_factory=dict)
+    full_reference: set[Identity] = dataclasses.field(default_factory=set)  # rows of full-reference methods
 
     def cell(self, ident: Identity, column: Column) -> Cell | None:
         return self.cells.get((ident, column))
@@ -179,15 +182,19 @@ def select(runs: list[Run], part: str | None = "test", display_names: dict[str, 
 
     rows = _order({i for i, _ in cells}, labels, method_order)
     columns = _order_columns({c for _, c in cells}, dataset_order)
+    facts = {col: column_facts([r for (_, c), cell in cells.items() if c == col for r in cell.runs]) for col in columns}
     notes = []
     for (ident, column), cell in sorted(cells.items(), key=lambda kv: (labels[kv[0][0]], kv[0][1].dataset)):
-        notes += [f"{labels[ident]} / {column.dataset} {column.protocol} {column.part}: {n}" for n in cell.notes]
-    missing = sorted({(labels[e.identity], e.column) for e in entries
-                      if e.role not in ("used", "superseded", "other part", "scores only") and (e.identity, e.column) not in cells},
-                     key=lambda x: (x[0], x[1].dataset, x[1].protocol))
-    notes += [f"{label} / {col.dataset} {col.protocol} {col.part}: no full complete run; see the runs table"
-              for label, col in missing]
-    return Selection(cells, entries, labels, rows, columns, notes)
+        where = f"{labels[ident]} / {column.dataset} {splits_text(r.split for r in cell.runs)} {column.part}"
+        notes += [f"{where}: {n}" for n in cell.notes]
+    missing: dict[tuple, set[str]] = {}
+    for e in entries:
+        if e.role not in ("used", "superseded", "other part", "scores only") and (e.identity, e.column) not in cells:
+            missing.setdefault((labels[e.identity], e.column), set()).add(e.run.split)
+    notes += [f"{label} / {col.dataset} {splits_text(found)} {col.part}: no full complete run; see the runs table"
+              for (label, col), found in sorted(missing.items(), key=lambda x: (x[0][0], x[0][1].dataset, x[0][1].protocol))]
+    full = {ident for (ident, _), cell in cells.items() if any(full_reference(r) for r in cell.runs)}
+    return Selection(cells, entries, labels, rows, columns, notes, facts, full)
 
 
 def _labels(rows: set[Identity], every: set[Identity], display_names: dict[str, str] | None) -> dict[Identity, str]:
