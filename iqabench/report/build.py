@@ -116,6 +116,7 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
             if recorded is not None and recorded != facts["n_scored"]:
                 warnings.append(f"{job.run.rel}: the predictions hold {facts['n_scored']} scored images, "
                                 f"metrics.json says {recorded}")
+        cache.prune({job.name for job in jobs})
         cache.save()
         if len(selection.columns) >= 2 and selection.rows:
             values = np.array([[_value(selection.cell(i, c)) for c in selection.columns] for i in selection.rows])
@@ -123,6 +124,9 @@ def build_report(results: Path, out: Path, options: ReportOptions | None = None)
                                         [grid.titles[c] for c in selection.columns], values,
                                         out / "plots" / "heatmap_srcc", title="SRCC (methods x datasets)")
             plot_paths += paths
+        else:  # no heat map this time: one left from an earlier report would show other runs
+            for stale in (out / "plots").glob("heatmap_srcc.*"):
+                stale.unlink(missing_ok=True)
     write("report.html", htmlpage.page(grid, notes, selection.entries, marks.tests, rows, figures, heat))
 
     return {"files": written, "table_md": written["table.md"], "table_tex": written["table.tex"],
@@ -172,8 +176,17 @@ class _FigureCache:
         io.write_bytes_atomic(self.folder / ".screen" / f"{job.name}.png", screen)
         self.entries[job.name] = {"key": job.key(), "files": [Path(p).name for p in paths], "drawn": facts}
 
+    def prune(self, names: set[str]) -> None:
+        """Remove the scatter plots of cells no longer in the table (a run renamed, moved or gone), with
+        their cache entries: a folder of figures shows the current report only."""
+        for path in [*self.folder.glob("scatter_*.pdf"), *self.folder.glob("scatter_*.png"),
+                     *(self.folder / ".screen").glob("scatter_*.png")]:
+            if path.stem not in names:
+                path.unlink(missing_ok=True)
+        self.entries = {name: entry for name, entry in self.entries.items() if name in names}
+
     def save(self) -> None:
-        if self.entries:
+        if self.entries or self.path.is_file():
             io.write_json_atomic(self.path, self.entries)
 
 
