@@ -15,7 +15,8 @@ def parse_option_pairs(pairs: list[str] | tuple[str, ...] | None) -> dict[str, A
     """`["c_grid=[1,4]", "name=foo"]` -> `{"c_grid": [1, 4], "name": "foo"}`.
 
     A value that is valid JSON (number, list, object, true/false/null, quoted string) is decoded;
-    anything else is kept as the plain string, so paths need no quoting. A key given twice is an
+    anything else is kept as the plain string, so paths need no quoting; a value that opens like JSON
+    ({, [ or ") but does not parse is refused, with the position of the typo. A key given twice is an
     error rather than a silent last-one-wins."""
     out: dict[str, Any] = {}
     for pair in pairs or ():
@@ -27,6 +28,9 @@ def parse_option_pairs(pairs: list[str] | tuple[str, ...] | None) -> dict[str, A
             raise IqaError(f"option {key!r} is given twice")
         try:
             out[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if value.lstrip()[:1] in ("{", "[", '"'):  # meant as JSON: a typo, not a plain string
+                raise IqaError(f"option {key}: {value!r} is not valid JSON: {exc.msg} at position {exc.pos} "
+                               "(quote the whole pair in the shell, e.g. -o 'key={\"a\": 1}')") from None
             out[key] = value
     return out

@@ -250,6 +250,17 @@ def test_bad_option_pairs_are_one_line(tmp_path):
     err = one_line_error(invoke("train", "--method", "brisque-svr", "--dataset", "synthetic", "-o", "c_gird=[1]",
                                 "--data-root", tmp_path, "--results", tmp_path / "r"))
     assert "c_gird" in err
+    # a JSON typo is said to be one, with where it is, before any method reads the value
+    typo = '{"test_y_channel": false,}'
+    err = one_line_error(invoke("run", "--method", "pyiqa:piqe", "--dataset", "synthetic", "-o",
+                                f"metric_options={typo}", "--data-root", tmp_path, "--results", tmp_path / "r"))
+    where = typo.index(",}") + 1  # the '}' where a property name was expected
+    assert "metric_options" in err and "is not valid JSON" in err and f"at position {where} " in err
+    assert "valid dictionary" not in err
+    assert not (tmp_path / "r").exists()
+    from iqabench.options import parse_option_pairs
+
+    assert parse_option_pairs(["path=/data/x{1}.png", "name=plain"]) == {"path": "/data/x{1}.png", "name": "plain"}
 
 
 def test_unknown_method_is_one_line_with_a_suggestion(tmp_path):
