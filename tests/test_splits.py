@@ -336,3 +336,27 @@ def test_run_refuses_a_huge_family_in_one_line_before_expanding_it(tmp_path):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "more than the 1000 a family may name" in result.stderr and "'--split'" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_split_leaving_few_test_images_warns_once(tiny_root, tmp_path, capsys):
+    """A private set's default split that leaves fewer than 10 test images says so (once per split)."""
+    import dataclasses
+
+    from iqabench import registry
+    from iqabench.data import views
+    from iqabench.layout import ResultsLayout
+
+    card = dataclasses.replace(registry.datasets.get("tiny"), default_split="ratio80-0-20-seed3")
+    folder, table = card.load(tiny_root)
+    split = splits.make_split("tiny", table, card.default_split)
+    n_test = len(split.parts["test"])
+    assert 0 < n_test < views.FEW_TEST_IMAGES
+    warning = views.few_test_images(card, split, default=True)
+    assert f"the card's default split ratio80-0-20-seed3 leaves only {n_test} test image(s) (of {len(table)})" in warning
+    whole = splits.make_split("tiny", table, "all")
+    assert views.few_test_images(card, whole, default=False) is None  # 36 test images: nothing to say
+    layout = ResultsLayout(tmp_path / "r")
+    for _ in range(2):
+        views.load_dataset("tiny", tiny_root, "ratio80-0-20-seed4", layout)
+    err = capsys.readouterr().err
+    assert err.count("iqabench: warning: tiny: split ratio80-0-20-seed4 leaves only") == 1

@@ -9,6 +9,7 @@ import dataclasses
 import errno
 import os
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -312,5 +313,24 @@ def load_dataset(name: str, data_root: Path, split_name: str | None, layout: Res
     else:
         folder, table = card.load(Path(data_root))
     split = splits.load_or_make(card.name, table, split_name or card.default_split, layout.splits_dir())
+    few = few_test_images(card, split, default=split_name is None)
+    if few and (card.name, split.name) not in _WARNED:
+        _WARNED.add((card.name, split.name))  # once per process: a command checks and runs a cell twice
+        print(f"iqabench: warning: {few}", file=sys.stderr)
     return DatasetView(card, folder, table, split)
+
+
+FEW_TEST_IMAGES = 10  # below this many test images a correlation says little
+_WARNED: set[tuple[str, str]] = set()
+
+
+def few_test_images(card: DatasetCard, split: splits.Split, default: bool) -> str | None:
+    """A warning when the split's test part is too small for its correlations to mean anything."""
+    n = len(split.parts.get("test", []))
+    if not 0 < n < FEW_TEST_IMAGES:
+        return None
+    which = f"the card's default split {split.name}" if default else f"split {split.name}"
+    return (f"{card.name}: {which} leaves only {n} test image(s) (of {sum(map(len, split.parts.values()))}); "
+            f"correlations on fewer than {FEW_TEST_IMAGES} images mean little: choose a split with a larger "
+            "test part (--split, e.g. ratio50-0-50-seed42), or set the card's default_split")
 
