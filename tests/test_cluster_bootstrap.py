@@ -83,3 +83,19 @@ def test_the_stored_metrics_say_which_unit(tiny_root, tmp_path):
     result = _run(tiny_root, tmp_path)
     stored = json.loads((result.run_dir / "metrics.json").read_text())
     assert stored["bootstrap"]["unit"] == "reference" and stored["bootstrap"]["n_references"] == 3
+
+
+def test_the_console_says_why_a_few_reference_interval_is_wide(tiny_root, tmp_path):
+    """The demo's case (3 test references): the summary line's interval comes with its reason."""
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    result = _run(tiny_root, tmp_path)
+    scored = CliRunner().invoke(cli, ["score", str(result.run_dir)])
+    assert scored.exit_code == 0, scored.stderr
+    lines = scored.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if "| complete |" in line)
+    lo, hi = json.loads((result.run_dir / "metrics.json").read_text())["ci95"]["srcc"]
+    assert f"[{lo:.3f}, {hi:.3f}]" in lines[head]
+    assert lines[head + 1].startswith("  interval: only 3 reference image(s)") and "wide for that reason" in lines[head + 1]

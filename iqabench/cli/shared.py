@@ -146,6 +146,9 @@ def print_metrics(m: dict) -> None:
         click.echo(f"  over the {m.get('n_scored')} scored image(s) only: {values}")
     if m.get("undefined_reason"):
         click.echo(f"  metrics undefined: {m['undefined_reason']}")
+    boot = m.get("bootstrap") or {}
+    if ci and boot.get("note"):  # few references: why the interval is wide, beside the interval
+        click.echo(f"  interval: {boot['note']}")
     if m.get("model_identity_changed"):
         click.echo("  WARNING: attempts of this run used different model snapshots "
                    "(see runtime_attempts in metrics.json)")
