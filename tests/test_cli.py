@@ -1,7 +1,7 @@
 """The command line: lazy and fast to answer, global options anywhere, one-line errors, exit codes.
 
 Most tests call the click command in-process (CliRunner); three run a real process where the
-process itself is what is tested (what `--help` imports and how fast, a run with plugins, exit
+process itself is what is tested (what `--help` imports; how fast is a benchmark), a run with plugins, exit
 codes including Ctrl-C).
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def _env() -> dict:
 
 # -- true processes ------------------------------------------------------------------------------
 
-def test_help_imports_nothing_heavy_and_answers_fast():
+def test_help_imports_nothing_heavy():
     probe = textwrap.dedent(f"""
         import json, sys
         from iqabench.cli.main import main
@@ -61,16 +60,7 @@ def test_help_imports_nothing_heavy_and_answers_fast():
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["heavy"] == [], f"--help imported {found['heavy']}"
     assert set(found["codes"]) == {0}
-    # CPU seconds (user + system) of the whole process, interpreter start included: unlike wall time,
-    # this does not grow when other work shares the machine. Best of three.
-    seconds = []
-    for _ in range(3):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run([sys.executable, "-m", "iqabench.cli.main", "--help"], capture_output=True, env=_env())
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        assert done.returncode == 0
-        seconds.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    assert min(seconds) < 0.3, f"iqabench --help took {min(seconds):.3f} s of CPU"
+    # how fast is benchmarks/bench_listing.py's question (a goal, not a test: it depends on the machine)
 
 
 def test_run_in_a_process_with_plugins_and_global_options_on_both_sides(tiny_root, tmp_path):

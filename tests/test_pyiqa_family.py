@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pydantic
@@ -40,13 +39,11 @@ def no_network(monkeypatch):
 
 # -- listing: instant, offline ---------------------------------------------------------------------
 
-def test_check_available_for_every_metric_is_instant_and_offline(no_network):
+def test_check_available_for_every_metric_is_offline_and_loads_no_model(no_network):
+    """How fast it answers is benchmarks/bench_listing.py's goal; here, what it touches."""
     names = FAMILY.names()
     assert len(names) > 90 and set(ALIASES) <= set(names)
-    t0 = time.perf_counter()
     reasons = {n: FAMILY.resolve(n).check_available() for n in names}
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
     assert no_network == []
     assert all(reasons[n] is None for n in WEIGHT_FREE_FR + ("piqe", "entropy"))
     assert all(r is None or "\n" not in r for r in reasons.values())
@@ -55,15 +52,14 @@ def test_check_available_for_every_metric_is_instant_and_offline(no_network):
 def test_listing_imports_neither_torch_nor_pyiqa():
     # a fresh process: the family's names, infos and availability come from data and the disk
     code = textwrap.dedent('''
-        import json, socket, sys, time
+        import json, socket, sys
         attempts = []
         def refuse(self, *args, **kwargs):
             attempts.append(repr(args)); raise OSError("blocked")
         socket.socket.connect = refuse
-        t0 = time.perf_counter()
         from iqabench.methods.pyiqa.family import FAMILY
         reasons = {n: FAMILY.resolve(n).check_available() for n in FAMILY.names()}
-        print(json.dumps({"seconds": time.perf_counter() - t0, "attempts": attempts, "n": len(reasons),
+        print(json.dumps({"attempts": attempts, "n": len(reasons),
                           "lpips": reasons["lpips"], "psnr": reasons["psnr"],
                           "heavy": sorted(m for m in ("torch", "pyiqa", "timm", "transformers") if m in sys.modules)}))
     ''')
@@ -71,7 +67,7 @@ def test_listing_imports_neither_torch_nor_pyiqa():
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["heavy"] == [] and got["attempts"] == []
-    assert got["seconds"] < 1.0 and got["n"] > 90
+    assert got["n"] > 90
     assert got["psnr"] is None
     # this machine holds no weights
     assert got["lpips"].startswith("needs weight file alexnet-owt-7be5be79.pth: put it in ")
