@@ -83,7 +83,9 @@ calls = [0]
 def commit(self, force=False):
     calls[0] += 1
     if calls[0] == {k}:
-        Path({marker!r}).write_text(str(sum(1 for _ in open(self.own_file))))
+        tmp = Path({marker!r} + ".tmp")  # written whole, then renamed: the marker exists only complete
+        tmp.write_text(str(sum(1 for _ in open(self.own_file))))
+        tmp.rename({marker!r})
         time.sleep(60)
     return real(self, force)
 store.RunStore.commit = commit
@@ -109,7 +111,6 @@ def test_kill_between_a_batchs_scores_and_its_commit(tiny_root, tmp_path):
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "timed out"
-        time.sleep(0.05)  # the marker's content is written
         proc.kill()
         proc.wait()
         proc.stderr.close()

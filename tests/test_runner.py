@@ -110,8 +110,12 @@ def _cli(args, **kw):
 def test_sigkill_then_resume_equals_uninterrupted_run(tiny_root, tmp_path, kill_after):
     common = ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--data-root", str(tiny_root),
               "--no-progress", "--batch-size", "2"]
-    log = tmp_path / "scored.log"
-    killed = _cli(common + ["--results", str(tmp_path / "a"), "-o", "delay=0.05", "-o", f"log={log}"])
+    log, pause = tmp_path / "scored.log", tmp_path / "pause"
+    # the run pauses once kill_after images are scored (at a batch boundary): however loaded the machine,
+    # the kill lands mid-run, after the records the test waits for
+    options = ["-o", "delay=0.05", "-o", f"log={log}", "-o", f"pause_after={kill_after}", "-o", f"pause_file={pause}"]
+    pause.touch()
+    killed = _cli(common + ["--results", str(tmp_path / "a"), *options])
     preds = None
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -119,22 +123,24 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_root, tmp_path, kill_
         if found and len(found[0].read_text().splitlines()) >= kill_after:
             preds = found[0]
             break
+        assert killed.poll() is None, killed.communicate()
         time.sleep(0.02)
     assert preds is not None, killed.communicate()
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     saved_at_kill = {json.loads(x)["id"] for x in preds.read_text().splitlines() if x.endswith("}")}
     scored_before = log.read_text().splitlines()
-    assert 0 < len(saved_at_kill) < 36
+    assert len(saved_at_kill) == -(-kill_after // 2) * 2  # paused at the first batch boundary (batches of 2)
 
-    resumed = _cli(common + ["--results", str(tmp_path / "a"), "-o", "delay=0.05", "-o", f"log={log}"])
+    pause.unlink()
+    resumed = _cli(common + ["--results", str(tmp_path / "a"), *options])
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     rescored = log.read_text().splitlines()[len(scored_before):]
     assert not set(rescored) & saved_at_kill  # nothing saved was scored again
     assert set(rescored) | saved_at_kill == set(pd.read_csv(preds.parent / "predictions.csv")["id"])
 
-    clean = _cli(common + ["--results", str(tmp_path / "b"), "-o", "delay=0.05", "-o", f"log={log}"])
+    clean = _cli(common + ["--results", str(tmp_path / "b"), *options])
     assert clean.wait(timeout=300) == 0
     run_b = next((tmp_path / "b").glob("runs/tiny/all-test/*/"))
     assert run_b.name == preds.parent.name  # same configuration, same key

@@ -6,6 +6,7 @@ slow (to kill it mid-run), fail on chosen images, or return NaN, to exercise the
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,10 @@ class SlowOptions(Options):
     fail_on: tuple[str, ...] = ()
     nan_on: tuple[str, ...] = ()
     prepare_log: str | None = None  # with it, a dataset-wide pass caches per image and logs what it computed
+    # a known point for a test that kills the run: once this process has scored `pause_after` images, each
+    # further batch waits while the file `pause_file` exists (a test deletes it before resuming)
+    pause_after: int | None = None
+    pause_file: str | None = None
 
 
 @register_method
@@ -42,6 +47,11 @@ class SlowSharpness(Method):
                 marker.write_text("done")
 
     def score(self, samples):
+        scored = getattr(self, "_scored", 0)
+        if self.options.pause_after is not None and scored >= self.options.pause_after:
+            while self.options.pause_file and Path(self.options.pause_file).exists():
+                time.sleep(0.01)  # every batch before this one is on file: the test's known point
+        self._scored = scored + len(samples)
         out = []
         for s in samples:
             if s.id in self.options.fail_on:
