@@ -255,7 +255,8 @@ def _cli(args, **kw) -> subprocess.Popen:
 
 def test_a_second_process_on_the_same_run_fails_at_once(tiny_root, tmp_path):
     args = ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all", "--data-root", str(tiny_root),
-            "--results", str(tmp_path), "--no-progress", "-o", "delay=0.5"]
+            "--results", str(tmp_path), "--no-progress", "-o", "pause_after=1", "-o", f"pause_file={tmp_path / 'pause'}"]
+    (tmp_path / "pause").touch()  # the first run holds its lock, paused after its first record, until killed
     first = _cli(args)
     try:
         deadline = time.time() + 120
