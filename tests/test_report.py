@@ -216,6 +216,10 @@ def test_columns_name_their_exact_splits_n_and_labels_and_warn_on_the_labels_own
     [warning] = [w for w in summary["warnings"] if "computed the dataset's labels" in w]
     assert warning.startswith("fsim_m on synth:") and "agreement with itself" in warning
     assert "fsim_m on synth: this method computed" in md.replace("\\_", "_")
+    table = md_table(md)
+    assert table["fsim_m"]["synth SRCC"].endswith("§") and not table["fsim_m"]["synth SRCC"].startswith("**")
+    assert table["m"]["synth SRCC"].startswith("**")  # the best of the methods that do not define the labels
+    assert "§ the method computed the dataset's labels: it scores their own definition and is not ranked" in md
 
 
 def test_backwards_method_stays_negative_and_its_plcc_is_never_ranked(tmp_path, target):

@@ -153,6 +153,7 @@ def significance(selection: Selection, options: ReportOptions) -> Marks:
             cells = [c for c in (selection.cell(i, column) for i in selection.rows)
                      if c is not None and c.values[metric] is not None
                      and not (metric == "plcc" and c.decreasing_fit)
+                     and not c.own_labels  # scoring the labels' own definition: never ranked
                      and (c.identity in selection.full_reference) == full]
             if not cells:
                 continue

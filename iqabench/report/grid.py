@@ -19,6 +19,7 @@ from iqabench.report.options import ReportOptions
 from iqabench.report.select import Cell, Column, Selection
 
 NULL = "—"
+OWN_MARK, OWN_TEX = "§", r"$^{\S}$"  # a cell whose method computed the labels
 FR_MARK = " [FR]"  # after a full-reference method's label (LaTeX: a superscript FR)
 
 
@@ -31,6 +32,7 @@ class GridCell:
     bold: bool = False
     tied: bool = False
     falling: bool = False
+    own_labels: bool = False  # the method computed the labels: shown, never ranked
     cell: Cell | None = None
 
     def suffix(self, decimals: int, pm: str = " ± ") -> str:
@@ -114,6 +116,7 @@ def build_grid(selection: Selection, marks: Marks, options: ReportOptions) -> Gr
                     key = (ident, col, metric)
                     g.bold, g.tied = key in marks.best, key in marks.tied
                     g.falling = metric == "plcc" and cell.decreasing_fit
+                    g.own_labels = cell.own_labels
                     if cell.n_splits > 1 and options.show_spread and metric in cell.spread:
                         g.spread = cell.spread[metric]["iqr"] / 2
                     elif cell.n_splits == 1 and options.show_ci:
@@ -148,6 +151,9 @@ def legend(grid: Grid, tex: bool = False) -> list[str]:
         out.append(f"Medians over {splits} random splits " + (r"$\pm$" if tex else "±") + " half the interquartile range.")
     if any(c.ci for c in grid.cells.values()):
         out.append("Brackets: bootstrap 95% interval." if not tex else r"Brackets: bootstrap 95\% interval.")
+    if grid.used("own_labels"):
+        out.append(f"{OWN_MARK if not tex else OWN_TEX} the method computed the dataset's labels: it scores their "
+                   "own definition and is not ranked.")
     if grid.used("falling"):
         out.append(f"{ddag} decreasing logistic fit: the method ranks images backwards.")
     return out

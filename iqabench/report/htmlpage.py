@@ -122,6 +122,7 @@ def main_table(grid: Grid) -> str:
                 if g.ci is not None:
                     extra += f'<span class="ci"> [{e(fmt(g.ci[0], d))}, {e(fmt(g.ci[1], d))}]</span>'
                 extra += ("<sup>†</sup>" if g.tied else "") + ("<sup>‡</sup>" if g.falling else "")
+                extra += "<sup>§</sup>" if g.own_labels else ""
                 tds.append(_num_td(g.value, g.text, extra, "best" if g.bold else ""))
         rows.append("<tr>" + "".join(tds) + "</tr>")
     return (f'<table id="main-table" class="sortable"><thead>{head1}{head2}</thead>'

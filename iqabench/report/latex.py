@@ -92,7 +92,7 @@ def _cell(grid: Grid, ident, col, metric) -> tuple[str, float]:
     elif g.ci is not None:
         text += rf"\,{{\scriptsize[{_number(g.ci[0], d)}, {_number(g.ci[1], d)}]}}"
         width += 1.7 + text_width(f"[{fmt(g.ci[0], d)}, {fmt(g.ci[1], d)}]", 0.875)
-    marks = (r"\dagger" if g.tied else "") + (r"\ddagger" if g.falling else "")
+    marks = (r"\dagger" if g.tied else "") + (r"\ddagger" if g.falling else "") + (r"\S" if g.own_labels else "")
     if marks:
         text += f"$^{{{marks}}}$"
         width += 4.0 * len(marks.split("\\")[1:])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from iqabench.metrics import label as metric_label
 from iqabench.report.breakdown import BreakdownRow
-from iqabench.report.grid import NULL, Grid, fmt, legend
+from iqabench.report.grid import NULL, OWN_MARK, Grid, fmt, legend
 from iqabench.report.select import Column, RunEntry
 
 
@@ -22,7 +22,7 @@ def cell_text(grid: Grid, ident, col: Column, metric: str) -> str:
     text = g.text + g.suffix(grid.options.decimals)
     if g.bold:
         text = f"**{text}**"
-    return text + ("†" if g.tied else "") + ("‡" if g.falling else "")
+    return text + ("†" if g.tied else "") + ("‡" if g.falling else "") + (OWN_MARK if g.own_labels else "")
 
 
 def column_legend(grid: Grid) -> str:

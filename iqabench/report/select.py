@@ -23,7 +23,7 @@ import numpy as np
 
 from iqabench.errors import IqaError
 from iqabench.metrics import METRIC_KEYS
-from iqabench.report.columns import ColumnFacts, column_facts, full_reference, splits_text
+from iqabench.report.columns import ColumnFacts, column_facts, full_reference, scores_its_labels, splits_text
 from iqabench.report.identity import Identity, identity_of, labels_for, protocol_of, repetition_of
 from iqabench.runs import Run
 
@@ -54,6 +54,11 @@ class Cell:
     @property
     def single(self) -> Run | None:
         return self.runs[0] if len(self.runs) == 1 else None
+
+    @property
+    def own_labels(self) -> bool:
+        """The method computed the dataset's labels (the card's label_method): it scores their definition."""
+        return any(scores_its_labels(r) for r in self.runs)
 
     @property
     def decreasing_fit(self) -> bool:
