@@ -2,6 +2,7 @@
 given, and special files among `--images`. Every refusal is one line naming the file and the problem."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -192,3 +193,84 @@ def test_special_files_among_images_are_recorded_failures_and_never_opened(tmp_p
     assert (metrics["n"], metrics["n_scored"], metrics["n_failed"]) == (6, 2, 4)
     inputs = {r["id"]: r for r in json.loads((run_dir / "inputs.json").read_text())["images"]}
     assert inputs["x.png"]["sha256"] is None and len(inputs["good0.png"]["sha256"]) == 16
+
+
+# -- every field of a card or a suite that names a file, a folder or a program ----------------------
+# test_every_card_and_suite_field_naming_a_path_is_classified walks the card, reader and suite schemas:
+# a new field whose name says it names a file must be added here, with what keeps it in bounds.
+
+CARD_PATH_FIELDS = {
+    # attacked below through the card loader: a path leaving the folder given is refused
+    "DatasetCard.folder_names": "attack", "DatasetCard.layout": "attack", "ReaderSpec.file": "attack",
+    "ReaderSpec.variables": "attack", "FilesSpec.folders": "attack", "FilesSpec.name": "attack",
+    "FilesSpec.fallback": "attack",
+    "ReaderSpec.images": "a FilesSpec (its fields are walked)", "ReaderSpec.refs": "a FilesSpec (its fields are walked)",
+    "DatasetCard.reader": "a ReaderSpec (its fields are walked)",
+    # code: an entry-point name, never an import path (test_a_card_naming_an_import_path_as_builder_...)
+    "DatasetCard.builder": "an entry point of iqabench.builders",
+    # set by the loader to the card file itself, for messages; a card cannot choose it
+    "DatasetCard.source": "the card file", "ReaderSpec.source": "the card file",
+    "DatasetCard.label_name": "a column name", "DatasetCard.name": "the card's name: letters, digits, '.', '_', '-'",
+}
+SUITE_PATH_FIELDS = {
+    # method options: option files are taken relative to the suite's folder and must stay inside it
+    # (tests/test_hardening4.py), and options that run code are refused from a file (section 1 above)
+    "Row.options": "method options", "Row.column_options": "method options",
+    "Row.source": "text: where the published numbers come from", "SuiteFile.source": "a Source (walked)",
+    "Source.where": "text: page or section", "Row.needs": "text: what the user must give with -o",
+}
+_PATH_NAME = re.compile(r"(^|_)(path|file|files|folder|folders|dir|layout|python|builder|name|names|fallback|variables|"
+                        r"images|refs|reader|options|source|where|needs|program|command)$")
+
+
+def _path_fields(cls) -> set[str]:
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else list(cls.model_fields)
+    return {f"{cls.__name__}.{n}" for n in names if _PATH_NAME.search(n)}
+
+
+def test_every_card_and_suite_field_naming_a_path_is_classified():
+    from iqabench.data.readers.spec import FilesSpec, ReaderSpec
+    from iqabench.suite import spec
+
+    card = _path_fields(DatasetCard) | _path_fields(ReaderSpec) | _path_fields(FilesSpec)
+    assert card == set(CARD_PATH_FIELDS), (sorted(card - set(CARD_PATH_FIELDS)), sorted(set(CARD_PATH_FIELDS) - card))
+    models = [spec.SuiteFile, spec.Row, spec.Column, spec.Protocol, spec.TrainSource, spec.Source]
+    suite = set().union(*map(_path_fields, models))
+    assert suite == set(SUITE_PATH_FIELDS), (sorted(suite - set(SUITE_PATH_FIELDS)),
+                                             sorted(set(SUITE_PATH_FIELDS) - suite))
+
+
+CARD_ATTACKS = {  # one card per attacked field, each pointing at readable data outside the dataset folder
+    "DatasetCard.folder_names": dict(folders='["../elsewhere"]'),
+    "DatasetCard.layout": dict(layout='["../elsewhere/mos.csv", "images/"]'),
+    "ReaderSpec.file": dict(reader='file = "../elsewhere/mos.csv"'),
+    "ReaderSpec.variables": dict(images='{ folders = ["images"] }\nformat = "mat"',
+                                 reader='variables = { mos = "../elsewhere/x.mat" }'),
+    "FilesSpec.folders": dict(images='{ folders = ["../elsewhere/images"] }'),
+    "FilesSpec.name": dict(images='{ folders = ["images"], name = "../../elsewhere/images/{image}" }'),
+    "FilesSpec.fallback": dict(images='{ folders = ["images"], fallback = "../elsewhere/images/{image}" }'),
+}
+
+
+@pytest.mark.parametrize("field", [k for k, v in CARD_PATH_FIELDS.items() if v == "attack"])
+def test_each_card_field_naming_a_path_refuses_one_outside_the_folder_given(field, tmp_path):
+    attack = dict(CARD_ATTACKS[field])
+    root = tmp_path / "root"
+    write_release(root / "probe")
+    write_release(root / "elsewhere")  # the data exists and is readable: only the refusal keeps it out
+    for image in (root / "probe" / "images").iterdir():
+        image.unlink()  # inside the dataset folder nothing is left to find
+    images = attack.pop("images", None)
+    path = write_card(tmp_path / "cards", **attack)
+    text = path.read_text()
+    if images is not None:
+        text = text.replace('images = { folders = ["images"] }', f"images = {images}")
+        if 'format = "mat"' in text:
+            text = text.replace('format = "csv"\n', "")
+    path.write_text(text)
+    with pytest.raises(IqaError) as exc:
+        DatasetCard.from_toml(path).load(root)
+    message = one_line(exc)
+    assert "elsewhere" in message and ("must stay inside" in message or "escapes the dataset folder" in message), message
