@@ -35,7 +35,6 @@ from typing import Any, Protocol
 from iqabench import io
 from iqabench.api import SampleSource, TrainableMethod
 from iqabench.errors import IqaError
-from iqabench.metrics import label as metric_label
 
 __all__ = ["CRITERIA", "EpochSteps", "EpochTrainable", "Position", "Selection", "combine", "fit", "read_state",
            "refuse_batch_option", "resolve_batch_size", "val_scores", "validate"]
@@ -297,6 +296,8 @@ def _run_stage(steps: EpochSteps, sources: dict[str, SampleSource], workdir: Pat
         line = f"{who}: epoch {epoch}/{total} {loss_name.removeprefix('train_').replace('_', ' ')} {record[loss_name]:.5f}"
         if has_val:
             # the trainers' val PLCC is Pearson on the raw predictions (no logistic fit on the val part)
+            from iqabench.metrics import label as metric_label  # numpy: kept out of importing a method
+
             line += (f" val {metric_label('srcc')} {_fmt(record.get('val_srcc'))}"
                      f" {metric_label('plcc_raw')} {_fmt(record.get('val_plcc'))}")
         say(line + (" (best so far)" if gain and has_val else "") + f" [{time.perf_counter() - started:.1f} s]")
