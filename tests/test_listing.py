@@ -66,3 +66,24 @@ def test_resolving_one_name_or_alias_imports_that_method_only(name, own):
     other_methods = [m for m in modules if m in targets and not m.startswith(own)]
     assert not other_methods, modules
     assert any(m.startswith(own) for m in modules), modules
+
+
+@pytest.mark.parametrize("layout", ["no folder", "config cached", "other revision", "folder without config"])
+def test_the_cache_shortcut_answers_as_huggingface_hub_does(tmp_path, monkeypatch, layout):
+    """availability._cached_config skips huggingface_hub's lookup only when the repo has no cache folder."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from iqabench.models.scoring import availability
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--owner--name"
+    if layout != "no folder":
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("abc")
+        (repo / "snapshots" / "abc").mkdir(parents=True)
+        if layout != "folder without config":
+            (repo / "snapshots" / "abc" / "config.json").write_text("{}")
+    revision = "other" if layout == "other revision" else None
+    expected = isinstance(try_to_load_from_cache("owner/name", "config.json", revision=revision), str)
+    assert availability._cached_config("owner/name", revision) is expected
+    assert expected is (layout == "config cached")
