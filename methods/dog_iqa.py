@@ -21,10 +21,12 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
 import pydantic
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made, not on import
+    import numpy as np
 
 from iqabench.api import Method, MethodInfo, Options, RunContext, Sample, SampleSource
 from iqabench.errors import IqaError
@@ -243,6 +245,8 @@ class DogIqa(Method):
 
     # -- scoring --------------------------------------------------------------------
     def score(self, samples: Sequence[Sample]) -> list[float]:
+        import numpy as np
+
         o = self.options
         opts = o.aggregation()
         judge = self._ensure_judge()

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are made, not on import
+    import numpy as np
+
 
 Crop = Literal["bbox", "mask"]  # Table 4: BBox (the paper's choice) vs zero-filled Mask
 Weights = Literal["area", "mean"]  # Table 4: area-weighted vs simple mean
@@ -52,6 +54,8 @@ class LocalRegion:
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tight bounding box (x0, y0, x1, y1) of a boolean mask, end-exclusive; None when empty."""
+    import numpy as np
+
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
@@ -64,6 +68,8 @@ def select_regions(masks: np.ndarray, opts: AggregationOptions) -> list[LocalReg
 
     `masks` is bool [N, H, W] (N may be 0). When no mask survives, the uncovered mask is the
     whole image, so an image the segmenter could not split is still scored locally."""
+    import numpy as np
+
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3:
         raise ValueError(f"masks must be [N, H, W], got shape {masks.shape}")
@@ -91,6 +97,8 @@ def select_regions(masks: np.ndarray, opts: AggregationOptions) -> list[LocalReg
 def crop_region(image: np.ndarray, region: LocalRegion, crop: Crop) -> np.ndarray:
     """The view of `region` the judge sees: its box cut from the original pixels ("bbox"),
     or the same box with pixels outside the mask set to zero ("mask", the paper's ablation)."""
+    import numpy as np
+
     x0, y0, x1, y1 = region.box
     view = np.array(image[y0:y1, x0:x1], copy=True)
     if crop == "mask":
@@ -102,6 +110,8 @@ def crop_region(image: np.ndarray, region: LocalRegion, crop: Crop) -> np.ndarra
 
 def local_score(scores: Sequence[float], areas: Sequence[float], weights: Weights) -> float:
     """s_local: area-weighted mean (the paper) or plain mean (its ablation) of the crop scores."""
+    import numpy as np
+
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0:
         raise ValueError("no local scores to aggregate")

@@ -12,10 +12,12 @@ Two backends, one option set (SAM2's automatic-mask-generator settings, SAM2's d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pydantic
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made, not on import
+    import numpy as np
 
 from iqabench import hub
 from iqabench.api import stable_hash
@@ -176,6 +178,7 @@ class Segmenter:
 
     def segment(self, image: Any) -> np.ndarray:
         """RGB PIL image or uint8 array [H, W, 3] -> bool masks [N, H, W]."""
+        import numpy as np
         from PIL import Image
 
         pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))

@@ -39,7 +39,7 @@ from iqabench.api import Method, MethodInfo, RunContext, Sample, SampleSource, s
 from iqabench.errors import IqaError
 from iqabench.models.scoring import BackendOptions, backend_unavailable, split_list
 
-from . import bradley_terry, prompts, thurstone
+from . import prompts
 from .examples import Example, example_files, file_hash, read_examples
 from .parse import parse_comparison, parse_ranking, parse_score
 
@@ -394,6 +394,8 @@ class MllmPrompt(Method):
         compared = sorted({r[k] for r in usable for k in ("first", "second")}, key=index.get)
         local = {sid: i for i, sid in enumerate(compared)}
         outcomes = [(local[r["first"]], local[r["second"]], r["outcome"]) for r in usable]
+        from . import bradley_terry, thurstone  # numpy and scipy: imported by a fit, not by listing the method
+
         if self.options.pair_aggregate == "thurstone":
             logp = thurstone.scaled(thurstone.fit(thurstone.outcome_counts(
                 len(compared), outcomes, ties_win_both=self.options.answer == "generate"))) if compared else []
@@ -494,6 +496,8 @@ class MllmPrompt(Method):
         usable = [r for r in records if r["ranks"] is not None]
         ranked = sorted({sid for r in usable for sid in r["ids"]}, key=index.get)
         local = {sid: i for i, sid in enumerate(ranked)}
+        from . import thurstone  # numpy and scipy: imported by a fit, not by listing the method
+
         counts = thurstone.pair_counts(len(ranked), [([local[sid] for sid in r["ids"]], r["ranks"]) for r in usable])
         scores = thurstone.scaled(thurstone.fit(counts)) if ranked else []
         self._strengths = {sid: float(v) for sid, v in zip(ranked, scores)}
