@@ -104,6 +104,28 @@ class Registry(Generic[T]):
                 if str(target).partition(":")[0] in self._targets and alias not in self._targets:
                     self._aliases.setdefault(str(alias), str(target))
 
+    def declared_names(self) -> list[str]:
+        """Every name registered or found through an entry point, families by their prefix, nothing
+        imported (so a name may still prove broken when resolved)."""
+        self.load_entry_points()
+        return sorted(self._targets)
+
+    def declared(self, table: str) -> dict[str, Any]:
+        """name -> its entry in the tables the entry point group `<group>.<table>` names (a package's
+        generated index of what its targets declare, e.g. `recipe_splits`), for the names it covers;
+        a name no table covers is missing: ask the object itself."""
+        self.load_entry_points()
+        out: dict[str, Any] = {}
+        for ep in importlib.metadata.entry_points(group=f"{self.group}.{table}"):
+            try:
+                loaded = dict(ep.load())
+            except Exception as exc:  # noqa: BLE001 - a broken index only makes the answer slower
+                print(f"iqabench: warning: {self.kind} index {ep.value} failed to load: {exc}", file=sys.stderr)
+                continue
+            # an index speaks for its own package's entry points only, never for a name registered since
+            out.update((name, value) for name, value in loaded.items() if isinstance(self._targets.get(name), str))
+        return out
+
     # -- lookup ---------------------------------------------------------------------
     def get(self, name: str) -> T:
         self.load_entry_points()

@@ -46,6 +46,52 @@ def test_the_alias_index_equals_what_the_methods_declare():
     assert alias_index.ALIASES == alias_index.declared(), "run: python -m iqabench.methods.alias_index"
 
 
+def test_the_recipe_split_index_equals_what_the_methods_declare():
+    """`list splits` reads RECIPE_SPLITS instead of importing every method: a stale table would hide a recipe."""
+    from iqabench.methods import alias_index
+
+    declared = alias_index.declared_recipe_splits()
+    assert alias_index.RECIPE_SPLITS == declared, "run: python -m iqabench.methods.alias_index"
+    assert declared["vp-owl2"]["agiqa3k"] == "seed000-vp"  # the table is not vacuous
+
+
+SPLITS = textwrap.dedent("""
+    import sys
+    from iqabench.cli.main import main
+    code = main(["list", "splits", "agiqa3k"])
+    print("MODULES", ",".join(sorted(m for m in sys.modules if m.startswith("iqabench.methods."))), file=sys.stderr)
+    sys.exit(code)
+""")
+
+
+def test_list_splits_names_the_recipe_splits_without_importing_a_method():
+    done = subprocess.run([sys.executable, "-c", SPLITS], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith("vp-llava, vp-owl2: seed000-vp (their recipe's)"), done.stdout
+    assert done.stderr.split("MODULES ", 1)[1].strip() == "iqabench.methods.alias_index", done.stderr
+
+
+def test_list_splits_still_asks_a_plugin_method_no_index_covers(tmp_path):
+    plugin = tmp_path / "recipe_plugin.py"
+    plugin.write_text(textwrap.dedent("""
+        from iqabench.api import Method, MethodInfo
+        from iqabench.registry import register_method
+
+        @register_method
+        class Mine(Method):
+            name = "mine"
+            info = MethodInfo(kind="classic", description="a plugin with a recipe split")
+
+            @classmethod
+            def recipe_split(cls, dataset):
+                return ("seed000-vp", "the plugin's paper") if dataset == "agiqa3k" else None
+    """))
+    done = subprocess.run([sys.executable, "-m", "iqabench.cli.main", "--plugin", str(plugin), "list", "splits",
+                           "agiqa3k"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "mine, vp-llava, vp-owl2: seed000-vp" in done.stdout.splitlines()[0], done.stdout
+
+
 RESOLVE = textwrap.dedent("""
     import sys
     from iqabench import registry

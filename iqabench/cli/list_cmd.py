@@ -92,10 +92,8 @@ def list_splits(settings: Settings, dataset: str) -> None:
     if not hasattr(splits, "available_splits"):
         raise IqaError("this iqabench cannot list splits (iqabench.data.splits.available_splits is missing)")
     recipes: dict[str, list[str]] = {}  # split -> the methods whose recipe runs on it by default
-    for name in (n for n in registry.methods.names() if not n.endswith(":<name>")):  # families name no split
-        chosen = registry.methods.get(name).recipe_split(card.name)
-        if chosen is not None:
-            recipes.setdefault(chosen[0], []).append(name)
+    for name, chosen in _recipe_splits(card.name).items():
+        recipes.setdefault(chosen, []).append(name)
     by_method = "".join(f"; {', '.join(m)}: {split} (their recipe's)" for split, m in recipes.items())
     click.echo(f"default: {card.default_split}{by_method}")
     committed = splits.file_splits(card.name)
@@ -108,6 +106,28 @@ def list_splits(settings: Settings, dataset: str) -> None:
         split = splits.read_split_file(committed[name], card.name)
         sizes = ", ".join(f"{p} {len(split.parts[p])}" for p in splits.PARTS if split.parts[p])
         click.echo(f"{name:{width}}  {sizes:31}  {split.source}")
+
+
+def _recipe_splits(dataset: str) -> dict[str, str]:
+    """method -> the split its recipe runs on by default on `dataset`, for the methods that have one:
+    from the methods' generated index (nothing imported); a method no index covers (a plugin's) is asked."""
+    from iqabench import registry
+
+    reg = registry.methods
+    indexed = reg.declared("recipe_splits")
+    names = reg.declared_names()
+    if not set(names) <= set(indexed):  # as before the index: import every method, a broken plugin warned of
+        names = [n for n in reg.names() if not n.endswith(":<name>")]  # families name no split
+    out = {}
+    for name in names:
+        if name in indexed:
+            chosen = indexed[name].get(dataset)
+        else:
+            found = reg.get(name).recipe_split(dataset)
+            chosen = found[0] if found is not None else None
+        if chosen is not None:
+            out[name] = chosen
+    return out
 
 
 def _columns_of(card, data_root):
