@@ -173,6 +173,36 @@ def test_fetches_answer_from_disk_only(tmp_path, no_network, pyiqa):
     assert torch.hub.download_url_to_file is original and no_network == []
 
 
+GUARD_IMPORTS = textwrap.dedent("""
+    import sys, socket
+    def refuse(self, *args, **kwargs):
+        raise OSError("network blocked by the test")
+    socket.socket.connect = refuse
+    from iqabench.errors import NotAvailable
+    from iqabench.models import pyiqa_support
+    import pyiqa
+    with pyiqa_support.fetch_guard():
+        print("CLIP BEFORE", "clip" in sys.modules)
+        import clip.clip  # imported by the build (as pyiqa's CLIP metrics do): guarded from then on
+        try:
+            clip.clip._download("https://example.org/ViT-B-32.pt", sys.argv[1])
+        except NotAvailable as exc:
+            print("REFUSED", exc)
+    print("RESTORED", clip.clip._download.__name__ == "_download" and not hasattr(clip.clip._download, "__wrapped__"))
+""")
+
+
+def test_the_guard_imports_no_fetching_library_and_guards_one_imported_later(tmp_path):
+    """The guard swaps openai-clip's downloader in when the build imports clip, not by importing it itself."""
+    pytest.importorskip("clip")
+    done = subprocess.run([sys.executable, "-c", GUARD_IMPORTS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "CLIP BEFORE False" in done.stdout, done.stdout
+    assert f"REFUSED needs weight file ViT-B-32.pt: put it in {tmp_path}" in done.stdout, done.stdout
+    assert "RESTORED True" in done.stdout, done.stdout
+
+
 # -- full-reference scoring ------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -216,20 +216,8 @@ def _refusal_in(exc: BaseException | None) -> NotAvailable | None:
     return None
 
 
-def _fetch_points() -> list[tuple[Callable, str, Callable]]:
-    """(original function, attribute name, wrapper factory) for each place a file may be fetched."""
-    import importlib
-
-    points = []
-
-    def add(module_name: str, attr: str, make: Callable):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - an optional library that is absent or broken fetches nothing
-            return
-        original = getattr(module, attr, None)
-        if callable(original):
-            points.append((original, attr, make))
+def _fetch_points() -> list[tuple[str, str, Callable]]:
+    """(module name, attribute name, wrapper factory) for each place a file may be fetched."""
 
     def pyiqa_fetch(original, policy):
         def load_file_from_url(url, model_dir=None, progress=True, file_name=None):
@@ -256,23 +244,53 @@ def _fetch_points() -> list[tuple[Callable, str, Callable]]:
             return policy(Fetch("hf", cache, f"{repo_id}/{name}", f"https://huggingface.co/{repo_id}"))
         return hf_hub_download
 
-    add("pyiqa.utils.download_util", "load_file_from_url", pyiqa_fetch)
-    add("torch.hub", "download_url_to_file", hub_fetch)
-    add("pyiqa.archs.clip_model", "_download", clip_fetch)
-    add("pyiqa.archs.afineclip_model", "_download", clip_fetch)
-    if "clip.clip" in sys.modules or _has_module("clip"):
-        add("clip.clip", "_download", clip_fetch)
-    add("huggingface_hub.file_download", "hf_hub_download", hf_fetch)
-    return points
+    return [("pyiqa.utils.download_util", "load_file_from_url", pyiqa_fetch),
+            ("torch.hub", "download_url_to_file", hub_fetch),
+            ("pyiqa.archs.clip_model", "_download", clip_fetch),
+            ("pyiqa.archs.afineclip_model", "_download", clip_fetch),
+            ("clip.clip", "_download", clip_fetch),
+            ("huggingface_hub.file_download", "hf_hub_download", hf_fetch)]
 
 
-def _has_module(name: str) -> bool:
-    import importlib.util
+class _SwapOnImport:
+    """A meta path finder that swaps a fetch point in as soon as its module is imported, so the guard
+    imports no library the metric does not (openai-clip alone costs 0.2 s on every piqe run), and a
+    module the build imports is guarded from its first line on."""
 
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    def __init__(self, pending: dict[str, tuple[str, Callable]], swap: Callable):
+        self.pending = pending  # module name -> (attribute, wrapper factory)
+        self.swap = swap  # (module, attribute, factory): swaps it in everywhere it is referenced
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in self.pending:
+            return None
+        for finder in sys.meta_path:  # the spec the rest of the import system would find
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        attr, make = self.pending.pop(fullname)
+        swap = self.swap
+
+        class Swapping:  # the module's own loader, then the swap
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                swap(module, attr, make)
+
+            def __getattr__(self, name):
+                return getattr(loader, name)
+
+        spec.loader = Swapping()
+        return spec
 
 
 def _delegating(original: Callable, guarded: Callable) -> Callable:
@@ -308,7 +326,11 @@ def fetch_guard(policy: Callable[[Fetch], str] = _local_only, load: Callable | N
 
     with _guard_lock:
         swaps = []  # (owner, attribute, previous value)
-        for original, attr, make in _fetch_points():
+
+        def swap(home, attr: str, make: Callable) -> None:
+            original = getattr(home, attr, None)
+            if not callable(original):
+                return
             wrapper = _delegating(original, make(original, policy))
             for module in list(sys.modules.values()):
                 try:  # the module's own attributes only: a lazy module's __getattr__ may import things
@@ -320,6 +342,15 @@ def fetch_guard(policy: Callable[[Fetch], str] = _local_only, load: Callable | N
                         functools.partial(wrapper, *current.args, **current.keywords)
                     swaps.append((module, attr, current))
                     setattr(module, attr, bound)
+
+        pending = {}
+        for module_name, attr, make in _fetch_points():
+            if module_name in sys.modules:
+                swap(sys.modules[module_name], attr, make)
+            else:  # not imported yet: swapped in when the build imports it
+                pending[module_name] = (attr, make)
+        hook = _SwapOnImport(pending, swap)
+        sys.meta_path.insert(0, hook)
         swaps.append((torch, "load", torch.load))
         torch.load = load or _tensors_only_load(torch.load)
         _active.on, _active.hf_refused = True, {}
@@ -327,6 +358,7 @@ def fetch_guard(policy: Callable[[Fetch], str] = _local_only, load: Callable | N
             yield
         finally:
             _active.on = False
+            sys.meta_path.remove(hook)
             for owner, attr, previous in reversed(swaps):
                 setattr(owner, attr, previous)
 
