@@ -444,6 +444,22 @@ def test_options_lists_types_defaults_and_aliases():
     assert "did you mean" in one_line_error(invoke("options", "slow-sharpnes"))
 
 
+def test_options_prints_the_help_written_under_each_field():
+    """The string under a field is its help; a field redeclared without one has none (as pydantic reads them)."""
+    from iqabench.cli.options_cmd import field_help
+    from iqabench.methods.dog_iqa import DogIqaOptions, JudgeOptions
+
+    result = invoke("options", "dog-iqa")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    judge = next(i for i, line in enumerate(lines) if line.strip().startswith("judge "))
+    assert lines[judge + 1].strip().startswith("The MLLM judge's backend options (backend, backend_path,")
+    assert field_help(DogIqaOptions)["judge_mode"].startswith("generate: the paper's parsed answer")
+    inherited = field_help(JudgeOptions)
+    assert inherited["revision"] == "the hub revision (commit hash) to load"  # from BackendOptions
+    assert "backend" not in inherited  # redeclared in JudgeOptions's body, with no string
+
+
 def test_list_splits_names_the_default_and_the_computed_forms():
     result = invoke("list", "splits", "tiny")
     assert result.exit_code == 0, result.stderr
