@@ -259,7 +259,7 @@ def build_run_plan(cfg: RunConfig) -> RunPlan:
     if is_mix(cfg.dataset):
         raise IqaError(f"--dataset {cfg.dataset}: a mix of datasets is trained on, not scored; score each "
                        f"dataset with --train-dataset {cfg.dataset}")
-    if _must_build(cfg.dataset, cfg.data_root):
+    if must_build(cfg.dataset, cfg.data_root):
         choice.require_available()  # no run can exist yet: do not build a dataset for a method that cannot run
     split, note = recipe_split(choice, cfg.dataset, cfg.split)
     view = load_dataset(cfg.dataset, cfg.data_root, split, layout, cfg.accept_out_of_range)
@@ -303,7 +303,8 @@ def _build_images_plan(cfg: RunConfig, choice: MethodChoice, layout: ResultsLayo
     return RunPlan(cfg, layout, choice, view, ids, inputs, checkpoint, identity, key, run_dir)
 
 
-def _must_build(dataset: str, data_root: Path) -> bool:
+def must_build(dataset: str, data_root: Path) -> bool:
+    """The dataset is built on first use and is not built yet under `data_root`."""
     card = registry.datasets.get(dataset)
     return card.build is not None and card.locate(Path(data_root)) is None
 

@@ -139,35 +139,26 @@ def cell_problems(cells: list[tuple[tuple, object]]) -> dict[tuple, str]:
     its options, its weights (unless the run is finished: its metrics need no model), the dataset,
     the split and part, a trainable method's checkpoint. Datasets that would be built on first use
     are built only when every other cell passed, so a typo elsewhere costs no build."""
-    from iqabench.errors import IqaError, one_line
-    from iqabench.plan import _must_build, build_run_plan, resolve_method
-    from iqabench.run import _check_checkpoint
-
-    def full_check(cfg) -> None:
-        plan = build_run_plan(cfg)
-        if not plan.run_dir.exists():
-            plan.method.require_available()
-        _check_checkpoint(plan)
+    from iqabench.errors import IqaError
+    from iqabench.plan import must_build
+    from iqabench.readiness import why_not_runnable
 
     problems: dict[tuple, str] = {}
     deferred = []
     for cell, cfg in cells:
         try:
-            choice = resolve_method(cfg.method, cfg.options)  # the method first: one line for all its cells
-            if cfg.images is not None:
-                choice.require_available()
-            elif _must_build(cfg.dataset, cfg.data_root):
-                choice.require_available()
-                deferred.append((cell, cfg))
-            else:
-                full_check(cfg)
-        except IqaError as exc:
-            problems[cell] = one_line(exc)
+            build = cfg.images is None and must_build(cfg.dataset, cfg.data_root)
+        except IqaError:  # an unknown dataset: the full check names it
+            build = False
+        reasons = why_not_runnable(cfg, read_data=not build)  # a dataset to build: the method first
+        if reasons:
+            problems[cell] = reasons[0]
+        elif build:
+            deferred.append((cell, cfg))
     for cell, cfg in deferred if not problems else ():
-        try:
-            full_check(cfg)
-        except IqaError as exc:
-            problems[cell] = one_line(exc)
+        reasons = why_not_runnable(cfg)
+        if reasons:
+            problems[cell] = reasons[0]
     return problems
 
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Callable, Literal
 
-from iqabench.data.union import member_names
 from iqabench.errors import Busy, IqaError, NotAvailable, one_line
 from iqabench.suite.definition import Cell, Suite, Unit
 from iqabench.suite.index import RunIndex
@@ -144,25 +143,24 @@ class _Runner:
 
 
 def why_not_here(cell: Cell, data_root: Path, device: str, allow_cpu: bool) -> tuple[str, ...]:
-    """Why this cell cannot run on this machine (method or data missing), each reason on its own; checked
-    without building anything."""
+    """Why this cell cannot run on this machine, each reason on its own; checked without building
+    anything: the options the suite needs given, then the engine's check of each unit's run (its
+    method, its data; iqabench.readiness) and the suite's GPU rule."""
     from iqabench import registry
-    from iqabench.plan import resolve_method
+    from iqabench.config import RunConfig
+    from iqabench.readiness import why_not_runnable
 
-    choice = resolve_method(cell.method, cell.options)
     reasons = [f"needs -o {k}=... ({' '.join(what.split())})" for k, what in cell.row.needs.items()
                if cell.options.get(k) in (None, "")]
-    missing = choice.cls.check_available(choice.options)
-    if missing:
-        reasons.append(f"method {cell.method} not available: {missing}")
-    elif choice.cls.info.needs_gpu and device == "cpu" and not allow_cpu:
+    for unit in cell.units:  # a checkpoint is trained by the suite, so only presence is asked
+        cfg = RunConfig(method=cell.method, dataset=unit.dataset, split=unit.split, part=unit.part,
+                        options=cell.options, data_root=data_root, train_dataset=unit.train_dataset)
+        reasons += why_not_runnable(cfg, read_data=False)
+    unavailable = any(r.startswith(f"method {cell.method} cannot run here:") for r in reasons)
+    if not unavailable and registry.methods.get(cell.method).info.needs_gpu and device == "cpu" and not allow_cpu:
+        # a method that cannot run at all is not also said to need a GPU: one line per method
         reasons.append(f"method {cell.method} needs a GPU (device is cpu; --allow-cpu runs it anyway)")
-    datasets = [u.dataset for u in cell.units] + [u.train_dataset for u in cell.units if u.train_dataset]
-    for name in dict.fromkeys(m for d in datasets for m in member_names(d)):  # a mix: each member
-        card = registry.datasets.get(name)
-        if card.build is None and card.locate(data_root) is None:
-            reasons.append(f"dataset {name} not found under {data_root}")
-    return tuple(reasons)
+    return tuple(dict.fromkeys(reasons))
 
 
 def _ensure_trained(cell: Cell, unit: Unit, trainings: dict, *, data_root, results, device, batch_size, limit,
