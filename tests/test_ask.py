@@ -342,6 +342,12 @@ options = {{ backend_path = "{llava}" }}
     assert out.exit_code == 0, out.output
     assert "| Tiny | 60.00 (61.50) |" in out.output
     assert "| Tiny by likelihood | not run [1] (–) |" in out.output and "--answer likelihood" in out.output
+    shown = CliRunner().invoke(cli, ["--results", str(tmp_path / "results"), "suite", "show", str(suite)])
+    assert shown.exit_code == 0, shown.output
+    cells = shown.output.split("\ncells:\n")[1].splitlines()
+    assert cells[0].startswith("  Tiny x A1 dev: `iqabench ask --method llava ") and cells[0].endswith("; done: 60.00%")
+    assert "--answer likelihood --questions llvisionqa_dev.json --images DIR`; cannot run here: needs the question " \
+           "file llvisionqa_dev.json and its images" in cells[1] and "not available" not in cells[1]
     bad = tmp_path / "bad.toml"
     bad.write_text(suite.read_text().replace('method = "llava"\nanswer', 'method = "piqe"\nanswer'))
     out = CliRunner().invoke(cli, ["--results", str(tmp_path / "results"), "report", "--suite", str(bad)])

@@ -670,3 +670,35 @@ def test_suite_list_and_show_run(capsys):
     suite_group.main(["show", "seed004-table4"], standalone_mode=False)
     shown = capsys.readouterr().out
     assert "Table 4" in shown and "8: Area, BBox+Whole, Word, s_seg: dog-iqa" in shown
+
+
+def test_an_accuracy_table_is_listed_shown_and_refused_by_suite_run_in_one_line(tmp_path):
+    """seed002-qbench-a1 (kind accuracy-table): listed with its kind and cells, each cell shown with
+    the `iqabench ask` command that computes it and why it cannot run here, and `suite run` says how."""
+    from click.testing import CliRunner
+
+    from iqabench.cli.main import cli
+
+    name = "seed002-qbench-a1"
+    raw = tomllib.loads((SUITES / f"{name}.toml").read_text())
+    computed = [(r["label"], c["label"], c["questions"]) for r in raw["rows"] if r.get("method")
+                for c in raw["columns"] if c.get("questions") and not c.get("published_only")]
+    listed = CliRunner().invoke(cli, ["suite", "list"])
+    assert listed.exit_code == 0, listed.output
+    [line] = [line for line in listed.output.splitlines() if line.startswith(f"{name} ")]
+    assert line.split()[1:3] == ["accuracy-table", str(len(computed))]
+    shown = CliRunner().invoke(cli, ["--results", str(tmp_path / "none"), "suite", "show", name])
+    assert shown.exit_code == 0, shown.output
+    cells = shown.output.split("\ncells:\n")[1].split("\ncells computed")[0].splitlines()
+    assert len(cells) == len(raw["rows"]) * len(raw["columns"])
+    for row, col, questions in computed:
+        [cell] = [c for c in cells if c.startswith(f"  {row} x {col}: ")]
+        assert "`iqabench ask --method " in cell and f"--questions {questions} --images DIR`" in cell
+        assert f"; cannot run here: needs the question file {questions}" in cell
+    assert sum(": published only" in c for c in cells) == len(cells) - len(computed)
+    assert f"cells computed by the harness: {len(computed)}" in shown.output
+    for command in ("run", "plan"):
+        refused = CliRunner().invoke(cli, ["suite", command, name])
+        assert refused.exit_code != 0
+        [error] = refused.output.strip().splitlines()
+        assert "an accuracy table" in error and "`iqabench ask`" in error and f"suite show {name}" in error

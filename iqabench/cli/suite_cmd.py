@@ -18,7 +18,8 @@ Examples:
 @global_options
 @click.pass_context
 def suite_group(ctx: click.Context) -> None:
-    """Paper-table suites: the methods, datasets, protocol and published numbers of one table."""
+    """Paper-table suites: the methods, datasets, protocol and published numbers of one table (an
+    accuracy table, whose cells are `iqabench ask` runs, is listed and shown too)."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -26,31 +27,39 @@ def suite_group(ctx: click.Context) -> None:
 @suite_group.command("list", short_help="The suites shipped with iqabench.")
 @with_settings
 def list_command(settings: Settings) -> None:
-    """Every paper-table suite: its name, source table and how many cells the harness computes."""
-    from iqabench.errors import IqaError
-    from iqabench.suite import list_suites, load_suite
+    """Every suite: its name, kind (a paper's correlation table, or an accuracy table whose cells are
+    `iqabench ask` runs), source table and how many cells the harness computes."""
+    from iqabench.suite.kinds import listing
 
-    click.echo(f"{'suite':28} {'cells':>5}  source")
-    for name, path in list_suites():
-        try:
-            suite = load_suite(path)
-        except IqaError as exc:
-            click.echo(f"{name:28} {'?':>5}  INVALID: {exc}")
+    click.echo(f"{'suite':28} {'kind':14} {'cells':>5}  source")
+    for suite in listing():
+        if suite.problem is not None:
+            click.echo(f"{suite.name:28} {suite.kind:14} {'?':>5}  INVALID: {suite.problem}")
             continue
-        src = suite.spec.source
-        click.echo(f"{name:28} {len(suite.cells()):>5}  {src.table} of {src.paper}")
+        click.echo(f"{suite.name:28} {suite.kind:14} {suite.cells:>5}  {suite.source}")
 
 
 @suite_group.command("show", short_help="What a suite runs and the numbers it compares with.")
 @click.argument("name")
 @with_settings
 def show_command(settings: Settings, name: str) -> None:
-    """The suite NAME (a shipped suite or a .toml path): source, protocol, columns, rows, published numbers."""
+    """The suite NAME (a shipped suite or a .toml path): source, protocol, columns, rows, published numbers,
+    and every cell: what computes it, or why it cannot run here."""
     import json
 
     from iqabench.metrics import METRICS
     from iqabench.suite import load_suite
+    from iqabench.suite.kinds import accuracy_table
 
+    accuracy = accuracy_table(name)
+    if accuracy is not None:  # its cells are `ask` runs, found under --results
+        from iqabench import hub
+        from iqabench.tasks.mcq_suite import show_lines
+
+        with hub.no_downloads():
+            for line in show_lines(accuracy, settings.results):
+                click.echo(line)
+        return
     suite = load_suite(name)
     spec = suite.spec
     click.echo(f"{suite.name}: {spec.title}")
@@ -147,7 +156,10 @@ def _cell_options(f):
 def _load(name: str, dataset_map, option_pairs):
     from iqabench.options import parse_option_pairs
     from iqabench.suite import load_suite
+    from iqabench.suite.kinds import refuse_accuracy_table
     from iqabench.suite.settings import SuiteSettings
+
+    refuse_accuracy_table(name)  # before the flags are read: they are a paper table's
 
     ran_with = SuiteSettings(parse_dataset_map(dataset_map), parse_option_pairs(option_pairs))
     suite = load_suite(name).adapted(ran_with.dataset_map, ran_with.options)

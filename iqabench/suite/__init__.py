@@ -2,7 +2,8 @@
 the demo's line-up read as a suite (lineup), adapted to the data at hand (adapt), its cells
 (definition), which of them a process takes (plan), running them (run, settings), finding their
 runs (index), the numbers of each cell (entries), the reproduction verdict (verdict) and the table
-beside the paper's numbers (table). The suite files themselves are data: suites/*.toml, installed
+beside the paper's numbers (table); the suite commands' dispatch on a file's kind, a paper table or
+an accuracy table of `ask` runs (kinds). The suite files themselves are data: suites/*.toml, installed
 as the package iqabench.suites."""
 from __future__ import annotations
 

@@ -148,6 +148,78 @@ def command(row: Row, col: Column) -> str:
             f"--images DIR")
 
 
+def is_computed(row: Row, col: Column) -> bool:
+    """An `ask` run computes the cell: a row with a method x a column with a question file."""
+    return not (row.published_only or col.published_only or not col.questions)
+
+
+def computable(suite: AccuracySuite) -> list[tuple[Row, Column]]:
+    return [(row, col) for row in suite.spec.rows for col in suite.spec.columns if is_computed(row, col)]
+
+
+def cell_lines(suite: AccuracySuite, results: Path) -> list[str]:
+    """Every row x column: its accuracy when a complete `ask` run computed it, else the command that
+    computes it and why it cannot run here (the question file, the model); or published only."""
+    from iqabench.report.accuracy import find_accuracy_runs
+    from iqabench.tasks.ask import resolve_asker
+
+    runs = find_accuracy_runs(results, problems=[]) if Path(results).is_dir() else []
+    lines = []
+    for row in suite.spec.rows:
+        missing = None if row.published_only else resolve_asker(row.method, row.options).check_available()
+        for col in suite.spec.columns:
+            name = f"{row.label} x {col.label}"
+            if not is_computed(row, col):
+                why = row.note if row.published_only and row.note else col.note
+                lines.append(f"{name}: published only" + (f" ({' '.join(why.split())})" if why else ""))
+                continue
+            acc = _ours(suite, row, col, runs)
+            value = ((acc or {}).get("overall") or {}).get("accuracy")
+            if value is not None:
+                lines.append(f"{name}: `{command(row, col)}`; done: {100 * value:.{suite.spec.digits}f}%")
+                continue
+            reasons = ["its answers are withheld in the question file asked (n = 0)" if acc is not None else
+                       f"needs the question file {col.questions}" + (f" (from {col.get})" if col.get else "")
+                       + " and its images"] + ([f"method {row.method} not available: {missing}"] if missing else [])
+            lines.append(f"{name}: `{command(row, col)}`; cannot run here: " + "; ".join(reasons))
+    return lines
+
+
+def show_lines(suite: AccuracySuite, results: Path) -> list[str]:
+    """`suite show` of an accuracy table: source, columns (their question files), rows, published
+    numbers, every cell (cell_lines) and the notes."""
+    spec, d = suite.spec, suite.spec.digits
+    src = spec.source
+    lines = [f"{suite.name}: {spec.title}", f"kind: {KIND} (cells are `iqabench ask` runs; accuracy in %)",
+             f"source: {src.paper}, {src.table}" + (f", {src.where}" if src.where else "")
+             + (f" ({src.url})" if src.url else ""), "columns:"]
+    for col in spec.columns:
+        what = "published only" if col.published_only or not col.questions else f"questions {col.questions}"
+        lines.append(f"  {col.key:16} {col.label:20} {what}" + (f" (from {col.get})" if col.get else ""))
+    lines.append("rows:")
+    for row in spec.rows:
+        opts = "".join(f" -o {k}={v}" for k, v in row.options.items())
+        lines.append(f"  {row.label}: " + ("published only" if row.published_only else
+                                           f"{row.method}{opts}, answer {row.answer}"))
+    lines.append("published:")
+    for row in spec.rows:
+        values = "; ".join(f"{key} {value:.{d}f}" for key, value in row.published.items())
+        lines.append(f"  {row.label}: {values or '(none)'}")
+    lines += ["cells:"] + [f"  {line}" for line in cell_lines(suite, results)]
+    lines.append(f"cells computed by the harness: {len(computable(suite))}")
+    if spec.notes.strip():
+        lines.append("notes: " + " ".join(spec.notes.split()))
+    return lines
+
+
+def how_to_run(suite: AccuracySuite) -> str:
+    """One line: the cells are `iqabench ask` runs on question files the suite does not hold."""
+    files = ", ".join(dict.fromkeys(col.questions for _, col in computable(suite)))
+    return (f"{suite.path}: an accuracy table: its {len(computable(suite))} cell(s) are `iqabench ask` runs on "
+            f"question files not shipped here ({files}); `iqabench suite show {suite.name}` gives each cell's "
+            f"command, then `iqabench report --suite {suite.name}` makes the table")
+
+
 def render_accuracy_suite(suite: AccuracySuite, results: Path) -> str:
     """The table in Markdown: `ours (published)` per cell, footnotes saying why a cell is not computed."""
     from iqabench.report.accuracy import find_accuracy_runs
@@ -167,7 +239,7 @@ def render_accuracy_suite(suite: AccuracySuite, results: Path) -> str:
         for col in spec.columns:
             pub = row.published.get(col.key)
             pub_text = f"{pub:.{d}f}" if pub is not None else "–"
-            if row.published_only or col.published_only or not col.questions:
+            if not is_computed(row, col):
                 cells.append(f"– ({pub_text})")
                 continue
             acc = _ours(suite, row, col, runs)
