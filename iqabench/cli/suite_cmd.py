@@ -124,7 +124,10 @@ def _cell_lines(suite, cells, data_root) -> list[str]:
                     continue  # a row that does not cover this column
                 units = ", ".join(u.describe() for u in cell.units)
                 problems = why_not_here(cell, data_root, device, allow_cpu=False)
-                status = "; cannot run here: " + "; ".join(problems) if problems else "; runs here"
+                # a reason that already says "cannot run here" (the method's own line, as `run` prints it) is
+                # shown as it is, so the words are never doubled
+                said = any("cannot run here" in p for p in problems)
+                status = ("; " if said else "; cannot run here: ") + "; ".join(problems) if problems else "; runs here"
                 lines.append(f"{name}: {cell.method} on {units}{status}")
     return lines
 
