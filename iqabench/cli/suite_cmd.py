@@ -124,10 +124,9 @@ def _cell_lines(suite, cells, data_root) -> list[str]:
                     continue  # a row that does not cover this column
                 units = ", ".join(u.describe() for u in cell.units)
                 problems = why_not_here(cell, data_root, device, allow_cpu=False)
-                # a reason that already says "cannot run here" (the method's own line, as `run` prints it) is
-                # shown as it is, so the words are never doubled
-                said = any("cannot run here" in p for p in problems)
-                status = ("; " if said else "; cannot run here: ") + "; ".join(problems) if problems else "; runs here"
+                # the method's own line (as `run` prints it) says "cannot run here" too: not said twice
+                problems = [p.replace(" cannot run here: ", ": ", 1) for p in problems]
+                status = "; cannot run here: " + "; ".join(problems) if problems else "; runs here"
                 lines.append(f"{name}: {cell.method} on {units}{status}")
     return lines
 
