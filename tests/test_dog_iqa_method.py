@@ -10,9 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
+import transformers  # noqa: F401  (a test dependency: a missing one fails, never skips)
 
 from iqabench.api import RunContext, Sample, SampleSource
 from iqabench.errors import IqaError, NotAvailable

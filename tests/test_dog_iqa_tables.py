@@ -6,9 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch
+import transformers  # noqa: F401  (a test dependency: a missing one fails, never skips)
 
 from iqabench.api import RunContext, Sample  # noqa: E402
 from iqabench.methods.dog_iqa import DogIqa, DogIqaOptions  # noqa: E402

@@ -7,12 +7,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
+import transformers  # noqa: F401  (a test dependency: a missing one fails, never skips)
 from PIL import Image
 
 from iqabench.report import levels as levels_mod
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
 
 
 @pytest.fixture(autouse=True)

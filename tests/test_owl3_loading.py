@@ -10,9 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
+import transformers  # noqa: F401  (a test dependency: a missing one fails, never skips)
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
 torch.set_num_threads(1)
 os.environ["HF_HUB_OFFLINE"] = "1"
 
