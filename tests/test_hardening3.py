@@ -70,7 +70,10 @@ def test_the_embedded_builder_is_registered_by_entry_point_and_its_card_names_it
     assert registry.datasets.get("synthetic").builder == "synthetic"
 
 
-def suite_file(tmp_path: Path, options: str, method: str = "dog-iqa") -> Path:
+def suite_file(tmp_path: Path, options: str, method: str = "dog-iqa", column_options: str = "",
+               label: str = "Judge") -> Path:
+    """A one-cell paper-table suite `s.toml` in `tmp_path` whose row runs `method` with `options`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "s.toml"
     path.write_text(f"""kind = "paper-table"
 title = "t"
@@ -81,9 +84,10 @@ label = "Tiny"
 dataset = "tiny"
 split = "all"
 [[rows]]
-label = "Judge"
+label = "{label}"
 method = "{method}"
 options = {options}
+{column_options}
 """)
     return path
 

@@ -299,23 +299,9 @@ def test_an_examples_csv_that_cannot_be_read_is_one_line(content, problem, tiny_
 # -- suite files that name other files -------------------------------------------------------------
 
 def _suite(folder: Path, options: str, method: str = "mllm-prompt", column_options: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "s.toml"
-    path.write_text(f"""kind = "paper-table"
-title = "t"
-source = {{ paper = "p", table = "1" }}
-metrics = ["srcc"]
-[[columns]]
-label = "Tiny"
-dataset = "tiny"
-split = "all"
-[[rows]]
-label = "Row"
-method = "{method}"
-options = {options}
-{column_options}
-""")
-    return path
+    from test_hardening3 import suite_file
+
+    return suite_file(folder, options, method, column_options, label="Row")
 
 
 def test_a_suite_names_files_relative_to_its_own_folder(tmp_path, test_plugins):
