@@ -59,7 +59,9 @@ class Options(pydantic.BaseModel):
     # A string literal under a field is its help text (`iqabench options METHOD` prints it, read by
     # iqabench.cli.options_cmd.field_help). Not pydantic's use_attribute_docstrings: that parses every
     # class's source when it is defined, a third of a second of every `iqabench list methods`.
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a class's validator is built when it first validates, not when its module is
+    # imported (listing imports every method and validates few of their options).
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclasses.dataclass(frozen=True)
