@@ -20,9 +20,10 @@ GUARDED = textwrap.dedent("""
     from iqabench.cli.main import main
     code = main(["list", "methods", "--all"])
     print("CONNECT ATTEMPTS", len(attempts), file=sys.stderr)
-    # numpy, scipy and huggingface_hub's download code: none is needed to say what runs here
+    # numpy, scipy, huggingface_hub's download code and the served backend's HTTP stack (http.client,
+    # ssl): none is needed to say what runs here
     heavy = sorted(m for m in ("torch", "transformers", "pyiqa", "timm", "sklearn", "peft", "numpy", "scipy",
-                               "huggingface_hub.file_download") if m in sys.modules)
+                               "huggingface_hub.file_download", "http.client", "ssl") if m in sys.modules)
     print("HEAVY IMPORTS", ",".join(heavy) or "none", file=sys.stderr)
     sys.exit(code)
 """)

@@ -270,7 +270,8 @@ def check_support(arch: str, resize: str | None = None, dtype: str | None = None
     None skips a check."""
     from iqabench import registry
 
-    if arch not in registry.backends.names():
+    # a declared name is known without importing every backend; an alias may need them imported
+    if arch not in registry.backends.declared_names() and arch not in registry.backends.names():
         return  # unknown names are refused where the backend is chosen
     traits = traits_of(arch)
     if resize is not None and resize not in traits.resize:
