@@ -1,7 +1,8 @@
 """Data-parallel context on torch.distributed (torchrun / accelerate launch set the env vars).
 
-Processes started by SLURM's `srun` without torchrun (SLURM_PROCID and SLURM_NTASKS set, no
-WORLD_SIZE) are ranks too: rank SLURM_PROCID of SLURM_NTASKS (SLURM_STEP_NUM_TASKS inside a step),
+Processes started by SLURM's `srun` without torchrun (SLURM_PROCID and SLURM_STEP_NUM_TASKS set, no
+WORLD_SIZE) are ranks too: rank SLURM_PROCID of the step's SLURM_STEP_NUM_TASKS (an sbatch script of
+several tasks that runs iqabench without srun is one process the others would wait for: refused),
 meeting through a file in the results folder (which every task must see, as it must to share the
 records), or through MASTER_ADDR/MASTER_PORT when the user sets them. So
 `srun -n 2 iqabench run ...` scores each image once, on either task.
@@ -121,17 +122,25 @@ def launch() -> Launch:
         size = _int_variable("WORLD_SIZE", 1)
         rank = _int_variable("RANK", 0)
         return Launch(rank, size, _int_variable("LOCAL_RANK", rank), "torchrun" if size > 1 else "none")
-    if "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_NTASKS" in env):
-        size = _int_variable("SLURM_STEP_NUM_TASKS" if "SLURM_STEP_NUM_TASKS" in env else "SLURM_NTASKS", 1)
-        rank = _int_variable("SLURM_PROCID", 0)
-        if size > 1:
-            if not 0 <= rank < size:
-                from iqabench.errors import IqaError
+    if "SLURM_PROCID" not in env:
+        return Launch(0, 1, 0, "none")
+    from iqabench.errors import IqaError
 
-                raise IqaError(f"SLURM_PROCID={rank} is not a task of {size} (SLURM_NTASKS): start the tasks "
-                               "with `srun -n N iqabench run ...`, or with torchrun")
-            return Launch(rank, size, _int_variable("SLURM_LOCALID", 0), "slurm")
-    return Launch(0, 1, 0, "none")
+    if "SLURM_STEP_NUM_TASKS" not in env:  # srun sets it in every task: this is an sbatch script itself
+        allocated = _int_variable("SLURM_NTASKS", 1)
+        if allocated > 1:  # one process, while the job expects N ranks: refused rather than left waiting
+            raise IqaError(f"SLURM_NTASKS={allocated} but this process is not an srun task (an sbatch script runs "
+                           f"once): start the {allocated} ranks with `srun iqabench run ...`, or one process "
+                           "with `srun -n 1 iqabench run ...`")
+        return Launch(0, 1, 0, "none")
+    size = _int_variable("SLURM_STEP_NUM_TASKS", 1)
+    rank = _int_variable("SLURM_PROCID", 0)
+    if size <= 1:
+        return Launch(0, 1, 0, "none")
+    if not 0 <= rank < size:
+        raise IqaError(f"SLURM_PROCID={rank} is not a task of {size} (SLURM_STEP_NUM_TASKS): start the tasks "
+                       "with `srun -n N iqabench run ...`, or with torchrun")
+    return Launch(rank, size, _int_variable("SLURM_LOCALID", 0), "slurm")
 
 
 def _int_variable(name: str, default: int) -> int:

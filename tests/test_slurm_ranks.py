@@ -27,8 +27,9 @@ TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 def _srun_env(rank: int, ntasks: int, job: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES and not k.startswith("SLURM_")}
-    env.update({"SLURM_PROCID": str(rank), "SLURM_NTASKS": str(ntasks), "SLURM_LOCALID": str(rank),
-                "SLURM_JOB_ID": job, "SLURM_STEP_ID": "0", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    env.update({"SLURM_PROCID": str(rank), "SLURM_NTASKS": str(ntasks), "SLURM_STEP_NUM_TASKS": str(ntasks),
+                "SLURM_LOCALID": str(rank), "SLURM_JOB_ID": job, "SLURM_STEP_ID": "0", "OMP_NUM_THREADS": "1",
+                "HF_HUB_OFFLINE": "1"})
     return env
 
 
@@ -67,7 +68,6 @@ def test_launch_reads_srun_and_torchrun_variables(monkeypatch):
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_NTASKS", "8")
     monkeypatch.setenv("SLURM_LOCALID", "1")
-    assert parallel.launch() == parallel.Launch(3, 8, 1, "slurm")
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")  # inside a step, the step's tasks are the ranks
     assert parallel.launch() == parallel.Launch(3, 4, 1, "slurm")
     monkeypatch.setenv("SLURM_NTASKS", "1")
@@ -79,9 +79,23 @@ def test_launch_reads_srun_and_torchrun_variables(monkeypatch):
 
 
 def test_a_task_outside_the_step_is_refused_in_one_line(monkeypatch):
-    for name in (*TORCHRUN_VARIABLES, "SLURM_STEP_NUM_TASKS"):
+    for name in TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLURM_PROCID", "2")
     monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
     with pytest.raises(IqaError, match=r"SLURM_PROCID=2 is not a task of 2 .*srun -n N"):
         parallel.launch()
+
+
+def test_an_sbatch_script_of_several_tasks_without_srun_is_refused_in_one_line(monkeypatch):
+    """`sbatch -n 2` runs its script once, with SLURM_NTASKS=2 and SLURM_PROCID=0 but no step of its own
+    (srun sets SLURM_STEP_NUM_TASKS in every task): that one process would wait for a rank never started."""
+    for name in (*TORCHRUN_VARIABLES, "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    with pytest.raises(IqaError, match=r"^SLURM_NTASKS=2 but this process is not an srun task .*`srun iqabench run"):
+        parallel.launch()
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # `sbatch -n 1`: one process, nothing to wait for
+    assert parallel.launch() == parallel.Launch(0, 1, 0, "none")
