@@ -143,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     return cli.main(args=argv, prog_name="iqabench", standalone_mode=False)
 
 
+def console() -> None:
+    """The `iqabench` console script: main(), then the end of the process (cli/fast_exit.py)."""
+    from iqabench.cli.fast_exit import exit_process
+
+    exit_process(main())
+
+
 def _os_error_line(exc: OSError) -> str:
     problem = environment_problem(exc)
     if problem is not None:
@@ -163,4 +170,4 @@ def _rank_tag() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
