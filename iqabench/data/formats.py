@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
+from iqabench.data.columns import Columns
 from iqabench.errors import IqaError, one_line
+
+if TYPE_CHECKING:  # pandas is imported by the readers that need it: a plain csv file is read without it
+    import pandas as pd
 
 HEADER_SEARCH_ROWS = 20  # spreadsheets sometimes start their table below a title
 
 
 def read_csv(path: Path, required: Iterable[str] = (), **kwargs) -> pd.DataFrame:
     """A UTF-8 csv file as a DataFrame; `required` columns must be present."""
+    import pandas as pd
+
     path = _existing(path)
     try:
         table = pd.read_csv(path, encoding="utf-8-sig", **kwargs)
@@ -37,9 +42,44 @@ def read_csv(path: Path, required: Iterable[str] = (), **kwargs) -> pd.DataFrame
     return require_columns(table, required, path)
 
 
+def read_csv_cells(path: Path, required: Iterable[str] = ()) -> Columns:
+    """Every cell of a UTF-8 csv file as text, an empty cell as None; `required` columns must be
+    present. As pandas reads it with dtype=str, keep_default_na=False, na_values=[""] (`read_csv`),
+    which stays the reference: a plain file is split here, without importing pandas, and any file
+    with something pandas decides (quotes, blank lines, rows narrower or wider than the header,
+    header names missing or repeated) is read by pandas itself."""
+    path = _existing(path)
+    text = _utf8_text(path)
+    table = plain_csv_cells(text)
+    if table is None:
+        table = Columns.from_frame(read_csv(path, dtype=str, keep_default_na=False, na_values=[""]))
+    return require_columns(table, required, path)
+
+
+def plain_csv_cells(text: str) -> Columns | None:
+    """The cells of csv text with nothing for a parser to decide, or None for any other text."""
+    if '"' in text or "\x00" in text or "\r" in text.replace("\r\n", ""):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":  # the final line break
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if not lines or any(not line.strip() for line in lines):
+        return None
+    names = [name.strip() for name in lines[0].split(",")]
+    if any(not name for name in names) or len(set(names)) != len(names):
+        return None
+    rows = [line.split(",") for line in lines[1:]]
+    if any(len(row) != len(names) for row in rows):
+        return None
+    return Columns({name: [row[k] if row[k] != "" else None for row in rows] for k, name in enumerate(names)})
+
+
 def read_xlsx(path: Path, required: Sequence[str], sheet: str | int = 0) -> pd.DataFrame:
     """One sheet of an Excel workbook; the header is the first row holding every `required` column
     (leading empty rows and columns are dropped, as some releases start their table at B2)."""
+    import pandas as pd
+
     path = _existing(path)
     try:
         import openpyxl  # noqa: F401  (pandas needs it for xlsx; say so plainly if absent)
@@ -125,7 +165,10 @@ def mat_numbers(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
 def read_whitespace_table(path: Path, columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
     """A text file with one record per line, fields separated by spaces or tabs (e.g. TID2013's
     `mos_with_names.txt`: `5.51429 i01_01_1.bmp`). Blank lines are skipped."""
-    table, lines = read_whitespace_records(path, columns)
+    import pandas as pd
+
+    records, lines = read_whitespace_records(path, columns)
+    table = records.to_frame()
     for column in numeric:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna()
@@ -137,14 +180,10 @@ def read_whitespace_table(path: Path, columns: Sequence[str], numeric: Sequence[
     return table
 
 
-def read_whitespace_records(path: Path, columns: Sequence[str]) -> tuple[pd.DataFrame, list[int]]:
+def read_whitespace_records(path: Path, columns: Sequence[str]) -> tuple[Columns, list[int]]:
     """As read_whitespace_table, all fields as text, plus the line number of every record."""
     path = _existing(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IqaError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                       "re-save the file as UTF-8") from exc
+    text = _utf8_text(path)
     rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -157,7 +196,7 @@ def read_whitespace_records(path: Path, columns: Sequence[str]) -> tuple[pd.Data
         lines.append(number)
     if not rows:
         raise IqaError(f"{path}: empty file")
-    return pd.DataFrame(rows, columns=list(columns)), lines
+    return Columns({name: [row[k] for row in rows] for k, name in enumerate(columns)}), lines
 
 
 def cell_text(value: object) -> str:
@@ -175,12 +214,21 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def require_columns(table: pd.DataFrame, required: Iterable[str], path: Path) -> pd.DataFrame:
+def require_columns(table, required: Iterable[str], path: Path):
+    """`table` (a DataFrame or Columns) when it has every `required` column."""
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise IqaError(f"{path}: missing column(s) {', '.join(missing)}; "
                        f"found {', '.join(map(str, table.columns)) or 'none'}")
     return table
+
+
+def _utf8_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IqaError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                       "re-save the file as UTF-8") from exc
 
 
 def _existing(path: Path) -> Path:
