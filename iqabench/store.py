@@ -15,6 +15,7 @@ is `iqabench.runs`; this module is the writer (and reads through runs.py where i
 from __future__ import annotations
 
 import time
+from io import StringIO
 from pathlib import Path
 from typing import Iterable
 
@@ -180,20 +181,16 @@ class RunStore:
 
     # -- outputs ------------------------------------------------------------------------
     def write_merged_csv(self, ids_in_order: list[str], records: dict[str, dict]) -> Path:
-        import pandas as pd
+        from iqabench.table_csv import write_records_csv
 
         rows = [records[i] for i in ids_in_order if i in records]
-        frame = pd.DataFrame(rows)
-        for col in ("id", "score", "label", "error"):
-            if col not in frame.columns:
-                frame[col] = None
-        frame = frame[["id", "score", "label", "error"] + [c for c in frame.columns if c not in ("id", "score", "label", "error")]]
         out = self.dir / "predictions.csv"
         # a lone "\r" in a field (a file name) is quoted only when it is part of the line ending:
         # such a file ends its lines with CRLF, every other file stays as it always was
         has_cr = any(isinstance(v, str) and "\r" in v for row in rows for v in row.values())
-        with io.atomic_path(out) as tmp:
-            frame.to_csv(tmp, index=False, lineterminator="\r\n" if has_cr else "\n")
+        text = StringIO()
+        write_records_csv(text, rows, ("id", "score", "label", "error"), "\r\n" if has_cr else "\n")
+        io.write_bytes_atomic(out, text.getvalue().encode("utf-8"))
         return out
 
     def write_metrics(self, metrics: dict) -> Path:
