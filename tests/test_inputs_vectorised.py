@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iqabench.data.columns import Columns
 from iqabench.data.views import BREAKDOWN_COLUMNS, DatasetView
 from iqabench.runs import inputs_hash
 
@@ -37,7 +38,7 @@ def _table(n: int) -> pd.DataFrame:
 
 def test_vectorised_inputs_equal_the_per_id_lookup():
     table = _table(500)
-    view = DatasetView(card=None, folder=None, table=table, split=None)
+    view = DatasetView(card=None, folder=None, columns=Columns.from_frame(table), split=None)
     ids = list(table["id"].sample(frac=0.6, random_state=1))  # a split part, in its own order
     got, want = view.inputs(ids), _per_id(table, ids)
     assert got == want

@@ -133,15 +133,14 @@ def _recipe_splits(dataset: str) -> dict[str, str]:
 def _columns_of(card, data_root):
     """A table with the columns the card's reader yields (whether a split can use `ref` or
     `official_set`), from its [reader] spec, else from its files when present; None: unknown."""
-    import pandas as pd
-
+    from iqabench.data.columns import Columns
     from iqabench.data.readers import ReaderSpec
 
     if isinstance(card.reader, ReaderSpec):
         made = [column for column in ("ref", "official_set") if getattr(card.reader, column) is not None]
-        return pd.DataFrame(columns=["id", *made])
+        return Columns({column: [] for column in ("id", *made)})
     folder = card.locate(data_root)
-    return None if folder is None else card.read(folder).head(0)
+    return None if folder is None else card.read(folder).rows(0)
 
 
 @list_group.command("backends", short_help="MLLM backend families and the methods each runs.", epilog="""\b

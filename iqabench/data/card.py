@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping
 import pydantic
 
 from iqabench import validation
+from iqabench.data.columns import Columns
 from iqabench.data.readers import ReaderSpec, parse_reader, read_table
 from iqabench.data.readers.spec import stays_inside
 from iqabench.errors import IqaError
 from iqabench.validation import Strict
 
-if TYPE_CHECKING:  # pandas is imported only when a table is read: listing cards stays cheap
+if TYPE_CHECKING:  # pandas is imported only for whoever asks for a DataFrame (data/columns.py)
     import pandas as pd
 
 # The columns every reader returns; `ref`, `ref_path` and `official_set` may be absent.
@@ -167,13 +168,19 @@ class DatasetCard:
         spec_file = getattr(self.reader, "file", None)
         return Path(folder) / (spec_file or self.layout[0])
 
-    def read(self, folder: Path) -> pd.DataFrame:
-        """The table as the reader gives it, before validation."""
+    def read(self, folder: Path) -> Columns:
+        """The table as the reader gives it, before validation (a card's own reader may return a DataFrame)."""
         if callable(self.reader):
-            return self.reader(Path(folder))
+            table = self.reader(Path(folder))
+            return table if isinstance(table, Columns) else Columns.from_frame(table)
         return read_table(self.reader, Path(folder))
 
     def load(self, data_root: Path, accept_out_of_range: bool = False) -> tuple[Path, pd.DataFrame]:
+        """`load_columns`, with the table as a pandas DataFrame."""
+        folder, table = self.load_columns(data_root, accept_out_of_range)
+        return folder, table.to_frame()
+
+    def load_columns(self, data_root: Path, accept_out_of_range: bool = False) -> tuple[Path, Columns]:
         """Find (building it when the card says how) and read the dataset, validating the table.
 
         Raises IqaError naming the file. Labels outside the card's `score_range` are refused unless
@@ -205,50 +212,55 @@ def _range(value: Any, where: str, key: str) -> tuple[float, float]:
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def validate_table(table: pd.DataFrame, folder: Path, source: Path,
+def validate_table(table: Columns | pd.DataFrame, folder: Path, source: Path,
                    score_range: tuple[float, float] | None = None, accept_out_of_range: bool = False,
-                   case_insensitive: bool | None = None) -> pd.DataFrame:
+                   case_insensitive: bool | None = None) -> Columns | pd.DataFrame:
     """Reject what would corrupt results: missing columns, empty, NaN or infinite labels, labels
     outside `score_range` (unless `accept_out_of_range`), duplicate ids, two rows naming one image
-    file, and paths that leave the dataset folder. Paths come back normalised (`./a\\b.png` ->
-    `a/b.png`). `case_insensitive` says whether the folder's file system ignores case (None: probe)."""
-    import pandas as pd
+    file, and paths that leave the dataset folder. Ids come back as text, labels as floats and paths
+    normalised (`./a\\b.png` -> `a/b.png`), in the kind of table given (Columns or a DataFrame).
+    `case_insensitive` says whether the folder's file system ignores case (None: probe)."""
+    columns = table if isinstance(table, Columns) else Columns.from_frame(table)
+    checked = _validated(columns, folder, source, score_range, accept_out_of_range, case_insensitive)
+    return checked if isinstance(table, Columns) else checked.to_frame()
 
+
+def _validated(table: Columns, folder: Path, source: Path, score_range, accept_out_of_range: bool,
+               case_insensitive: bool | None) -> Columns:
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise IqaError(f"{source}: missing column(s) {', '.join(missing)}")
     if table.empty:
         raise IqaError(f"{source}: no rows")
-    table = table.assign(id=table["id"].astype(str))
-    labels = pd.to_numeric(table["label"], errors="coerce").astype(float)
-    bad = table.loc[labels.isna(), "id"].tolist()
+    ids = [str(v) for v in table["id"]]
+    labels = [label_number(v) for v in table["label"]]
+    bad = [i for i, y in zip(ids, labels) if math.isnan(y)]
     if bad:
         raise IqaError(f"{source}: {len(bad)} row(s) with an empty or non-numeric label, first {bad[0]!r}")
-    infinite = table.loc[~labels.map(math.isfinite), "id"].tolist()
+    infinite = [(i, y) for i, y in zip(ids, labels) if math.isinf(y)]
     if infinite:
-        first = labels[table["id"] == infinite[0]].iloc[0]
-        raise IqaError(f"{source}: label {first} of image {infinite[0]!r} is not finite "
+        raise IqaError(f"{source}: label {infinite[0][1]} of image {infinite[0][0]!r} is not finite "
                        f"({len(infinite)} such row(s))")
     if score_range is not None and not accept_out_of_range:
         lo, hi = score_range
-        outside = (labels < lo) | (labels > hi)
-        if outside.any():
-            first = int(outside.to_numpy().nonzero()[0][0])
-            raise IqaError(f"{source}: label {labels.iloc[first]:g} of image {table['id'].iloc[first]!r} is outside "
-                           f"the card's score range [{lo:g}, {hi:g}] ({int(outside.sum())} such row(s)); "
+        outside = [k for k, y in enumerate(labels) if y < lo or y > hi]
+        if outside:
+            first = outside[0]
+            raise IqaError(f"{source}: label {labels[first]:g} of image {ids[first]!r} is outside "
+                           f"the card's score range [{lo:g}, {hi:g}] ({len(outside)} such row(s)); "
                            "accept out-of-range labels explicitly to use them (--accept-out-of-range)")
-    table = table.assign(label=labels)
-    dup = table.loc[table["id"].duplicated(), "id"].tolist()
+    seen_ids: set[str] = set()
+    dup = [i for i in ids if i in seen_ids or seen_ids.add(i)]
     if dup:
         raise IqaError(f"{source}: duplicate image id(s), first {dup[0]!r} ({len(dup)} in all)")
-    table = table.assign(path=[normalise_path(p) for p in table["path"]])
+    paths = [normalise_path(p) for p in table["path"]]
+    changed = {"id": ids, "label": labels, "path": paths}
     if "ref_path" in table.columns:
-        table = table.assign(ref_path=[p if p is None or (isinstance(p, float) and math.isnan(p))
-                                       else normalise_path(p) for p in table["ref_path"]])
+        changed["ref_path"] = [None if p is None else normalise_path(p) for p in table["ref_path"]]
     if case_insensitive is None:
         case_insensitive = folder_ignores_case(folder, source)
     seen: dict[str, str] = {}
-    for path in table["path"]:
+    for path in paths:
         key = path.casefold() if case_insensitive else path
         if key in seen:
             raise IqaError(f"{source}: two rows name the same image file: {seen[key]!r} and {path!r}")
@@ -256,11 +268,28 @@ def validate_table(table: pd.DataFrame, folder: Path, source: Path,
     # Checked on the text of the paths (".." and absolute paths), not through symlinks: a user may
     # link an image folder to another disk, and that is their choice, not an escape.
     root = os.path.normpath(os.path.abspath(folder))
-    for rel in table["path"]:
+    for rel in paths:
         full = os.path.normpath(os.path.join(root, str(rel)))
         if full != root and not full.startswith(root.rstrip(os.sep) + os.sep):
             raise IqaError(f"{source}: path {rel!r} escapes the dataset folder {folder}")
-    return table.reset_index(drop=True)
+    return table.replace(**changed)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+
+def label_number(value: Any) -> float:
+    """A label cell as a float, NaN when it is empty or not a number. Text is a decimal or
+    scientific number, or inf / nan (as pandas' to_numeric reads it; not Python's `1_000`)."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    if isinstance(value, str):
+        text = value.strip()
+        return float(text) if _NUMBER.fullmatch(text) else math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def normalise_path(path: Any) -> str:

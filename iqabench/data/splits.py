@@ -33,11 +33,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iqabench import io
+from iqabench.data.columns import is_missing
 from iqabench.errors import IqaError, one_line
 from iqabench.locations import shipped_folder
 
-if TYPE_CHECKING:  # numpy and pandas are imported when a split is made: reading names stays light
+if TYPE_CHECKING:  # a split is made from Columns or a DataFrame, whose columns are read alike
     import pandas as pd
+
+    from iqabench.data.columns import Columns
+
+    Table = Columns | pd.DataFrame
 
 PARTS = ("train", "val", "test")
 COMPUTED_FORMS = ("official", "all", "ratio{TR}-{VA}-{TE}-seed{S}", "byref-ratio{TR}-{VA}-{TE}-seed{S}")
@@ -180,7 +185,7 @@ def _natural(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def available_splits(dataset: str, table: pd.DataFrame | None = None,
+def available_splits(dataset: str, table: Table | None = None,
                      datasets_root: Path | None = None) -> list[str]:
     """Committed split names (usable as they are), then the computed forms ({..} are templates).
 
@@ -196,7 +201,7 @@ def available_splits(dataset: str, table: pd.DataFrame | None = None,
 
 # -- making a split ------------------------------------------------------------------------------
 
-def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path | None = None) -> Split:
+def make_split(dataset: str, table: Table, name: str, datasets_root: Path | None = None) -> Split:
     if not _SAFE_NAME.match(name):
         raise IqaError(f"split name {name!r}: use letters, digits, '.', '_' and '-' only")
     committed = file_splits(dataset, datasets_root)
@@ -204,14 +209,15 @@ def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path
         split = read_split_file(committed[name], dataset)
         check_ids(split, table)
         return split
-    ids = table["id"].astype(str).tolist()
+    ids = [str(v) for v in table["id"]]
     if name == "all":
         return Split(dataset, name, {"train": [], "val": [], "test": ids})
     if name == "official":
         if "official_set" not in table.columns:
             raise IqaError(f"{dataset} has no official split; use e.g. ratio80-10-10-seed42")
-        parts = {p: table.loc[table["official_set"] == p, "id"].astype(str).tolist() for p in PARTS}
-        unknown = set(table["official_set"]) - set(PARTS)
+        sets = list(table["official_set"])
+        parts = {p: [i for i, s in zip(ids, sets) if s == p] for p in PARTS}
+        unknown = {str(s) for s in sets} - set(PARTS)
         if unknown:
             raise IqaError(f"{dataset}: official split has unknown part(s) {sorted(unknown)}")
         return Split(dataset, name, parts)
@@ -225,12 +231,11 @@ def make_split(dataset: str, table: pd.DataFrame, name: str, datasets_root: Path
         raise IqaError(f"split {name!r}: percentages must sum to 100")
     seed = parsed.seed
     if parsed.byref:
-        if "ref" not in table.columns or table["ref"].isna().any():
+        if "ref" not in table.columns or any(is_missing(v) for v in table["ref"]):
             raise IqaError(f"{dataset} has no reference column: a by-reference split is not possible")
-        groups = sorted(table["ref"].astype(str).unique())
-        assigned = _assign(groups, fractions, seed)
-        part_of = table["ref"].astype(str).map(assigned)
-        parts = {p: table.loc[part_of == p, "id"].astype(str).tolist() for p in PARTS}
+        refs = [str(v) for v in table["ref"]]
+        assigned = _assign(sorted(set(refs)), fractions, seed)
+        parts = {p: [i for i, ref in zip(ids, refs) if assigned[ref] == p] for p in PARTS}
     else:
         assigned = _assign(sorted(ids), fractions, seed)
         parts = {p: [i for i in ids if assigned[i] == p] for p in PARTS}
@@ -251,7 +256,7 @@ def _assign(units: list[str], percent: list[int], seed: int) -> dict[str, str]:
     return out
 
 
-def load_or_make(dataset: str, table: pd.DataFrame, name: str, split_dir: Path,
+def load_or_make(dataset: str, table: Table, name: str, split_dir: Path,
                  datasets_root: Path | None = None) -> Split:
     """Make (or read) the split, record it under `split_dir`, and refuse if a recorded one differs."""
     split = make_split(dataset, table, name, datasets_root)
@@ -292,9 +297,9 @@ def read_split_file(path: Path, dataset: str) -> Split:
     return Split(dataset, path.stem, parts, source, path)
 
 
-def check_ids(split: Split, table: pd.DataFrame) -> None:
+def check_ids(split: Split, table: Table) -> None:
     """Every id of the split must be an image of the dataset's table."""
-    known = set(table["id"].astype(str))
+    known = {str(v) for v in table["id"]}
     unknown = [i for p in PARTS for i in split.parts[p] if i not in known]
     if unknown:
         raise IqaError(f"{split.file or split.name}: {len(unknown)} id(s) not in dataset {split.dataset}, "

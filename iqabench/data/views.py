@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import stat
 import sys
@@ -18,6 +19,7 @@ from iqabench import registry
 from iqabench.api import Sample
 from iqabench.data import splits
 from iqabench.data.card import DatasetCard
+from iqabench.data.columns import Columns, is_missing
 from iqabench.data.images import ImageDecodeError, open_rgb
 from iqabench.errors import IqaError
 from iqabench.io import sha256_file
@@ -33,12 +35,17 @@ class DatasetView:
 
     card: DatasetCard
     folder: Path
-    table: Any  # pandas DataFrame: id, path, label (+ ref, ref_path, official_set, extras)
+    columns: Columns  # id, path, label (+ ref, ref_path, official_set, extras)
     split: splits.Split
 
     @property
     def name(self) -> str:
         return self.card.name
+
+    @functools.cached_property
+    def table(self) -> Any:
+        """The validated table as a pandas DataFrame (built on first use: a run reads `columns`)."""
+        return self.columns.to_frame()
 
     def target_of(self) -> Callable[[float], float]:
         """label -> training target: oriented so higher is better, scaled to [0, 1] by the card's range."""
@@ -50,9 +57,9 @@ class DatasetView:
         return lambda y: (y - lo) / span if higher_better else (hi - y) / span
 
     def loader(self, with_reference: bool = False) -> Callable[[str], Sample]:
-        rows = self.table.set_index("id")
-        has_ref = "ref" in rows.columns
-        if with_reference and "ref_path" not in rows.columns:
+        table = self.columns
+        has_ref = "ref" in table
+        if with_reference and "ref_path" not in table:
             raise IqaError(f"dataset {self.card.name} has no reference images: a full-reference method needs "
                            "a dataset whose card gives them (`iqabench list datasets` marks synthetic-distortion sets)")
         target = self.target_of()
@@ -64,11 +71,11 @@ class DatasetView:
             except ImageDecodeError as exc:
                 raise ImageDecodeError(f"{path}: {exc}") from None
 
-        # the columns read once as plain dicts: a pandas row lookup per image costs more than the engine
-        path_of = dict(zip(rows.index, rows["path"].tolist()))
-        label_of = dict(zip(rows.index, rows["label"].astype("float64").tolist()))
-        ref_of = dict(zip(rows.index, rows["ref"].tolist())) if has_ref else {}
-        ref_path_of = dict(zip(rows.index, rows["ref_path"].tolist())) if with_reference else {}
+        ids = table["id"]
+        path_of = dict(zip(ids, table["path"]))
+        label_of = dict(zip(ids, (float(y) for y in table["label"])))
+        ref_of = dict(zip(ids, table["ref"])) if has_ref else {}
+        ref_path_of = dict(zip(ids, table["ref_path"])) if with_reference else {}
 
         def load(sample_id: str) -> Sample:
             if sample_id not in label_of:
@@ -85,13 +92,19 @@ class DatasetView:
     def inputs(self, ids: list[str]) -> list[dict]:
         """What a run reads for each image: its id, file (relative to the dataset folder) and label,
         plus the groups a report breaks results down by (reference, distortion type and level)."""
-        rows = self.table.set_index("id").loc[list(ids)]  # one vectorised lookup, not one per id
-        paths = [str(v) for v in rows["path"].tolist()]
-        labels = rows["label"].astype("float64").tolist()
-        out = [{"id": i, "path": p, "label": y} for i, p, y in zip(ids, paths, labels)]
-        for col in (c for c in BREAKDOWN_COLUMNS if c in rows.columns):
-            for item, value in zip(out, rows[col].tolist()):
-                if value == value and value is not None:  # NaN: this image has no such group
+        table = self.columns
+        row_of = {i: k for k, i in enumerate(table["id"])}
+        try:
+            rows = [row_of[i] for i in ids]
+        except KeyError as exc:
+            raise KeyError(exc.args[0]) from None
+        paths, labels = table["path"], table["label"]
+        out = [{"id": i, "path": str(paths[k]), "label": float(labels[k])} for i, k in zip(ids, rows)]
+        for col in (c for c in BREAKDOWN_COLUMNS if c in table):
+            values = table[col]
+            for item, k in zip(out, rows):
+                value = values[k]
+                if not is_missing(value):  # this image has no such group
                     item[col] = value.item() if hasattr(value, "item") else value
         return out
 
@@ -309,9 +322,9 @@ def load_dataset(name: str, data_root: Path, split_name: str | None, layout: Res
                  accept_out_of_range: bool = False) -> DatasetView:
     card: DatasetCard = registry.datasets.get(name)
     if accept_out_of_range:
-        folder, table = card.load(Path(data_root), accept_out_of_range=True)
+        folder, table = card.load_columns(Path(data_root), accept_out_of_range=True)
     else:
-        folder, table = card.load(Path(data_root))
+        folder, table = card.load_columns(Path(data_root))
     split = splits.load_or_make(card.name, table, split_name or card.default_split, layout.splits_dir())
     few = few_test_images(card, split, default=split_name is None)
     if few and (card.name, split.name) not in _WARNED:

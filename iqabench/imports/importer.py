@@ -79,7 +79,7 @@ def import_outputs(cfg: ImportConfig, on_log: Callable[[str], None] = print) -> 
     layout = ResultsLayout(cfg.results)
     view = load_dataset(cfg.dataset, cfg.data_root, cfg.split, layout, cfg.accept_out_of_range)
     card = view.card
-    matched = match_ids([e.id for e in published.entries], view.table)
+    matched = match_ids([e.id for e in published.entries], view.columns)
     if not matched.ids:
         raise IqaError(f"{path}: none of its {len(published.entries)} image id(s) is an image of {card.name} "
                        f"(first {published.entries[0].id!r}); is it the right dataset?")
@@ -94,7 +94,7 @@ def import_outputs(cfg: ImportConfig, on_log: Callable[[str], None] = print) -> 
     in_part = set(ids)
     outside = [i for i in entries if i not in in_part]
     missing = [i for i in ids if i not in entries]
-    card_label = dict(zip(view.table["id"].astype(str), view.table["label"].astype(float)))
+    card_label = dict(zip(view.columns["id"], map(float, view.columns["label"])))
 
     agreement = None
     with_labels = [i for i in ids if i in entries and entries[i].label is not None]

@@ -5,16 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pandas as pd
-
 from iqabench.data import formats
+from iqabench.data.columns import Columns
 from iqabench.data.readers.spec import ReaderSpec
 from iqabench.errors import IqaError
 
 
 @dataclasses.dataclass
 class Records:
-    table: pd.DataFrame  # raw cells, as read
+    table: Columns  # raw cells, as read
     row_names: list[str]  # per row, for messages
     file_of: dict[str, Path]  # column -> the file it came from
 
@@ -27,24 +26,22 @@ def _csv(spec: ReaderSpec, folder: Path) -> Records:
     path = folder / spec.file
     # Everything as text: names such as 0001.png or 1e3.jpg must not turn into numbers; only the
     # empty cell is missing (pandas would also read "NA" or "null" as missing).
-    table = formats.read_csv(path, required=spec.columns_needed(), dtype=str, keep_default_na=False,
-                             na_values=[""])
-    table = _drop_trailing_empty_rows(table)
+    table = _drop_trailing_empty_rows(formats.read_csv_cells(path, required=spec.columns_needed()))
     return Records(table, [f"data row {i}" for i in range(1, len(table) + 1)], _all_from(table, path))
 
 
-def _drop_trailing_empty_rows(table: pd.DataFrame) -> pd.DataFrame:
+def _drop_trailing_empty_rows(table: Columns) -> Columns:
     """Rows of empty cells at the end (`,,,,` lines Excel writes when exporting) are not data.
     Empty rows before the last filled one stay, and fail later as rows without an image name."""
     end = len(table)
-    while end > 0 and all(formats.cell_text(v) == "" for v in table.iloc[end - 1]):
+    while end > 0 and all(formats.cell_text(table[c][end - 1]) == "" for c in table.columns):
         end -= 1
-    return table.iloc[:end]
+    return table.rows(end)
 
 
 def _xlsx(spec: ReaderSpec, folder: Path) -> Records:
     path = folder / spec.file
-    table = formats.read_xlsx(path, required=spec.columns_needed(), sheet=spec.sheet)
+    table = Columns.from_frame(formats.read_xlsx(path, required=spec.columns_needed(), sheet=spec.sheet))
     return Records(table, [f"data row {i}" for i in range(1, len(table) + 1)], _all_from(table, path))
 
 
@@ -76,11 +73,11 @@ def _mat(spec: ReaderSpec, folder: Path) -> Records:
         if len(values) != len(columns[first]):
             raise IqaError(f"{file_of[v]}: {v} has {len(values)} entries, but {first} in "
                            f"{file_of[first]} has {len(columns[first])}")
-    table = pd.DataFrame(columns)
+    table = Columns(columns)
     return Records(table, [f"entry {i}" for i in range(1, len(table) + 1)], file_of)
 
 
-def _all_from(table: pd.DataFrame, path: Path) -> dict[str, Path]:
+def _all_from(table: Columns, path: Path) -> dict[str, Path]:
     return {str(c): path for c in table.columns}
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from iqabench.data.columns import Columns
 from iqabench.data.formats import cell_text
 from iqabench.data.readers.files import locate
 from iqabench.data.readers.sources import Records, read_records
@@ -15,7 +15,7 @@ from iqabench.data.readers.templates import Template
 from iqabench.errors import IqaError
 
 
-def read_table(spec: ReaderSpec, folder: Path) -> pd.DataFrame:
+def read_table(spec: ReaderSpec, folder: Path) -> Columns:
     """The dataset's table from the metadata in `folder`, as `spec` describes it."""
     folder = Path(folder)
     records = read_records(spec, folder)
@@ -27,7 +27,7 @@ class _Reading:
         self.spec = spec
         self.folder = folder
         self.records = records
-        self.raw = {str(c): records.table[c].tolist() for c in records.table.columns}
+        self.raw = {str(c): list(records.table[c]) for c in records.table.columns}
         self.main_file = folder / spec.file
 
     # -- one value ------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class _Reading:
         except ValueError:
             raise IqaError(f"{self.file_of(column)}: {column} {text!r} in {self.row(i)} is not a number") from None
 
-    def table(self) -> pd.DataFrame:
+    def table(self) -> Columns:
         spec = self.spec
         kept = self.rows()
         ids, labels, refs, sets = [], [], [], []
@@ -129,7 +129,7 @@ class _Reading:
             out["official_set"] = sets
         for name, values in extras.items():
             out[name] = self._numbers(name, values, kept) if name in spec.numbers else values
-        return pd.DataFrame(out)
+        return Columns(out)
 
     def _match(self, i: int, fields: dict[str, str | None], m) -> None:
         text = self.render(i, fields, m.source)
@@ -166,6 +166,8 @@ class _Reading:
         return locate(self.folder, files, names, fallbacks)
 
     def _numbers(self, name: str, values: list, kept) -> list:
+        """The column as numbers of one type, as a DataFrame column holds them (and inputs.json has
+        always recorded them): integers when every value is one, else floats, NaN where missing."""
         out = []
         for (i, _), v in zip(kept, values, strict=True):
             if v is None:
@@ -176,4 +178,6 @@ class _Reading:
             except ValueError:
                 raise IqaError(f"{self.main_file}: {name} {v!r} in {self.row(i)} is not a number") from None
             out.append(int(number) if number.is_integer() else number)
+        if any(isinstance(v, float) for v in out):
+            out = [float(v) for v in out]
         return out
