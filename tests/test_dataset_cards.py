@@ -4,6 +4,7 @@ published metadata (when the shared reference folder is beside the checkout), th
 own errors, the registry, and the checks every table passes (iqabench.data.card.validate_table)."""
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -815,3 +816,15 @@ def test_the_readme_names_every_required_card_field_and_documents_every_field():
     table = readme.split("## Card fields", 1)[1].split("## ", 1)[0]
     for field in CardFile.model_fields:
         assert f"`{field}`" in table or f"`[{field}]" in table, field
+
+
+def test_label_cells_read_as_pandas_to_numeric_reads_them():
+    """validate_table parses labels without pandas (card.label_number); pandas' to_numeric is the reference."""
+    from iqabench.data.card import label_number
+
+    cells = ["3.5", " 4 ", "1e3", "-2.5E-2", ".5", "5.", "+7", "inf", "-inf", "nan", "NaN", "Infinity",
+             "", "  ", "abc", "1_000", "1,5", "0x10", "3.5.1", "--1", 2, 2.25, None, float("nan")]
+    ours = [label_number(c) for c in cells]
+    reference = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").astype(float).tolist()
+    for cell, a, b in zip(cells, ours, reference):
+        assert (a == b) or (math.isnan(a) and math.isnan(b)), (cell, a, b)
