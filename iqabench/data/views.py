@@ -94,10 +94,7 @@ class DatasetView:
         plus the groups a report breaks results down by (reference, distortion type and level)."""
         table = self.columns
         row_of = {i: k for k, i in enumerate(table["id"])}
-        try:
-            rows = [row_of[i] for i in ids]
-        except KeyError as exc:
-            raise KeyError(exc.args[0]) from None
+        rows = [row_of[i] for i in ids]  # an id not in the table: KeyError, as the DataFrame lookup raised
         paths, labels = table["path"], table["label"]
         out = [{"id": i, "path": str(paths[k]), "label": float(labels[k])} for i, k in zip(ids, rows)]
         for col in (c for c in BREAKDOWN_COLUMNS if c in table):
