@@ -177,6 +177,20 @@ def test_multi_start_is_never_worse_than_the_data_driven_start(arrays):
         assert single is None or fit.sse <= _sse(p, y, single) * (1 + 1e-9)
 
 
+def test_logistic4_equals_the_vqeg_formula_written_with_clip():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        x = rng.normal(0, rng.choice([1e-3, 1.0, 1e3]), int(rng.integers(1, 300)))
+        x[rng.integers(0, len(x), 2)] = rng.choice([np.nan, np.inf, -np.inf, 0.0])
+        b1, b2, b3, b4 = rng.normal(0, 10, 4) * [1, rng.choice([0.0, 1.0]), 1, rng.choice([1e-14, 1.0, 1e4])]
+        with np.errstate(invalid="ignore", over="ignore"):
+            z = np.clip(-(x - b3) / (abs(b4) + 1e-12), -500, 500)
+            expected = (b1 - b2) / (1.0 + np.exp(z)) + b2
+            got = metrics.logistic4(x, b1, b2, b3, b4)
+        np.testing.assert_array_equal(got, expected)  # NaN where the formula gives NaN
+    assert metrics.logistic4(0.5, 4.0, 1.0, 0.0, 1.0) == pytest.approx(1.0 + 3.0 / (1.0 + np.exp(-0.5)))
+
+
 def test_step_start_is_the_best_two_level_split():
     pred = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 1.2, 1.3])
     label = np.array([1.0, 1.2, 1.1, 4.0, 4.2, 3.9, 4.1])
