@@ -188,25 +188,20 @@ def best_logistic_fit(pred: np.ndarray, label: np.ndarray) -> LogisticFit | None
     least squares, or None when none converges. A grid or step start (its b1, b2 already
     least-squares optimal) stays a candidate as it is, so a refinement that stalls on a flat,
     step-like residual cannot lose it. Ties keep the earlier candidate; nothing is random."""
-    from scipy import optimize
-
     pred = np.asarray(pred, dtype=np.float64)
     label = np.asarray(label, dtype=np.float64)
+    if not (np.all(np.isfinite(pred)) and np.all(np.isfinite(label))):
+        return None  # as curve_fit refuses them: no start can converge
     starts = logistic_starts(pred, label)
     best: tuple[float, str, np.ndarray] | None = None
     converged = 0
     for name, p0 in starts.items():
         unrefined = name.startswith("grid") or name == "step"
         candidates = [(name + " (unrefined)", np.asarray(p0, dtype=np.float64))] if unrefined else []
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                params, _ = optimize.curve_fit(logistic4, pred, label, p0=p0, maxfev=20000)
-            if np.all(np.isfinite(params)):
-                converged += 1
-                candidates.insert(0, (name, params))
-        except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):  # TypeError: n < 4
-            pass
+        params = _refined(pred, label, p0)
+        if params is not None:
+            converged += 1
+            candidates.insert(0, (name, params))
         for tag, params in candidates:
             sse = float(np.sum((logistic4(pred, *params) - label) ** 2))
             if np.isfinite(sse) and (best is None or sse < best[0]):
@@ -214,6 +209,28 @@ def best_logistic_fit(pred: np.ndarray, label: np.ndarray) -> LogisticFit | None
     if best is None or converged == 0:
         return None
     return LogisticFit(params=best[2], sse=best[0], start=best[1], starts_tried=len(starts), starts_converged=converged)
+
+
+def _refined(pred: np.ndarray, label: np.ndarray, p0: list[float]) -> np.ndarray | None:
+    """`p0` refined by MINPACK's Levenberg-Marquardt, or None when it does not converge: the
+    parameters `curve_fit(logistic4, pred, label, p0, maxfev=20000)` returns, bit for bit (a test
+    checks), by calling the `leastsq` it wraps directly. curve_fit's per-evaluation wrappers cost
+    about a quarter of a fit that needs thousands of evaluations (a near-exponential relation)."""
+    from scipy import optimize
+
+    def residual(b: np.ndarray) -> np.ndarray:
+        return logistic4(pred, b[0], b[1], b[2], b[3]) - label
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _, _, _, ier = optimize.leastsq(residual, np.asarray(p0, dtype=np.float64), full_output=True,
+                                                    maxfev=20000)
+    except TypeError:  # fewer residuals than parameters (n < 4)
+        return None
+    if ier not in (1, 2, 3, 4) or not np.all(np.isfinite(params)):  # curve_fit's "optimal parameters not found"
+        return None
+    return params
 
 
 def fit_logistic(pred: np.ndarray, label: np.ndarray) -> np.ndarray | None:

@@ -191,6 +191,35 @@ def test_logistic4_equals_the_vqeg_formula_written_with_clip():
     assert metrics.logistic4(0.5, 4.0, 1.0, 0.0, 1.0) == pytest.approx(1.0 + 3.0 / (1.0 + np.exp(-0.5)))
 
 
+def test_each_start_is_refined_as_curve_fit_refines_it():
+    import warnings
+
+    from scipy import optimize
+
+    rng = np.random.default_rng(9)
+    compared = 0
+    for i in range(40):
+        label = rng.uniform(1, 5, int(rng.choice([8, 60, 200])))
+        pred = [np.tanh(label - 3), np.exp(label), -label, np.round(label)][i % 4] + rng.normal(0, 0.3, len(label))
+        for p0 in metrics.logistic_starts(pred, label).values():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    expected = optimize.curve_fit(metrics.logistic4, pred, label, p0=p0, maxfev=20000)[0]
+                except RuntimeError:
+                    expected = None
+            got = metrics._refined(pred, label, p0)
+            if expected is None or not np.all(np.isfinite(expected)):
+                assert got is None
+                continue
+            # MINPACK is not bit-reproducible from call to call in flat valleys, so: equal residuals
+            assert _sse(pred, label, got) == pytest.approx(_sse(pred, label, expected), rel=1e-9)
+            compared += 1
+    assert compared > 200
+    assert metrics._refined(np.arange(3.0), np.arange(3.0), [1.0, 0.0, 1.0, 1.0]) is None  # n < 4: refused
+    assert metrics.best_logistic_fit(np.array([1.0, np.nan, 3, 4, 5]), np.arange(5.0)) is None
+
+
 def test_step_start_is_the_best_two_level_split():
     pred = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 1.2, 1.3])
     label = np.array([1.0, 1.2, 1.1, 4.0, 4.2, 3.9, 4.1])
