@@ -91,14 +91,20 @@ def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
     proc = subprocess.Popen(base + ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all",
                                     "--data-root", str(tiny_root), "--results", str(tmp_path / "r"), "--no-progress",
                                     "-o", "delay=2", "-o", f"log={log}"],  # 70 s left after the first image
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**_env(), "PYTHONFAULTHANDLER": "1"})  # SIGABRT prints every thread's stack
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it was, not only that it did not stop
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"still running 60 s after SIGINT; its threads at SIGABRT:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
