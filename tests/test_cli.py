@@ -77,6 +77,19 @@ def test_run_in_a_process_with_plugins_and_global_options_on_both_sides(tiny_roo
     assert f"SRCC {metrics['srcc']:.4f}" in out.stdout
 
 
+def _signal_masks(pid: int) -> dict:
+    """Each thread's pending, blocked, ignored and caught signal masks, from /proc (Linux)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except OSError:
+            continue
+        out[task.name] = " ".join(line.replace("\t", "") for line in lines
+                                  if line.startswith(("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+    return out
+
+
 def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
     base = [sys.executable, "-m", "iqabench.cli.main", "--plugin", str(PLUGINS / "tiny_dataset_plugin.py"),
             "--plugin", str(PLUGINS / "slow_method.py")]
@@ -102,9 +115,10 @@ def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
         try:
             _, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:  # say where it was, not only that it did not stop
+            masks = _signal_masks(proc.pid)
             proc.send_signal(signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
-            pytest.fail(f"still running 60 s after SIGINT; its threads at SIGABRT:\n{err[-6000:]}")
+            pytest.fail(f"still running 60 s after SIGINT; signal masks {masks}; its threads at SIGABRT:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
