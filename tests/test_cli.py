@@ -101,11 +101,15 @@ def test_exit_codes_of_a_process_including_ctrl_c(tiny_root, tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("iqabench: error: ") and "nowhere" in bad.stderr
     # Ctrl-C in the middle of a run: 130, the resume message, no traceback
     log = tmp_path / "scored.log"
+    # a shell's background job (`(cmd &)`, nohup) starts with SIGINT ignored, and a child inherits that; with a
+    # handler here the child starts with the default instead, as from a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = subprocess.Popen(base + ["run", "--method", "slow-sharpness", "--dataset", "tiny", "--split", "all",
                                     "--data-root", str(tiny_root), "--results", str(tmp_path / "r"), "--no-progress",
                                     "-o", "delay=2", "-o", f"log={log}"],  # 70 s left after the first image
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**_env(), "PYTHONFAULTHANDLER": "1"})  # SIGABRT prints every thread's stack
+    signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
